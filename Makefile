@@ -1,0 +1,118 @@
+# vmpoke - top-level Makefile.  See README.md.
+#
+#   make            build vmpoke and images/guest.img
+#   make run        run the default guest (make deps first)
+#   make check      build and run the CUnit suites (unit + real KVM)
+#   make check-asan the same under ASan + UBSan, in build-asan/
+#   make install PREFIX=/usr/local DESTDIR=
+#   make deps       install missing Debian packages (or print the apt-get line)
+
+VERSION		:= 0.1.0
+CC		?= gcc
+BUILD		?= build
+PREFIX		?= /usr/local
+DESTDIR		?=
+SAN		?=
+
+DEB_PKGS	:= gcc make pkg-config binutils linux-libc-dev libcapstone-dev \
+		   libcunit1-dev libelf-dev libjson-c-dev liblua5.4-dev
+PKGS		:= capstone libelf json-c
+
+PKG_CFLAGS	= $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS	= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS		:= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g \
+		   -Iinclude -DVMPOKE_VERSION='"$(VERSION)"' \
+		   -DVMPOKE_DATADIR='"$(PREFIX)/share/vmpoke"'
+LDLIBS		:= -lpthread
+ifeq ($(SAN),1)
+CFLAGS		+= -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
+		   -fno-sanitize-recover=undefined
+LDFLAGS		+= -fsanitize=address,undefined
+endif
+
+# Host program: everything but main.c goes into a library the tests link.
+LIB_SRCS	:= $(sort $(wildcard vmm/*.c) $(filter-out patcher/main.c,$(wildcard patcher/*.c)))
+LIB_OBJS	:= $(LIB_SRCS:%.c=$(BUILD)/%.o)
+TEST_SRCS	:= $(sort $(wildcard tests/*.c))
+TEST_OBJS	:= $(TEST_SRCS:%.c=$(BUILD)/%.o)
+
+# Guest: freestanding, CPL0 part restricted to general-purpose registers
+# because our KVM emulates CPL0 and cannot run SSE/x87 there.
+GUEST_CFLAGS	:= -std=c11 -ffreestanding -fno-pic -fno-pie -fno-stack-protector \
+		   -fno-asynchronous-unwind-tables -mno-red-zone -mgeneral-regs-only \
+		   -mno-sse -mno-mmx -mno-80387 -mcmodel=small -O2 -g \
+		   -Wall -Wextra -Werror -Iinclude -Iguest
+GUEST_LDFLAGS	:= -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-z,noexecstack \
+		   -Wl,-z,max-page-size=4096 -T guest/guest.ld
+GUEST_SRCS	:= $(sort $(wildcard guest/*.c guest/*.S))
+GUEST_OBJS	:= $(patsubst %,$(BUILD)/%.o,$(GUEST_SRCS))
+GUEST_IMG	:= images/guest.img
+
+.PHONY: all run check check-asan check-run install clean deps guest
+all: $(BUILD)/vmpoke $(GUEST_IMG)
+	@ln -sf $(BUILD)/vmpoke vmpoke
+
+guest: $(GUEST_IMG)
+
+$(BUILD)/%.o: %.c $(wildcard include/*.h patcher/*.h vmm/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(BUILD)/libvmpoke.a: $(LIB_OBJS)
+	$(AR) rcs $@ $^
+
+$(BUILD)/vmpoke: $(BUILD)/patcher/main.o $(BUILD)/libvmpoke.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -llua5.4 $(LDLIBS)
+
+$(BUILD)/vmpoke-tests: $(TEST_OBJS) $(BUILD)/libvmpoke.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcunit -llua5.4 $(LDLIBS)
+
+$(BUILD)/guest/%.c.o: guest/%.c $(wildcard include/vmpoke_abi.h guest/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(GUEST_CFLAGS) -c $< -o $@
+
+$(BUILD)/guest/%.S.o: guest/%.S $(wildcard include/vmpoke_abi.h guest/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(GUEST_CFLAGS) -D__ASSEMBLY__ -c $< -o $@
+
+$(GUEST_IMG): $(GUEST_OBJS) guest/guest.ld
+	@mkdir -p images
+	$(CC) $(GUEST_CFLAGS) $(GUEST_LDFLAGS) -o $@ $(GUEST_OBJS)
+
+# Set-up on a fresh Debian machine: install what is missing, or say how.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "deps: installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	else \
+		echo "deps: missing packages; run as root:"; \
+		echo "  sudo apt-get install -y$$missing"; exit 1; \
+	fi
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	./$(BUILD)/vmpoke run $(GUEST_IMG) --vcpus 2 --tasks 3 --timeout 20 --iterations 200000
+
+check: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/vmpoke-tests
+	@$(MAKE) --no-print-directory check-run
+
+check-run:
+	VMPOKE=$(BUILD)/vmpoke VMPOKE_IMAGE=$(GUEST_IMG) ./$(BUILD)/vmpoke-tests
+
+check-asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 all build-asan/vmpoke-tests
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 check-run
+
+install: all
+	install -D -m 755 $(BUILD)/vmpoke $(DESTDIR)$(PREFIX)/bin/vmpoke
+	install -D -m 644 $(GUEST_IMG) $(DESTDIR)$(PREFIX)/share/vmpoke/guest.img
+	install -D -m 644 docs/vmpoke.1 $(DESTDIR)$(PREFIX)/share/man/man1/vmpoke.1
+
+clean:
+	rm -rf build build-asan $(GUEST_IMG) vmpoke

@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * patcher.h - cross-modifying a running guest's code from outside, with
+ * the Linux text_poke_bp protocol (arch/x86/kernel/alternative.c):
+ *
+ *   validate -> INT3 on every site, sync -> every tail, sync ->
+ *   every head, sync -> retire the sites from the trap table.
+ *
+ * One struct poke_site per patch site, as alternative.c keeps one
+ * smp_text_poke_loc per site.  The trap hook the patcher registers with the
+ * VMM emulates the *queued* instruction of a live site; it never decodes
+ * guest memory.
+ */
+#ifndef VMPOKE_PATCHER_H
+#define VMPOKE_PATCHER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct vm;
+struct symtab;
+
+#define POKE_MAX_LEN	16
+
+/* The instruction the trap handler emulates while a site is live. */
+enum poke_emu_kind {
+	POKE_EMU_NONE = 0,	/* not a site: refuse */
+	POKE_EMU_JMP,		/* JMP rel8/rel32 and NOP2/NOP5 (jump to next) */
+	POKE_EMU_CALL,		/* CALL rel32 */
+	POKE_EMU_RET,
+	POKE_EMU_JCC,		/* Jcc rel8/rel32, cond = low nibble of opcode */
+};
+
+struct poke_emu {
+	enum poke_emu_kind kind;
+	uint8_t cond;		/* JCC: 0x0..0xf (o,no,b,ae,e,ne,be,a,s,ns,p,np,l,ge,le,g) */
+	uint8_t len;		/* length of the emulated instruction */
+	uint64_t target;	/* JMP/CALL/JCC absolute target */
+};
+
+/* Refusal reasons; poke_strerror() gives the text. */
+enum poke_err {
+	POKE_OK = 0,
+	POKE_E_NOSYM = 1,		/* address not inside a function symbol */
+	POKE_E_BOUNDARY,		/* not an instruction boundary */
+	POKE_E_DECODE,			/* new bytes are not one instruction of len */
+	POKE_E_EMULATE,			/* emulated insn not JMP/CALL/RET/Jcc/NOP2/NOP5 */
+	POKE_E_FOREIGN_INT3,		/* an INT3 that is not ours is already there */
+	POKE_E_ENTRY_TEXT,		/* inside the trap-entry text */
+	POKE_E_JUMP_INTO,		/* a jump in the function targets the shadow */
+	POKE_E_OLD_MISMATCH,		/* guest bytes differ from expected old */
+	POKE_E_OVERLAP,			/* overlaps another site of the batch / live */
+	POKE_E_FAULT,			/* guest memory not mapped */
+	POKE_E_SHADOW_BUSY,		/* shadow check gave up; batch undone */
+	POKE_E_SYNC,			/* a vCPU did not acknowledge a sync */
+	POKE_E_READBACK,		/* read-back after a write differed */
+	POKE_E_INVAL,
+};
+const char *poke_strerror(enum poke_err e);
+
+/* Deliberately broken protocols for `vmpoke torture --inject`. */
+enum poke_inject {
+	POKE_INJECT_NONE = 0,
+	POKE_INJECT_NO_INT3,		/* write the new instruction directly */
+	POKE_INJECT_TORN_WRITE,		/* two halves, a pause between, no INT3 */
+	POKE_INJECT_NO_SHADOW_CHECK,
+	POKE_INJECT_NO_SYNC,
+	POKE_INJECT_EARLY_RETIRE,	/* retire before the last sync, no ghost handling */
+};
+
+struct poke_site {
+	uint64_t addr;
+	uint8_t len;
+	uint8_t old[POKE_MAX_LEN];	/* expected current bytes */
+	uint8_t new[POKE_MAX_LEN];	/* bytes to write */
+	struct poke_emu emu;		/* what a hit emulates while live */
+	unsigned int old_insns;		/* instructions the range covers now */
+	char where[96];			/* "sym+0xoff" for messages */
+};
+
+struct poke_stats {
+	uint64_t patches, batches, syncs;
+	uint64_t trap_hits, ghost_traps, foreign_traps;
+	uint64_t shadow_retries, shadow_aborts;
+};
+
+struct patcher_opts {
+	enum poke_inject inject;
+	unsigned int shadow_retries;	/* bound before undo (default 50) */
+	unsigned int shadow_backoff_us;	/* between retries (default 200) */
+};
+
+struct patcher;
+struct poke_batch;
+
+/* Registers the trap hook with the VMM. */
+struct patcher *patcher_create(struct vm *vm, const struct patcher_opts *opts);
+void patcher_destroy(struct patcher *p);
+void patcher_stats(struct patcher *p, struct poke_stats *st);
+
+/*
+ * Build a site: validate addr with Capstone against the containing
+ * function (symbol table) and decode the emulated instruction from `new`
+ * (or from `emulate` if non-NULL, as static_call does).  `old` NULL means
+ * "whatever is there now".  On refusal fills msg with "sym+off: reason".
+ */
+enum poke_err poke_site_prepare(struct patcher *p, struct poke_site *site,
+				uint64_t addr, const void *old, const void *new,
+				size_t len, const void *emulate,
+				char *msg, size_t msglen);
+
+struct poke_batch *poke_batch_new(struct patcher *p);
+enum poke_err poke_batch_add(struct poke_batch *b, const struct poke_site *site);
+/*
+ * Run the protocol for every site in the batch.  On failure nothing is
+ * left half-written: either all sites carry their new bytes, or all carry
+ * their old bytes again, and msg names the site and vCPU.
+ */
+enum poke_err poke_batch_finish(struct poke_batch *b, char *msg, size_t msglen);
+void poke_batch_free(struct poke_batch *b);
+
+/* Thin wrapper: prepare + one-site batch. */
+enum poke_err poke_single(struct patcher *p, uint64_t addr, const void *old,
+			  const void *new, size_t len, char *msg, size_t msglen);
+
+#endif /* VMPOKE_PATCHER_H */

@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmm.h - the VMM: one KVM VM, one thread per vCPU, guest memory access,
+ * and the sync/pause primitives the patcher builds its protocol on.
+ *
+ * The VMM knows nothing of patching.  It offers:
+ *   - vmm_sync():  the stand-in for the kernel's IPI-sync;
+ *   - vmm_pause()/vmm_resume(): stop the world to read/write registers;
+ *   - vmm_vcpu_offline()/online(): hotplug;
+ *   - guest-virtual memory read/write through a page-table walk;
+ *   - a trap hook that the patcher registers, called on the vCPU's own
+ *     thread when the guest hits INT3 (either trap source).
+ * Errors are negative errno values; messages go through vmm_error().
+ */
+#ifndef VMPOKE_VMM_H
+#define VMPOKE_VMM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <linux/kvm.h>
+
+#include "vmpoke_abi.h"
+
+struct vm;
+struct symtab;
+
+/* Exit codes of the vmpoke command; documented in README and vmpoke.1. */
+enum vmpoke_exit {
+	VMPOKE_EXIT_OK		= 0,
+	VMPOKE_EXIT_GUEST	= 1,	/* fault, self-check, triple fault, timeout */
+	VMPOKE_EXIT_USAGE	= 2,	/* usage or input error */
+	VMPOKE_EXIT_HOST	= 3,	/* host or KVM error */
+	VMPOKE_EXIT_SIGNAL	= 4,	/* stopped by SIGINT/SIGTERM */
+};
+
+/* Which way a guest INT3 reaches the VMM. */
+enum vmm_trap_path {
+	VMM_TRAP_AUTO		= 0,	/* probe at start-up */
+	VMM_TRAP_DEBUG_EXIT	= 1,	/* (a) KVM_EXIT_DEBUG via USE_SW_BP */
+	VMM_TRAP_DOORBELL	= 2,	/* (b) guest #BP stub rings VMPOKE_PORT_BP */
+};
+
+struct vm_config {
+	const char *image;		/* ELF64 x86-64 guest image */
+	unsigned int nr_vcpus;		/* 1..VMPOKE_MAX_VCPUS */
+	uint64_t mem_mib;		/* guest RAM in MiB */
+	unsigned int tasks;		/* per vCPU, 1..VMPOKE_MAX_TASKS */
+	unsigned int hz;		/* scheduler tick, 0 = none */
+	enum vmpoke_scenario scenario;
+	uint64_t iterations;		/* per task, 0 = until stopped */
+	uint64_t seed;
+	enum vmm_trap_path trap_path;
+	bool quiet;			/* no guest console echo */
+};
+
+/* How a run ended. */
+enum vmm_outcome {
+	VMM_RUNNING = 0,
+	VMM_DONE,			/* every vCPU reported VMPOKE_HC_DONE */
+	VMM_GUEST_FAULT,		/* VMPOKE_HC_FAULT */
+	VMM_GUEST_CHECK,		/* VMPOKE_HC_CHECK_FAIL */
+	VMM_GUEST_SELFCHECK,		/* DONE with a non-zero result */
+	VMM_TRIPLE_FAULT,		/* KVM_EXIT_SHUTDOWN */
+	VMM_INTERNAL_ERROR,		/* KVM_EXIT_INTERNAL_ERROR */
+	VMM_UNEXPECTED_EXIT,		/* unknown IO/MMIO/exit reason */
+	VMM_TIMEOUT,
+	VMM_STOPPED,			/* vmm_stop() or a signal */
+	VMM_HOST_ERROR,
+};
+
+struct vmm_result {
+	enum vmm_outcome outcome;
+	int vcpu;			/* the vCPU that ended the run, or -1 */
+	struct vmpoke_fault fault;	/* for VMM_GUEST_FAULT */
+	struct vmpoke_check check;	/* for VMM_GUEST_CHECK */
+	uint64_t result_code;		/* guest's DONE argument */
+	char message[512];		/* symbolized, one line */
+};
+
+struct vmm_vcpu_stats {
+	uint64_t exits;
+	uint64_t kicks_acked;		/* sync generations acknowledged */
+	uint64_t traps;			/* INT3s handed to the trap hook */
+	uint64_t hcalls;
+	bool online;
+};
+
+/* --- lifetime ---------------------------------------------------------- */
+
+/*
+ * Open /dev/kvm, create the VM, load and check the image, build page tables
+ * and boot info, create vCPUs (threads not yet started).  On failure prints
+ * a message naming the input and returns NULL with *exit_code set.
+ */
+struct vm *vmm_create(const struct vm_config *cfg, int *exit_code);
+int vmm_start(struct vm *vm);		/* spawn vCPU threads */
+/* Wait for the run to end, at most timeout_ms (0 = forever). */
+enum vmm_outcome vmm_wait(struct vm *vm, unsigned int timeout_ms,
+			  struct vmm_result *res);
+void vmm_stop(struct vm *vm);		/* ask every vCPU to leave; async-safe */
+void vmm_destroy(struct vm *vm);	/* joins threads, frees everything */
+
+unsigned int vmm_nr_vcpus(const struct vm *vm);
+const struct symtab *vmm_symtab(const struct vm *vm);
+enum vmm_trap_path vmm_trap_path(const struct vm *vm);
+void vmm_vcpu_stats(struct vm *vm, unsigned int id, struct vmm_vcpu_stats *st);
+/* Map an outcome to the documented exit code. */
+int vmm_outcome_exit_code(enum vmm_outcome o);
+
+/* --- sync, pause, hotplug --------------------------------------------- */
+
+/*
+ * vmm_sync - every vCPU that is in guest mode, or halted inside KVM_RUN,
+ * when the call starts is kicked out at least once; returns when every
+ * online vCPU has acknowledged a generation >= the one this call started.
+ * Returns 0, or -ETIMEDOUT after naming the laggard vCPU and its RIP.
+ * Must not be called from a vCPU thread.
+ */
+int vmm_sync(struct vm *vm);
+
+/*
+ * vmm_pause - stop the world: every online vCPU leaves guest mode, completes
+ * any pending IO/MMIO exit, saves its registers and parks.  Offline vCPUs are
+ * already parked.  vmm_resume() applies register changes and lets them go.
+ * Pauses do not nest.
+ */
+int vmm_pause(struct vm *vm);
+void vmm_resume(struct vm *vm);
+
+/* Registers of a paused (or offline) vCPU: cached copies, owned by the VMM. */
+int vmm_vcpu_get_regs(struct vm *vm, unsigned int id, struct kvm_regs *regs);
+int vmm_vcpu_set_regs(struct vm *vm, unsigned int id, const struct kvm_regs *regs);
+int vmm_vcpu_get_sregs(struct vm *vm, unsigned int id, struct kvm_sregs *sregs);
+
+/* Hotplug: an offline vCPU's thread stops entering the guest. */
+int vmm_vcpu_offline(struct vm *vm, unsigned int id);
+int vmm_vcpu_online(struct vm *vm, unsigned int id);
+bool vmm_vcpu_is_online(struct vm *vm, unsigned int id);
+
+/* --- guest memory ------------------------------------------------------ */
+
+/* Through the guest's page tables (boot CR3); -EFAULT if unmapped/outside RAM. */
+int vmm_gva_read(struct vm *vm, uint64_t gva, void *buf, size_t len);
+int vmm_gva_write(struct vm *vm, uint64_t gva, const void *buf, size_t len);
+int vmm_gva_to_gpa(struct vm *vm, uint64_t gva, uint64_t *gpa);
+/* Host pointer for [gpa, gpa+len) if it lies in guest RAM, else NULL. */
+void *vmm_gpa_ptr(struct vm *vm, uint64_t gpa, size_t len);
+
+/* Symbolize a guest address: "sym+0xoff (0xaddr)" or "0xaddr". */
+const char *vmm_symbolize(const struct vm *vm, uint64_t addr, char *buf, size_t len);
+
+/* --- guest events ------------------------------------------------------ */
+
+/* Count of hypercalls/doorbells of kind hc seen so far (all vCPUs). */
+uint64_t vmm_hcall_count(struct vm *vm, enum vmpoke_hcall hc);
+/* Block (condvar) until vmm_hcall_count(hc) >= target or timeout; 0 / -ETIMEDOUT. */
+int vmm_wait_hcall(struct vm *vm, enum vmpoke_hcall hc, uint64_t target,
+		   unsigned int timeout_ms);
+/*
+ * Guest check failures do not end the run when this is set (torture counts
+ * them instead); they are counted in vmm_hcall_count(VMPOKE_HC_CHECK_FAIL).
+ */
+void vmm_set_check_fail_fatal(struct vm *vm, bool fatal);
+
+/* --- traps -------------------------------------------------------------- */
+
+/*
+ * One INT3 hit, as the trap hook sees it.  addr is the address of the INT3
+ * byte.  The hook edits rip/rsp (and guest memory for CALL/RET) and returns
+ * a verdict.  The VMM writes rip/rsp back to the exception frame (doorbell
+ * path) or to the vCPU registers (debug-exit path).
+ */
+struct vmm_trap {
+	struct vm *vm;
+	unsigned int vcpu;
+	enum vmm_trap_path path;
+	uint64_t addr;			/* the INT3 byte */
+	uint64_t rip;			/* in: addr + 1; out: where to resume */
+	uint64_t rsp;			/* interrupted stack pointer */
+	uint64_t rflags;		/* interrupted flags (read-only) */
+};
+
+enum vmm_trap_verdict {
+	VMM_TRAP_HANDLED = 0,		/* resume at trap->rip / trap->rsp */
+	VMM_TRAP_FOREIGN = 1,		/* not ours: hand on to the guest */
+};
+
+/*
+ * Called on the trapping vCPU's own thread.  It must not block on anything a
+ * thread inside vmm_sync()/vmm_pause() may hold: see docs/design.md.
+ * Without a hook every INT3 is foreign.
+ */
+typedef enum vmm_trap_verdict (*vmm_trap_fn)(struct vmm_trap *trap, void *opaque);
+void vmm_set_trap_hook(struct vm *vm, vmm_trap_fn fn, void *opaque);
+
+/* --- diagnostics -------------------------------------------------------- */
+
+void vmm_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void vmm_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif /* VMPOKE_VMM_H */

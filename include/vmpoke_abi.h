@@ -1,0 +1,286 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmpoke_abi.h - the one contract between the VMM (vmm/) and our guest
+ * kernel (guest/).  Both sides include this file and nothing else of each
+ * other.  Keep it small, fixed-width and versioned: the VMM reads guest
+ * memory laid out by these structs, so every guest-supplied value is
+ * bounds-checked on the host side before use.
+ *
+ * This header is included by freestanding guest code, so it uses only
+ * compiler-provided types.
+ */
+#ifndef VMPOKE_ABI_H
+#define VMPOKE_ABI_H
+
+#include <stdint.h>
+
+#define VMPOKE_ABI_VERSION	1
+#define VMPOKE_BOOT_MAGIC	0x4b4f50564d504b56ull	/* "VKPMVPOK" */
+#define VMPOKE_TASKS_MAGIC	0x534b534154504d56ull	/* "VMPTASKS" */
+
+#define VMPOKE_MAX_VCPUS	64
+#define VMPOKE_MAX_TASKS	8	/* per vCPU */
+
+/*
+ * Guest-physical layout.  The VMM builds the page tables before the first
+ * KVM_RUN and every vCPU starts in long mode with CR3 = VMPOKE_PML4_GPA:
+ *   [0, 2 MiB)    4 KiB pages (PT at VMPOKE_PT_GPA); page 0 is not present
+ *                 so NULL dereferences fault;
+ *   [2 MiB, 1 GiB) 2 MiB pages;
+ *   [1 GiB, 4 GiB) 1 GiB pages (covers the MMIO doorbell and the LAPIC).
+ * All mappings are identity (GVA == GPA), writable, and user-accessible:
+ * the CPL3 workloads call into shared code and this is a test kernel, not
+ * an isolation boundary.  The image is linked at VMPOKE_IMAGE_BASE so the
+ * guest's patchable text lives in the 4 KiB-mapped region, where a patch
+ * site can straddle a real translation boundary.
+ */
+#define VMPOKE_PML4_GPA		0x1000ull
+#define VMPOKE_PDPT_GPA		0x2000ull
+#define VMPOKE_PD_GPA		0x3000ull
+#define VMPOKE_PT_GPA		0x4000ull
+#define VMPOKE_BOOT_INFO_GPA	0x6000ull
+#define VMPOKE_LOW_RESERVED_END	0x100000ull	/* images load at or above */
+#define VMPOKE_IMAGE_BASE	0x100000ull
+#define VMPOKE_LAPIC_GPA	0xfee00000ull
+
+/*
+ * CPL3 doorbell: a store to a GPA that has no memslot exits with
+ * KVM_EXIT_MMIO (CPL3 cannot use port IO on our KVM: IOPL is forced to 0).
+ * The VMM decodes the command from the offset and the argument from the
+ * stored 8-byte value.  The vCPU is known from the exiting thread.
+ */
+#define VMPOKE_MMIO_BASE	0xd0000000ull
+#define VMPOKE_MMIO_SIZE	0x1000ull
+#define VMPOKE_MMIO_CMD(cmd)	(VMPOKE_MMIO_BASE + 8ull * (cmd))
+
+/*
+ * CPL0 doorbells: port IO is the cheapest exit.  Ports below 0x100 so the
+ * stubs can use the imm8 forms and clobber only %al.
+ *  - VMPOKE_PORT_BP: the #BP stub does "inb $VMPOKE_PORT_BP, %al" with the
+ *    exception frame at %rsp + 8 (it pushed %rax).  The VMM answers with a
+ *    verdict: RESUME (frame possibly rewritten, iretq) or FOREIGN (not ours,
+ *    hand on to the guest's own #BP handler).
+ *  - VMPOKE_PORT_DB: the same for #DB.
+ *  - VMPOKE_PORT_HCALL: "outl %eax, $VMPOKE_PORT_HCALL" with %eax = an
+ *    enum vmpoke_hcall and the arguments in this vCPU's mailbox.
+ */
+#define VMPOKE_PORT_BP		0xe0
+#define VMPOKE_PORT_DB		0xe1
+#define VMPOKE_PORT_HCALL	0xe2
+
+enum vmpoke_bp_verdict {
+	VMPOKE_BP_RESUME	= 0,
+	VMPOKE_BP_FOREIGN	= 1,
+};
+
+/* Commands for both the port hypercall (CPL0) and the MMIO doorbell (CPL3). */
+enum vmpoke_hcall {
+	VMPOKE_HC_NOP		= 0,	/* round-trip probe; no effect */
+	VMPOKE_HC_PUTS		= 1,	/* mailbox.text, NUL-terminated */
+	VMPOKE_HC_DONE		= 2,	/* mailbox.arg[0] = result code (0 ok) */
+	VMPOKE_HC_FAULT		= 3,	/* mailbox.fault filled */
+	VMPOKE_HC_CHECK_FAIL	= 4,	/* CPL3: MMIO arg = task id, task.last_check filled */
+	VMPOKE_HC_READY		= 5,	/* vCPU finished boot, tasks running */
+	VMPOKE_HC_TASK_DONE	= 6,	/* MMIO arg = global task id */
+	VMPOKE_HC_LAB_DONE	= 7,	/* MMIO arg = vmpoke_lab.seq_done */
+	VMPOKE_HC_MAX,
+};
+
+/* Guest result codes carried by VMPOKE_HC_DONE. */
+enum vmpoke_result {
+	VMPOKE_RESULT_OK	= 0,
+	VMPOKE_RESULT_SELFCHECK	= 1,
+	VMPOKE_RESULT_BAD_BOOT	= 2,
+};
+
+/* Workloads, selected by the VMM through the boot-info block. */
+enum vmpoke_scenario {
+	VMPOKE_SCN_HOT		= 0,	/* tasks call patchable functions */
+	VMPOKE_SCN_UD		= 1,	/* a task executes ud2 */
+	VMPOKE_SCN_PF		= 2,	/* a task touches unmapped memory */
+	VMPOKE_SCN_TRIPLE	= 3,	/* CPL0 destroys its IDT and faults */
+	VMPOKE_SCN_SELFCHECK	= 4,	/* a task reports a check failure */
+	VMPOKE_SCN_INT3		= 5,	/* tasks run their own int3s, counted */
+	VMPOKE_SCN_TORTURE	= 6,	/* every patch-site kind, hot */
+	VMPOKE_SCN_PING		= 7,	/* CPL0 hypercall NOP loop (bench) */
+	VMPOKE_SCN_IDLE		= 8,	/* tasks hlt-free idle loop at CPL3 */
+	VMPOKE_SCN_LAB		= 9,	/* task 0 runs vmpoke_lab requests */
+	VMPOKE_SCN_MAX,
+};
+
+/*
+ * Boot info, written by the VMM at VMPOKE_BOOT_INFO_GPA before the first
+ * KVM_RUN.  Each vCPU starts at the ELF entry with %rdi = its vCPU id and
+ * %rsi = VMPOKE_BOOT_INFO_GPA, %rsp = 0 (the guest picks its own stack).
+ */
+struct vmpoke_boot_info {
+	uint64_t magic;			/* VMPOKE_BOOT_MAGIC */
+	uint32_t abi_version;		/* VMPOKE_ABI_VERSION */
+	uint32_t nr_vcpus;
+	uint32_t tasks_per_vcpu;	/* 1..VMPOKE_MAX_TASKS */
+	uint32_t scenario;		/* enum vmpoke_scenario */
+	uint32_t hz;			/* scheduler tick, 0 = no preemption */
+	uint32_t lapic_timer_div_ticks;	/* LAPIC initial count for hz */
+	uint64_t mem_size;		/* bytes of guest RAM at GPA 0 */
+	uint64_t iterations;		/* per task; 0 = run until stopped */
+	uint64_t seed;
+};
+
+/*
+ * Register state of a task that is not running.  The scheduler saves the
+ * interrupted CPL3 context here on every switch.  The shadow check reads
+ * .rip of every saved context, so the field order is ABI.
+ */
+struct vmpoke_task_ctx {
+	uint64_t r15, r14, r13, r12, r11, r10, r9, r8;
+	uint64_t rbp, rdi, rsi, rdx, rcx, rbx, rax;
+	/* hardware interrupt frame, as pushed on entry to CPL0 */
+	uint64_t rip, cs, rflags, rsp, ss;
+};
+
+enum vmpoke_task_state {
+	VMPOKE_TASK_UNUSED	= 0,
+	VMPOKE_TASK_RUNNABLE	= 1,	/* ctx is valid */
+	VMPOKE_TASK_RUNNING	= 2,	/* ctx is stale; the vCPU has it */
+	VMPOKE_TASK_DONE	= 3,
+};
+
+/* What a failed self-check carries (VMPOKE_HC_CHECK_FAIL, MMIO arg = task). */
+struct vmpoke_check {
+	uint64_t site;			/* address of the code that misbehaved */
+	uint64_t expected, actual;
+	uint32_t vcpu;
+	int32_t task;
+	char what[32];
+};
+
+struct vmpoke_task {
+	uint32_t state;			/* enum vmpoke_task_state */
+	uint32_t vcpu;
+	uint32_t id;			/* global: vcpu * MAX_TASKS + slot */
+	uint32_t pad;
+	struct vmpoke_task_ctx ctx;
+	uint64_t iterations;		/* workload loops completed */
+	uint64_t check_failures;
+	uint64_t own_int3;		/* int3s this task executed itself */
+	uint64_t switches;		/* times scheduled in */
+	struct vmpoke_check last_check;	/* filled before CHECK_FAIL */
+};
+
+/*
+ * Exported by the guest as the symbol "vmpoke_tasks".  Bounded and
+ * versioned: the VMM checks magic, version, nr_tasks <= capacity and
+ * task_size == sizeof(struct vmpoke_task) before reading any entry.
+ */
+struct vmpoke_task_table {
+	uint64_t magic;			/* VMPOKE_TASKS_MAGIC */
+	uint32_t version;		/* VMPOKE_ABI_VERSION */
+	uint32_t task_size;		/* sizeof(struct vmpoke_task) */
+	uint32_t capacity;		/* VMPOKE_MAX_VCPUS * VMPOKE_MAX_TASKS */
+	uint32_t nr_tasks;		/* entries in use */
+	struct vmpoke_task tasks[VMPOKE_MAX_VCPUS * VMPOKE_MAX_TASKS];
+};
+
+/* What a guest fault report carries (VMPOKE_HC_FAULT). */
+struct vmpoke_fault {
+	uint64_t vector, error_code, rip, cr2, rsp;
+	uint32_t vcpu;
+	int32_t task;			/* global task id, -1 if none */
+};
+
+/*
+ * One per vCPU, exported as the array "vmpoke_percpu".  The kernel stack
+ * top (TSS.RSP0) is here so the VMM can find the exception or interrupt
+ * frame in flight: all gates are interrupt gates and CPL0 never nests, so
+ * a vCPU at CPL0 has at most one frame, at rsp0 - 40.
+ */
+struct vmpoke_percpu {
+	uint64_t rsp0;			/* top of this vCPU's kernel stack */
+	uint32_t vcpu;
+	int32_t current_task;		/* global task id, -1 at boot */
+	uint64_t ticks;
+	uint64_t foreign_bp;		/* #BPs handed on to the guest */
+	union {
+		char text[256];
+		uint64_t arg[4];
+		struct vmpoke_fault fault;
+		struct vmpoke_check check;
+	} mailbox;
+};
+
+/*
+ * Patch sites the guest offers to the torture test, exported as the symbol
+ * "vmpoke_sites".  Every site is an instruction boundary inside a function
+ * in the symbol table, and every variant below is semantically legal: the
+ * workload checks each result against the set its variants may return.
+ */
+enum vmpoke_site_kind {
+	VMPOKE_SITE_NOP5_JMP32	= 1,	/* orig NOP5; alt JMP rel32 -> target[0] */
+	VMPOKE_SITE_NOP2_JMP8	= 2,	/* orig NOP2 (66 90); alt JMP rel8 -> target[0] */
+	VMPOKE_SITE_CALL32	= 3,	/* orig CALL rel32 -> target[0]; alts target[1..] */
+	VMPOKE_SITE_JCC32	= 4,	/* orig Jcc rel32 -> target[0]; alts target[1..] */
+	VMPOKE_SITE_MULTI	= 5,	/* orig: >1 insns, len bytes; alt JMP rel32 ->
+					 * target[0], an equivalent block that jumps
+					 * back to addr + len */
+};
+
+#define VMPOKE_MAX_SITES	64
+#define VMPOKE_SITES_MAGIC	0x5345544953504d56ull	/* "VMPSITES" */
+
+struct vmpoke_site_desc {
+	uint64_t addr;
+	uint32_t kind;			/* enum vmpoke_site_kind */
+	uint32_t len;			/* bytes the variants occupy */
+	uint32_t nr_targets;		/* 1..4 */
+	uint32_t flags;			/* VMPOKE_SITEF_* (informational) */
+	uint64_t target[4];
+};
+
+#define VMPOKE_SITEF_STRADDLE_8		0x1	/* crosses an 8-byte boundary */
+#define VMPOKE_SITEF_STRADDLE_LINE	0x2	/* crosses a 64-byte line */
+#define VMPOKE_SITEF_STRADDLE_PAGE	0x4	/* crosses a 4 KiB page */
+
+struct vmpoke_site_table {
+	uint64_t magic;			/* VMPOKE_SITES_MAGIC */
+	uint32_t version;		/* VMPOKE_ABI_VERSION */
+	uint32_t nr_sites;		/* <= VMPOKE_MAX_SITES */
+	struct vmpoke_site_desc sites[VMPOKE_MAX_SITES];
+};
+
+/*
+ * The emulation lab (VMPOKE_SCN_LAB), exported as "vmpoke_lab".  Task 0 on
+ * vCPU 0 waits at CPL3 for seq_req != seq_done, loads rflags_in's
+ * arithmetic flags, records its %rsp in rsp_at_site and executes the
+ * 8-byte site at symbol "lab_site" (host-written; initially NOP8).  Each
+ * landing pad records where control arrived:
+ *   lab_fall  (lab_site + 8)   path = 1
+ *   lab_taken                  path = 2
+ *   lab_callee                 path = 3, ret_addr = [rsp], rsp_in_callee
+ *                              (then returns to its return address)
+ *   lab_ret_target             path = 4 (the site may RET: the task pushes
+ *                              lab_ret_target before running the site)
+ * then sets seq_done = seq_req and rings VMPOKE_HC_LAB_DONE.
+ * "path" accumulates digits (path = path * 10 + pad) so a CALL that returns
+ * and falls through reads 31.
+ */
+#define VMPOKE_LAB_SITE_LEN	8
+struct vmpoke_lab {
+	uint64_t seq_req;
+	uint64_t seq_done;
+	uint64_t rflags_in;
+	uint64_t rflags_out;
+	uint64_t path;
+	uint64_t rsp_at_site;
+	uint64_t rsp_in_callee;
+	uint64_t ret_addr;
+};
+
+#define VMPOKE_SYM_SITES	"vmpoke_sites"
+#define VMPOKE_SYM_LAB		"vmpoke_lab"
+#define VMPOKE_SYM_TASKS	"vmpoke_tasks"
+#define VMPOKE_SYM_PERCPU	"vmpoke_percpu"
+/* [start, end) of text that runs on the trap path: never patchable. */
+#define VMPOKE_SYM_ENTRY_START	"__entry_text_start"
+#define VMPOKE_SYM_ENTRY_END	"__entry_text_end"
+
+#endif /* VMPOKE_ABI_H */
