@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: MIT
+/*
+ * testlib.c - the CUnit runner and shared helpers.  See testlib.h.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+#include <linux/kvm.h>
+#include <CUnit/Basic.h>
+
+#include "testlib.h"
+
+static struct test_suite *suites;
+
+void testlib_register(struct test_suite *s)
+{
+	/* Constructors run in link order; keep registration order. */
+	struct test_suite **pp = &suites;
+
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = s;
+}
+
+const char *testlib_kvm_problem(void)
+{
+	static char why[256];
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0) {
+		snprintf(why, sizeof(why), "/dev/kvm: %s (KVM tests cannot run "
+			 "on this machine; they are counted as FAILED)", strerror(errno));
+		return why;
+	}
+	if (ioctl(fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
+		close(fd);
+		snprintf(why, sizeof(why), "/dev/kvm: API version is not %d",
+			 KVM_API_VERSION);
+		return why;
+	}
+	close(fd);
+	return NULL;
+}
+
+bool testlib_require_kvm(void)
+{
+	const char *why = testlib_kvm_problem();
+
+	if (!why)
+		return true;
+	fprintf(stderr, "\n  KVM UNAVAILABLE: %s\n", why);
+	CU_FAIL_FATAL("KVM unavailable");
+	return false;
+}
+
+const char *testlib_vmpoke(void)
+{
+	const char *p = getenv("VMPOKE");
+
+	return p ? p : "build/vmpoke";
+}
+
+const char *testlib_image(void)
+{
+	const char *p = getenv("VMPOKE_IMAGE");
+
+	return p ? p : "images/guest.img";
+}
+
+int testlib_run(const char *cmd, char **output)
+{
+	char *full, *buf = NULL;
+	size_t len = 0, cap = 0;
+	char chunk[4096];
+	size_t n;
+	FILE *f;
+	int st;
+
+	if (asprintf(&full, "%s 2>&1", cmd) < 0)
+		return -1;
+	f = popen(full, "r");
+	free(full);
+	if (!f)
+		return -1;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+		if (len + n + 1 > cap) {
+			cap = (len + n + 1) * 2;
+			buf = realloc(buf, cap);
+			if (!buf)
+				abort();
+		}
+		memcpy(buf + len, chunk, n);
+		len += n;
+	}
+	if (!buf)
+		buf = calloc(1, 1);
+	else
+		buf[len] = '\0';
+	st = pclose(f);
+	if (output)
+		*output = buf;
+	else
+		free(buf);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int main(int argc, char **argv)
+{
+	const char *only = argc > 1 ? argv[1] : NULL;
+	const char *kvm_why = testlib_kvm_problem();
+	unsigned int kvm_suites = 0;
+	struct test_suite *s;
+	int failed;
+
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 3;
+	for (s = suites; s; s = s->next) {
+		CU_pSuite cs;
+
+		if (only && !strstr(s->name, only))
+			continue;
+		cs = CU_add_suite(s->name, NULL, NULL);
+		if (!cs)
+			return 3;
+		kvm_suites += s->needs_kvm;
+		for (const struct test_case *t = s->cases; t->name; t++)
+			CU_add_test(cs, t->name, t->fn);
+	}
+	if (kvm_why && kvm_suites)
+		fprintf(stderr, "\n*** %s\n*** %u suite(s) need KVM; their tests "
+			"will FAIL.\n\n", kvm_why, kvm_suites);
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+	if (kvm_why && kvm_suites)
+		fprintf(stderr, "\n*** KVM was unusable: %s\n", kvm_why);
+	CU_cleanup_registry();
+	return failed ? 1 : 0;
+}
