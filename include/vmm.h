@@ -194,6 +194,33 @@ enum vmm_trap_verdict {
 typedef enum vmm_trap_verdict (*vmm_trap_fn)(struct vmm_trap *trap, void *opaque);
 void vmm_set_trap_hook(struct vm *vm, vmm_trap_fn fn, void *opaque);
 
+/* --- host probing (vmpoke doctor, trap-path auto-detection) ------------- */
+
+struct vmm_host_caps {
+	bool kvm_ok;			/* /dev/kvm opened, API version 12 */
+	int api_version;
+	char problem[256];		/* why not, and what to do */
+	bool cap_irqchip, cap_immediate_exit, cap_set_guest_debug;
+	bool cap_user_memory, cap_pit2;
+	/* Found by running tiny probe VMs: */
+	bool debug_exit_on_int3;	/* USE_SW_BP gives KVM_EXIT_DEBUG */
+	bool singlestep_exits;		/* SINGLESTEP gives KVM_EXIT_DEBUG */
+	double exit_roundtrip_us;	/* median CPL0 `out` round trip */
+	double kick_us;			/* median kick -> KVM_RUN returns */
+};
+
+/* Fills caps; never exits the process.  0, or -errno if KVM is unusable. */
+int vmm_probe_host(struct vmm_host_caps *caps);
+
+/*
+ * Latency recording for benchmarks: while armed, the vCPU thread stores the
+ * nanoseconds between consecutive hypercalls of kind hc on vCPU `id` into
+ * buf (at most n, a ring is not needed).  Returns samples recorded so far.
+ */
+void vmm_record_hcall_intervals(struct vm *vm, unsigned int id,
+				enum vmpoke_hcall hc, uint64_t *buf, size_t n);
+size_t vmm_recorded_intervals(struct vm *vm, unsigned int id);
+
 /* --- diagnostics -------------------------------------------------------- */
 
 void vmm_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
