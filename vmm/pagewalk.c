@@ -112,10 +112,14 @@ static int gva_range_ok(uint64_t gva, size_t len)
 	return len == 0 || !__builtin_add_overflow(gva, (uint64_t)len - 1, &end);
 }
 
-int gva_read(const struct guest_ram *ram, uint64_t cr3, uint64_t gva, void *buf, size_t len)
+/*
+ * Copy page by page between buf and guest memory: dir < 0 reads from the
+ * guest, dir > 0 writes to it, dir == 0 only translates (the dry run that
+ * lets a write fault before it changes anything).
+ */
+static int gva_copy(const struct guest_ram *ram, uint64_t cr3, uint64_t gva,
+		    uint8_t *buf, size_t len, int dir)
 {
-	uint8_t *out = buf;
-
 	if (!gva_range_ok(gva, len))
 		return -EFAULT;
 	while (len) {
@@ -124,42 +128,26 @@ int gva_read(const struct guest_ram *ram, uint64_t cr3, uint64_t gva, void *buf,
 
 		if (gva_chunk(ram, cr3, gva, len, &gpa, &n))
 			return -EFAULT;
-		memcpy(out, ram->host + gpa, n);
-		out += n;
+		if (dir < 0)
+			memcpy(buf, ram->host + gpa, n);
+		else if (dir > 0)
+			memcpy(ram->host + gpa, buf, n);
+		buf += n;
 		gva += n;
 		len -= n;
 	}
 	return 0;
 }
 
+int gva_read(const struct guest_ram *ram, uint64_t cr3, uint64_t gva, void *buf, size_t len)
+{
+	return gva_copy(ram, cr3, gva, buf, len, -1);
+}
+
 int gva_write(const struct guest_ram *ram, uint64_t cr3, uint64_t gva, const void *buf, size_t len)
 {
-	const uint8_t *in = buf;
-	uint64_t va = gva;
-	size_t left = len;
-
-	if (!gva_range_ok(gva, len))
+	/* The cast is safe: dir > 0 only reads from buf. */
+	if (gva_copy(ram, cr3, gva, (uint8_t *)buf, len, 0))
 		return -EFAULT;
-	/* First pass: every page must translate, so a fault writes nothing. */
-	while (left) {
-		uint64_t gpa;
-		size_t n;
-
-		if (gva_chunk(ram, cr3, va, left, &gpa, &n))
-			return -EFAULT;
-		va += n;
-		left -= n;
-	}
-	while (len) {
-		uint64_t gpa;
-		size_t n;
-
-		if (gva_chunk(ram, cr3, gva, len, &gpa, &n))
-			return -EFAULT;
-		memcpy(ram->host + gpa, in, n);
-		in += n;
-		gva += n;
-		len -= n;
-	}
-	return 0;
+	return gva_copy(ram, cr3, gva, (uint8_t *)buf, len, 1);
 }
