@@ -1,0 +1,90 @@
+#!/bin/bash
+# tests/nested/run-in-kvm.sh '<shell command>'
+#
+# Runs the command inside a QEMU (TCG) VM whose CPU has AMD SVM, so the
+# guest's kvm_amd provides a real /dev/kvm.  The host's / is visible
+# read-only and this repository read-write at the same path; the command
+# runs with bash in the current directory and the caller's exported
+# environment, and its exit status becomes ours.
+#
+# Environment:
+#   NESTED_TIMEOUT  seconds before QEMU is killed (default 3000)
+#   NESTED_MEM      guest RAM in MiB (default 2048)
+#   NESTED_SMP      guest vCPUs (default 2)
+#   NESTED_NICE     nice level of QEMU (default 10: leave room for builds)
+#   NESTED_CPU      QEMU -cpu model (default qemu64,+svm,+npt; TCG has no nrip-save)
+#
+# Exit status: the command's, or 124 on timeout, 125 when the command
+# never ran (boot failure, no /dev/kvm, missing setup).
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cache="$root/build/nested"
+timeout_s=${NESTED_TIMEOUT:-3000}
+
+die() { echo "run-in-kvm: FAILED: $*" >&2; exit 125; }
+
+[ $# -eq 1 ] || die "usage: $0 '<shell command>'"
+case "$timeout_s" in ''|*[!0-9]*) die "NESTED_TIMEOUT=$timeout_s is not a number of seconds" ;; esac
+case "$root$PWD" in *[[:space:]]*) die "paths with whitespace are not supported: $root, $PWD" ;; esac
+
+# Setup is idempotent and quick when done; as non-root it only checks.
+"$here/setup.sh" >/dev/null || die "tests/nested/setup.sh failed"
+[ -f "$cache/vmlinuz" ] && [ -f "$cache/initramfs.cpio.gz" ] ||
+	die "no kernel/initramfs in $cache; run tests/nested/setup.sh as root"
+
+rundir=$(mktemp -d "$cache/run.XXXXXX") || die "mktemp in $cache"
+cleanup() { rm -rf "$rundir"; }
+trap cleanup EXIT
+trap 'echo "run-in-kvm: interrupted" >&2; exit 130' INT TERM
+
+printf '%s\n' "$1" > "$rundir/cmd"
+echo "$root" > "$rundir/repo"
+echo "$PWD" > "$rundir/cwd"
+nonce=$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
+echo "$nonce" > "$rundir/nonce"
+# The caller's environment, minus what describes this shell or host-only
+# resources (make's jobserver fds, temp dirs that are read-only inside).
+for v in $(compgen -e); do
+	case "$v" in
+	PWD|OLDPWD|SHLVL|_|TMPDIR|MAKEFLAGS|MFLAGS|MAKELEVEL|MAKEOVERRIDES|BASH_*) ;;
+	*) declare -p "$v" ;;
+	esac
+done > "$rundir/env" 2>/dev/null
+case "$PWD/" in
+"$root"/*) ;;
+*) echo "run-in-kvm: note: $PWD is outside $root, read-only inside" >&2 ;;
+esac
+
+cpu=${NESTED_CPU:-qemu64,+svm,+npt}
+start=$(date +%s.%N)
+# No network device; the host tree arrives over virtio-9p.  multidevs=remap
+# keeps inode numbers unique across the host's mounts.
+nice -n "${NESTED_NICE:-10}" timeout -k 5 "$timeout_s" \
+	qemu-system-x86_64 \
+	-accel tcg,thread=multi -cpu "$cpu" \
+	-smp "${NESTED_SMP:-2}" -m "${NESTED_MEM:-2048}" \
+	-nographic -no-reboot -nic none \
+	-kernel "$cache/vmlinuz" -initrd "$cache/initramfs.cpio.gz" \
+	-append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off tsc=reliable" \
+	-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
+	-virtfs "local,path=$root,mount_tag=repo,security_model=none,multidevs=remap" \
+	-virtfs "local,path=$rundir,mount_tag=run,security_model=none" \
+	< /dev/null 2>&1 | tee "$rundir/console"
+qrc=${PIPESTATUS[0]}
+secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+
+if [ -f "$rundir/status" ]; then
+	rc=$(cat "$rundir/status")
+	grep -q "NESTED-EXIT-STATUS $nonce $rc" "$rundir/console" ||
+		echo "run-in-kvm: warning: console marker missing or different" >&2
+	echo "run-in-kvm: command exited with $rc after ${secs}s" >&2
+	exit "$rc"
+fi
+if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
+	echo "run-in-kvm: FAILED: TIMEOUT: QEMU killed after $timeout_s s (NESTED_TIMEOUT)" >&2
+	exit 124
+fi
+[ -f "$rundir/fatal" ] && echo "run-in-kvm: guest said: $(cat "$rundir/fatal")" >&2
+die "the command did not run (QEMU exit $qrc after ${secs}s); console above"
