@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: MIT
+/*
+ * gmem.c - guest memory as the patcher and the exit handlers see it.
+ *
+ * Why: every guest address the VMM touches is guest-virtual (symbols,
+ * exception frames, mailboxes), and the guest runs on the page tables the
+ * VMM built at VMPOKE_PML4_GPA.  Walking those tables in the VMM (pure
+ * code in pagewalk.c, bounds-checked against RAM) is cheaper than
+ * KVM_TRANSLATE (1.6 us/ioctl here) and needs no vCPU thread, so any
+ * thread may call these.  A guest that rewrites its own page tables can
+ * make a walk fail, never make the host read outside the RAM mapping.
+ * The boot CR3 is used on purpose: our guest never switches CR3.
+ */
+#include <errno.h>
+#include <stdio.h>
+
+#include "symtab.h"
+#include "vmm_internal.h"
+
+int vmm_gva_read(struct vm *vm, uint64_t gva, void *buf, size_t len)
+{
+	return gva_read(&vm->ram, VMPOKE_PML4_GPA, gva, buf, len);
+}
+
+int vmm_gva_write(struct vm *vm, uint64_t gva, const void *buf, size_t len)
+{
+	return gva_write(&vm->ram, VMPOKE_PML4_GPA, gva, buf, len);
+}
+
+int vmm_gva_to_gpa(struct vm *vm, uint64_t gva, uint64_t *gpa)
+{
+	uint64_t psz;
+
+	return pt_walk(&vm->ram, VMPOKE_PML4_GPA, gva, gpa, &psz);
+}
+
+void *vmm_gpa_ptr(struct vm *vm, uint64_t gpa, size_t len)
+{
+	if (gpa > vm->ram.size || len > vm->ram.size - gpa)
+		return NULL;
+	return vm->ram.host + gpa;
+}
+
+const char *vmm_symbolize(const struct vm *vm, uint64_t addr, char *buf, size_t len)
+{
+	if (vm && vm->symtab)
+		return symtab_format(vm->symtab, addr, buf, len);
+	snprintf(buf, len, "0x%llx", (unsigned long long)addr);
+	return buf;
+}

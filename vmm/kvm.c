@@ -1,0 +1,447 @@
+// SPDX-License-Identifier: MIT
+/*
+ * kvm.c - /dev/kvm itself: opening it, its capabilities, and probing what
+ * the host's KVM really does.
+ *
+ * Why probe VMs: the capability list says what the API accepts, not what
+ * happens.  On kvm_pvm (PLATFORM.md) KVM_SET_GUEST_DEBUG is accepted but an
+ * int3 never gives KVM_EXIT_DEBUG, so the trap path must be chosen by
+ * running one.  Each probe is a VM with one page of RAM and a few bytes of
+ * real-mode code, run on its own thread under a watchdog that kicks it, so
+ * a probe can answer "no" but can never hang the caller.
+ * Messages for an unusable /dev/kvm say what to do, because that is the
+ * first thing a new user of vmpoke meets.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "vmm_internal.h"
+
+int kvm_open_dev(char *problem, size_t len)
+{
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	int ver;
+
+	if (fd < 0) {
+		int e = errno;
+
+		if (e == ENOENT)
+			snprintf(problem, len, "/dev/kvm does not exist: load the "
+				 "KVM module (modprobe kvm_intel or kvm_amd) or enable "
+				 "virtualization in the firmware / nested virtualization");
+		else if (e == EACCES || e == EPERM)
+			snprintf(problem, len, "/dev/kvm: permission denied: add "
+				 "your user to group kvm (sudo usermod -aG kvm $USER, "
+				 "then log in again)");
+		else
+			snprintf(problem, len, "/dev/kvm: %s", strerror(e));
+		return -e;
+	}
+	ver = ioctl(fd, KVM_GET_API_VERSION, 0);
+	if (ver != KVM_API_VERSION) {
+		snprintf(problem, len, "/dev/kvm: KVM API version %d, need %d; "
+			 "this kernel's KVM is not supported", ver, KVM_API_VERSION);
+		close(fd);
+		return -ENOTSUP;
+	}
+	return fd;
+}
+
+int kvm_check_ext(int fd, long cap)
+{
+	int r = ioctl(fd, KVM_CHECK_EXTENSION, cap);
+
+	return r < 0 ? 0 : r;
+}
+
+struct kvm_cpuid2 *kvm_supported_cpuid(int kvm_fd)
+{
+	for (unsigned int n = 64; n <= 4096; n *= 2) {
+		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) +
+					      n * sizeof(struct kvm_cpuid_entry2));
+
+		if (!c)
+			return NULL;
+		c->nent = n;
+		if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0)
+			return c;
+		free(c);
+		if (errno != E2BIG)
+			return NULL;
+	}
+	return NULL;
+}
+
+/* --- probe VMs ----------------------------------------------------------- */
+
+struct probe {
+	int vm_fd, fd;
+	struct kvm_run *run;
+	size_t run_size;
+	void *mem;
+	pthread_t thread;
+	/* results, written by the probe thread */
+	int nr_runs;
+	int exit_reason, err;
+	uint32_t debug_exc;
+	uint64_t t_ret[32];
+	uint64_t t_out[256];
+	int nr_out;
+	bool kick_mode;
+	_Atomic bool finished;
+	_Atomic int kick_phase;		/* kick probe: run count done */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+#define PROBE_CODE	0x1000u
+
+static int probe_create(int kvm_fd, struct probe *p, const uint8_t *code,
+			size_t len, uint32_t dbg)
+{
+	struct kvm_userspace_memory_region mr;
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+
+	memset(p, 0, sizeof(*p));
+	p->vm_fd = p->fd = -1;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	p->vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, 0);
+	if (p->vm_fd < 0)
+		return -errno;
+	ioctl(p->vm_fd, KVM_SET_TSS_ADDR, 0xfffbd000ul);
+	p->mem = mmap(NULL, 0x10000, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p->mem == MAP_FAILED) {
+		p->mem = NULL;
+		return -ENOMEM;
+	}
+	memcpy((uint8_t *)p->mem + PROBE_CODE, code, len);
+	mr = (struct kvm_userspace_memory_region){ .slot = 0, .guest_phys_addr = 0,
+		.memory_size = 0x10000, .userspace_addr = (uint64_t)p->mem };
+	if (ioctl(p->vm_fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0)
+		return -errno;
+	p->fd = ioctl(p->vm_fd, KVM_CREATE_VCPU, 0);
+	if (p->fd < 0)
+		return -errno;
+	p->run_size = (size_t)ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	p->run = mmap(NULL, p->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, 0);
+	if (p->run == MAP_FAILED) {
+		p->run = NULL;
+		return -errno;
+	}
+	if (ioctl(p->fd, KVM_GET_SREGS, &sregs) < 0)
+		return -errno;
+	sregs.cs.base = 0;
+	sregs.cs.selector = 0;
+	if (ioctl(p->fd, KVM_SET_SREGS, &sregs) < 0)
+		return -errno;
+	memset(&regs, 0, sizeof(regs));
+	regs.rip = PROBE_CODE;
+	regs.rflags = 2;
+	if (ioctl(p->fd, KVM_SET_REGS, &regs) < 0)
+		return -errno;
+	if (dbg) {
+		struct kvm_guest_debug gd = { .control = dbg };
+
+		if (ioctl(p->fd, KVM_SET_GUEST_DEBUG, &gd) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+static void probe_destroy(struct probe *p)
+{
+	if (p->run)
+		munmap(p->run, p->run_size);
+	if (p->fd >= 0)
+		close(p->fd);
+	if (p->mem)
+		munmap(p->mem, 0x10000);
+	if (p->vm_fd >= 0)
+		close(p->vm_fd);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->cond);
+}
+
+/*
+ * The probe thread: run until an exit other than the out loop's, or until
+ * kicked.  In kick mode every -EINTR is timestamped and the guest re-entered
+ * until the controller has kicked enough times.
+ */
+static void *probe_thread(void *arg)
+{
+	struct probe *p = arg;
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, VMM_KICK_SIG);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	sync_set_run(p->run);
+	p->run->immediate_exit = 0;
+	for (;;) {
+		int r;
+
+		atomic_thread_fence(memory_order_seq_cst);
+		if (atomic_load(&p->finished))
+			break;
+		r = ioctl(p->fd, KVM_RUN, 0);
+		if (r < 0 && errno == EINTR) {
+			if (p->kick_mode && p->nr_runs < 32) {
+				p->t_ret[p->nr_runs++] = vm_now_ns();
+				/* cleared before the controller may kick again */
+				p->run->immediate_exit = 0;
+				pthread_mutex_lock(&p->lock);
+				atomic_fetch_add(&p->kick_phase, 1);
+				pthread_cond_broadcast(&p->cond);
+				pthread_mutex_unlock(&p->lock);
+				continue;
+			}
+			p->err = EINTR;
+			break;
+		}
+		if (r < 0) {
+			p->err = errno;
+			break;
+		}
+		p->exit_reason = p->run->exit_reason;
+		if (p->exit_reason == KVM_EXIT_IO && p->nr_out < 256) {
+			p->t_out[p->nr_out++] = vm_now_ns();
+			if (p->nr_out < 256)
+				continue;
+		}
+		if (p->exit_reason == KVM_EXIT_DEBUG)
+			p->debug_exc = p->run->debug.arch.exception;
+		break;
+	}
+	sync_set_run(NULL);
+	pthread_mutex_lock(&p->lock);
+	atomic_store(&p->finished, true);
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+static int probe_start(struct probe *p)
+{
+	pthread_attr_t attr;
+	sigset_t all, old;
+	int r;
+
+	sync_install_kick();
+	sigfillset(&all);
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, VMM_STACK_SIZE);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	r = pthread_create(&p->thread, &attr, probe_thread, p);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	return -r;
+}
+
+static void probe_deadline(struct timespec *ts, unsigned int ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+/* Wait for the probe thread for at most ms, then kick it until it leaves. */
+static void probe_finish(struct probe *p, unsigned int ms)
+{
+	struct timespec ts;
+
+	probe_deadline(&ts, ms);
+	pthread_mutex_lock(&p->lock);
+	while (!atomic_load(&p->finished)) {
+		if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) == ETIMEDOUT) {
+			atomic_store(&p->finished, true);
+			p->kick_mode = false;
+			pthread_kill(p->thread, VMM_KICK_SIG);
+			probe_deadline(&ts, 50);
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	pthread_join(p->thread, NULL);
+}
+
+static void probe_condattr(pthread_cond_t *c)
+{
+	pthread_condattr_t ca;
+
+	pthread_cond_destroy(c);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(c, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
+static int probe_run(int kvm_fd, struct probe *p, const uint8_t *code,
+		     size_t len, uint32_t dbg, unsigned int ms)
+{
+	int r = probe_create(kvm_fd, p, code, len, dbg);
+
+	if (r == 0) {
+		probe_condattr(&p->cond);
+		r = probe_start(p);
+	}
+	if (r == 0)
+		probe_finish(p, ms);
+	return r;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median_us(uint64_t *v, int n)
+{
+	if (n <= 0)
+		return 0;
+	qsort(v, (size_t)n, sizeof(*v), cmp_u64);
+	return (double)v[n / 2] / 1000.0;
+}
+
+/* int3; hlt: does USE_SW_BP give KVM_EXIT_DEBUG with exception 3? */
+static bool probe_int3(int kvm_fd)
+{
+	static const uint8_t code[] = { 0xcc, 0xf4 };
+	struct probe p;
+	bool yes;
+
+	if (probe_run(kvm_fd, &p, code, sizeof(code),
+		      KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_SW_BP, 500)) {
+		probe_destroy(&p);
+		return false;
+	}
+	yes = p.err == 0 && p.exit_reason == KVM_EXIT_DEBUG && p.debug_exc == 3;
+	probe_destroy(&p);
+	return yes;
+}
+
+bool kvm_probe_int3_exit(void)
+{
+	char why[256];
+	int fd = kvm_open_dev(why, sizeof(why));
+	bool yes;
+
+	if (fd < 0)
+		return false;
+	yes = probe_int3(fd);
+	close(fd);
+	return yes;
+}
+
+static bool probe_singlestep(int kvm_fd)
+{
+	static const uint8_t code[] = { 0x90, 0x90, 0xf4 };
+	struct probe p;
+	bool yes;
+
+	if (probe_run(kvm_fd, &p, code, sizeof(code),
+		      KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP, 500)) {
+		probe_destroy(&p);
+		return false;
+	}
+	yes = p.err == 0 && p.exit_reason == KVM_EXIT_DEBUG;
+	probe_destroy(&p);
+	return yes;
+}
+
+/* out %al, $0x10; jmp back: median time between consecutive exits. */
+static double probe_roundtrip(int kvm_fd)
+{
+	static const uint8_t code[] = { 0xe6, 0x10, 0xeb, 0xfc };
+	uint64_t d[255];
+	struct probe p;
+	int n = 0;
+
+	if (probe_run(kvm_fd, &p, code, sizeof(code), 0, 2000) == 0)
+		for (int i = 1; i < p.nr_out; i++)
+			d[n++] = p.t_out[i] - p.t_out[i - 1];
+	probe_destroy(&p);
+	return median_us(d, n);
+}
+
+/* jmp . ; time pthread_kill -> KVM_RUN returned, 16 times. */
+static double probe_kick(int kvm_fd)
+{
+	static const uint8_t code[] = { 0xeb, 0xfe };
+	uint64_t sent[16], d[16];
+	struct probe p;
+	int n = 0;
+
+	if (probe_create(kvm_fd, &p, code, sizeof(code), 0) == 0) {
+		probe_condattr(&p.cond);
+		p.kick_mode = true;
+		if (probe_start(&p) == 0) {
+			for (int i = 0; i < 16; i++) {
+				struct timespec ts;
+				bool ok = true;
+
+				/* let it get into guest mode */
+				probe_deadline(&ts, 2);
+				pthread_mutex_lock(&p.lock);
+				pthread_cond_timedwait(&p.cond, &p.lock, &ts);
+				sent[i] = vm_now_ns();
+				pthread_kill(p.thread, VMM_KICK_SIG);
+				probe_deadline(&ts, 500);
+				while (atomic_load(&p.kick_phase) <= i && ok)
+					ok = pthread_cond_timedwait(&p.cond, &p.lock,
+								    &ts) != ETIMEDOUT;
+				pthread_mutex_unlock(&p.lock);
+				if (!ok)
+					break;
+				d[n] = p.t_ret[i] - sent[i];
+				n++;
+			}
+			atomic_store(&p.finished, true);
+			probe_finish(&p, 0);
+		}
+	}
+	probe_destroy(&p);
+	return median_us(d, n);
+}
+
+int vmm_probe_host(struct vmm_host_caps *caps)
+{
+	int fd;
+
+	memset(caps, 0, sizeof(*caps));
+	fd = kvm_open_dev(caps->problem, sizeof(caps->problem));
+	if (fd < 0) {
+		caps->api_version = -1;
+		return fd;
+	}
+	caps->kvm_ok = true;
+	caps->api_version = KVM_API_VERSION;
+	caps->cap_irqchip = kvm_check_ext(fd, KVM_CAP_IRQCHIP);
+	caps->cap_immediate_exit = kvm_check_ext(fd, KVM_CAP_IMMEDIATE_EXIT);
+	caps->cap_set_guest_debug = kvm_check_ext(fd, KVM_CAP_SET_GUEST_DEBUG);
+	caps->cap_user_memory = kvm_check_ext(fd, KVM_CAP_USER_MEMORY);
+	caps->cap_pit2 = kvm_check_ext(fd, KVM_CAP_PIT2);
+	if (caps->cap_set_guest_debug) {
+		caps->debug_exit_on_int3 = probe_int3(fd);
+		caps->singlestep_exits = probe_singlestep(fd);
+	}
+	caps->exit_roundtrip_us = probe_roundtrip(fd);
+	if (caps->cap_immediate_exit)
+		caps->kick_us = probe_kick(fd);
+	close(fd);
+	return 0;
+}

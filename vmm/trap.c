@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: MIT
+/*
+ * trap.c - both ways a guest INT3 reaches the VMM, feeding one hook.
+ *
+ * Why two paths: on hardware KVM, KVM_GUESTDBG_USE_SW_BP turns every guest
+ * int3 into KVM_EXIT_DEBUG (path a).  On kvm_pvm that never happens
+ * (PLATFORM.md), so our guest's #BP stub rings a doorbell instead:
+ * "push %rax; inb $VMPOKE_PORT_BP, %al" with the hardware frame
+ * [rip, cs, rflags, rsp, ss] at RSP+8 (path b).  Both build the same
+ * struct vmm_trap and call the patcher's hook on the vCPU's own thread with
+ * no VMM lock held, so the hook can never deadlock against a controller in
+ * vmm_sync()/vmm_pause() (sync.c).  The frame is guest memory read through
+ * the page walk: a bad RSP is reported as a guest problem, never trusted.
+ * The port exit can only come from CPL0 (IOPL is 0 on this KVM and our
+ * guest grants no I/O bitmap), so the frame is the kernel's own.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "vmm_internal.h"
+
+void vmm_set_trap_hook(struct vm *vm, vmm_trap_fn fn, void *opaque)
+{
+	/* opaque first: a vCPU that sees the new fn sees its opaque. */
+	atomic_store(&vm->trap_opaque, opaque);
+	atomic_store(&vm->trap_fn, fn);
+}
+
+static enum vmm_trap_verdict trap_call_hook(struct vcpu *v, struct vmm_trap *t)
+{
+	vmm_trap_fn fn = atomic_load(&v->vm->trap_fn);
+
+	atomic_fetch_add_explicit(&v->traps, 1, memory_order_relaxed);
+	if (!fn)
+		return VMM_TRAP_FOREIGN;
+	return fn(t, atomic_load(&v->vm->trap_opaque));
+}
+
+struct trap_frame {
+	uint64_t rip, cs, rflags, rsp, ss;
+};
+
+/* Path (b): IN from VMPOKE_PORT_BP/DB; *reply is the byte the IN returns. */
+int trap_doorbell(struct vcpu *v, unsigned int port, uint8_t *reply)
+{
+	struct trap_frame f;
+	struct kvm_regs regs;
+	struct vmm_trap t;
+	uint64_t at;
+	char sym[160];
+
+	*reply = VMPOKE_BP_FOREIGN;
+	if (port == VMPOKE_PORT_DB)
+		return 0;	/* no #DB users in the VMM: the guest handles it */
+	if (vcpu_get_regs(v, &regs)) {
+		vm_end(v->vm, VMM_HOST_ERROR, (int)v->id, NULL,
+		       "host error: vcpu %u: KVM_GET_REGS at #BP doorbell: %s",
+		       v->id, strerror(errno));
+		return 1;
+	}
+	atomic_store(&v->last_rip, regs.rip);
+	at = regs.rsp + 8;
+	if (at < regs.rsp || vmm_gva_read(v->vm, at, &f, sizeof(f)) || f.rip == 0) {
+		struct vmm_result d = { .fault = { .vector = 3, .rip = regs.rip,
+			.rsp = regs.rsp, .vcpu = v->id, .task = -1 } };
+
+		vm_end(v->vm, VMM_GUEST_FAULT, (int)v->id, &d,
+		       "guest fault: vcpu %u: #BP doorbell with unreadable frame "
+		       "at rsp 0x%llx, from %s", v->id,
+		       (unsigned long long)regs.rsp,
+		       vmm_symbolize(v->vm, regs.rip, sym, sizeof(sym)));
+		return 1;
+	}
+	t = (struct vmm_trap){ .vm = v->vm, .vcpu = v->id,
+		.path = VMM_TRAP_DOORBELL, .addr = f.rip - 1, .rip = f.rip,
+		.rsp = f.rsp, .rflags = f.rflags };
+	if (trap_call_hook(v, &t) != VMM_TRAP_HANDLED)
+		return 0;
+	f.rip = t.rip;
+	f.rsp = t.rsp;
+	if (vmm_gva_write(v->vm, at, &f, sizeof(f))) {
+		vm_end(v->vm, VMM_GUEST_FAULT, (int)v->id, NULL,
+		       "guest fault: vcpu %u: #BP frame at 0x%llx not writable",
+		       v->id, (unsigned long long)at);
+		return 1;
+	}
+	*reply = VMPOKE_BP_RESUME;
+	return 0;
+}
+
+/*
+ * Path (a): KVM_EXIT_DEBUG, exception 3; debug.arch.pc is the INT3 itself
+ * and RIP has not moved.  HANDLED: set rip/rsp.  FOREIGN: hand the #BP to
+ * the guest with KVM_GUESTDBG_INJECT_BP, which queues a soft exception
+ * whose instruction length KVM saved at the exit, so the guest's handler
+ * sees ip = int3 + 1 exactly as without debugging.
+ */
+int trap_debug_exit(struct vcpu *v)
+{
+	struct kvm_regs regs;
+	struct vmm_trap t;
+
+	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0)
+		goto fail;
+	atomic_store(&v->last_rip, regs.rip);
+	t = (struct vmm_trap){ .vm = v->vm, .vcpu = v->id,
+		.path = VMM_TRAP_DEBUG_EXIT, .addr = v->run->debug.arch.pc,
+		.rip = v->run->debug.arch.pc + 1, .rsp = regs.rsp,
+		.rflags = regs.rflags };
+	if (trap_call_hook(v, &t) == VMM_TRAP_HANDLED) {
+		regs.rip = t.rip;
+		regs.rsp = t.rsp;
+		if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
+			goto fail;
+	} else {
+		struct kvm_guest_debug gd = { .control = KVM_GUESTDBG_ENABLE |
+			KVM_GUESTDBG_USE_SW_BP | KVM_GUESTDBG_INJECT_BP };
+
+		if (ioctl(v->fd, KVM_SET_GUEST_DEBUG, &gd) < 0)
+			goto fail;
+	}
+	return 0;
+fail:
+	vm_end(v->vm, VMM_HOST_ERROR, (int)v->id, NULL,
+	       "host error: vcpu %u: debug-exit trap: %s", v->id, strerror(errno));
+	return 1;
+}

@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmm_internal.h - the structs the vmm/ files share, and nothing else.
+ *
+ * Why one private header: struct vm and struct vcpu are touched by the
+ * vCPU threads (vcpu.c, exit.c, trap.c), by the controller side (sync.c,
+ * vm.c) and by helpers (gmem.c).  Fields are grouped by who writes them;
+ * every field written by one thread and read by another is _Atomic or
+ * protected by the lock named next to it.  The locking rule that matters
+ * (see sync.c): vCPU threads only ever take park_lock, hc_lock, end_lock
+ * and out_lock, each for a few instructions; a controller waiting for
+ * vCPUs (sync, pause, hotplug) holds only ctl_lock, which no vCPU touches.
+ */
+#ifndef VMPOKE_VMM_INTERNAL_H
+#define VMPOKE_VMM_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <linux/kvm.h>
+
+#include "pagewalk.h"
+#include "vmm.h"
+
+#define VMM_KICK_SIG		(SIGRTMIN + 1)
+#define VMM_STACK_SIZE		(256u * 1024)
+#define VMM_SYNC_RETRY_MS	2000u	/* re-kick a silent vCPU after this */
+#define VMM_SYNC_GIVEUP_MS	10000u	/* then name it and fail */
+
+struct vcpu {
+	struct vm *vm;
+	unsigned int id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	_Atomic bool thread_live;	/* pthread_kill is safe */
+
+	/* Written by the vCPU thread only. */
+	_Atomic uint64_t acked_gen;	/* last sync generation acknowledged */
+	_Atomic bool parked;		/* outside KVM_RUN, regs cached */
+	_Atomic bool exited;		/* thread left its loop */
+	_Atomic uint64_t last_rip;	/* best known RIP, for diagnostics */
+	bool io_pending;		/* last exit was IO/MMIO: complete it */
+	bool done;			/* sent VMPOKE_HC_DONE */
+
+	/* Requests from the controller. */
+	_Atomic bool offline_req;
+
+	/* Register cache, valid while parked; under vm->park_lock. */
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	bool regs_dirty;
+
+	/* Statistics. */
+	_Atomic uint64_t exits, kicks_acked, traps, hcalls;
+
+	/* Hypercall interval recording (vmm_record_hcall_intervals). */
+	_Atomic bool rec_armed;
+	enum vmpoke_hcall rec_hc;
+	uint64_t *rec_buf;
+	size_t rec_cap;
+	_Atomic size_t rec_n;
+	uint64_t rec_last_ns;
+};
+
+struct vm {
+	struct vm_config cfg;
+	char image[4096];
+	int kvm_fd, vm_fd;
+	size_t run_size;
+	struct guest_ram ram;
+	struct symtab *symtab;
+	uint64_t entry;
+	uint64_t percpu_gva;		/* vmpoke_percpu */
+	uint64_t percpu_size;		/* symbol size, 0 = unknown */
+	enum vmm_trap_path trap_path;
+	bool sync_regs;			/* KVM fills run->s.regs on exit */
+	struct kvm_cpuid2 *cpuid;	/* supported CPUID, per-vCPU patched */
+	unsigned int nr_vcpus;
+	struct vcpu vcpus[VMPOKE_MAX_VCPUS];
+	bool started;
+
+	/* Sync / pause (sync.c). */
+	pthread_mutex_t ctl_lock;	/* serializes controllers; no vCPU takes it */
+	_Atomic uint64_t sync_gen;
+	_Atomic uint32_t event_seq;	/* futex: a vCPU acked or parked */
+	_Atomic uint32_t ctl_waiters;	/* controllers waiting on event_seq */
+	_Atomic bool pause_req;
+	bool paused;			/* under ctl_lock */
+	pthread_mutex_t park_lock;
+	pthread_cond_t park_cond;
+
+	/* End of run. */
+	_Atomic bool stop_req;		/* vmm_stop(): async-signal-safe flag */
+	_Atomic uint32_t end_seq;	/* futex: outcome set or stop requested */
+	pthread_mutex_t end_lock;
+	struct vmm_result result;	/* under end_lock */
+	_Atomic bool ended;
+	_Atomic unsigned int nr_done;
+
+	/* Hypercall counters (exit.c). */
+	_Atomic uint64_t hc_count[VMPOKE_HC_MAX];
+	_Atomic unsigned int hc_waiters;
+	pthread_mutex_t hc_lock;
+	pthread_cond_t hc_cond;
+	_Atomic bool check_fail_fatal;
+
+	pthread_mutex_t out_lock;	/* guest console lines stay whole */
+
+	/* Trap hook (trap.c). */
+	_Atomic(vmm_trap_fn) trap_fn;
+	void *_Atomic trap_opaque;
+};
+
+/* kvm.c */
+int kvm_open_dev(char *problem, size_t len);
+int kvm_check_ext(int fd, long cap);
+struct kvm_cpuid2 *kvm_supported_cpuid(int kvm_fd);
+bool kvm_probe_int3_exit(void);
+
+/* vcpu.c */
+int vcpu_create(struct vm *vm, unsigned int id);
+void *vcpu_thread(void *arg);
+int vcpu_get_regs(struct vcpu *v, struct kvm_regs *regs);
+
+/* exit.c: 0 = continue, 1 = the run is over for this thread */
+int exit_handle(struct vcpu *v);
+void exit_dump_regs(struct vcpu *v, const char *why);
+const char *exit_vector_name(uint64_t vector);
+
+/* trap.c */
+int trap_doorbell(struct vcpu *v, unsigned int port, uint8_t *reply);
+int trap_debug_exit(struct vcpu *v);
+
+/* sync.c */
+void sync_install_kick(void);
+void sync_kick(struct vcpu *v);
+void sync_kick_all(struct vm *vm);
+void sync_vcpu_ack(struct vcpu *v);
+void sync_vcpu_park(struct vcpu *v);
+void sync_vcpu_prepare_park(struct vcpu *v);
+void sync_set_run(struct kvm_run *run);
+void sync_notify(struct vm *vm);
+
+/* vm.c */
+/* End the run (first caller wins); d, if set, supplies fault/check/result_code. */
+void vm_end(struct vm *vm, enum vmm_outcome o, int vcpu,
+	    const struct vmm_result *d, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+uint64_t vm_now_ns(void);
+
+#endif /* VMPOKE_VMM_INTERNAL_H */
