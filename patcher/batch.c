@@ -1,0 +1,429 @@
+// SPDX-License-Identifier: MIT
+/*
+ * batch.c - the text_poke_bp protocol (alternative.c's
+ * smp_text_poke_batch_finish()) driven from outside the guest.
+ *
+ * A vCPU may fetch a site at any moment while we write it, and x86 only
+ * promises sane results for cross-modified code when the only change a
+ * concurrent fetch can observe is between an instruction and INT3.  So
+ * every site goes old -> INT3+old tail -> INT3+new tail -> new, with a
+ * sync between the steps: at no time can a vCPU decode the old first byte
+ * with a new tail, or the new first byte with an old tail.  While a site
+ * is INT3 the trap hook emulates the new instruction (traptable.c).
+ *
+ * Syncs are per phase, not per site: a batch costs three vmm_sync() calls
+ * however many sites it has (plus the shadow check's pauses).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "patcher_internal.h"
+
+enum head_state { HEAD_OLD, HEAD_INT3, HEAD_NEW };
+
+/* The state of one finish() run, so a rollback knows what to undo. */
+struct batch_run {
+	struct patcher *p;
+	struct poke_site *s;
+	size_t n;
+	uint8_t *head;		/* enum head_state per site */
+	bool *tail;		/* new tail written */
+	bool published;		/* sites are in the trap table */
+	char *msg;
+	size_t msglen;
+};
+
+struct poke_batch *poke_batch_new(struct patcher *p)
+{
+	struct poke_batch *b = calloc(1, sizeof(*b));
+
+	if (b)
+		b->p = p;
+	return b;
+}
+
+void poke_batch_free(struct poke_batch *b)
+{
+	if (!b)
+		return;
+	free(b->sites);
+	free(b);
+}
+
+/*
+ * No size limit and no ordering requirement: finish() sorts, so an
+ * out-of-order add cannot leave an unsorted table behind (2aebf5ee43bf),
+ * and the array grows instead of flushing at a chunk boundary.
+ */
+enum poke_err poke_batch_add(struct poke_batch *b, const struct poke_site *site)
+{
+	struct poke_site *ns;
+
+	if (!b || !site || !site->len || site->len > POKE_MAX_LEN ||
+	    site->emu.kind == POKE_EMU_NONE)
+		return POKE_E_INVAL;
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? 2 * b->cap : 16;
+
+		ns = realloc(b->sites, cap * sizeof(*ns));
+		if (!ns)
+			return POKE_E_INVAL;
+		b->sites = ns;
+		b->cap = cap;
+	}
+	b->sites[b->n++] = *site;
+	return POKE_OK;
+}
+
+static int site_cmp(const void *a, const void *b)
+{
+	const struct poke_site *x = a, *y = b;
+
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+/* Write, then read back: a write that did not land must not pass silently. */
+static enum poke_err batch_write(struct batch_run *r, const struct poke_site *s,
+				 unsigned int off, const uint8_t *bytes,
+				 unsigned int n, const char *what)
+{
+	uint8_t back[POKE_MAX_LEN];
+
+	if (vmm_gva_write(r->p->vm, s->addr + off, bytes, n)) {
+		snprintf(r->msg, r->msglen, "%s: writing %s faulted", s->where, what);
+		return POKE_E_FAULT;
+	}
+	if (vmm_gva_read(r->p->vm, s->addr + off, back, n) || memcmp(back, bytes, n)) {
+		snprintf(r->msg, r->msglen, "%s: read-back of %s differs", s->where, what);
+		return POKE_E_READBACK;
+	}
+	return POKE_OK;
+}
+
+/* The online vCPU that has acknowledged the fewest sync generations. */
+static int batch_laggard(struct vm *vm)
+{
+	unsigned int id, nr = vmm_nr_vcpus(vm);
+	struct vmm_vcpu_stats st;
+	uint64_t min = UINT64_MAX;
+	int who = -1;
+
+	for (id = 0; id < nr; id++) {
+		vmm_vcpu_stats(vm, id, &st);
+		if (st.online && st.kicks_acked < min) {
+			min = st.kicks_acked;
+			who = (int)id;
+		}
+	}
+	return who;
+}
+
+/*
+ * One sync.  Snapshots retired before it started are unreachable once it
+ * returns successfully (traptable.c), so this is also where they are freed.
+ */
+static enum poke_err batch_sync(struct batch_run *r, const char *after, bool force)
+{
+	struct patcher *p = r->p;
+	uint64_t mark;
+
+	/* INJECT_NO_SYNC: the protocol's syncs are skipped on purpose. */
+	if (p->opts.inject == POKE_INJECT_NO_SYNC && !force)
+		return POKE_OK;
+	mark = traptable_mark(&p->table);
+	atomic_fetch_add(&p->syncs, 1);
+	if (vmm_sync(p->vm)) {
+		snprintf(r->msg, r->msglen, "%s%s: sync after %s timed out: vcpu %d "
+			 "did not acknowledge", r->s[0].where,
+			 r->n > 1 ? " (and the rest of the batch)" : "", after,
+			 batch_laggard(p->vm));
+		return POKE_E_SYNC;
+	}
+	traptable_reclaim(&p->table, mark);
+	return POKE_OK;
+}
+
+static void batch_retire(struct batch_run *r)
+{
+	if (!r->published)
+		return;
+	/* Only fails on ENOMEM; the sites then stay live, which is safe. */
+	traptable_remove(&r->p->table, r->s, r->n);
+	r->published = false;
+}
+
+/*
+ * Undo through the same protocol, from wherever finish() stopped, so every
+ * site ends as old bytes and no vCPU sees a mix: heads that are already
+ * new become INT3 again (sync), new tails become old (sync), INT3 heads
+ * become old (sync), then retire.  The first error message is kept; a
+ * rollback failure is appended to it.
+ */
+static void batch_rollback(struct batch_run *r)
+{
+	static const uint8_t int3 = POKE_INT3;
+	char *msg = r->msg;
+	size_t msglen = r->msglen, i;
+	bool any = false, failed = false;
+
+	r->msg = msg + strlen(msg);
+	r->msglen = msglen - strlen(msg);
+	if (r->msglen > 14) {
+		snprintf(r->msg, r->msglen, "; rollback: ");
+		r->msg += 12;
+		r->msglen -= 12;
+	}
+	for (i = 0; i < r->n; i++) {
+		if (r->head[i] != HEAD_NEW)
+			continue;
+		failed |= batch_write(r, &r->s[i], 0, &int3, 1, "INT3 (undo)") != POKE_OK;
+		r->head[i] = HEAD_INT3;
+		any = true;
+	}
+	if (any)
+		failed |= batch_sync(r, "undo INT3", false) != POKE_OK;
+	any = false;
+	for (i = 0; i < r->n; i++) {
+		if (!r->tail[i])
+			continue;
+		failed |= batch_write(r, &r->s[i], 1, r->s[i].old + 1,
+				      r->s[i].len - 1u, "old tail") != POKE_OK;
+		r->tail[i] = false;
+		any = true;
+	}
+	if (any)
+		failed |= batch_sync(r, "old tails", false) != POKE_OK;
+	any = false;
+	for (i = 0; i < r->n; i++) {
+		if (r->head[i] != HEAD_INT3)
+			continue;
+		failed |= batch_write(r, &r->s[i], 0, r->s[i].old, 1, "old head") != POKE_OK;
+		r->head[i] = HEAD_OLD;
+		any = true;
+	}
+	if (any)
+		failed |= batch_sync(r, "old heads", false) != POKE_OK;
+	batch_retire(r);
+	if (!failed)
+		snprintf(r->msg, r->msglen, "batch undone, old bytes restored");
+	r->msg = msg;
+	r->msglen = msglen;
+}
+
+/*
+ * INJECT_NO_INT3 / INJECT_TORN_WRITE: deliberately broken protocols for
+ * the torture test - the new bytes go straight over the old ones while
+ * vCPUs run, so a concurrent fetch can see a mix.  Never use otherwise.
+ */
+static enum poke_err batch_direct(struct batch_run *r)
+{
+	enum poke_err err;
+	size_t i;
+
+	for (i = 0; i < r->n; i++) {
+		struct poke_site *s = &r->s[i];
+		unsigned int half = s->len / 2 ? s->len / 2 : 1;
+
+		if (r->p->opts.inject == POKE_INJECT_NO_INT3) {
+			err = batch_write(r, s, 0, s->new, s->len, "new bytes (no INT3)");
+		} else {
+			err = batch_write(r, s, 0, s->new, half, "first half (torn)");
+			if (!err && half < s->len) {
+				usleep(50 + (unsigned int)(random() % 151));
+				err = batch_write(r, s, half, s->new + half,
+						  s->len - half, "second half (torn)");
+			}
+		}
+		if (err)
+			return err;
+	}
+	return batch_sync(r, "direct writes", false);
+}
+
+static enum poke_err batch_check_old(struct batch_run *r)
+{
+	uint8_t cur[POKE_MAX_LEN];
+	size_t i;
+
+	for (i = 0; i < r->n; i++) {
+		const struct poke_site *s = &r->s[i];
+
+		if (vmm_gva_read(r->p->vm, s->addr, cur, s->len)) {
+			snprintf(r->msg, r->msglen, "%s: not mapped in guest memory",
+				 s->where);
+			return POKE_E_FAULT;
+		}
+		if (memcmp(cur, s->old, s->len)) {
+			snprintf(r->msg, r->msglen, "%s: guest bytes differ from the "
+				 "expected old bytes (first byte 0x%02x, expected "
+				 "0x%02x); nothing written", s->where, cur[0], s->old[0]);
+			return POKE_E_OLD_MISMATCH;
+		}
+	}
+	return POKE_OK;
+}
+
+static enum poke_err batch_sort(struct batch_run *r)
+{
+	size_t i;
+
+	qsort(r->s, r->n, sizeof(r->s[0]), site_cmp);
+	for (i = 1; i < r->n; i++) {
+		if (r->s[i - 1].addr + r->s[i - 1].len > r->s[i].addr) {
+			snprintf(r->msg, r->msglen, "%s: overlaps site %s of the same batch",
+				 r->s[i].where, r->s[i - 1].where);
+			return POKE_E_OVERLAP;
+		}
+	}
+	return POKE_OK;
+}
+
+static enum poke_err batch_protocol(struct batch_run *r)
+{
+	static const uint8_t int3 = POKE_INT3;
+	struct patcher *p = r->p;
+	enum poke_inject inject = p->opts.inject;
+	enum poke_err err;
+	bool tails = false;
+	size_t i;
+
+	/*
+	 * 0. Sorted, disjoint sites: the table is bsearched, and two sites
+	 *    sharing bytes would each restore the other's bytes on undo.
+	 */
+	err = batch_sort(r);
+	if (err)
+		return err;
+	/*
+	 * 1. Expected old bytes, all of them, before the first write: a
+	 *    mismatch means someone else changed the code (or the caller is
+	 *    wrong) and we must write nothing (jump_label's "unexpected op").
+	 */
+	err = batch_check_old(r);
+	if (err)
+		return err;
+	if (inject == POKE_INJECT_NO_INT3 || inject == POKE_INJECT_TORN_WRITE)
+		return batch_direct(r);
+	/*
+	 * 2. Publish first, then INT3: a vCPU can hit the INT3 the moment it
+	 *    is written, and the hook must already find the site (invariant
+	 *    3).  After the sync no vCPU can still be executing the old first
+	 *    byte, so the tail is unused by anyone who has not trapped.
+	 */
+	if (traptable_add(&p->table, r->s, r->n)) {
+		snprintf(r->msg, r->msglen, "%s: out of memory", r->s[0].where);
+		return POKE_E_INVAL;
+	}
+	r->published = true;
+	for (i = 0; i < r->n; i++) {
+		err = batch_write(r, &r->s[i], 0, &int3, 1, "INT3");
+		if (err != POKE_E_FAULT)
+			r->head[i] = HEAD_INT3;
+		if (err)
+			goto undo;
+	}
+	err = batch_sync(r, "INT3", false);
+	if (err)
+		goto undo;
+	/*
+	 * 3. Multi-instruction sites: the INT3 keeps new entries out, but a
+	 *    context already inside the range would resume in the new tail.
+	 */
+	if (inject != POKE_INJECT_NO_SHADOW_CHECK) {
+		err = shadow_check(p, r->s, r->n, r->msg, r->msglen);
+		if (err)
+			goto undo;
+	}
+	/*
+	 * 4. Tails.  Nobody executes them now, so order does not matter; the
+	 *    sync makes them visible before any vCPU can decode a new head.
+	 *    alternative.c: "very likely not necessary ... better safe".
+	 */
+	for (i = 0; i < r->n; i++) {
+		if (r->s[i].len < 2)
+			continue;
+		err = batch_write(r, &r->s[i], 1, r->s[i].new + 1,
+				  r->s[i].len - 1u, "new tail");
+		r->tail[i] = err != POKE_E_FAULT;
+		tails = true;
+		if (err)
+			goto undo;
+	}
+	if (tails) {
+		err = batch_sync(r, "tails", false);
+		if (err)
+			goto undo;
+	}
+	/*
+	 * 5. Heads: INT3 -> new first byte, an INT3/instruction swap that
+	 *    is safe for concurrent fetches.  The sync is the point where
+	 *    every vCPU has serialized against the final instruction.
+	 */
+	for (i = 0; i < r->n; i++) {
+		err = batch_write(r, &r->s[i], 0, r->s[i].new, 1, "new head");
+		if (err != POKE_E_FAULT)
+			r->head[i] = HEAD_NEW;
+		if (err)
+			goto undo;
+	}
+	/*
+	 * INJECT_EARLY_RETIRE: a vCPU that fetched INT3 now finds nothing,
+	 * and patcher_create() turned ghost handling off for this mode.
+	 */
+	if (inject == POKE_INJECT_EARLY_RETIRE)
+		traptable_remove(&p->table, r->s, r->n);
+	err = batch_sync(r, "heads", false);
+	if (err)
+		goto undo;
+	/*
+	 * 6. Retire only now: a vCPU that fetched an INT3 before the last
+	 *    sync has trapped and been handled by the time the sync returns,
+	 *    and a later trap on a retired site is a ghost (traptable.c).
+	 */
+	batch_retire(r);
+	/* INJECT_NO_SYNC still must not free a snapshot a hook may hold. */
+	if (inject == POKE_INJECT_NO_SYNC)
+		batch_sync(r, "retire (reclamation only)", true);
+	return POKE_OK;
+undo:
+	batch_rollback(r);
+	return err;
+}
+
+enum poke_err poke_batch_finish(struct poke_batch *b, char *msg, size_t msglen)
+{
+	char dummy[8];
+	struct batch_run r = {
+		.msg = msg && msglen ? msg : dummy,
+		.msglen = msg && msglen ? msglen : sizeof(dummy),
+	};
+	enum poke_err err;
+
+	if (!b)
+		return POKE_E_INVAL;
+	r.msg[0] = '\0';
+	if (!b->n)
+		return POKE_OK;
+	r.p = b->p;
+	r.s = b->sites;
+	r.n = b->n;
+	r.head = calloc(b->n, sizeof(*r.head));
+	r.tail = calloc(b->n, sizeof(*r.tail));
+	if (!r.head || !r.tail) {
+		free(r.head);
+		free(r.tail);
+		return POKE_E_INVAL;
+	}
+	pthread_mutex_lock(&b->p->lock);
+	err = batch_protocol(&r);
+	pthread_mutex_unlock(&b->p->lock);
+	free(r.head);
+	free(r.tail);
+	atomic_fetch_add(&b->p->batches, 1);
+	if (!err)
+		atomic_fetch_add(&b->p->patches, b->n);
+	return err;
+}

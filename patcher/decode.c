@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: MIT
+/*
+ * decode.c - Capstone decoding for patch-site validation.
+ *
+ * Two questions, both answered on plain byte buffers so they are unit
+ * tested without a VM:
+ *
+ *  1. Is [addr, addr + len) a whole number of instructions of its function,
+ *     and may it be patched?  Like kprobes' can_probe()/can_optimize() we
+ *     decode from the function start, because decoding backwards from an
+ *     address on x86 proves nothing.
+ *  2. What does the trap hook emulate while the site is live?  Decided once,
+ *     here, from the queued bytes (alternative.c's text_poke_loc_init()),
+ *     never from guest memory at trap time.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <capstone/capstone.h>
+
+#include "patcher_internal.h"
+
+static int decode_open(csh *h, bool detail)
+{
+	if (cs_open(CS_ARCH_X86, CS_MODE_64, h) != CS_ERR_OK)
+		return -ENOMEM;
+	if (detail)
+		cs_option(*h, CS_OPT_DETAIL, CS_OPT_ON);
+	return 0;
+}
+
+/* The direct target of a relative JMP/Jcc/LOOP/JCXZ/CALL, if insn is one. */
+static bool decode_direct_target(csh h, const cs_insn *insn, uint64_t *target)
+{
+	const cs_x86 *x86 = &insn->detail->x86;
+
+	if (!cs_insn_group(h, insn, CS_GRP_JUMP) &&
+	    !cs_insn_group(h, insn, CS_GRP_CALL))
+		return false;
+	if (x86->op_count != 1 || x86->operands[0].type != X86_OP_IMM)
+		return false;
+	*target = (uint64_t)x86->operands[0].imm;
+	return true;
+}
+
+int decode_scan_function(const uint8_t *code, size_t size, uint64_t base,
+			 uint64_t addr, size_t len, struct decode_scan *out)
+{
+	const uint8_t *p = code;
+	uint64_t pc = base, end = addr + len, target;
+	size_t left = size;
+	cs_insn *insn;
+	csh h;
+
+	memset(out, 0, sizeof(*out));
+	if (decode_open(&h, true))
+		return -ENOMEM;
+	insn = cs_malloc(h);
+	if (!insn) {
+		cs_close(&h);
+		return -ENOMEM;
+	}
+	while (left) {
+		uint64_t at = pc;
+
+		if (!cs_disasm_iter(h, &p, &left, &pc, insn)) {
+			out->stop_at = at;
+			out->end_boundary |= at == end;
+			goto done;
+		}
+		if (at == addr)
+			out->at_boundary = true;
+		if (at == end)
+			out->end_boundary = true;
+		if (at >= addr && at < end) {
+			out->insns++;
+			if (insn->bytes[0] == POKE_INT3 && !out->int3_at)
+				out->int3_at = at;
+			/* Its return address would sit inside the shadow. */
+			if (insn->id == X86_INS_CALL && pc < end && !out->call_at)
+				out->call_at = at;
+		}
+		/* kprobes insn_jump_into_range(): entries into the shadow. */
+		if (decode_direct_target(h, insn, &target) && target > addr &&
+		    target < end && !out->jump_from) {
+			out->jump_from = at;
+			out->jump_to = target;
+		}
+	}
+	out->complete = true;
+	if (end == base + size)
+		out->end_boundary = true;
+done:
+	cs_free(insn, 1);
+	cs_close(&h);
+	return 0;
+}
+
+static int32_t rd32(const uint8_t *b)
+{
+	return (int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 |
+			 (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24);
+}
+
+/*
+ * Classify by the exact encodings alternative.c accepts.  Capstone has
+ * already proven the length; matching bytes (not mnemonics) rejects
+ * prefixed or indirect variants such as "66 e9 rel16" or "ff e0".
+ */
+static enum poke_emu_kind decode_classify(const uint8_t *b, unsigned int size,
+					  uint64_t addr, struct poke_emu *emu)
+{
+	static const uint8_t nop5[5] = { 0x0f, 0x1f, 0x44, 0x00, 0x00 };
+	uint64_t next = addr + size;
+
+	memset(emu, 0, sizeof(*emu));
+	emu->len = (uint8_t)size;
+	if (size == 1 && b[0] == 0xc3) {
+		emu->kind = POKE_EMU_RET;
+	} else if (size == 2 && b[0] == 0xeb) {
+		emu->kind = POKE_EMU_JMP;
+		emu->target = next + (int64_t)(int8_t)b[1];
+	} else if (size == 2 && (b[0] & 0xf0) == 0x70) {
+		emu->kind = POKE_EMU_JCC;
+		emu->cond = b[0] & 0x0f;
+		emu->target = next + (int64_t)(int8_t)b[1];
+	} else if (size == 2 && b[0] == 0x66 && b[1] == 0x90) {
+		emu->kind = POKE_EMU_JMP;	/* NOP2: jump to next */
+		emu->target = next;
+	} else if (size == 5 && (b[0] == 0xe9 || b[0] == 0xe8)) {
+		emu->kind = b[0] == 0xe9 ? POKE_EMU_JMP : POKE_EMU_CALL;
+		emu->target = next + (int64_t)rd32(b + 1);
+	} else if (size == 5 && !memcmp(b, nop5, 5)) {
+		emu->kind = POKE_EMU_JMP;	/* NOP5: jump to next */
+		emu->target = next;
+	} else if (size == 6 && b[0] == 0x0f && (b[1] & 0xf0) == 0x80) {
+		emu->kind = POKE_EMU_JCC;
+		emu->cond = b[1] & 0x0f;
+		emu->target = next + (int64_t)rd32(b + 2);
+	}
+	return emu->kind;
+}
+
+enum poke_err decode_one(const uint8_t *bytes, size_t len, uint64_t addr,
+			 bool emulatable, struct poke_emu *emu,
+			 char *why, size_t whylen)
+{
+	enum poke_err err = POKE_OK;
+	struct poke_emu tmp;
+	cs_insn *insn = NULL;
+	size_t count, i;
+	bool padable;
+	csh h;
+
+	if (!len || len > POKE_MAX_LEN) {
+		snprintf(why, whylen, "length %zu is not 1..%d", len, POKE_MAX_LEN);
+		return POKE_E_INVAL;
+	}
+	if (decode_open(&h, false)) {
+		snprintf(why, whylen, "cannot start Capstone");
+		return POKE_E_INVAL;
+	}
+	count = cs_disasm(h, bytes, len, addr, 1, &insn);
+	if (!count) {
+		snprintf(why, whylen, "bytes do not decode as an instruction");
+		err = POKE_E_DECODE;
+		goto out;
+	}
+	decode_classify(bytes, insn->size, addr, &tmp);
+	/* alternative.c: only RET and JMP may be padded, and only with INT3. */
+	padable = tmp.kind == POKE_EMU_RET ||
+		  (tmp.kind == POKE_EMU_JMP && bytes[0] != 0x66 && bytes[0] != 0x0f);
+	if (insn->size != len && !padable) {
+		snprintf(why, whylen, "\"%s %s\" is %u bytes, not %zu "
+			 "(only RET/JMP may be padded)", insn->mnemonic,
+			 insn->op_str, insn->size, len);
+		err = POKE_E_DECODE;
+		goto out;
+	}
+	for (i = insn->size; i < len; i++) {
+		if (bytes[i] != POKE_INT3) {
+			snprintf(why, whylen, "\"%s %s\" is followed by byte "
+				 "0x%02x at +%zu; padding must be 0xcc",
+				 insn->mnemonic, insn->op_str, bytes[i], i);
+			err = POKE_E_DECODE;
+			goto out;
+		}
+	}
+	if (emulatable && tmp.kind == POKE_EMU_NONE) {
+		snprintf(why, whylen, "\"%s %s\" cannot be emulated (JMP rel8/32, "
+			 "CALL rel32, RET, Jcc, NOP2, NOP5 only)",
+			 insn->mnemonic, insn->op_str);
+		err = POKE_E_EMULATE;
+		goto out;
+	}
+	if (emu)
+		*emu = tmp;
+out:
+	if (insn)
+		cs_free(insn, count);
+	cs_close(&h);
+	return err;
+}

@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * patcher_internal.h - the pieces of the patching engine and how they fit.
+ *
+ *   decode.c     Capstone: function scans and the emulated instruction
+ *                (pure: byte buffers in, verdicts out)
+ *   emulate.c    what a trap on a live site does (pure: registers and a
+ *                memory callback in, registers out)
+ *   traptable.c  the live-site table the trap hook reads, RCU style
+ *   site.c       poke_site_prepare(): guest memory + symbols + decode.c
+ *   shadow.c     the probe-shadow check under vmm_pause()
+ *   batch.c      the text_poke_bp protocol
+ *   patcher.c    lifetime, stats, strings
+ *
+ * The pure parts take no struct vm so the unit tests need no VM.
+ */
+#ifndef VMPOKE_PATCHER_INTERNAL_H
+#define VMPOKE_PATCHER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "patcher.h"
+#include "vmm.h"
+
+#define POKE_INT3		0xcc
+#define POKE_MAX_FUNC_SIZE	(1u << 20)	/* refuse to scan larger "functions" */
+
+/* --- decode.c ----------------------------------------------------------- */
+
+/* What a scan of the containing function found about [addr, addr + len). */
+struct decode_scan {
+	bool at_boundary;	/* an instruction starts at addr */
+	bool end_boundary;	/* one starts at addr + len, or the function ends there */
+	bool complete;		/* the whole function decoded */
+	unsigned int insns;	/* instructions starting in [addr, addr + len) */
+	uint64_t stop_at;	/* first undecodable byte, if !complete */
+	uint64_t int3_at;	/* an int3 instruction starting in the range, or 0 */
+	uint64_t jump_from;	/* a direct branch targeting (addr, addr + len) */
+	uint64_t jump_to;
+	uint64_t call_at;	/* a CALL in the range returning inside it, or 0 */
+};
+
+/*
+ * Decode code[0..size) (the function, loaded at base) from its start and
+ * describe the candidate range.  0, or -ENOMEM if Capstone cannot start.
+ */
+int decode_scan_function(const uint8_t *code, size_t size, uint64_t base,
+			 uint64_t addr, size_t len, struct decode_scan *out);
+
+/*
+ * Check that bytes[0..len) at addr is exactly one instruction of len (RET
+ * and JMP may be padded with 0xCC).  With `emulatable`, it must also be one
+ * of the forms the trap hook emulates; *emu is filled then.  Returns
+ * POKE_OK, POKE_E_DECODE or POKE_E_EMULATE with the reason in why.
+ */
+enum poke_err decode_one(const uint8_t *bytes, size_t len, uint64_t addr,
+			 bool emulatable, struct poke_emu *emu,
+			 char *why, size_t whylen);
+
+/* --- emulate.c ---------------------------------------------------------- */
+
+#define POKE_FLAG_CF	(1ull << 0)
+#define POKE_FLAG_PF	(1ull << 2)
+#define POKE_FLAG_ZF	(1ull << 6)
+#define POKE_FLAG_SF	(1ull << 7)
+#define POKE_FLAG_OF	(1ull << 11)
+
+/* The condition cc (low nibble of a Jcc opcode) under rflags. */
+bool poke_cond_true(uint8_t cc, uint64_t rflags);
+
+struct poke_cpu {
+	uint64_t rip, rsp, rflags;
+};
+
+/* Guest stack access for CALL/RET; 0 or -EFAULT. */
+struct poke_mem {
+	int (*read)(void *ctx, uint64_t gva, void *buf, size_t len);
+	int (*write)(void *ctx, uint64_t gva, const void *buf, size_t len);
+	void *ctx;
+};
+
+/*
+ * Emulate emu as if executed at addr.  0, or -EFAULT if the stack access
+ * faulted: then rip = addr and rsp is unchanged (see emulate.c for why).
+ */
+int poke_emulate(const struct poke_emu *emu, uint64_t addr,
+		 struct poke_cpu *cpu, const struct poke_mem *mem);
+
+/* --- traptable.c -------------------------------------------------------- */
+
+struct poke_live {
+	uint64_t addr;
+	uint8_t len;
+	uint8_t old[POKE_MAX_LEN];	/* for site.c's recovery of our INT3s */
+	struct poke_emu emu;
+};
+
+/* Immutable once published. */
+struct poke_snapshot {
+	struct poke_snapshot *next_retired;	/* patching side only */
+	uint64_t retired_seq;
+	size_t n;
+	struct poke_live e[];			/* sorted by addr */
+};
+
+struct poke_table {
+	_Atomic(struct poke_snapshot *) cur;	/* read by trap hooks */
+	struct poke_snapshot *retired;		/* awaiting a grace period */
+	uint64_t retire_seq;
+	uint64_t freed;				/* snapshots reclaimed (tests) */
+};
+
+void traptable_init(struct poke_table *t);
+/* Frees everything: only when no hook can run any more. */
+void traptable_destroy(struct poke_table *t);
+/* Publish cur plus these sites / cur minus sites at these addresses. */
+int traptable_add(struct poke_table *t, const struct poke_site *sites, size_t n);
+int traptable_remove(struct poke_table *t, const struct poke_site *sites, size_t n);
+/* The entry whose INT3 byte is at addr in snapshot s, or NULL. */
+const struct poke_live *traptable_lookup(const struct poke_snapshot *s, uint64_t addr);
+/* Grace periods: take a mark before vmm_sync(), reclaim after it succeeded. */
+uint64_t traptable_mark(const struct poke_table *t);
+void traptable_reclaim(struct poke_table *t, uint64_t mark);
+size_t traptable_pending(const struct poke_table *t);
+
+/* --- the patcher -------------------------------------------------------- */
+
+struct patcher {
+	struct vm *vm;
+	struct patcher_opts opts;
+	/*
+	 * Serializes batches and site preparation (patching threads only).
+	 * The trap hook never takes it: see traptable.c.
+	 */
+	pthread_mutex_t lock;
+	struct poke_table table;
+	atomic_bool no_ghost;		/* POKE_INJECT_EARLY_RETIRE */
+	atomic_uint_fast64_t patches, batches, syncs;
+	atomic_uint_fast64_t trap_hits, ghost_traps, foreign_traps;
+	atomic_uint_fast64_t shadow_retries, shadow_aborts, emu_faults;
+};
+
+struct poke_batch {
+	struct patcher *p;
+	struct poke_site *sites;
+	size_t n, cap;
+};
+
+enum vmm_trap_verdict traptable_hook(struct vmm_trap *trap, void *opaque);
+
+/* "sym+0xoff" for addr, or "0x..." (site.c). */
+void site_where(struct patcher *p, uint64_t addr, char *buf, size_t len);
+
+/*
+ * Probe-shadow check of the multi-instruction sites among sites[0..n)
+ * (shadow.c).  POKE_OK, POKE_E_SHADOW_BUSY with msg naming who sat where
+ * after opts.shadow_retries, or another error from the VMM.
+ */
+enum poke_err shadow_check(struct patcher *p, const struct poke_site *sites,
+			   size_t n, char *msg, size_t msglen);
+
+/* Does rip lie strictly inside the shadow (addr, addr + len)? */
+static inline bool shadow_contains(uint64_t addr, unsigned int len, uint64_t rip)
+{
+	return rip > addr && rip < addr + len;
+}
+
+#endif /* VMPOKE_PATCHER_INTERNAL_H */

@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: MIT
+/*
+ * shadow.c - the probe-shadow check for sites that cover more than one old
+ * instruction (seed 000, invariant 8).
+ *
+ * Once the INT3 at addr is visible everywhere, nothing new can enter
+ * (addr, addr + len): a fetch at addr traps and jumps away, branches into
+ * the range were refused by site.c.  But something may already be inside:
+ * a vCPU executing there, an interrupted context whose saved RIP points
+ * there, or a preempted task.  When the tail is rewritten such a context
+ * would resume in the middle of the new instruction - the "56 78 c0" of
+ * Peter Zijlstra's example.  Linux waits with synchronize_rcu_tasks(); we
+ * stop the world and look, which is enough because our guest is small and
+ * exports where its contexts live:
+ *
+ *   1. every vCPU's RIP (offline ones too: they resume there);
+ *   2. a vCPU at CPL0 is inside an interrupt or exception; all its gates
+ *      are interrupt gates and CPL0 never nests, so the interrupted RIP is
+ *      in the one frame at percpu.rsp0 - 40.  A vCPU stopped inside the
+ *      #BP doorbell stub also has its frame at rsp + 8;
+ *   3. every RUNNABLE task's saved ctx.rip in vmpoke_tasks.
+ *
+ * Something inside: back off and retry (sleeping is fine, we hold no vCPU),
+ * give up after opts.shadow_retries and let batch.c undo the batch.
+ * Guest-supplied values (rsp0, the task table header) are bounds-checked;
+ * an unreadable frame is skipped, an inconsistent task table is an error.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "patcher_internal.h"
+#include "symtab.h"
+
+struct shadow_ctx {
+	struct patcher *p;
+	const struct poke_site *sites;
+	size_t n;
+	char *msg;
+	size_t msglen;
+};
+
+/* Report the first multi-instruction site whose shadow holds rip. */
+static bool shadow_hit(struct shadow_ctx *c, uint64_t rip, const char *who)
+{
+	char at[96];
+	size_t i;
+
+	for (i = 0; i < c->n; i++) {
+		const struct poke_site *s = &c->sites[i];
+
+		if (s->old_insns <= 1 || !shadow_contains(s->addr, s->len, rip))
+			continue;
+		site_where(c->p, rip, at, sizeof(at));
+		snprintf(c->msg, c->msglen, "%s at %s inside site %s..+0x%x",
+			 who, at, s->where, s->len);
+		return true;
+	}
+	return false;
+}
+
+static bool shadow_frame_rip(struct patcher *p, uint64_t frame, uint64_t *rip)
+{
+	uint64_t gpa;
+
+	/* A guest value: it must translate and lie in RAM before we use it. */
+	if (frame < 8 || vmm_gva_to_gpa(p->vm, frame, &gpa) ||
+	    !vmm_gpa_ptr(p->vm, gpa, sizeof(*rip)))
+		return false;
+	return !vmm_gva_read(p->vm, frame, rip, sizeof(*rip));
+}
+
+static bool shadow_in_entry(const struct symtab *st, uint64_t rip)
+{
+	const struct sym *lo = symtab_find(st, VMPOKE_SYM_ENTRY_START);
+	const struct sym *hi = symtab_find(st, VMPOKE_SYM_ENTRY_END);
+
+	return lo && hi && rip >= lo->addr && rip < hi->addr;
+}
+
+static bool shadow_vcpu(struct shadow_ctx *c, unsigned int id)
+{
+	const struct symtab *st = vmm_symtab(c->p->vm);
+	const struct sym *pc = st ? symtab_find(st, VMPOKE_SYM_PERCPU) : NULL;
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	uint64_t rsp0, rip;
+	char who[64];
+
+	if (vmm_vcpu_get_regs(c->p->vm, id, &regs))
+		return false;	/* never ran: no context to check */
+	snprintf(who, sizeof(who), "vcpu %u rip", id);
+	if (shadow_hit(c, regs.rip, who))
+		return true;
+	if (vmm_vcpu_get_sregs(c->p->vm, id, &sregs) || (sregs.cs.selector & 3))
+		return false;
+	if (pc && (!pc->size || (uint64_t)(id + 1) * sizeof(struct vmpoke_percpu) <= pc->size) &&
+	    !vmm_gva_read(c->p->vm, pc->addr + id * sizeof(struct vmpoke_percpu) +
+			  offsetof(struct vmpoke_percpu, rsp0), &rsp0, sizeof(rsp0)) &&
+	    rsp0 >= 40 && shadow_frame_rip(c->p, rsp0 - 40, &rip)) {
+		snprintf(who, sizeof(who), "vcpu %u interrupted rip", id);
+		if (shadow_hit(c, rip, who))
+			return true;
+	}
+	if (st && shadow_in_entry(st, regs.rip) &&
+	    shadow_frame_rip(c->p, regs.rsp + 8, &rip)) {
+		snprintf(who, sizeof(who), "vcpu %u #BP frame rip", id);
+		if (shadow_hit(c, rip, who))
+			return true;
+	}
+	return false;
+}
+
+/* -1: the table is malformed (msg says why); 0: clear; 1: hit. */
+static int shadow_tasks(struct shadow_ctx *c)
+{
+	const struct symtab *st = vmm_symtab(c->p->vm);
+	const struct sym *ts = st ? symtab_find(st, VMPOKE_SYM_TASKS) : NULL;
+	const size_t hdr = offsetof(struct vmpoke_task_table, tasks);
+	struct vmpoke_task_table h;
+	struct vmpoke_task *tasks;
+	char who[64];
+	uint32_t i;
+	int ret = 0;
+
+	if (!ts)
+		return 0;	/* a guest without tasks */
+	if (vmm_gva_read(c->p->vm, ts->addr, &h, hdr)) {
+		snprintf(c->msg, c->msglen, "%s: not readable", VMPOKE_SYM_TASKS);
+		return -1;
+	}
+	if (h.magic != VMPOKE_TASKS_MAGIC || h.version != VMPOKE_ABI_VERSION ||
+	    h.task_size != sizeof(struct vmpoke_task) ||
+	    h.capacity != VMPOKE_MAX_VCPUS * VMPOKE_MAX_TASKS ||
+	    h.nr_tasks > h.capacity) {
+		snprintf(c->msg, c->msglen, "%s: bad header (magic 0x%" PRIx64
+			 " version %u task_size %u capacity %u nr_tasks %u)",
+			 VMPOKE_SYM_TASKS, h.magic, h.version, h.task_size,
+			 h.capacity, h.nr_tasks);
+		return -1;
+	}
+	if (!h.nr_tasks)
+		return 0;
+	tasks = calloc(h.nr_tasks, sizeof(*tasks));
+	if (!tasks || vmm_gva_read(c->p->vm, ts->addr + hdr, tasks,
+				   h.nr_tasks * sizeof(*tasks))) {
+		free(tasks);
+		snprintf(c->msg, c->msglen, "%s: %u entries not readable",
+			 VMPOKE_SYM_TASKS, h.nr_tasks);
+		return -1;
+	}
+	for (i = 0; i < h.nr_tasks && !ret; i++) {
+		if (tasks[i].state != VMPOKE_TASK_RUNNABLE)
+			continue;
+		snprintf(who, sizeof(who), "task %u (vcpu %u) saved rip",
+			 tasks[i].id, tasks[i].vcpu);
+		if (shadow_hit(c, tasks[i].ctx.rip, who))
+			ret = 1;
+	}
+	free(tasks);
+	return ret;
+}
+
+/* One look at the stopped world: -1 error, 0 clear, 1 something inside. */
+static int shadow_scan(struct shadow_ctx *c)
+{
+	unsigned int id, nr = vmm_nr_vcpus(c->p->vm);
+
+	for (id = 0; id < nr; id++)
+		if (shadow_vcpu(c, id))
+			return 1;
+	return shadow_tasks(c);
+}
+
+enum poke_err shadow_check(struct patcher *p, const struct poke_site *sites,
+			   size_t n, char *msg, size_t msglen)
+{
+	struct shadow_ctx c = { p, sites, n, msg, msglen };
+	char why[256];
+	unsigned int attempt;
+	size_t i;
+	int ret;
+
+	for (i = 0; i < n && sites[i].old_insns <= 1; i++)
+		;
+	if (i == n)
+		return POKE_OK;	/* single-instruction sites have no shadow */
+	c.msg = why;
+	c.msglen = sizeof(why);
+	for (attempt = 0;; attempt++) {
+		why[0] = '\0';
+		if (vmm_pause(p->vm)) {
+			snprintf(msg, msglen, "%s: vmm_pause failed for the shadow check",
+				 sites[i].where);
+			return POKE_E_SYNC;
+		}
+		ret = shadow_scan(&c);
+		vmm_resume(p->vm);
+		if (ret == 0)
+			return POKE_OK;
+		if (ret < 0) {
+			snprintf(msg, msglen, "%s: shadow check: %s", sites[i].where, why);
+			return POKE_E_INVAL;
+		}
+		if (attempt >= p->opts.shadow_retries)
+			break;
+		atomic_fetch_add(&p->shadow_retries, 1);
+		usleep(p->opts.shadow_backoff_us);
+	}
+	atomic_fetch_add(&p->shadow_aborts, 1);
+	snprintf(msg, msglen, "%s (after %u retries)", why, p->opts.shadow_retries);
+	return POKE_E_SHADOW_BUSY;
+}

@@ -1,0 +1,222 @@
+// SPDX-License-Identifier: MIT
+/*
+ * traptable.c - the live-site table and the trap hook.
+ *
+ * The hook runs on vCPU threads.  The patching thread waits in vmm_sync()
+ * and vmm_pause() for those very threads to come round their loop, so if
+ * the hook could block on anything the patching thread holds while it
+ * waits, a vCPU trapping on one of our INT3s would never acknowledge and
+ * the patcher would never let go: the deadlock of seed 003 (a CPU spinning
+ * in #BP while the patching CPU waits for it).  Here it cannot happen by
+ * construction: the hook takes no lock at all.  It loads the current
+ * snapshot with one acquire load, bsearches an immutable array, emulates,
+ * bumps atomic counters and returns.
+ *
+ * Publication: a snapshot is fully built, then published with a release
+ * store, so a hook that sees the pointer sees the entries.  It is never
+ * modified afterwards; a change means a new snapshot.
+ *
+ * Reclamation (RCU style): a vCPU thread acknowledges a sync at the top of
+ * its run loop, which is outside any hook invocation - a quiescent state.
+ * A hook that loaded snapshot S did so before the vCPU's next
+ * acknowledgement.  So once S has been replaced, and a vmm_sync() that
+ * *started after* the replacement has returned successfully, every online
+ * vCPU has passed a quiescent state after the replacement and no hook can
+ * still hold S.  (Offline vCPUs park at the top of their loop too, so they
+ * cannot be inside a hook.)  traptable_mark() before the sync and
+ * traptable_reclaim() after it implement exactly that; a failed sync
+ * reclaims nothing and the snapshots wait for the next good one.
+ *
+ * The retired list is touched only by patching threads, under p->lock.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "patcher_internal.h"
+
+void traptable_init(struct poke_table *t)
+{
+	memset(t, 0, sizeof(*t));
+	atomic_init(&t->cur, NULL);
+}
+
+void traptable_destroy(struct poke_table *t)
+{
+	struct poke_snapshot *s, *next;
+
+	for (s = t->retired; s; s = next) {
+		next = s->next_retired;
+		free(s);
+	}
+	t->retired = NULL;
+	free(atomic_load_explicit(&t->cur, memory_order_relaxed));
+	atomic_store_explicit(&t->cur, NULL, memory_order_relaxed);
+}
+
+static int live_cmp(const void *a, const void *b)
+{
+	const struct poke_live *x = a, *y = b;
+
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+static struct poke_snapshot *snapshot_alloc(size_t n)
+{
+	struct poke_snapshot *s = calloc(1, sizeof(*s) + n * sizeof(s->e[0]));
+
+	if (s)
+		s->n = n;
+	return s;
+}
+
+/* Replace the current snapshot; the old one waits for a grace period. */
+static void traptable_publish(struct poke_table *t, struct poke_snapshot *s)
+{
+	struct poke_snapshot *old;
+
+	old = atomic_exchange_explicit(&t->cur, s, memory_order_acq_rel);
+	if (!old)
+		return;
+	old->retired_seq = ++t->retire_seq;
+	old->next_retired = t->retired;
+	t->retired = old;
+}
+
+int traptable_add(struct poke_table *t, const struct poke_site *sites, size_t n)
+{
+	struct poke_snapshot *cur = atomic_load_explicit(&t->cur, memory_order_relaxed);
+	size_t have = cur ? cur->n : 0, i;
+	struct poke_snapshot *s = snapshot_alloc(have + n);
+
+	if (!s)
+		return -ENOMEM;
+	if (have)
+		memcpy(s->e, cur->e, have * sizeof(s->e[0]));
+	for (i = 0; i < n; i++) {
+		s->e[have + i].addr = sites[i].addr;
+		s->e[have + i].len = sites[i].len;
+		s->e[have + i].emu = sites[i].emu;
+		memcpy(s->e[have + i].old, sites[i].old, sizeof(sites[i].old));
+	}
+	/* Sorted so the hook can bsearch (2aebf5ee43bf: an unsorted array misses). */
+	qsort(s->e, s->n, sizeof(s->e[0]), live_cmp);
+	traptable_publish(t, s);
+	return 0;
+}
+
+static bool site_listed(const struct poke_site *sites, size_t n, uint64_t addr)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (sites[i].addr == addr)
+			return true;
+	return false;
+}
+
+int traptable_remove(struct poke_table *t, const struct poke_site *sites, size_t n)
+{
+	struct poke_snapshot *cur = atomic_load_explicit(&t->cur, memory_order_relaxed);
+	struct poke_snapshot *s;
+	size_t i, k = 0;
+
+	if (!cur)
+		return 0;
+	s = snapshot_alloc(cur->n);
+	if (!s)
+		return -ENOMEM;
+	for (i = 0; i < cur->n; i++)
+		if (!site_listed(sites, n, cur->e[i].addr))
+			s->e[k++] = cur->e[i];
+	s->n = k;
+	traptable_publish(t, s);
+	return 0;
+}
+
+const struct poke_live *traptable_lookup(const struct poke_snapshot *s, uint64_t addr)
+{
+	struct poke_live key = { .addr = addr };
+
+	if (!s || !s->n)
+		return NULL;
+	return bsearch(&key, s->e, s->n, sizeof(s->e[0]), live_cmp);
+}
+
+uint64_t traptable_mark(const struct poke_table *t)
+{
+	return t->retire_seq;
+}
+
+void traptable_reclaim(struct poke_table *t, uint64_t mark)
+{
+	struct poke_snapshot **pp = &t->retired, *s;
+
+	while ((s = *pp)) {
+		if (s->retired_seq <= mark) {
+			*pp = s->next_retired;
+			free(s);
+			t->freed++;
+		} else {
+			pp = &s->next_retired;
+		}
+	}
+}
+
+size_t traptable_pending(const struct poke_table *t)
+{
+	const struct poke_snapshot *s;
+	size_t n = 0;
+
+	for (s = t->retired; s; s = s->next_retired)
+		n++;
+	return n;
+}
+
+static int hook_read(void *ctx, uint64_t gva, void *buf, size_t len)
+{
+	return vmm_gva_read(ctx, gva, buf, len);
+}
+
+static int hook_write(void *ctx, uint64_t gva, const void *buf, size_t len)
+{
+	return vmm_gva_write(ctx, gva, buf, len);
+}
+
+/*
+ * Live site: emulate the queued instruction.  No live site and the byte is
+ * no longer INT3: a ghost - the vCPU fetched our INT3 before the last
+ * sync, the site has been retired since; resume at addr, which now holds
+ * the final instruction (invariant 4).  Otherwise the INT3 is not ours.
+ */
+enum vmm_trap_verdict traptable_hook(struct vmm_trap *trap, void *opaque)
+{
+	struct patcher *p = opaque;
+	const struct poke_snapshot *s;
+	const struct poke_live *e;
+	struct poke_mem mem = { hook_read, hook_write, trap->vm };
+	struct poke_cpu cpu;
+	uint8_t byte;
+
+	s = atomic_load_explicit(&p->table.cur, memory_order_acquire);
+	e = traptable_lookup(s, trap->addr);
+	if (e) {
+		cpu.rip = trap->rip;
+		cpu.rsp = trap->rsp;
+		cpu.rflags = trap->rflags;
+		if (poke_emulate(&e->emu, e->addr, &cpu, &mem))
+			atomic_fetch_add(&p->emu_faults, 1);
+		trap->rip = cpu.rip;
+		trap->rsp = cpu.rsp;
+		atomic_fetch_add(&p->trap_hits, 1);
+		return VMM_TRAP_HANDLED;
+	}
+	if (!atomic_load_explicit(&p->no_ghost, memory_order_relaxed) &&
+	    !vmm_gva_read(trap->vm, trap->addr, &byte, 1) && byte != POKE_INT3) {
+		trap->rip = trap->addr;
+		atomic_fetch_add(&p->ghost_traps, 1);
+		return VMM_TRAP_HANDLED;
+	}
+	atomic_fetch_add(&p->foreign_traps, 1);
+	return VMM_TRAP_FOREIGN;
+}

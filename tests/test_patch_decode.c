@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_patch_decode.c - site validation on byte patterns (Capstone), no VM:
+ * what the hook may emulate, and what a scan of a function finds.
+ */
+#include <string.h>
+
+#include "testlib.h"
+#include "../patcher/patcher_internal.h"
+
+#define AT	0x401000ull
+
+static enum poke_err one(const uint8_t *b, size_t len, bool emulatable,
+			 struct poke_emu *emu)
+{
+	char why[160];
+	enum poke_err e = decode_one(b, len, AT, emulatable, emu, why, sizeof(why));
+
+	if (e)
+		CU_ASSERT_TRUE(why[0] != '\0');	/* every refusal says why */
+	return e;
+}
+
+static void test_decode_nops(void)
+{
+	static const uint8_t nop2[] = { 0x66, 0x90 };
+	static const uint8_t nop5[] = { 0x0f, 0x1f, 0x44, 0x00, 0x00 };
+	struct poke_emu emu;
+
+	CU_ASSERT_EQUAL(one(nop2, 2, true, &emu), POKE_OK);
+	CU_ASSERT_EQUAL(emu.kind, POKE_EMU_JMP);
+	EXPECT_EQ_U64(AT + 2, emu.target);
+	CU_ASSERT_EQUAL(one(nop5, 5, true, &emu), POKE_OK);
+	CU_ASSERT_EQUAL(emu.kind, POKE_EMU_JMP);
+	EXPECT_EQ_U64(AT + 5, emu.target);
+	EXPECT_EQ_U64(5, emu.len);
+}
+
+static void test_decode_jmp_call(void)
+{
+	static const uint8_t jmp8[] = { 0xeb, 0xfe };			/* to itself */
+	static const uint8_t jmp32[] = { 0xe9, 0x00, 0x01, 0x00, 0x00 };
+	static const uint8_t call32[] = { 0xe8, 0xfb, 0xff, 0xff, 0xff };	/* -5 */
+	struct poke_emu emu;
+
+	CU_ASSERT_EQUAL(one(jmp8, 2, true, &emu), POKE_OK);
+	CU_ASSERT_EQUAL(emu.kind, POKE_EMU_JMP);
+	EXPECT_EQ_U64(AT, emu.target);
+	CU_ASSERT_EQUAL(one(jmp32, 5, true, &emu), POKE_OK);
+	EXPECT_EQ_U64(AT + 5 + 0x100, emu.target);
+	CU_ASSERT_EQUAL(one(call32, 5, true, &emu), POKE_OK);
+	CU_ASSERT_EQUAL(emu.kind, POKE_EMU_CALL);
+	EXPECT_EQ_U64(AT, emu.target);
+	EXPECT_EQ_U64(5, emu.len);
+}
+
+static void test_decode_jcc_all(void)
+{
+	unsigned int cc;
+
+	for (cc = 0; cc < 16; cc++) {
+		uint8_t j8[2] = { (uint8_t)(0x70 | cc), 0x10 };
+		uint8_t j32[6] = { 0x0f, (uint8_t)(0x80 | cc), 0xf0, 0xff, 0xff, 0xff };
+		struct poke_emu emu;
+
+		CU_ASSERT_EQUAL(one(j8, 2, true, &emu), POKE_OK);
+		CU_ASSERT_EQUAL(emu.kind, POKE_EMU_JCC);
+		EXPECT_EQ_U64(cc, emu.cond);
+		EXPECT_EQ_U64(AT + 2 + 0x10, emu.target);
+		CU_ASSERT_EQUAL(one(j32, 6, true, &emu), POKE_OK);
+		CU_ASSERT_EQUAL(emu.kind, POKE_EMU_JCC);
+		EXPECT_EQ_U64(cc, emu.cond);
+		EXPECT_EQ_U64(AT + 6 - 0x10, emu.target);
+		EXPECT_EQ_U64(6, emu.len);
+	}
+}
+
+static void test_decode_padding(void)
+{
+	static const uint8_t ret_pad[] = { 0xc3, 0xcc, 0xcc, 0xcc, 0xcc };
+	static const uint8_t jmp_pad[] = { 0xeb, 0x03, 0xcc, 0xcc, 0xcc };
+	static const uint8_t ret_bad[] = { 0xc3, 0xcc, 0x90, 0xcc, 0xcc };
+	static const uint8_t call_pad[] = { 0xe8, 0, 0, 0, 0, 0xcc };
+	static const uint8_t nop2_pad[] = { 0x66, 0x90, 0xcc };
+	struct poke_emu emu;
+
+	CU_ASSERT_EQUAL(one(ret_pad, 5, true, &emu), POKE_OK);
+	CU_ASSERT_EQUAL(emu.kind, POKE_EMU_RET);
+	EXPECT_EQ_U64(1, emu.len);
+	CU_ASSERT_EQUAL(one(jmp_pad, 5, true, &emu), POKE_OK);
+	EXPECT_EQ_U64(AT + 5, emu.target);
+	CU_ASSERT_EQUAL(one(ret_bad, 5, true, &emu), POKE_E_DECODE);
+	CU_ASSERT_EQUAL(one(call_pad, 6, true, &emu), POKE_E_DECODE);
+	CU_ASSERT_EQUAL(one(nop2_pad, 3, true, &emu), POKE_E_DECODE);
+}
+
+static void test_decode_refusals(void)
+{
+	static const uint8_t two_nops[] = { 0x90, 0x90 };
+	static const uint8_t jmp32[] = { 0xe9, 0, 0, 0, 0 };
+	static const uint8_t mov[] = { 0x48, 0x89, 0xe5 };
+	static const uint8_t jmp_reg[] = { 0xff, 0xe0 };
+	static const uint8_t jmp16[] = { 0x66, 0xe9, 0x00, 0x00 };
+	static const uint8_t garbage[] = { 0x06 };	/* push es: invalid in 64-bit */
+	struct poke_emu emu;
+
+	CU_ASSERT_EQUAL(one(two_nops, 2, true, &emu), POKE_E_DECODE);
+	CU_ASSERT_EQUAL(one(two_nops, 2, false, NULL), POKE_E_DECODE);
+	/* Truncated: a 5-byte JMP offered as 4 bytes does not decode. */
+	CU_ASSERT_EQUAL(one(jmp32, 4, true, &emu), POKE_E_DECODE);
+	CU_ASSERT_EQUAL(one(mov, 3, true, &emu), POKE_E_EMULATE);
+	CU_ASSERT_EQUAL(one(jmp_reg, 2, true, &emu), POKE_E_EMULATE);
+	CU_ASSERT_EQUAL(one(jmp16, 4, true, &emu), POKE_E_EMULATE);
+	CU_ASSERT_EQUAL(one(garbage, 1, true, &emu), POKE_E_DECODE);
+	CU_ASSERT_EQUAL(one(jmp32, 0, true, &emu), POKE_E_INVAL);
+	/* Written-only bytes (static_call's `emulate`): any one instruction. */
+	CU_ASSERT_EQUAL(one(mov, 3, false, NULL), POKE_OK);
+}
+
+/*
+ *  0: 55              push %rbp
+ *  1: 48 89 e5        mov %rsp,%rbp
+ *  4: 0f 1f 44 00 00  nop5
+ *  9: 74 02           je 0xd
+ *  b: 90 90           nop; nop
+ *  d: e8 00 00 00 00  call 0x12
+ * 12: 5d              pop %rbp
+ * 13: c3              ret
+ */
+static const uint8_t fn[] = {
+	0x55, 0x48, 0x89, 0xe5, 0x0f, 0x1f, 0x44, 0x00, 0x00, 0x74, 0x02,
+	0x90, 0x90, 0xe8, 0x00, 0x00, 0x00, 0x00, 0x5d, 0xc3,
+};
+
+static struct decode_scan scan(uint64_t off, size_t len)
+{
+	struct decode_scan sc;
+
+	CU_ASSERT_EQUAL(decode_scan_function(fn, sizeof(fn), AT, AT + off, len, &sc), 0);
+	return sc;
+}
+
+static void test_scan_boundaries(void)
+{
+	struct decode_scan sc;
+
+	sc = scan(1, 3);
+	CU_ASSERT_TRUE(sc.at_boundary && sc.end_boundary && sc.complete);
+	EXPECT_EQ_U64(1, sc.insns);
+	sc = scan(2, 2);
+	CU_ASSERT_FALSE(sc.at_boundary);
+	sc = scan(4, 4);
+	CU_ASSERT_TRUE(sc.at_boundary);
+	CU_ASSERT_FALSE(sc.end_boundary);
+	sc = scan(4, 5);
+	CU_ASSERT_TRUE(sc.at_boundary && sc.end_boundary);
+	sc = scan(0x12, 2);		/* ends at the end of the function */
+	CU_ASSERT_TRUE(sc.end_boundary);
+	EXPECT_EQ_U64(2, sc.insns);
+	CU_ASSERT_EQUAL(sc.jump_from, 0);
+}
+
+static void test_scan_jump_into(void)
+{
+	struct decode_scan sc;
+
+	/* nop; nop: the je lands at 0xd = addr + len, outside the shadow. */
+	sc = scan(0xb, 2);
+	EXPECT_EQ_U64(2, sc.insns);
+	EXPECT_EQ_U64(0, sc.jump_from);
+	/* nop; nop; call: the je lands at 0xd, inside (0xb, 0x12). */
+	sc = scan(0xb, 7);
+	EXPECT_EQ_U64(3, sc.insns);
+	EXPECT_EQ_U64(AT + 9, sc.jump_from);
+	EXPECT_EQ_U64(AT + 0xd, sc.jump_to);
+	/* The call returns to 0x12 = the end: not inside. */
+	EXPECT_EQ_U64(0, sc.call_at);
+}
+
+static void test_scan_call_inside(void)
+{
+	struct decode_scan sc = scan(0xd, 6);	/* call; pop */
+
+	EXPECT_EQ_U64(2, sc.insns);
+	EXPECT_EQ_U64(AT + 0xd, sc.call_at);
+}
+
+static void test_scan_int3_and_garbage(void)
+{
+	static const uint8_t withbp[] = { 0x90, 0xcc, 0x90, 0xc3 };
+	static const uint8_t bad[] = { 0x90, 0x90, 0x06, 0xc3 };
+	struct decode_scan sc;
+
+	CU_ASSERT_EQUAL(decode_scan_function(withbp, 4, AT, AT + 1, 2, &sc), 0);
+	EXPECT_EQ_U64(AT + 1, sc.int3_at);
+	CU_ASSERT_EQUAL(decode_scan_function(withbp, 4, AT, AT, 1, &sc), 0);
+	EXPECT_EQ_U64(0, sc.int3_at);
+	CU_ASSERT_EQUAL(decode_scan_function(bad, 4, AT, AT, 2, &sc), 0);
+	CU_ASSERT_TRUE(sc.at_boundary && sc.end_boundary);
+	CU_ASSERT_FALSE(sc.complete);
+	EXPECT_EQ_U64(AT + 2, sc.stop_at);
+	CU_ASSERT_EQUAL(decode_scan_function(bad, 4, AT, AT + 3, 1, &sc), 0);
+	CU_ASSERT_FALSE(sc.at_boundary);
+}
+
+TEST_SUITE(patch_decode, "patch_decode", false,
+	   TEST(test_decode_nops),
+	   TEST(test_decode_jmp_call),
+	   TEST(test_decode_jcc_all),
+	   TEST(test_decode_padding),
+	   TEST(test_decode_refusals),
+	   TEST(test_scan_boundaries),
+	   TEST(test_scan_jump_into),
+	   TEST(test_scan_call_inside),
+	   TEST(test_scan_int3_and_garbage))

@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_patch_table.c - the live-site table the trap hook searches, no VM:
+ * lookups for one site, out-of-order adds, more sites than alternative.c's
+ * 256-entry chunk (2aebf5ee43bf), and RCU-style reclamation order.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "testlib.h"
+#include "../patcher/patcher_internal.h"
+
+static struct poke_site mk(uint64_t addr, uint8_t len)
+{
+	struct poke_site s;
+
+	memset(&s, 0, sizeof(s));
+	s.addr = addr;
+	s.len = len;
+	s.emu.kind = POKE_EMU_JMP;
+	s.emu.len = len;
+	s.emu.target = addr ^ 0xabc000;	/* distinct per site */
+	return s;
+}
+
+static const struct poke_snapshot *cur(struct poke_table *t)
+{
+	return atomic_load(&t->cur);
+}
+
+static void test_table_one_site(void)
+{
+	struct poke_table t;
+	struct poke_site s = mk(0x401000, 5);
+	const struct poke_live *e;
+
+	traptable_init(&t);
+	CU_ASSERT_PTR_NULL(traptable_lookup(cur(&t), 0x401000));
+	CU_ASSERT_EQUAL(traptable_add(&t, &s, 1), 0);
+	e = traptable_lookup(cur(&t), 0x401000);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+	EXPECT_EQ_U64(s.emu.target, e->emu.target);
+	/* Only the INT3 byte (the head) is a key. */
+	CU_ASSERT_PTR_NULL(traptable_lookup(cur(&t), 0x401001));
+	CU_ASSERT_PTR_NULL(traptable_lookup(cur(&t), 0x400fff));
+	CU_ASSERT_EQUAL(traptable_remove(&t, &s, 1), 0);
+	CU_ASSERT_PTR_NULL(traptable_lookup(cur(&t), 0x401000));
+	traptable_destroy(&t);
+}
+
+static void test_table_out_of_order(void)
+{
+	struct poke_site a[3] = { mk(0x403000, 5), mk(0x401000, 2), mk(0x402000, 6) };
+	struct poke_site late = mk(0x400800, 5);
+	struct poke_table t;
+	size_t i;
+
+	traptable_init(&t);
+	CU_ASSERT_EQUAL(traptable_add(&t, a, 3), 0);
+	CU_ASSERT_EQUAL(traptable_add(&t, &late, 1), 0);	/* lower than all */
+	for (i = 0; i < 3; i++) {
+		const struct poke_live *e = traptable_lookup(cur(&t), a[i].addr);
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+		EXPECT_EQ_U64(a[i].emu.target, e->emu.target);
+	}
+	CU_ASSERT_PTR_NOT_NULL(traptable_lookup(cur(&t), late.addr));
+	for (i = 1; i < cur(&t)->n; i++)
+		CU_ASSERT_TRUE(cur(&t)->e[i - 1].addr < cur(&t)->e[i].addr);
+	traptable_destroy(&t);
+}
+
+static void test_table_many_sites(void)
+{
+	enum { N = 700 };	/* more than any 256-entry chunk */
+	struct poke_site *s = calloc(N, sizeof(*s));
+	struct poke_table t;
+	size_t i, found = 0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	/* A scrambled order: 3 * i mod N visits every slot once (gcd 1). */
+	for (i = 0; i < N; i++)
+		s[i] = mk(0x500000 + 16 * ((3 * i) % N), 5);
+	traptable_init(&t);
+	CU_ASSERT_EQUAL(traptable_add(&t, s, N / 2), 0);
+	CU_ASSERT_EQUAL(traptable_add(&t, s + N / 2, N - N / 2), 0);
+	for (i = 0; i < N; i++) {
+		const struct poke_live *e = traptable_lookup(cur(&t), s[i].addr);
+
+		found += e && e->emu.target == s[i].emu.target;
+		CU_ASSERT_PTR_NULL(traptable_lookup(cur(&t), s[i].addr + 1));
+	}
+	EXPECT_EQ_U64(N, found);
+	/* Removing every other site leaves exactly the rest. */
+	CU_ASSERT_EQUAL(traptable_remove(&t, s, N / 2), 0);
+	for (i = 0, found = 0; i < N; i++)
+		found += traptable_lookup(cur(&t), s[i].addr) != NULL;
+	EXPECT_EQ_U64(N - N / 2, found);
+	traptable_destroy(&t);
+	free(s);
+}
+
+/*
+ * A snapshot replaced after a grace period started must survive that
+ * grace period: a hook may have loaded it after the sync's kick.
+ */
+static void test_table_reclaim_order(void)
+{
+	struct poke_site a = mk(0x401000, 5), b = mk(0x402000, 5);
+	const struct poke_snapshot *held;
+	struct poke_table t;
+	uint64_t mark;
+
+	traptable_init(&t);
+	CU_ASSERT_EQUAL(traptable_add(&t, &a, 1), 0);		/* S1 */
+	EXPECT_EQ_U64(0, traptable_pending(&t));
+	CU_ASSERT_EQUAL(traptable_add(&t, &b, 1), 0);		/* S2, S1 retired */
+	EXPECT_EQ_U64(1, traptable_pending(&t));
+	mark = traptable_mark(&t);				/* sync starts */
+	held = cur(&t);						/* a hook loads S2 */
+	CU_ASSERT_EQUAL(traptable_remove(&t, &a, 1), 0);	/* S3, S2 retired */
+	EXPECT_EQ_U64(2, traptable_pending(&t));
+	traptable_reclaim(&t, mark);				/* sync returned */
+	/* S1 is gone, S2 (held) still pending. */
+	EXPECT_EQ_U64(1, traptable_pending(&t));
+	EXPECT_EQ_U64(1, t.freed);
+	CU_ASSERT_PTR_EQUAL(t.retired, held);
+	CU_ASSERT_PTR_NOT_NULL(traptable_lookup(held, b.addr));
+	/* The next grace period frees S2 too. */
+	traptable_reclaim(&t, traptable_mark(&t));
+	EXPECT_EQ_U64(0, traptable_pending(&t));
+	EXPECT_EQ_U64(2, t.freed);
+	CU_ASSERT_PTR_NOT_NULL(traptable_lookup(cur(&t), b.addr));
+	CU_ASSERT_PTR_NULL(traptable_lookup(cur(&t), a.addr));
+	traptable_destroy(&t);
+}
+
+TEST_SUITE(patch_table, "patch_table", false,
+	   TEST(test_table_one_site),
+	   TEST(test_table_out_of_order),
+	   TEST(test_table_many_sites),
+	   TEST(test_table_reclaim_order))
