@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_cli.c - option parsing of run and bench sync, list and number
+ * parsing, names and statistics: every bad-argument case, without KVM.
+ */
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../vmm/cli.h"
+#include "testlib.h"
+
+#define ARGV(...)	((char *[]){ __VA_ARGS__, NULL })
+#define ARGC(...)	((int)(sizeof((char *[]){ __VA_ARGS__ }) / sizeof(char *)))
+
+/*
+ * Parsers print their errors; silence stderr around them (the messages
+ * are checked end to end in test_cli_bad.c).
+ */
+static int stderr_off(void)
+{
+	int saved = dup(2), null = open("/dev/null", O_WRONLY);
+
+	dup2(null, 2);
+	close(null);
+	return saved;
+}
+
+static void stderr_on(int saved)
+{
+	dup2(saved, 2);
+	close(saved);
+}
+
+static int quiet_run(int argc, char **argv, struct run_opts *o)
+{
+	int saved = stderr_off(), ret = run_parse_args(argc, argv, o);
+
+	stderr_on(saved);
+	return ret;
+}
+
+static int quiet_bench(int argc, char **argv, struct bench_sync_opts *o)
+{
+	int saved = stderr_off(), ret = bench_sync_parse_args(argc, argv, o);
+
+	stderr_on(saved);
+	return ret;
+}
+
+#define RUN_OK(...) quiet_run(ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), &o)
+#define RUN_BAD(...) EXPECT_EQ_U64(VMPOKE_EXIT_USAGE, RUN_OK(__VA_ARGS__))
+
+static void test_cli_run_defaults(void)
+{
+	struct run_opts o;
+
+	CU_ASSERT_EQUAL_FATAL(RUN_OK("run", "img"), 0);
+	CU_ASSERT_STRING_EQUAL(o.cfg.image, "img");
+	EXPECT_EQ_U64(2, o.cfg.nr_vcpus);
+	EXPECT_EQ_U64(64, o.cfg.mem_mib);
+	EXPECT_EQ_U64(2, o.cfg.tasks);
+	EXPECT_EQ_U64(1000, o.cfg.hz);
+	EXPECT_EQ_U64(VMPOKE_SCN_HOT, o.cfg.scenario);
+	EXPECT_EQ_U64(0, o.cfg.iterations);
+	EXPECT_EQ_U64(0, o.timeout_s);
+	EXPECT_EQ_U64(VMM_TRAP_AUTO, o.cfg.trap_path);
+	CU_ASSERT_FALSE(o.cfg.quiet);
+	CU_ASSERT_PTR_NULL(o.json);
+	CU_ASSERT_FALSE(o.help);
+}
+
+static void test_cli_run_all_options(void)
+{
+	struct run_opts o;
+
+	/* Options after the image, as the man page shows them. */
+	CU_ASSERT_EQUAL_FATAL(RUN_OK("run", "g.img", "--vcpus", "64", "--mem", "128",
+				     "--tasks", "8", "--hz", "0", "--scenario", "lab",
+				     "--iterations", "18446744073709551615", "--seed", "7",
+				     "--timeout", "20", "--trap-path", "doorbell", "--quiet",
+				     "--json", "out.json"), 0);
+	CU_ASSERT_STRING_EQUAL(o.cfg.image, "g.img");
+	EXPECT_EQ_U64(64, o.cfg.nr_vcpus);
+	EXPECT_EQ_U64(128, o.cfg.mem_mib);
+	EXPECT_EQ_U64(8, o.cfg.tasks);
+	EXPECT_EQ_U64(0, o.cfg.hz);
+	EXPECT_EQ_U64(VMPOKE_SCN_LAB, o.cfg.scenario);
+	EXPECT_EQ_U64(UINT64_MAX, o.cfg.iterations);
+	EXPECT_EQ_U64(7, o.cfg.seed);
+	EXPECT_EQ_U64(20, o.timeout_s);
+	EXPECT_EQ_U64(VMM_TRAP_DOORBELL, o.cfg.trap_path);
+	CU_ASSERT_TRUE(o.cfg.quiet);
+	CU_ASSERT_STRING_EQUAL(o.json, "out.json");
+	CU_ASSERT_EQUAL(RUN_OK("run", "--vcpus=1", "--trap-path=debug-exit", "x"), 0);
+	EXPECT_EQ_U64(1, o.cfg.nr_vcpus);
+	EXPECT_EQ_U64(VMM_TRAP_DEBUG_EXIT, o.cfg.trap_path);
+	CU_ASSERT_EQUAL(RUN_OK("run", "--help"), 0);
+	CU_ASSERT_TRUE(o.help);
+}
+
+static void test_cli_run_bad(void)
+{
+	struct run_opts o;
+
+	RUN_BAD("run");
+	RUN_BAD("run", "a", "b");
+	RUN_BAD("run", "x", "--vcpus", "0");
+	RUN_BAD("run", "x", "--vcpus", "65");
+	RUN_BAD("run", "x", "--vcpus", "two");
+	RUN_BAD("run", "x", "--vcpus", "");
+	RUN_BAD("run", "x", "--vcpus", "2x");
+	RUN_BAD("run", "x", "--vcpus", "-1");
+	RUN_BAD("run", "x", "--vcpus", " 2");
+	RUN_BAD("run", "x", "--vcpus");
+	RUN_BAD("run", "x", "--mem", "1");
+	RUN_BAD("run", "x", "--mem", "3073");
+	RUN_BAD("run", "x", "--mem", "99999999999999999999999");
+	RUN_BAD("run", "x", "--tasks", "0");
+	RUN_BAD("run", "x", "--tasks", "9");
+	RUN_BAD("run", "x", "--hz", "5001");
+	RUN_BAD("run", "x", "--hz", "fast");
+	RUN_BAD("run", "x", "--scenario", "nope");
+	RUN_BAD("run", "x", "--scenario", "HOT");
+	RUN_BAD("run", "x", "--iterations", "1e6");
+	RUN_BAD("run", "x", "--timeout", "1.5");
+	RUN_BAD("run", "x", "--trap-path", "int3");
+	RUN_BAD("run", "x", "--bogus");
+	RUN_BAD("run", "x", "-z");
+}
+
+#define BENCH(...) quiet_bench(ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), &b)
+#define BENCH_BAD(...) EXPECT_EQ_U64(VMPOKE_EXIT_USAGE, BENCH(__VA_ARGS__))
+
+static void test_cli_bench_sync_args(void)
+{
+	struct bench_sync_opts b;
+
+	CU_ASSERT_EQUAL_FATAL(BENCH("sync"), 0);
+	EXPECT_EQ_U64(3, b.nr_counts);
+	EXPECT_EQ_U64(4, b.vcpus[2]);
+	EXPECT_EQ_U64(1000, b.rounds);
+	CU_ASSERT_PTR_NULL(b.image);
+	CU_ASSERT_EQUAL_FATAL(BENCH("sync", "--vcpus", "1,8", "--rounds", "50", "--json",
+				    "my.img"), 0);
+	EXPECT_EQ_U64(2, b.nr_counts);
+	EXPECT_EQ_U64(8, b.vcpus[1]);
+	EXPECT_EQ_U64(50, b.rounds);
+	CU_ASSERT_TRUE(b.json);
+	CU_ASSERT_STRING_EQUAL(b.image, "my.img");
+	BENCH_BAD("sync", "--vcpus", "1,,2");
+	BENCH_BAD("sync", "--vcpus", ",1");
+	BENCH_BAD("sync", "--vcpus", "1,");
+	BENCH_BAD("sync", "--vcpus", "0");
+	BENCH_BAD("sync", "--vcpus", "1,65");
+	BENCH_BAD("sync", "--vcpus", "a");
+	BENCH_BAD("sync", "--vcpus", "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17");
+	BENCH_BAD("sync", "--rounds", "0");
+	BENCH_BAD("sync", "--rounds", "many");
+	BENCH_BAD("sync", "a.img", "b.img");
+	BENCH_BAD("sync", "--json=x");
+}
+
+static void test_cli_names(void)
+{
+	for (unsigned int i = 0; i < VMPOKE_SCN_MAX; i++)
+		EXPECT_EQ_U64(i, cli_scenario_parse(cli_scenario_name(i)));
+	EXPECT_EQ_U64(VMPOKE_SCN_TRIPLE, cli_scenario_parse("triple"));
+	CU_ASSERT_EQUAL(cli_scenario_parse("x"), -1);
+	CU_ASSERT_EQUAL(cli_scenario_parse(NULL), -1);
+	CU_ASSERT_STRING_EQUAL(cli_scenario_name(VMPOKE_SCN_MAX), "?");
+	for (unsigned int i = 0; i < 3; i++)
+		EXPECT_EQ_U64(i, cli_trap_path_parse(cli_trap_path_name(i)));
+	CU_ASSERT_STRING_EQUAL(cli_outcome_name(VMM_TIMEOUT), "timeout");
+	CU_ASSERT_STRING_EQUAL(cli_outcome_name(VMM_HOST_ERROR), "host_error");
+}
+
+static void test_cli_stats(void)
+{
+	uint64_t v[100];
+	struct cli_stats st;
+
+	/* 100..1 µs in reverse: median 50.5, p99 (nearest rank) 99. */
+	for (unsigned int i = 0; i < 100; i++)
+		v[i] = (100 - i) * 1000ull;
+	cli_stats_ns(v, 100, &st);
+	CU_ASSERT_DOUBLE_EQUAL(st.median_us, 50.5, 1e-9);
+	CU_ASSERT_DOUBLE_EQUAL(st.p99_us, 99.0, 1e-9);
+	v[0] = 3000;
+	cli_stats_ns(v, 1, &st);
+	CU_ASSERT_DOUBLE_EQUAL(st.median_us, 3.0, 1e-9);
+	CU_ASSERT_DOUBLE_EQUAL(st.p99_us, 3.0, 1e-9);
+	cli_stats_ns(v, 0, &st);
+	CU_ASSERT_DOUBLE_EQUAL(st.median_us, 0.0, 1e-9);
+}
+
+TEST_SUITE(cli, "cli_args", false,
+	   TEST(test_cli_run_defaults),
+	   TEST(test_cli_run_all_options),
+	   TEST(test_cli_run_bad),
+	   TEST(test_cli_bench_sync_args),
+	   TEST(test_cli_names),
+	   TEST(test_cli_stats))

@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: MIT
+/*
+ * cli.c - number, list and name parsing, image pre-checks, statistics and
+ * JSON output for the vmpoke sub-commands.  See cli.h.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <json.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "elf_load.h"
+
+#ifndef VMPOKE_DATADIR
+#define VMPOKE_DATADIR "/usr/local/share/vmpoke"
+#endif
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "vmpoke %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'vmpoke %s --help'.\n", cmd);
+	return VMPOKE_EXIT_USAGE;
+}
+
+int cli_getopt_error(const char *cmd, int opt, char **argv)
+{
+	const char *arg = optind > 0 ? argv[optind - 1] : "";
+
+	if (opt == ':')
+		return cli_usage_error(cmd, "option '%s' needs a value", arg);
+	/* A long option is named whole; a short one by its letter. */
+	if (!strncmp(arg, "--", 2) || !optopt)
+		return cli_usage_error(cmd, "unknown option '%s'", arg);
+	return cli_usage_error(cmd, "unknown option '-%c'", optopt);
+}
+
+int cli_parse_u64(const char *cmd, const char *opt, const char *s,
+		  uint64_t min, uint64_t max, uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	/* strtoull accepts "-1" and leading blanks: refuse both. */
+	if (!s || !*s || *s < '0' || *s > '9')
+		return cli_usage_error(cmd, "%s: '%s' is not a number", opt, s ? s : "");
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (*end)
+		return cli_usage_error(cmd, "%s: '%s' is not a number", opt, s);
+	if (errno == ERANGE || v < min || v > max)
+		return cli_usage_error(cmd, "%s: %s is out of range [%llu, %llu]", opt, s,
+				       (unsigned long long)min, (unsigned long long)max);
+	*out = v;
+	return 0;
+}
+
+int cli_parse_uint(const char *cmd, const char *opt, const char *s,
+		   unsigned int min, unsigned int max, unsigned int *out)
+{
+	uint64_t v;
+	int ret = cli_parse_u64(cmd, opt, s, min, max, &v);
+
+	if (!ret)
+		*out = (unsigned int)v;
+	return ret;
+}
+
+int cli_parse_list(const char *cmd, const char *opt, const char *s,
+		   unsigned int min, unsigned int max, unsigned int *out,
+		   size_t cap, size_t *n)
+{
+	char *copy, *tok, *save = NULL;
+	int ret = 0;
+
+	if (!s || !*s)
+		return cli_usage_error(cmd, "%s: empty list", opt);
+	copy = strdup(s);
+	if (!copy)
+		return cli_usage_error(cmd, "%s: out of memory", opt);
+	*n = 0;
+	/* strtok_r would skip empty items; "1,,2" is a typo worth reporting. */
+	if (s[0] == ',' || s[strlen(s) - 1] == ',' || strstr(s, ",,")) {
+		free(copy);
+		return cli_usage_error(cmd, "%s: empty item in '%s'", opt, s);
+	}
+	for (tok = strtok_r(copy, ",", &save); tok && !ret;
+	     tok = strtok_r(NULL, ",", &save)) {
+		if (*n >= cap) {
+			ret = cli_usage_error(cmd, "%s: more than %zu items in '%s'",
+					      opt, cap, s);
+			break;
+		}
+		ret = cli_parse_uint(cmd, opt, tok, min, max, &out[*n]);
+		if (!ret)
+			(*n)++;
+	}
+	free(copy);
+	return ret;
+}
+
+static const char *const scenario_names[VMPOKE_SCN_MAX] = {
+	[VMPOKE_SCN_HOT] = "hot",	[VMPOKE_SCN_UD] = "ud",
+	[VMPOKE_SCN_PF] = "pf",		[VMPOKE_SCN_TRIPLE] = "triple",
+	[VMPOKE_SCN_SELFCHECK] = "selfcheck", [VMPOKE_SCN_INT3] = "int3",
+	[VMPOKE_SCN_TORTURE] = "torture", [VMPOKE_SCN_PING] = "ping",
+	[VMPOKE_SCN_IDLE] = "idle",	[VMPOKE_SCN_LAB] = "lab",
+};
+
+static int name_index(const char *const *names, unsigned int n, const char *s)
+{
+	for (unsigned int i = 0; s && i < n; i++)
+		if (names[i] && !strcmp(names[i], s))
+			return (int)i;
+	return -1;
+}
+
+int cli_scenario_parse(const char *s)
+{
+	return name_index(scenario_names, VMPOKE_SCN_MAX, s);
+}
+
+const char *cli_scenario_name(unsigned int scn)
+{
+	return scn < VMPOKE_SCN_MAX ? scenario_names[scn] : "?";
+}
+
+static const char *const trap_path_names[] = {
+	[VMM_TRAP_AUTO] = "auto",
+	[VMM_TRAP_DEBUG_EXIT] = "debug-exit",
+	[VMM_TRAP_DOORBELL] = "doorbell",
+};
+
+int cli_trap_path_parse(const char *s)
+{
+	return name_index(trap_path_names, 3, s);
+}
+
+const char *cli_trap_path_name(enum vmm_trap_path p)
+{
+	return (unsigned int)p < 3 ? trap_path_names[p] : "?";
+}
+
+const char *cli_outcome_name(enum vmm_outcome o)
+{
+	static const char *const names[] = {
+		[VMM_RUNNING] = "running",
+		[VMM_DONE] = "done",
+		[VMM_GUEST_FAULT] = "guest_fault",
+		[VMM_GUEST_CHECK] = "guest_check",
+		[VMM_GUEST_SELFCHECK] = "guest_selfcheck",
+		[VMM_TRIPLE_FAULT] = "triple_fault",
+		[VMM_INTERNAL_ERROR] = "internal_error",
+		[VMM_UNEXPECTED_EXIT] = "unexpected_exit",
+		[VMM_TIMEOUT] = "timeout",
+		[VMM_STOPPED] = "stopped",
+		[VMM_HOST_ERROR] = "host_error",
+	};
+
+	return (unsigned int)o < sizeof(names) / sizeof(names[0]) ? names[o] : "?";
+}
+
+int cli_check_image(const char *cmd, const char *path, uint64_t mem_mib)
+{
+	struct elf_image img;
+	char err[512];
+
+	/* ram == NULL: every check elf_load makes, without copying. */
+	if (elf_load(path, NULL, mem_mib << 20, VMPOKE_LOW_RESERVED_END, &img,
+		     err, sizeof(err))) {
+		fprintf(stderr, "vmpoke %s: %s\n", cmd, err);
+		return VMPOKE_EXIT_USAGE;
+	}
+	return 0;
+}
+
+const char *cli_default_image(char *buf, size_t len)
+{
+	const char *dir = getenv("VMPOKE_DATADIR");
+
+	if (!access("images/guest.img", R_OK)) {
+		snprintf(buf, len, "images/guest.img");
+		return buf;
+	}
+	snprintf(buf, len, "%s/guest.img", dir && *dir ? dir : VMPOKE_DATADIR);
+	return buf;
+}
+
+static int u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+void cli_stats_ns(uint64_t *v, size_t n, struct cli_stats *st)
+{
+	size_t p99;
+
+	st->median_us = st->p99_us = 0;
+	if (!n)
+		return;
+	qsort(v, n, sizeof(*v), u64_cmp);
+	st->median_us = (n & 1) ? v[n / 2] / 1e3 : (v[n / 2 - 1] + v[n / 2]) / 2e3;
+	/* Nearest rank: the smallest sample >= 99% of all samples. */
+	p99 = (n * 99 + 99) / 100;
+	st->p99_us = v[p99 - 1] / 1e3;
+}
+
+int cli_json_write(const char *cmd, const char *path, struct json_object *obj)
+{
+	const char *text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY |
+							  JSON_C_TO_STRING_NOSLASHESCAPE);
+	FILE *f = strcmp(path, "-") ? fopen(path, "w") : stdout;
+
+	if (!f) {
+		fprintf(stderr, "vmpoke %s: --json %s: %s\n", cmd, path, strerror(errno));
+		return VMPOKE_EXIT_HOST;
+	}
+	fprintf(f, "%s\n", text);
+	if (f == stdout ? fflush(f) : fclose(f)) {
+		fprintf(stderr, "vmpoke %s: --json %s: %s\n", cmd, path, strerror(errno));
+		return VMPOKE_EXIT_HOST;
+	}
+	return 0;
+}

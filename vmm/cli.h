@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cli.h - option parsing and output helpers shared by the vmpoke
+ * sub-commands (run, syms, doctor, bench sync).  Everything here is pure
+ * so tests/test_cli.c checks every bad-argument case without KVM.
+ */
+#ifndef VMPOKE_CLI_H
+#define VMPOKE_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm.h"
+
+struct json_object;
+
+#define CLI_MAX_MEM_MIB		3072u	/* RAM must end below the MMIO doorbell */
+#define CLI_MIN_MEM_MIB		2u	/* page tables, boot info, the image base */
+#define CLI_MAX_LIST		16u
+
+/* "vmpoke CMD: <msg>" and a --help hint on stderr; returns VMPOKE_EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/*
+ * The message for getopt_long's '?' or ':' (optstring must start with
+ * ':'), naming the offending argument; returns VMPOKE_EXIT_USAGE.
+ */
+int cli_getopt_error(const char *cmd, int opt, char **argv);
+
+/*
+ * Parse a decimal number in [min, max] for option opt of command cmd;
+ * 0, or VMPOKE_EXIT_USAGE after a message naming the option and the text.
+ */
+int cli_parse_u64(const char *cmd, const char *opt, const char *s,
+		  uint64_t min, uint64_t max, uint64_t *out);
+int cli_parse_uint(const char *cmd, const char *opt, const char *s,
+		   unsigned int min, unsigned int max, unsigned int *out);
+/* "1,2,4": at most cap numbers, each in [min, max]. */
+int cli_parse_list(const char *cmd, const char *opt, const char *s,
+		   unsigned int min, unsigned int max, unsigned int *out,
+		   size_t cap, size_t *n);
+
+/* Scenario and trap-path names as the CLI spells them; -1 if unknown. */
+int cli_scenario_parse(const char *s);
+const char *cli_scenario_name(unsigned int scn);
+int cli_trap_path_parse(const char *s);
+const char *cli_trap_path_name(enum vmm_trap_path p);
+const char *cli_outcome_name(enum vmm_outcome o);
+
+/*
+ * Check that path is a loadable image for mem_mib MiB of RAM, before any
+ * KVM work, so input errors never depend on the host.  0 or
+ * VMPOKE_EXIT_USAGE (message printed).
+ */
+int cli_check_image(const char *cmd, const char *path, uint64_t mem_mib);
+
+/* images/guest.img if it exists, else $VMPOKE_DATADIR/guest.img. */
+const char *cli_default_image(char *buf, size_t len);
+
+/* Median and 99th percentile of n nanosecond samples, in µs; sorts v. */
+struct cli_stats {
+	double median_us;
+	double p99_us;
+};
+void cli_stats_ns(uint64_t *v, size_t n, struct cli_stats *st);
+
+/* Write obj to path ("-" = stdout), pretty-printed; 0 or VMPOKE_EXIT_HOST. */
+int cli_json_write(const char *cmd, const char *path, struct json_object *obj);
+
+/* `vmpoke run` options (parsed by cmd_run.c, tested in test_cli.c). */
+struct run_opts {
+	struct vm_config cfg;
+	unsigned int timeout_s;		/* 0 = none */
+	const char *json;		/* NULL = no JSON */
+	bool help;
+};
+/* Defaults, then argv; 0 or VMPOKE_EXIT_USAGE (message printed). */
+int run_parse_args(int argc, char **argv, struct run_opts *o);
+
+/* `vmpoke bench sync` options (cmd_bench_sync.c). */
+struct bench_sync_opts {
+	unsigned int vcpus[CLI_MAX_LIST];
+	size_t nr_counts;
+	unsigned int rounds;
+	bool json;
+	bool help;
+	const char *image;		/* NULL = cli_default_image() */
+};
+int bench_sync_parse_args(int argc, char **argv, struct bench_sync_opts *o);
+
+#endif /* VMPOKE_CLI_H */

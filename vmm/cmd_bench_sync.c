@@ -1,0 +1,307 @@
+// SPDX-License-Identifier: MIT
+/*
+ * cmd_bench_sync.c - `vmpoke bench sync`: what the patcher's building
+ * blocks cost here, in one run:
+ *   (1) the exit round trip: 1 vCPU in scenario ping, intervals between
+ *       consecutive NOP hypercalls recorded by the vCPU thread;
+ *   (2) vmm_sync() per vCPU count, guests idling at CPL3;
+ *   (3) vmm_pause() + vmm_resume() pairs on the same VMs.
+ * Each sync/pause median is also given as a ratio to the exit round trip,
+ * the unit every other cost on this host is best compared with.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../patcher/commands.h"
+#include "cli.h"
+#include "vmm.h"
+
+#define BENCH_BOOT_MS		60000u	/* CPL0 boot is emulated: be generous */
+#define BENCH_MAX_ROUNDS	1000000u
+
+static const char bench_sync_usage[] =
+"Usage: vmpoke bench sync [--vcpus 1,2,4] [--rounds N] [--json] [IMAGE]\n"
+"Measure the exit round trip (1 vCPU, scenario ping), then for each vCPU\n"
+"count N vmm_sync() calls and N pause+resume pairs (scenario idle).\n"
+"IMAGE defaults to images/guest.img, else $VMPOKE_DATADIR/guest.img.\n"
+"\n"
+"  --vcpus LIST   comma-separated vCPU counts, each 1..64 (default 1,2,4)\n"
+"  --rounds N     samples per measurement, 1..1000000 (default 1000)\n"
+"  --json         print one JSON object instead of the table\n"
+"  -h, --help     this text\n";
+
+int bench_sync_parse_args(int argc, char **argv, struct bench_sync_opts *o)
+{
+	static const struct option longopts[] = {
+		{ "vcpus", required_argument, NULL, 'v' },
+		{ "rounds", required_argument, NULL, 'r' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int opt, ret = 0;
+
+	memset(o, 0, sizeof(*o));
+	o->vcpus[0] = 1;
+	o->vcpus[1] = 2;
+	o->vcpus[2] = 4;
+	o->nr_counts = 3;
+	o->rounds = 1000;
+	optind = 0;
+	opterr = 0;
+	while (!ret && (opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'v':
+			ret = cli_parse_list("bench sync", "--vcpus", optarg, 1, VMPOKE_MAX_VCPUS,
+					     o->vcpus, CLI_MAX_LIST, &o->nr_counts);
+			break;
+		case 'r':
+			ret = cli_parse_uint("bench sync", "--rounds", optarg, 1,
+					     BENCH_MAX_ROUNDS, &o->rounds);
+			break;
+		case 'j':
+			o->json = true;
+			break;
+		case 'h':
+			o->help = true;
+			return 0;
+		default:
+			ret = cli_getopt_error("bench sync", opt, argv);
+		}
+	}
+	if (ret)
+		return ret;
+	if (argc - optind > 1)
+		return cli_usage_error("bench sync", "unexpected argument '%s'",
+				       argv[optind + 1]);
+	o->image = optind < argc ? argv[optind] : NULL;
+	return 0;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+struct bench_row {
+	unsigned int vcpus;
+	struct cli_stats sync, pause;
+};
+
+static struct vm *bench_boot(const char *image, unsigned int nr_vcpus,
+			     enum vmpoke_scenario scn, int *code)
+{
+	struct vm_config cfg = {
+		.image = image, .nr_vcpus = nr_vcpus, .mem_mib = 64, .tasks = 1,
+		.hz = 0, .scenario = scn, .iterations = 0, .seed = 1,
+		.trap_path = VMM_TRAP_AUTO, .quiet = true,
+	};
+
+	return vmm_create(&cfg, code);
+}
+
+/* Why a VM that should be busy went silent: its outcome, if it ended. */
+static void bench_why(struct vm *vm, const char *what)
+{
+	struct vmm_result res = { 0 };
+
+	if (vmm_wait(vm, 1, &res) != VMM_TIMEOUT && res.message[0])
+		fprintf(stderr, "vmpoke bench sync: %s: %s\n", what, res.message);
+	else
+		fprintf(stderr, "vmpoke bench sync: %s: timed out\n", what);
+}
+
+/* (1) median/p99 of the intervals between NOP hypercalls on vCPU 0. */
+static int bench_roundtrip(const char *image, unsigned int rounds, struct cli_stats *st)
+{
+	uint64_t *buf = calloc(rounds, sizeof(*buf));
+	struct vm *vm;
+	int code = VMPOKE_EXIT_HOST;
+
+	if (!buf)
+		return VMPOKE_EXIT_HOST;
+	vm = bench_boot(image, 1, VMPOKE_SCN_PING, &code);
+	if (!vm) {
+		free(buf);
+		return code ? code : VMPOKE_EXIT_HOST;
+	}
+	vmm_record_hcall_intervals(vm, 0, VMPOKE_HC_NOP, buf, rounds);
+	code = 0;
+	if (vmm_start(vm)) {
+		code = VMPOKE_EXIT_HOST;
+		goto out;
+	}
+	/* Wait on the hypercall counter (a condvar), never by polling. */
+	while (vmm_recorded_intervals(vm, 0) < rounds) {
+		uint64_t missing = rounds - vmm_recorded_intervals(vm, 0);
+
+		if (vmm_wait_hcall(vm, VMPOKE_HC_NOP,
+				   vmm_hcall_count(vm, VMPOKE_HC_NOP) + missing,
+				   BENCH_BOOT_MS) == -ETIMEDOUT) {
+			bench_why(vm, "scenario ping");
+			code = VMPOKE_EXIT_GUEST;
+			goto out;
+		}
+	}
+	cli_stats_ns(buf, rounds, st);
+out:
+	vmm_stop(vm);
+	vmm_destroy(vm);
+	free(buf);
+	return code;
+}
+
+/* (2) and (3) for one vCPU count. */
+static int bench_sync_pause(const char *image, unsigned int nr_vcpus, unsigned int rounds,
+			    struct bench_row *row)
+{
+	uint64_t *buf = calloc(rounds, sizeof(*buf));
+	struct vm *vm;
+	int code = VMPOKE_EXIT_HOST;
+
+	row->vcpus = nr_vcpus;
+	if (!buf)
+		return VMPOKE_EXIT_HOST;
+	vm = bench_boot(image, nr_vcpus, VMPOKE_SCN_IDLE, &code);
+	if (!vm) {
+		free(buf);
+		return code ? code : VMPOKE_EXIT_HOST;
+	}
+	code = 0;
+	if (vmm_start(vm)) {
+		code = VMPOKE_EXIT_HOST;
+		goto out;
+	}
+	/* Every vCPU reports READY once its tasks run at CPL3. */
+	if (vmm_wait_hcall(vm, VMPOKE_HC_READY, nr_vcpus, BENCH_BOOT_MS)) {
+		bench_why(vm, "scenario idle boot");
+		code = VMPOKE_EXIT_GUEST;
+		goto out;
+	}
+	for (unsigned int i = 0; i < rounds; i++) {
+		uint64_t t0 = now_ns();
+
+		if (vmm_sync(vm)) {
+			fprintf(stderr, "vmpoke bench sync: vmm_sync failed with %u vCPUs\n",
+				nr_vcpus);
+			code = VMPOKE_EXIT_GUEST;
+			goto out;
+		}
+		buf[i] = now_ns() - t0;
+	}
+	cli_stats_ns(buf, rounds, &row->sync);
+	for (unsigned int i = 0; i < rounds; i++) {
+		uint64_t t0 = now_ns();
+
+		if (vmm_pause(vm)) {
+			fprintf(stderr, "vmpoke bench sync: vmm_pause failed with %u vCPUs\n",
+				nr_vcpus);
+			code = VMPOKE_EXIT_GUEST;
+			goto out;
+		}
+		vmm_resume(vm);
+		buf[i] = now_ns() - t0;
+	}
+	cli_stats_ns(buf, rounds, &row->pause);
+out:
+	vmm_stop(vm);
+	vmm_destroy(vm);
+	free(buf);
+	return code;
+}
+
+static double ratio(double x, double unit)
+{
+	return unit > 0 ? x / unit : 0;
+}
+
+static struct json_object *bench_row_json(unsigned int vcpus, const struct cli_stats *s,
+					  double unit)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "vcpus", json_object_new_int64(vcpus));
+	json_object_object_add(o, "median_us", json_object_new_double(s->median_us));
+	json_object_object_add(o, "p99_us", json_object_new_double(s->p99_us));
+	json_object_object_add(o, "ratio", json_object_new_double(ratio(s->median_us, unit)));
+	return o;
+}
+
+static int bench_print_json(const struct cli_stats *rt, const struct bench_row *rows, size_t n)
+{
+	struct json_object *j = json_object_new_object();
+	struct json_object *rto = json_object_new_object();
+	struct json_object *sync = json_object_new_array();
+	struct json_object *pause = json_object_new_array();
+	int ret;
+
+	json_object_object_add(rto, "median", json_object_new_double(rt->median_us));
+	json_object_object_add(rto, "p99", json_object_new_double(rt->p99_us));
+	json_object_object_add(j, "exit_roundtrip_us", rto);
+	for (size_t i = 0; i < n; i++) {
+		json_object_array_add(sync, bench_row_json(rows[i].vcpus, &rows[i].sync,
+							   rt->median_us));
+		json_object_array_add(pause, bench_row_json(rows[i].vcpus, &rows[i].pause,
+							    rt->median_us));
+	}
+	json_object_object_add(j, "sync", sync);
+	json_object_object_add(j, "pause_resume", pause);
+	ret = cli_json_write("bench sync", "-", j);
+	json_object_put(j);
+	return ret;
+}
+
+static void bench_print_table(const struct cli_stats *rt, unsigned int rounds,
+			      const struct bench_row *rows, size_t n)
+{
+	printf("exit round trip: median %.2f us, p99 %.2f us (%u samples)\n\n",
+	       rt->median_us, rt->p99_us, rounds);
+	printf("%5s  %11s %11s %7s  %11s %11s %7s\n", "vCPUs", "sync med", "sync p99",
+	       "ratio", "pause med", "pause p99", "ratio");
+	for (size_t i = 0; i < n; i++)
+		printf("%5u  %9.2fus %9.2fus %6.1fx  %9.2fus %9.2fus %6.1fx\n", rows[i].vcpus,
+		       rows[i].sync.median_us, rows[i].sync.p99_us,
+		       ratio(rows[i].sync.median_us, rt->median_us),
+		       rows[i].pause.median_us, rows[i].pause.p99_us,
+		       ratio(rows[i].pause.median_us, rt->median_us));
+}
+
+int cmd_bench_sync(int argc, char **argv)
+{
+	struct bench_row rows[CLI_MAX_LIST];
+	struct bench_sync_opts o;
+	struct cli_stats rt;
+	char defimg[4096];
+	const char *image;
+	int code;
+
+	code = bench_sync_parse_args(argc, argv, &o);
+	if (code)
+		return code;
+	if (o.help) {
+		fputs(bench_sync_usage, stdout);
+		return 0;
+	}
+	image = o.image ? o.image : cli_default_image(defimg, sizeof(defimg));
+	code = cli_check_image("bench sync", image, 64);
+	if (code)
+		return code;
+
+	code = bench_roundtrip(image, o.rounds, &rt);
+	for (size_t i = 0; !code && i < o.nr_counts; i++)
+		code = bench_sync_pause(image, o.vcpus[i], o.rounds, &rows[i]);
+	if (code)
+		return code;
+	if (o.json)
+		return bench_print_json(&rt, rows, o.nr_counts);
+	bench_print_table(&rt, o.rounds, rows, o.nr_counts);
+	return 0;
+}

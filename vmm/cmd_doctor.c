@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: MIT
+/*
+ * cmd_doctor.c - `vmpoke doctor`: can this host run vmpoke, and how.
+ * Everything comes from vmm_probe_host(), which runs tiny probe VMs; this
+ * file only explains the answers.
+ */
+#include <getopt.h>
+#include <json.h>
+#include <stdio.h>
+
+#include "../patcher/commands.h"
+#include "cli.h"
+#include "vmm.h"
+
+static const char doctor_usage[] =
+"Usage: vmpoke doctor [--json]\n"
+"Check /dev/kvm, the KVM API version and capabilities, and measure which\n"
+"trap path works here, whether single-step exits, the exit round trip\n"
+"and the kick latency.\n"
+"\n"
+"  --json       print the findings as one JSON object\n"
+"  -h, --help   this text\n"
+"\n"
+"Exit: 0 KVM usable, 3 not (with advice).\n";
+
+static const char doctor_advice[] =
+"vmpoke needs a usable /dev/kvm:\n"
+"  - load KVM: sudo modprobe kvm_intel (or kvm_amd);\n"
+"  - enable virtualization (VT-x/AMD-V) in the firmware, or nested\n"
+"    virtualization if this machine is itself a VM;\n"
+"  - give your user access: sudo usermod -aG kvm $USER (then log in again).\n";
+
+static const char *yes(bool b)
+{
+	return b ? "yes" : "no";
+}
+
+static void doctor_print(const struct vmm_host_caps *c)
+{
+	printf("/dev/kvm:           ok (API version %d)\n", c->api_version);
+	printf("capabilities:       irqchip %s, immediate_exit %s, set_guest_debug %s,\n"
+	       "                    user_memory %s, pit2 %s\n",
+	       yes(c->cap_irqchip), yes(c->cap_immediate_exit), yes(c->cap_set_guest_debug),
+	       yes(c->cap_user_memory), yes(c->cap_pit2));
+	if (c->debug_exit_on_int3)
+		printf("trap path:          debug-exit (KVM_EXIT_DEBUG on a guest int3)\n");
+	else
+		printf("trap path:          doorbell (no KVM_EXIT_DEBUG on int3 here; the guest's\n"
+		       "                    #BP stub rings the VMM)\n");
+	printf("single-step exits:  %s\n", yes(c->singlestep_exits));
+	printf("exit round trip:    %.2f us (median, CPL0 out)\n", c->exit_roundtrip_us);
+	printf("kick latency:       %.2f us (median, kick to KVM_RUN return)\n", c->kick_us);
+}
+
+static struct json_object *doctor_json(const struct vmm_host_caps *c)
+{
+	struct json_object *j = json_object_new_object();
+	struct json_object *caps = json_object_new_object();
+
+	json_object_object_add(j, "kvm_ok", json_object_new_boolean(c->kvm_ok));
+	json_object_object_add(j, "api_version", json_object_new_int(c->api_version));
+	json_object_object_add(j, "problem", c->kvm_ok ? NULL :
+			       json_object_new_string(c->problem));
+	json_object_object_add(caps, "irqchip", json_object_new_boolean(c->cap_irqchip));
+	json_object_object_add(caps, "immediate_exit",
+			       json_object_new_boolean(c->cap_immediate_exit));
+	json_object_object_add(caps, "set_guest_debug",
+			       json_object_new_boolean(c->cap_set_guest_debug));
+	json_object_object_add(caps, "user_memory", json_object_new_boolean(c->cap_user_memory));
+	json_object_object_add(caps, "pit2", json_object_new_boolean(c->cap_pit2));
+	json_object_object_add(j, "caps", caps);
+	json_object_object_add(j, "trap_path", json_object_new_string(
+		c->debug_exit_on_int3 ? "debug-exit" : "doorbell"));
+	json_object_object_add(j, "debug_exit_on_int3",
+			       json_object_new_boolean(c->debug_exit_on_int3));
+	json_object_object_add(j, "singlestep_exits", json_object_new_boolean(c->singlestep_exits));
+	json_object_object_add(j, "exit_roundtrip_us", json_object_new_double(c->exit_roundtrip_us));
+	json_object_object_add(j, "kick_us", json_object_new_double(c->kick_us));
+	return j;
+}
+
+int cmd_doctor(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct vmm_host_caps caps = { 0 };
+	bool json = false, ok;
+	int opt, ret;
+
+	optind = 0;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		if (opt == 'j') {
+			json = true;
+		} else if (opt == 'h') {
+			fputs(doctor_usage, stdout);
+			return 0;
+		} else {
+			return cli_getopt_error("doctor", opt, argv);
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("doctor", "unexpected argument '%s'", argv[optind]);
+
+	ok = vmm_probe_host(&caps) == 0 && caps.kvm_ok;
+	if (json) {
+		struct json_object *j = doctor_json(&caps);
+
+		json_object_object_add(j, "kvm_ok", json_object_new_boolean(ok));
+		ret = cli_json_write("doctor", "-", j);
+		json_object_put(j);
+		if (ret)
+			return ret;
+	} else if (ok) {
+		doctor_print(&caps);
+	}
+	if (!ok) {
+		fprintf(stderr, "vmpoke doctor: %s\n%s",
+			caps.problem[0] ? caps.problem : "/dev/kvm is not usable", doctor_advice);
+		return VMPOKE_EXIT_HOST;
+	}
+	return 0;
+}
