@@ -1,0 +1,394 @@
+// SPDX-License-Identifier: MIT
+/*
+ * bench_poke.c - `vmpoke bench poke`: what one patch costs, with the cost
+ * of one vmm_sync() as the unit (the protocol needs three of them, so a
+ * single-site patch near 3 syncs means the protocol adds little else).
+ *
+ * Sites come from bench_pad (guest/bench_sites.S): 4096 NOP5s nobody
+ * executes, so every measurement is the protocol alone.  Each site toggles
+ * NOP5 <-> JMP rel32 to the next instruction, which is the same thing.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <json-c/json.h>
+
+#include "../vmm/cli.h"
+#include "commands.h"
+#include "symtab.h"
+#include "torture.h"
+#include "vmm.h"
+
+#define BENCH_SYNCS		200
+#define BENCH_SINGLES		200
+#define BENCH_STW		200
+#define BENCH_READY_MS		120000
+
+static const unsigned int batch_sizes[] = { 16, 256, 4096 };
+#define NR_BATCH_SIZES	(sizeof(batch_sizes) / sizeof(batch_sizes[0]))
+
+struct bench {
+	struct vm *vm;
+	struct patcher *p;
+	uint64_t pad;			/* bench_pad address */
+	unsigned int nr_pad;		/* NOP5 sites in it */
+	uint8_t *state;			/* per site: 0 = NOP5, 1 = JMP */
+	uint8_t nop5[5];
+};
+
+static double now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, size_t n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n ? v[n / 2] : 0;
+}
+
+/* The bytes of site i in state s: NOP5, or JMP rel32 to the next insn. */
+static void site_bytes(const struct bench *b, unsigned int i, int s, uint8_t *out)
+{
+	(void)i;
+	if (!s) {
+		memcpy(out, b->nop5, 5);
+		return;
+	}
+	out[0] = 0xe9;
+	torture_put_le32(out + 1, 0);
+}
+
+static uint64_t site_addr(const struct bench *b, unsigned int i)
+{
+	return b->pad + 5ull * i;
+}
+
+static int find_pad(struct bench *b, const char *image)
+{
+	const struct sym *s = symtab_find(vmm_symtab(b->vm), "bench_pad");
+
+	if (!s || s->size < 6) {
+		vmm_error("bench poke: %s has no bench_pad function "
+			  "(guest/bench_sites.S)", image);
+		return -1;
+	}
+	b->pad = s->addr;
+	b->nr_pad = (unsigned int)((s->size - 1) / 5);
+	if (vmm_gva_read(b->vm, b->pad, b->nop5, 5)) {
+		vmm_error("bench poke: cannot read bench_pad at 0x%" PRIx64, b->pad);
+		return -1;
+	}
+	b->state = calloc(b->nr_pad, 1);
+	return b->state ? 0 : -1;
+}
+
+static double bench_sync(struct bench *b)
+{
+	double t[BENCH_SYNCS];
+
+	for (int i = 0; i < BENCH_SYNCS; i++) {
+		double t0 = now_us();
+
+		if (vmm_sync(b->vm))
+			return -1;
+		t[i] = now_us() - t0;
+	}
+	return median(t, BENCH_SYNCS);
+}
+
+static double bench_single(struct bench *b)
+{
+	double t[BENCH_SINGLES];
+	char msg[256];
+
+	for (int i = 0; i < BENCH_SINGLES; i++) {
+		uint8_t old[5], new[5];
+		enum poke_err e;
+		double t0;
+
+		site_bytes(b, 0, b->state[0], old);
+		site_bytes(b, 0, !b->state[0], new);
+		t0 = now_us();
+		e = poke_single(b->p, site_addr(b, 0), old, new, 5, msg, sizeof(msg));
+		t[i] = now_us() - t0;
+		if (e != POKE_OK) {
+			vmm_error("bench poke: single: %s (%s)", msg, poke_strerror(e));
+			return -1;
+		}
+		b->state[0] ^= 1;
+	}
+	return median(t, BENCH_SINGLES);
+}
+
+/* One batch toggling sites [1, 1 + n): prepare + add + finish, timed. */
+static double bench_batch_once(struct bench *b, unsigned int n)
+{
+	struct poke_batch *batch = poke_batch_new(b->p);
+	struct poke_site site;
+	char msg[256];
+	enum poke_err e = POKE_OK;
+	double t0 = now_us(), dt;
+
+	if (!batch)
+		return -1;
+	for (unsigned int i = 1; i <= n && e == POKE_OK; i++) {
+		uint8_t old[5], new[5];
+
+		site_bytes(b, i, b->state[i], old);
+		site_bytes(b, i, !b->state[i], new);
+		e = poke_site_prepare(b->p, &site, site_addr(b, i), old, new, 5,
+				      NULL, msg, sizeof(msg));
+		if (e == POKE_OK)
+			e = poke_batch_add(batch, &site);
+	}
+	if (e == POKE_OK)
+		e = poke_batch_finish(batch, msg, sizeof(msg));
+	dt = now_us() - t0;
+	poke_batch_free(batch);
+	if (e != POKE_OK) {
+		vmm_error("bench poke: batch of %u: %s (%s)", n, msg, poke_strerror(e));
+		return -1;
+	}
+	for (unsigned int i = 1; i <= n; i++)
+		b->state[i] ^= 1;
+	return dt;
+}
+
+static double bench_batch(struct bench *b, unsigned int n)
+{
+	unsigned int reps = n >= 4096 ? 5 : n >= 256 ? 11 : 51;
+	double t[51];
+
+	for (unsigned int r = 0; r < reps; r++) {
+		t[r] = bench_batch_once(b, n);
+		if (t[r] < 0)
+			return -1;
+	}
+	return median(t, reps);
+}
+
+/* Stop the world on the single site: pause, write, resume. */
+static double bench_stw(struct bench *b)
+{
+	double t[BENCH_STW];
+
+	for (int i = 0; i < BENCH_STW; i++) {
+		uint8_t new[5];
+		double t0 = now_us();
+		int err;
+
+		site_bytes(b, 0, !b->state[0], new);
+		err = vmm_pause(b->vm);
+		if (err)
+			return -1;
+		err = vmm_gva_write(b->vm, site_addr(b, 0), new, 5);
+		vmm_resume(b->vm);
+		t[i] = now_us() - t0;
+		if (err)
+			return -1;
+		b->state[0] ^= 1;
+	}
+	return median(t, BENCH_STW);
+}
+
+static uint64_t kicks_acked(struct bench *b)
+{
+	uint64_t sum = 0;
+
+	for (unsigned int i = 0; i < vmm_nr_vcpus(b->vm); i++) {
+		struct vmm_vcpu_stats st;
+
+		vmm_vcpu_stats(b->vm, i, &st);
+		sum += st.kicks_acked;
+	}
+	return sum;
+}
+
+struct bench_result {
+	double sync_us, single_us, stw_us;
+	double batch_us[NR_BATCH_SIZES];
+	unsigned int batch_sites[NR_BATCH_SIZES];
+	double kicks_per_patch;		/* per vCPU */
+	double kick_us;
+};
+
+static void emit(const struct bench_result *r, bool json)
+{
+	double bp_out = r->kicks_per_patch * r->kick_us;
+
+	if (json) {
+		struct json_object *o = json_object_new_object();
+		struct json_object *arr = json_object_new_array();
+		struct json_object *out = json_object_new_object();
+
+		json_object_object_add(o, "sync_us", json_object_new_double(r->sync_us));
+		json_object_object_add(o, "single_site_us",
+				       json_object_new_double(r->single_us));
+		for (size_t i = 0; i < NR_BATCH_SIZES; i++) {
+			struct json_object *e = json_object_new_object();
+
+			json_object_object_add(e, "sites",
+					       json_object_new_int((int)r->batch_sites[i]));
+			json_object_object_add(e, "us", json_object_new_double(r->batch_us[i]));
+			json_object_object_add(e, "ratio_to_single",
+					       json_object_new_double(r->batch_us[i] /
+								      r->single_us));
+			json_object_array_add(arr, e);
+		}
+		json_object_object_add(o, "batch", arr);
+		json_object_object_add(out, "breakpoint", json_object_new_double(bp_out));
+		json_object_object_add(out, "stop_the_world",
+				       json_object_new_double(r->stw_us));
+		json_object_object_add(o, "vcpu_out_us", out);
+		json_object_object_add(o, "stop_the_world_us",
+				       json_object_new_double(r->stw_us));
+		puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		json_object_put(o);
+		return;
+	}
+	printf("sync (unit)           %10.1f us\n", r->sync_us);
+	printf("single site           %10.1f us  (%.2f syncs)\n", r->single_us,
+	       r->single_us / r->sync_us);
+	for (size_t i = 0; i < NR_BATCH_SIZES; i++)
+		printf("batch of %-5u        %10.1f us  (%.2f x single, %.2f syncs)\n",
+		       r->batch_sites[i], r->batch_us[i],
+		       r->batch_us[i] / r->single_us, r->batch_us[i] / r->sync_us);
+	printf("stop the world        %10.1f us  (%.2f syncs)\n", r->stw_us,
+	       r->stw_us / r->sync_us);
+	printf("vCPU out of guest per patch: breakpoint %.1f us "
+	       "(%.2f kicks acked x %.1f us kick), stop-the-world %.1f us\n",
+	       bp_out, r->kicks_per_patch, r->kick_us, r->stw_us);
+}
+
+static int run_bench(struct bench *b, struct bench_result *r, unsigned int nr_vcpus)
+{
+	struct vmm_host_caps caps;
+	uint64_t k0;
+
+	memset(r, 0, sizeof(*r));
+	r->sync_us = bench_sync(b);
+	if (r->sync_us < 0)
+		return -1;
+	k0 = kicks_acked(b);
+	r->single_us = bench_single(b);
+	if (r->single_us < 0)
+		return -1;
+	r->kicks_per_patch = (double)(kicks_acked(b) - k0) / BENCH_SINGLES / nr_vcpus;
+	for (size_t i = 0; i < NR_BATCH_SIZES; i++) {
+		unsigned int n = batch_sizes[i];
+
+		if (n > b->nr_pad - 1) {
+			vmm_info("bench poke: only %u pad sites; batch of %u "
+				 "capped", b->nr_pad - 1, n);
+			n = b->nr_pad - 1;
+		}
+		r->batch_sites[i] = n;
+		r->batch_us[i] = bench_batch(b, n);
+		if (r->batch_us[i] < 0)
+			return -1;
+	}
+	r->stw_us = bench_stw(b);
+	if (r->stw_us < 0)
+		return -1;
+	/*
+	 * The VMM counts kicks but not time out of guest mode, so the
+	 * breakpoint figure is kicks acked per patch x the host's measured
+	 * kick round trip (vmm_probe_host): an estimate, labelled as such.
+	 * Under stop-the-world every vCPU is out for the whole pause.
+	 */
+	if (vmm_probe_host(&caps) == 0)
+		r->kick_us = caps.kick_us;
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: vmpoke bench poke [IMAGE] [--json] [--vcpus N]\n");
+}
+
+int cmd_bench_poke(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "vcpus", required_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct vm_config cfg = {
+		.nr_vcpus = 2, .mem_mib = 64, .tasks = 1, .hz = 0,
+		.scenario = VMPOKE_SCN_IDLE, .seed = 1, .quiet = true,
+	};
+	struct patcher_opts popts = { .inject = POKE_INJECT_NONE };
+	struct bench b = { 0 };
+	struct bench_result r;
+	char img[4096];
+	bool json = false;
+	int c, code, ret = VMPOKE_EXIT_HOST;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			json = true;
+			break;
+		case 'v':
+			if (cli_parse_uint("bench poke", "--vcpus", optarg, 1,
+					   VMPOKE_MAX_VCPUS, &cfg.nr_vcpus))
+				return VMPOKE_EXIT_USAGE;
+			break;
+		case 'h':
+			usage(stdout);
+			return VMPOKE_EXIT_OK;
+		default:
+			return cli_getopt_error("bench poke", c, argv);
+		}
+	}
+	if (argc - optind > 1) {
+		usage(stderr);
+		return VMPOKE_EXIT_USAGE;
+	}
+	cfg.image = optind < argc ? argv[optind] : cli_default_image(img, sizeof(img));
+	if (cli_check_image("bench poke", cfg.image, cfg.mem_mib))
+		return VMPOKE_EXIT_USAGE;
+
+	b.vm = vmm_create(&cfg, &code);
+	if (!b.vm)
+		return code;
+	b.p = patcher_create(b.vm, &popts);
+	if (!b.p)
+		goto out_vm;
+	if (find_pad(&b, cfg.image) || vmm_start(b.vm))
+		goto out;
+	if (vmm_wait_hcall(b.vm, VMPOKE_HC_READY, cfg.nr_vcpus, BENCH_READY_MS)) {
+		vmm_error("bench poke: %s: the guest did not report READY",
+			  cfg.image);
+		goto out;
+	}
+	if (run_bench(&b, &r, cfg.nr_vcpus) == 0) {
+		emit(&r, json);
+		ret = VMPOKE_EXIT_OK;
+	}
+out:
+	vmm_stop(b.vm);
+	patcher_destroy(b.p);
+out_vm:
+	vmm_destroy(b.vm);
+	free(b.state);
+	return ret;
+}

@@ -1,0 +1,700 @@
+// SPDX-License-Identifier: MIT
+/*
+ * torture.c - `vmpoke torture`: flip every patch site the guest offers, in
+ * batches of random size, as fast as the protocol allows, while the guest's
+ * tasks run through those sites and check every result.  Check failures
+ * are counted (not fatal); a guest fault ends the run.  With --inject the
+ * engine runs a deliberately broken protocol and the run must detect it.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <json-c/json.h>
+
+#include "../vmm/cli.h"
+#include "commands.h"
+#include "symtab.h"
+#include "torture.h"
+#include "vmm.h"
+
+#define TORTURE_READY_MS	120000	/* boot under nested emulation is slow */
+
+struct torture {
+	struct vm *vm;
+	struct patcher *p;
+	struct torture_site *sites;
+	unsigned int nr_sites;
+	unsigned int nr_vcpus;
+	uint64_t seed;
+	bool json;
+
+	/* Cache of prepared transitions [site][from][to]; see flip_batch(). */
+	struct poke_site *prep;
+	bool *prep_ok;
+
+	atomic_bool stop;		/* patch loop and hotplug thread leave */
+	atomic_bool ended;		/* the guest run ended (monitor) */
+	struct vmm_result res;		/* valid once ended */
+	pthread_mutex_t lock;		/* hotplug pacing */
+	pthread_cond_t cond;
+	uint64_t hotplug_cycles;
+
+	uint64_t patches, batches, aborts;
+	double t0, first_detection;	/* < 0: none */
+	bool host_error;
+};
+
+static volatile sig_atomic_t torture_signalled;
+
+static void torture_on_signal(int sig)
+{
+	(void)sig;
+	torture_signalled = 1;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: vmpoke torture IMAGE [--vcpus N] [--seconds S] "
+		"[--kinds LIST] [--hotplug]\n"
+		"                     [--inject FAULT] [--json] [--tasks N] "
+		"[--hz HZ] [--seed S]\n"
+		"  LIST:  comma-separated nop5,nop2,call,jcc,multi (default all)\n"
+		"  FAULT: no-int3, torn-write, no-shadow-check, no-sync, "
+		"early-retire\n");
+}
+
+/* The monitor: blocks in vmm_wait() until the run ends for any reason. */
+static void *monitor_main(void *arg)
+{
+	struct torture *t = arg;
+
+	vmm_wait(t->vm, 0, &t->res);
+	atomic_store(&t->ended, true);
+	return NULL;
+}
+
+/*
+ * Hotplug: offline one random vCPU, let it stay out a little, online it.
+ * Only one is offline at a time, so never all.  The pauses are condvar
+ * timed waits on the stop flag, not sleeps, so the run ends promptly.
+ */
+static void *hotplug_main(void *arg)
+{
+	struct torture *t = arg;
+	uint64_t rng = t->seed ^ 0x686f74706c7567ull;
+
+	pthread_mutex_lock(&t->lock);
+	while (!atomic_load(&t->stop)) {
+		unsigned int id = (unsigned int)(torture_rand(&rng) % t->nr_vcpus);
+		long us = 200 + (long)(torture_rand(&rng) % 5000);
+		struct timespec ts;
+		int err;
+
+		pthread_mutex_unlock(&t->lock);
+		err = vmm_vcpu_offline(t->vm, id);
+		pthread_mutex_lock(&t->lock);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += us * 1000;
+		ts.tv_sec += ts.tv_nsec / 1000000000;
+		ts.tv_nsec %= 1000000000;
+		while (!atomic_load(&t->stop) &&
+		       pthread_cond_timedwait(&t->cond, &t->lock, &ts) != ETIMEDOUT)
+			;
+		pthread_mutex_unlock(&t->lock);
+		if (!err) {
+			vmm_vcpu_online(t->vm, id);
+			t->hotplug_cycles++;
+		}
+		pthread_mutex_lock(&t->lock);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)(torture_rand(&rng) % 3000) * 1000;
+		ts.tv_sec += ts.tv_nsec / 1000000000;
+		ts.tv_nsec %= 1000000000;
+		while (!atomic_load(&t->stop) &&
+		       pthread_cond_timedwait(&t->cond, &t->lock, &ts) != ETIMEDOUT)
+			;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return NULL;
+}
+
+/* Read and check vmpoke_sites; build the sites of the wanted kinds. */
+static int load_sites(struct torture *t, unsigned int kinds)
+{
+	const struct symtab *st = vmm_symtab(t->vm);
+	const struct sym *s = symtab_find(st, VMPOKE_SYM_SITES);
+	struct vmpoke_site_table *tab;
+	char msg[256];
+	int err;
+
+	if (!s) {
+		vmm_error("torture: the image has no symbol %s", VMPOKE_SYM_SITES);
+		return -1;
+	}
+	tab = calloc(1, sizeof(*tab));
+	t->sites = calloc(VMPOKE_MAX_SITES, sizeof(*t->sites));
+	if (!tab || !t->sites) {
+		free(tab);
+		vmm_error("torture: out of memory");
+		return -1;
+	}
+	err = vmm_gva_read(t->vm, s->addr, tab, sizeof(*tab));
+	if (err) {
+		vmm_error("torture: reading %s at 0x%" PRIx64 ": %s",
+			  VMPOKE_SYM_SITES, s->addr, strerror(-err));
+		free(tab);
+		return -1;
+	}
+	if (torture_table_check(tab, st, msg, sizeof(msg))) {
+		vmm_error("torture: %s", msg);
+		free(tab);
+		return -1;
+	}
+	for (uint32_t i = 0; i < tab->nr_sites; i++) {
+		const struct vmpoke_site_desc *d = &tab->sites[i];
+		uint8_t orig[POKE_MAX_LEN];
+
+		if (!(kinds & (1u << d->kind)))
+			continue;
+		err = vmm_gva_read(t->vm, d->addr, orig, d->len);
+		if (err) {
+			vmm_error("torture: reading site 0x%" PRIx64 ": %s",
+				  d->addr, strerror(-err));
+			free(tab);
+			return -1;
+		}
+		if (torture_site_build(&t->sites[t->nr_sites], d, orig, msg,
+				       sizeof(msg))) {
+			vmm_error("torture: %s", msg);
+			free(tab);
+			return -1;
+		}
+		t->nr_sites++;
+	}
+	free(tab);
+	if (!t->nr_sites) {
+		vmm_error("torture: %s offers no site of the requested kinds",
+			  VMPOKE_SYM_SITES);
+		return -1;
+	}
+	t->prep = calloc((size_t)t->nr_sites * TORTURE_MAX_VARIANTS *
+			 TORTURE_MAX_VARIANTS, sizeof(*t->prep));
+	t->prep_ok = calloc((size_t)t->nr_sites * TORTURE_MAX_VARIANTS *
+			    TORTURE_MAX_VARIANTS, sizeof(*t->prep_ok));
+	if (!t->prep || !t->prep_ok) {
+		vmm_error("torture: out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The prepared site for site i going from its current variant to `to`.
+ * Preparation (a Capstone scan of the containing function) is done once
+ * per transition, when the guest holds the `from` bytes, and reused: the
+ * result depends only on the function's code and the two byte strings.
+ */
+static const struct poke_site *transition(struct torture *t, unsigned int i,
+					  unsigned int to)
+{
+	struct torture_site *ts = &t->sites[i];
+	size_t k = ((size_t)i * TORTURE_MAX_VARIANTS + ts->cur) *
+		   TORTURE_MAX_VARIANTS + to;
+	char msg[256];
+	enum poke_err e;
+
+	if (t->prep_ok[k])
+		return &t->prep[k];
+	e = poke_site_prepare(t->p, &t->prep[k], ts->desc.addr,
+			      ts->variant[ts->cur], ts->variant[to],
+			      ts->desc.len, NULL, msg, sizeof(msg));
+	if (e != POKE_OK) {
+		vmm_error("torture: %s site %u: %s (%s)",
+			  torture_kind_name(ts->desc.kind), i, msg, poke_strerror(e));
+		return NULL;
+	}
+	t->prep_ok[k] = true;
+	return &t->prep[k];
+}
+
+/* After a failed batch: find out which variant each site holds now. */
+static int resync(struct torture *t, const unsigned int *idx, unsigned int n)
+{
+	for (unsigned int j = 0; j < n; j++) {
+		struct torture_site *ts = &t->sites[idx[j]];
+		uint8_t now[POKE_MAX_LEN];
+		bool found = false;
+
+		if (vmm_gva_read(t->vm, ts->desc.addr, now, ts->desc.len))
+			return -1;
+		for (unsigned int v = 0; v < ts->nr_variants && !found; v++) {
+			if (!memcmp(now, ts->variant[v], ts->desc.len)) {
+				ts->cur = v;
+				found = true;
+			}
+		}
+		if (!found) {
+			vmm_error("torture: site 0x%" PRIx64 " holds bytes that "
+				  "are none of its variants after a failed batch",
+				  ts->desc.addr);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Batch size: mostly small, sometimes everything, seeded. */
+static unsigned int batch_size(unsigned int n, uint64_t *rng)
+{
+	switch (torture_rand(rng) % 4) {
+	case 0:
+		return 1;
+	case 1:
+		return 1 + (unsigned int)(torture_rand(rng) % (n < 8 ? n : 8));
+	case 2:
+		return 1 + (unsigned int)(torture_rand(rng) % n);
+	default:
+		return n;
+	}
+}
+
+/* One batch over a random subset.  0, 1 = the guest ended, -1 = error. */
+static int flip_batch(struct torture *t, unsigned int *idx, unsigned int *to,
+		      uint64_t *rng)
+{
+	unsigned int n = t->nr_sites, k = batch_size(n, rng);
+	struct poke_batch *b;
+	char msg[512];
+	enum poke_err e = POKE_OK;
+
+	/* Partial Fisher-Yates: idx[0..k) is a random subset. */
+	for (unsigned int j = 0; j < k; j++) {
+		unsigned int r = j + (unsigned int)(torture_rand(rng) % (n - j));
+		unsigned int tmp = idx[j];
+
+		idx[j] = idx[r];
+		idx[r] = tmp;
+	}
+	b = poke_batch_new(t->p);
+	if (!b) {
+		vmm_error("torture: out of memory");
+		return -1;
+	}
+	for (unsigned int j = 0; j < k && e == POKE_OK; j++) {
+		struct torture_site *ts = &t->sites[idx[j]];
+		unsigned int step = 1 + (unsigned int)(torture_rand(rng) %
+						       (ts->nr_variants - 1));
+		const struct poke_site *ps;
+
+		to[j] = (ts->cur + step) % ts->nr_variants;
+		ps = transition(t, idx[j], to[j]);
+		if (!ps) {
+			poke_batch_free(b);
+			return -1;
+		}
+		e = poke_batch_add(b, ps);
+	}
+	if (e == POKE_OK)
+		e = poke_batch_finish(b, msg, sizeof(msg));
+	else
+		snprintf(msg, sizeof(msg), "batch add refused");
+	poke_batch_free(b);
+
+	if (e == POKE_OK) {
+		for (unsigned int j = 0; j < k; j++)
+			t->sites[idx[j]].cur = to[j];
+		t->patches += k;
+		t->batches++;
+		return 0;
+	}
+	if (atomic_load(&t->ended))
+		return 1;	/* the guest died under us: that is the verdict */
+	if (e == POKE_E_SHADOW_BUSY) {
+		/* The protocol working: the batch was undone. */
+		t->aborts++;
+		return 0;
+	}
+	vmm_error("torture: batch of %u: %s (%s)", k, msg, poke_strerror(e));
+	resync(t, idx, k);
+	return -1;
+}
+
+static uint64_t check_failures(struct torture *t)
+{
+	return vmm_hcall_count(t->vm, VMPOKE_HC_CHECK_FAIL);
+}
+
+static bool outcome_is_fault(enum vmm_outcome o)
+{
+	return o == VMM_GUEST_FAULT || o == VMM_TRIPLE_FAULT ||
+	       o == VMM_INTERNAL_ERROR || o == VMM_UNEXPECTED_EXIT ||
+	       o == VMM_GUEST_SELFCHECK || o == VMM_GUEST_CHECK;
+}
+
+static void progress(struct torture *t, double now)
+{
+	struct poke_stats st;
+
+	patcher_stats(t->p, &st);
+	fprintf(t->json ? stderr : stdout,
+		"torture: %6.1fs patches %" PRIu64 " batches %" PRIu64
+		" trap_hits %" PRIu64 " ghost %" PRIu64 " shadow_aborts %" PRIu64
+		" check_failures %" PRIu64 "\n", now - t->t0, t->patches,
+		t->batches, st.trap_hits, st.ghost_traps, st.shadow_aborts,
+		check_failures(t));
+	fflush(t->json ? stderr : stdout);
+}
+
+static void patch_loop(struct torture *t, double seconds)
+{
+	unsigned int *idx = calloc(t->nr_sites, sizeof(*idx));
+	unsigned int *to = calloc(t->nr_sites, sizeof(*to));
+	uint64_t rng = t->seed | 1;
+	double next_progress, now;
+
+	if (!idx || !to) {
+		vmm_error("torture: out of memory");
+		t->host_error = true;
+		goto out;
+	}
+	for (unsigned int i = 0; i < t->nr_sites; i++)
+		idx[i] = i;
+	t->t0 = now = now_s();
+	next_progress = now + 1;
+	while (now - t->t0 < seconds && !torture_signalled &&
+	       !atomic_load(&t->ended)) {
+		int r = flip_batch(t, idx, to, &rng);
+
+		now = now_s();
+		if (t->first_detection < 0 && check_failures(t))
+			t->first_detection = now - t->t0;
+		if (r > 0)
+			break;
+		if (r < 0) {
+			t->host_error = true;
+			break;
+		}
+		if (now >= next_progress) {
+			progress(t, now);
+			next_progress = now + 1;
+		}
+	}
+out:
+	free(idx);
+	free(to);
+}
+
+static void emit_json(struct torture *t, const struct poke_stats *st,
+		      uint64_t guest_faults, uint64_t checks, bool detected,
+		      enum poke_inject inj)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "patches", json_object_new_uint64(t->patches));
+	json_object_object_add(o, "batches", json_object_new_uint64(t->batches));
+	json_object_object_add(o, "sites", json_object_new_int(t->nr_sites));
+	json_object_object_add(o, "trap_hits", json_object_new_uint64(st->trap_hits));
+	json_object_object_add(o, "ghost_traps", json_object_new_uint64(st->ghost_traps));
+	json_object_object_add(o, "foreign_traps", json_object_new_uint64(st->foreign_traps));
+	json_object_object_add(o, "shadow_retries", json_object_new_uint64(st->shadow_retries));
+	json_object_object_add(o, "shadow_aborts", json_object_new_uint64(st->shadow_aborts));
+	json_object_object_add(o, "guest_faults", json_object_new_uint64(guest_faults));
+	json_object_object_add(o, "check_failures", json_object_new_uint64(checks));
+	json_object_object_add(o, "detected", json_object_new_boolean(detected));
+	json_object_object_add(o, "first_detection_s", t->first_detection >= 0 ?
+			       json_object_new_double(t->first_detection) : NULL);
+	json_object_object_add(o, "inject", inj != POKE_INJECT_NONE ?
+			       json_object_new_string(torture_inject_name(inj)) : NULL);
+	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+}
+
+static void emit_text(struct torture *t, const struct poke_stats *st,
+		      uint64_t guest_faults, uint64_t checks, bool detected,
+		      enum poke_inject inj, double elapsed)
+{
+	printf("torture summary: %.1f s, %u sites, inject %s\n"
+	       "  patches %" PRIu64 " (%.0f/s), batches %" PRIu64 "\n"
+	       "  trap_hits %" PRIu64 ", ghost_traps %" PRIu64
+	       ", foreign_traps %" PRIu64 "\n"
+	       "  shadow_retries %" PRIu64 ", shadow_aborts %" PRIu64 "\n"
+	       "  guest_faults %" PRIu64 ", check_failures %" PRIu64 "\n",
+	       elapsed, t->nr_sites, torture_inject_name(inj), t->patches,
+	       elapsed > 0 ? t->patches / elapsed : 0.0, t->batches,
+	       st->trap_hits, st->ghost_traps, st->foreign_traps,
+	       st->shadow_retries, st->shadow_aborts, guest_faults, checks);
+	if (detected)
+		printf("  DETECTED after %.3f s\n", t->first_detection);
+	else
+		printf("  no failure seen\n");
+}
+
+struct torture_args {
+	struct vm_config cfg;
+	double seconds;
+	unsigned int kinds;
+	bool hotplug, json;
+	enum poke_inject inject;
+};
+
+static int parse_args(int argc, char **argv, struct torture_args *a)
+{
+	static const struct option opts[] = {
+		{ "vcpus", required_argument, NULL, 'v' },
+		{ "seconds", required_argument, NULL, 's' },
+		{ "kinds", required_argument, NULL, 'k' },
+		{ "hotplug", no_argument, NULL, 'H' },
+		{ "inject", required_argument, NULL, 'i' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "tasks", required_argument, NULL, 't' },
+		{ "hz", required_argument, NULL, 'z' },
+		{ "seed", required_argument, NULL, 'S' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char msg[256];
+	uint64_t seed;
+	int c, inj;
+
+	memset(a, 0, sizeof(*a));
+	a->cfg.nr_vcpus = 2;
+	a->cfg.tasks = 3;
+	a->cfg.hz = 1000;
+	a->cfg.mem_mib = 64;
+	a->cfg.scenario = VMPOKE_SCN_TORTURE;
+	a->cfg.seed = 1;
+	a->cfg.quiet = true;
+	a->seconds = 10;
+	a->kinds = TORTURE_KINDS_ALL;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'v':
+			if (cli_parse_uint("torture", "--vcpus", optarg, 1,
+					   VMPOKE_MAX_VCPUS, &a->cfg.nr_vcpus))
+				return -1;
+			break;
+		case 's': {
+			char *end;
+
+			a->seconds = strtod(optarg, &end);
+			if (end == optarg || *end || !(a->seconds > 0)) {
+				vmm_error("torture: --seconds %s: expected a "
+					  "positive number", optarg);
+				return -1;
+			}
+			break;
+		}
+		case 'k':
+			a->kinds = torture_parse_kinds(optarg, msg, sizeof(msg));
+			if (!a->kinds) {
+				vmm_error("torture: %s", msg);
+				return -1;
+			}
+			break;
+		case 'H':
+			a->hotplug = true;
+			break;
+		case 'i':
+			inj = torture_parse_inject(optarg);
+			if (inj < 0) {
+				vmm_error("torture: --inject %s: unknown fault "
+					  "(no-int3, torn-write, no-shadow-check, "
+					  "no-sync, early-retire)", optarg);
+				return -1;
+			}
+			a->inject = (enum poke_inject)inj;
+			break;
+		case 'j':
+			a->json = true;
+			break;
+		case 't':
+			if (cli_parse_uint("torture", "--tasks", optarg, 1,
+					   VMPOKE_MAX_TASKS, &a->cfg.tasks))
+				return -1;
+			break;
+		case 'z':
+			if (cli_parse_uint("torture", "--hz", optarg, 0, 5000,
+					   &a->cfg.hz))
+				return -1;
+			break;
+		case 'S':
+			if (cli_parse_u64("torture", "--seed", optarg, 0,
+					  UINT64_MAX, &seed))
+				return -1;
+			a->cfg.seed = seed;
+			break;
+		case 'h':
+			usage(stdout);
+			return 1;
+		default:
+			cli_getopt_error("torture", c, argv);
+			return -1;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return -1;
+	}
+	a->cfg.image = argv[optind];
+	if (a->hotplug && a->cfg.nr_vcpus < 2) {
+		vmm_error("torture: --hotplug needs --vcpus >= 2 (never all offline)");
+		return -1;
+	}
+	return cli_check_image("torture", a->cfg.image, a->cfg.mem_mib) ? -1 : 0;
+}
+
+static void install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = torture_on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+static void stop_hotplug(struct torture *t, pthread_t hot, bool *started)
+{
+	if (!*started)
+		return;
+	atomic_store(&t->stop, true);
+	pthread_mutex_lock(&t->lock);
+	pthread_cond_broadcast(&t->cond);
+	pthread_mutex_unlock(&t->lock);
+	pthread_join(hot, NULL);
+	*started = false;
+}
+
+/* Boot, wait for every vCPU's READY, then hand over to the patch loop. */
+static int torture_run(struct torture *t, const struct torture_args *a)
+{
+	struct patcher_opts popts = { .inject = a->inject };
+	pthread_t mon, hot;
+	bool hot_started = false, mon_started = false;
+	struct poke_stats st;
+	uint64_t faults = 0, checks;
+	bool detected;
+	int code, ret = VMPOKE_EXIT_HOST;
+
+	memset(&hot, 0, sizeof(hot));
+
+	t->vm = vmm_create(&a->cfg, &code);
+	if (!t->vm)
+		return code;
+	vmm_set_check_fail_fatal(t->vm, false);
+	t->p = patcher_create(t->vm, &popts);
+	if (!t->p) {
+		vmm_error("torture: cannot create the patcher");
+		goto out_vm;
+	}
+	if (vmm_start(t->vm))
+		goto out_patcher;
+	if (pthread_create(&mon, NULL, monitor_main, t))
+		goto out_stop;
+	mon_started = true;
+	if (vmm_wait_hcall(t->vm, VMPOKE_HC_READY, a->cfg.nr_vcpus,
+			   TORTURE_READY_MS)) {
+		vmm_error("torture: %s: the guest did not report READY on all "
+			  "%u vCPUs within %u s", a->cfg.image, a->cfg.nr_vcpus,
+			  TORTURE_READY_MS / 1000);
+		ret = VMPOKE_EXIT_GUEST;
+		goto out_stop;
+	}
+	if (load_sites(t, a->kinds))
+		goto out_stop;
+	if (a->hotplug) {
+		if (pthread_create(&hot, NULL, hotplug_main, t))
+			goto out_stop;
+		hot_started = true;
+	}
+
+	patch_loop(t, a->seconds);
+	double elapsed = now_s() - t->t0;
+
+	stop_hotplug(t, hot, &hot_started);
+	patcher_stats(t->p, &st);
+	checks = check_failures(t);
+	vmm_stop(t->vm);
+	pthread_join(mon, NULL);
+	mon_started = false;
+	if (outcome_is_fault(t->res.outcome)) {
+		faults = 1;
+		vmm_error("torture: guest: %s", t->res.message);
+		if (t->first_detection < 0)
+			t->first_detection = now_s() - t->t0;
+	}
+	if (t->res.outcome == VMM_HOST_ERROR)
+		t->host_error = true;
+	if (checks && t->first_detection < 0)
+		t->first_detection = elapsed;
+	detected = faults || checks;
+	if (a->json)
+		emit_json(t, &st, faults, checks, detected, a->inject);
+	else
+		emit_text(t, &st, faults, checks, detected, a->inject, elapsed);
+	if (a->hotplug)
+		fprintf(a->json ? stderr : stdout, "torture: %" PRIu64
+			" hotplug cycles\n", t->hotplug_cycles);
+	if (detected)
+		ret = VMPOKE_EXIT_GUEST;
+	else if (t->host_error)
+		ret = VMPOKE_EXIT_HOST;
+	else if (torture_signalled)
+		ret = VMPOKE_EXIT_SIGNAL;
+	else
+		ret = VMPOKE_EXIT_OK;
+
+out_stop:
+	stop_hotplug(t, hot, &hot_started);
+	vmm_stop(t->vm);
+	if (mon_started)
+		pthread_join(mon, NULL);
+out_patcher:
+	patcher_destroy(t->p);
+out_vm:
+	vmm_destroy(t->vm);
+	return ret;
+}
+
+int cmd_torture(int argc, char **argv)
+{
+	struct torture_args a;
+	struct torture t;
+	int r = parse_args(argc, argv, &a);
+
+	if (r)
+		return r > 0 ? VMPOKE_EXIT_OK : VMPOKE_EXIT_USAGE;
+	memset(&t, 0, sizeof(t));
+	t.nr_vcpus = a.cfg.nr_vcpus;
+	t.seed = a.cfg.seed;
+	t.json = a.json;
+	t.first_detection = -1;
+	pthread_mutex_init(&t.lock, NULL);
+	pthread_cond_init(&t.cond, NULL);
+	install_signals();
+	r = torture_run(&t, &a);
+	free(t.sites);
+	free(t.prep);
+	free(t.prep_ok);
+	pthread_mutex_destroy(&t.lock);
+	pthread_cond_destroy(&t.cond);
+	return r;
+}

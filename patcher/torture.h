@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * torture.h - the pieces of `vmpoke torture` and `vmpoke bench poke` that
+ * do not need a running VM: reading and checking the guest's vmpoke_sites
+ * table and building the byte variants each site toggles between.
+ */
+#ifndef VMPOKE_TORTURE_H
+#define VMPOKE_TORTURE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "patcher.h"
+#include "vmpoke_abi.h"
+
+struct symtab;
+
+#define TORTURE_MAX_VARIANTS	5
+
+/* --kinds bits: 1 << enum vmpoke_site_kind */
+#define TORTURE_KINDS_ALL	((1u << VMPOKE_SITE_NOP5_JMP32) | \
+				 (1u << VMPOKE_SITE_NOP2_JMP8) | \
+				 (1u << VMPOKE_SITE_CALL32) | \
+				 (1u << VMPOKE_SITE_JCC32) | \
+				 (1u << VMPOKE_SITE_MULTI))
+
+struct torture_site {
+	struct vmpoke_site_desc desc;
+	unsigned int nr_variants;
+	uint8_t variant[TORTURE_MAX_VARIANTS][POKE_MAX_LEN];
+	unsigned int cur;		/* index of the bytes the guest has now */
+};
+
+/* "nop5,call" -> mask; 0 and a message naming the bad word on error. */
+unsigned int torture_parse_kinds(const char *list, char *msg, size_t msglen);
+/* "no-int3" -> POKE_INJECT_NO_INT3 ...; -1 if unknown. */
+int torture_parse_inject(const char *name);
+const char *torture_inject_name(enum poke_inject inj);
+const char *torture_kind_name(uint32_t kind);
+
+/*
+ * Check the table header and every descriptor against the image's symbols:
+ * each site and each target must lie inside a function symbol, the site
+ * wholly inside one.  Returns 0 or -1 with msg naming the first bad entry.
+ */
+int torture_table_check(const struct vmpoke_site_table *t,
+			const struct symtab *st, char *msg, size_t msglen);
+
+/*
+ * Build the variants of one site from its descriptor and the bytes the
+ * guest has there now (desc->len of them).  0, or -1 with msg.
+ */
+int torture_site_build(struct torture_site *ts,
+		       const struct vmpoke_site_desc *d, const uint8_t *orig,
+		       char *msg, size_t msglen);
+
+/* Encoders: rel32/rel8 relative to the end of the instruction. */
+bool torture_rel32(uint64_t from_end, uint64_t to, int32_t *rel);
+void torture_put_le32(uint8_t *buf, int32_t rel);
+
+/* xorshift64*: seeded, reproducible, cheap. */
+static inline uint64_t torture_rand(uint64_t *s)
+{
+	uint64_t x = *s;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 0x2545f4914f6cdd1dull;
+}
+
+#endif /* VMPOKE_TORTURE_H */

@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_bench_poke.c - `vmpoke bench poke --json` produces the documented
+ * shape with positive figures.  No timing assertions: the figures depend
+ * on the host (see docs for what was measured where).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <json-c/json.h>
+
+#include "testlib.h"
+
+static double jnum(struct json_object *o, const char *key)
+{
+	struct json_object *v = NULL;
+
+	EXPECT_TRUE_MSG(json_object_object_get_ex(o, key, &v), "no key %s", key);
+	EXPECT_TRUE_MSG(v && (json_object_is_type(v, json_type_double) ||
+			      json_object_is_type(v, json_type_int)),
+			"%s is not a number", key);
+	return v ? json_object_get_double(v) : 0;
+}
+
+static void test_bench_poke_json(void)
+{
+	static const int sizes[] = { 16, 256, 4096 };
+	struct json_object *o = NULL, *arr, *out;
+	char *cmd, *text = NULL, *line;
+	int status;
+
+	if (!testlib_require_kvm())
+		return;
+	if (asprintf(&cmd, "%s bench poke %s --json", testlib_vmpoke(),
+		     testlib_image()) < 0)
+		return;
+	status = testlib_run(cmd, &text);
+	free(cmd);
+	for (line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+		if (!strncmp(line, "{\"sync_us\"", 10))
+			o = json_tokener_parse(line);
+	EXPECT_TRUE_MSG(o != NULL, "no JSON in output:\n%s", text ? text : "");
+	free(text);
+	EXPECT_EQ_U64(0, status);
+	if (!o)
+		return;
+	CU_ASSERT_EQUAL(json_object_object_length(o), 6);
+	CU_ASSERT_TRUE(jnum(o, "sync_us") > 0);
+	CU_ASSERT_TRUE(jnum(o, "single_site_us") > 0);
+	CU_ASSERT_TRUE(jnum(o, "stop_the_world_us") > 0);
+	CU_ASSERT_TRUE_FATAL(json_object_object_get_ex(o, "batch", &arr));
+	CU_ASSERT_EQUAL_FATAL(json_object_array_length(arr), 3);
+	for (size_t i = 0; i < 3; i++) {
+		struct json_object *e = json_object_array_get_idx(arr, i);
+
+		CU_ASSERT_EQUAL(jnum(e, "sites"), sizes[i]);
+		CU_ASSERT_TRUE(jnum(e, "us") > 0);
+		CU_ASSERT_TRUE(jnum(e, "ratio_to_single") > 0);
+		CU_ASSERT_EQUAL(json_object_object_length(e), 3);
+	}
+	CU_ASSERT_TRUE_FATAL(json_object_object_get_ex(o, "vcpu_out_us", &out));
+	CU_ASSERT_TRUE(jnum(out, "breakpoint") >= 0);
+	CU_ASSERT_TRUE(jnum(out, "stop_the_world") > 0);
+	json_object_put(o);
+}
+
+TEST_SUITE(bench_poke, "bench_poke", true, TEST(test_bench_poke_json))

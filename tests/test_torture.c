@@ -1,0 +1,356 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_torture.c - `vmpoke torture`: the pure parts (site table checks,
+ * variant encoding, option parsing) and, with KVM, a short safe run and one
+ * run per injected protocol fault, which must be detected.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <json-c/json.h>
+
+#include "../patcher/torture.h"
+#include "symtab.h"
+#include "testlib.h"
+
+#define FN_A	0x100000ull	/* a 0x100-byte function */
+#define FN_B	0x100200ull
+
+static struct symtab *test_syms(void)
+{
+	static const struct sym syms[] = {
+		{ FN_A, 0x100, 'T', "fn_a" },
+		{ FN_B, 0x100, 'T', "fn_b" },
+		{ FN_B + 0x200, 0x40, 'D', "data" },
+	};
+
+	return symtab_from_array(syms, sizeof(syms) / sizeof(syms[0]));
+}
+
+static void one_site(struct vmpoke_site_table *t, uint32_t kind, uint32_t len,
+		     uint64_t addr, uint64_t target)
+{
+	memset(t, 0, sizeof(*t));
+	t->magic = VMPOKE_SITES_MAGIC;
+	t->version = VMPOKE_ABI_VERSION;
+	t->nr_sites = 1;
+	t->sites[0].addr = addr;
+	t->sites[0].kind = kind;
+	t->sites[0].len = len;
+	t->sites[0].nr_targets = 1;
+	t->sites[0].target[0] = target;
+}
+
+static void test_table_check(void)
+{
+	struct vmpoke_site_table *t = calloc(1, sizeof(*t));
+	struct symtab *st = test_syms();
+	char msg[256];
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+	one_site(t, VMPOKE_SITE_NOP5_JMP32, 5, FN_A + 0x10, FN_A + 0x40);
+	EXPECT_TRUE_MSG(torture_table_check(t, st, msg, sizeof(msg)) == 0, "%s", msg);
+
+	t->magic ^= 1;
+	CU_ASSERT_EQUAL(torture_table_check(t, st, msg, sizeof(msg)), -1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "magic"));
+	t->magic ^= 1;
+	t->version = 99;
+	CU_ASSERT_EQUAL(torture_table_check(t, st, msg, sizeof(msg)), -1);
+	t->version = VMPOKE_ABI_VERSION;
+	t->nr_sites = VMPOKE_MAX_SITES + 1;
+	CU_ASSERT_EQUAL(torture_table_check(t, st, msg, sizeof(msg)), -1);
+	t->nr_sites = 1;
+	/* Wholly inside a function: a site crossing fn_a's end is refused. */
+	t->sites[0].addr = FN_A + 0xfe;
+	CU_ASSERT_EQUAL(torture_table_check(t, st, msg, sizeof(msg)), -1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "0x1000fe"));
+	/* Outside the image, and inside data. */
+	t->sites[0].addr = 0x5000;
+	CU_ASSERT_EQUAL(torture_table_check(t, st, msg, sizeof(msg)), -1);
+	t->sites[0].addr = FN_B + 0x210;
+	CU_ASSERT_EQUAL(torture_table_check(t, st, msg, sizeof(msg)), -1);
+	t->sites[0].addr = FN_A + 0x10;
+	t->sites[0].target[0] = FN_B + 0x210;
+	CU_ASSERT_EQUAL(torture_table_check(t, st, msg, sizeof(msg)), -1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "target[0]"));
+	t->sites[0].target[0] = FN_A + 0x40;
+	t->sites[0].len = 6;
+	CU_ASSERT_EQUAL(torture_table_check(t, st, msg, sizeof(msg)), -1);
+	t->sites[0].len = 5;
+	t->sites[0].nr_targets = 5;
+	CU_ASSERT_EQUAL(torture_table_check(t, st, msg, sizeof(msg)), -1);
+	t->sites[0].nr_targets = 1;
+	t->sites[0].kind = 9;
+	CU_ASSERT_EQUAL(torture_table_check(t, st, msg, sizeof(msg)), -1);
+	t->sites[0].kind = VMPOKE_SITE_NOP5_JMP32;
+	/* Overlapping sites. */
+	t->nr_sites = 2;
+	t->sites[1] = t->sites[0];
+	t->sites[1].addr += 4;
+	CU_ASSERT_EQUAL(torture_table_check(t, st, msg, sizeof(msg)), -1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "overlaps"));
+	t->sites[1].addr += 1;
+	EXPECT_TRUE_MSG(torture_table_check(t, st, msg, sizeof(msg)) == 0, "%s", msg);
+	symtab_free(st);
+	free(t);
+}
+
+static void test_site_nop5_multi(void)
+{
+	static const uint8_t nop5[5] = { 0x0f, 0x1f, 0x44, 0x00, 0x00 };
+	static const uint8_t multi[7] = { 0x48, 0x89, 0xc3, 0x48, 0x01, 0xd8, 0x90 };
+	struct vmpoke_site_desc d = {
+		.addr = FN_A + 0x10, .kind = VMPOKE_SITE_NOP5_JMP32, .len = 5,
+		.nr_targets = 1, .target = { FN_A + 0x80 },
+	};
+	struct torture_site ts;
+	char msg[128];
+
+	CU_ASSERT_EQUAL_FATAL(torture_site_build(&ts, &d, nop5, msg, sizeof(msg)), 0);
+	CU_ASSERT_EQUAL(ts.nr_variants, 2);
+	CU_ASSERT_EQUAL(ts.cur, 0);
+	CU_ASSERT_EQUAL(memcmp(ts.variant[0], nop5, 5), 0);
+	/* E9 rel32: 0x80 - (0x10 + 5) = 0x6b */
+	CU_ASSERT_EQUAL(memcmp(ts.variant[1], "\xe9\x6b\x00\x00\x00", 5), 0);
+
+	/* Started in the alternative: cur follows the guest's bytes. */
+	CU_ASSERT_EQUAL_FATAL(torture_site_build(&ts, &d, (const uint8_t *)"\xe9\x6b\x00\x00\x00",
+						 msg, sizeof(msg)), 0);
+	CU_ASSERT_EQUAL(ts.cur, 1);
+	CU_ASSERT_EQUAL(memcmp(ts.variant[0], nop5, 5), 0);
+	/* Any other original bytes are remembered as they are. */
+	CU_ASSERT_EQUAL_FATAL(torture_site_build(&ts, &d, (const uint8_t *)"\x66\x0f\x1f\x40\x00",
+						 msg, sizeof(msg)), 0);
+	CU_ASSERT_EQUAL(ts.cur, 0);
+	CU_ASSERT_EQUAL(memcmp(ts.variant[0], "\x66\x0f\x1f\x40\x00", 5), 0);
+
+	d.kind = VMPOKE_SITE_MULTI;
+	d.len = 7;
+	d.target[0] = FN_A;	/* backwards */
+	CU_ASSERT_EQUAL_FATAL(torture_site_build(&ts, &d, multi, msg, sizeof(msg)), 0);
+	CU_ASSERT_EQUAL(memcmp(ts.variant[0], multi, 7), 0);
+	/* -0x15, then INT3 padding */
+	CU_ASSERT_EQUAL(memcmp(ts.variant[1], "\xe9\xeb\xff\xff\xff\xcc\xcc", 7), 0);
+}
+
+static void test_site_nop2(void)
+{
+	struct vmpoke_site_desc d = {
+		.addr = FN_A + 0x10, .kind = VMPOKE_SITE_NOP2_JMP8, .len = 2,
+		.nr_targets = 1, .target = { FN_A + 0x12 + 127 },
+	};
+	struct torture_site ts;
+	char msg[128];
+
+	CU_ASSERT_EQUAL_FATAL(torture_site_build(&ts, &d, (const uint8_t *)"\x66\x90",
+						 msg, sizeof(msg)), 0);
+	CU_ASSERT_EQUAL(memcmp(ts.variant[1], "\xeb\x7f", 2), 0);
+	d.target[0] += 1;	/* 128: out of rel8 range */
+	CU_ASSERT_EQUAL(torture_site_build(&ts, &d, (const uint8_t *)"\x66\x90",
+					   msg, sizeof(msg)), -1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "rel8"));
+	d.target[0] = FN_A + 0x12 - 128;
+	CU_ASSERT_EQUAL_FATAL(torture_site_build(&ts, &d, (const uint8_t *)"\x66\x90",
+						 msg, sizeof(msg)), 0);
+	CU_ASSERT_EQUAL(memcmp(ts.variant[1], "\xeb\x80", 2), 0);
+}
+
+static void test_site_call_jcc(void)
+{
+	struct vmpoke_site_desc d = {
+		.addr = FN_A + 0x10, .kind = VMPOKE_SITE_CALL32, .len = 5,
+		.nr_targets = 3, .target = { FN_B, FN_B + 0x20, FN_A + 0x15 },
+	};
+	uint8_t call[5] = { 0xe8, 0xeb, 0x01, 0x00, 0x00 };	/* -> FN_B */
+	uint8_t jcc[6] = { 0x0f, 0x8e, 0xea, 0x01, 0x00, 0x00 };	/* jle -> FN_B */
+	struct torture_site ts;
+	char msg[128];
+
+	CU_ASSERT_EQUAL_FATAL(torture_site_build(&ts, &d, call, msg, sizeof(msg)), 0);
+	CU_ASSERT_EQUAL(ts.nr_variants, 3);
+	CU_ASSERT_EQUAL(ts.cur, 0);
+	CU_ASSERT_EQUAL(memcmp(ts.variant[1], "\xe8\x0b\x02\x00\x00", 5), 0);
+	CU_ASSERT_EQUAL(memcmp(ts.variant[2], "\xe8\x00\x00\x00\x00", 5), 0);
+	call[0] = 0xe9;
+	CU_ASSERT_EQUAL(torture_site_build(&ts, &d, call, msg, sizeof(msg)), -1);
+	d.nr_targets = 1;
+	call[0] = 0xe8;
+	CU_ASSERT_EQUAL(torture_site_build(&ts, &d, call, msg, sizeof(msg)), -1);
+
+	d.kind = VMPOKE_SITE_JCC32;
+	d.len = 6;
+	d.nr_targets = 2;
+	CU_ASSERT_EQUAL_FATAL(torture_site_build(&ts, &d, jcc, msg, sizeof(msg)), 0);
+	/* The condition byte is kept, only rel32 changes. */
+	CU_ASSERT_EQUAL(memcmp(ts.variant[1], "\x0f\x8e\x0a\x02\x00\x00", 6), 0);
+	jcc[1] = 0x75;
+	CU_ASSERT_EQUAL(torture_site_build(&ts, &d, jcc, msg, sizeof(msg)), -1);
+}
+
+static void test_parse(void)
+{
+	char msg[128];
+
+	CU_ASSERT_EQUAL(torture_parse_kinds("nop5,jcc", msg, sizeof(msg)),
+			(1u << VMPOKE_SITE_NOP5_JMP32) | (1u << VMPOKE_SITE_JCC32));
+	CU_ASSERT_EQUAL(torture_parse_kinds("nop5,nop2,call,jcc,multi", msg,
+					    sizeof(msg)), TORTURE_KINDS_ALL);
+	CU_ASSERT_EQUAL(torture_parse_kinds("nop5,nop7", msg, sizeof(msg)), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "nop7"));
+	CU_ASSERT_EQUAL(torture_parse_kinds("", msg, sizeof(msg)), 0);
+	CU_ASSERT_EQUAL(torture_parse_inject("no-int3"), POKE_INJECT_NO_INT3);
+	CU_ASSERT_EQUAL(torture_parse_inject("early-retire"), POKE_INJECT_EARLY_RETIRE);
+	CU_ASSERT_EQUAL(torture_parse_inject("none"), -1);
+	CU_ASSERT_EQUAL(torture_parse_inject("bogus"), -1);
+	CU_ASSERT_STRING_EQUAL(torture_inject_name(POKE_INJECT_TORN_WRITE), "torn-write");
+}
+
+/* --- with KVM: the command itself ---------------------------------------- */
+
+/* The JSON summary line of a run's output (progress lines go before it). */
+static struct json_object *run_json(const char *args, int *status)
+{
+	struct json_object *o = NULL;
+	char *cmd, *out = NULL, *line;
+
+	if (asprintf(&cmd, "%s torture %s %s --json", testlib_vmpoke(),
+		     testlib_image(), args) < 0)
+		return NULL;
+	*status = testlib_run(cmd, &out);
+	free(cmd);
+	for (line = out; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+		if (!strncmp(line, "{\"patches\"", 10))
+			o = json_tokener_parse(line);
+	if (!o)
+		fprintf(stderr, "\n  torture %s: no JSON summary; output:\n%s\n", args,
+			out ? out : "(none)");
+	free(out);
+	return o;
+}
+
+static uint64_t jget_u64(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	EXPECT_TRUE_MSG(json_object_object_get_ex(o, key, &v), "no key %s", key);
+	return v ? json_object_get_uint64(v) : 0;
+}
+
+static void check_keys(struct json_object *o)
+{
+	static const char *const keys[] = {
+		"patches", "batches", "sites", "trap_hits", "ghost_traps",
+		"foreign_traps", "shadow_retries", "shadow_aborts", "guest_faults",
+		"check_failures", "detected", "first_detection_s", "inject",
+	};
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		EXPECT_TRUE_MSG(json_object_object_get_ex(o, keys[i], NULL),
+				"JSON lacks %s", keys[i]);
+	CU_ASSERT_EQUAL(json_object_object_length(o), (int)(sizeof(keys) / sizeof(keys[0])));
+}
+
+static void safe_run(const char *args)
+{
+	struct json_object *o, *v;
+	int status;
+
+	if (!testlib_require_kvm())
+		return;
+	o = run_json(args, &status);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	check_keys(o);
+	EXPECT_EQ_U64(0, status);
+	EXPECT_EQ_U64(0, jget_u64(o, "guest_faults"));
+	EXPECT_EQ_U64(0, jget_u64(o, "check_failures"));
+	EXPECT_TRUE_MSG(jget_u64(o, "patches") > 0, "no patch was made");
+	EXPECT_TRUE_MSG(jget_u64(o, "sites") > 0, "no site was used");
+	json_object_object_get_ex(o, "detected", &v);
+	CU_ASSERT_FALSE(json_object_get_boolean(v));
+	json_object_object_get_ex(o, "inject", &v);
+	CU_ASSERT_PTR_NULL(v);
+	json_object_put(o);
+}
+
+static void test_torture_safe(void)
+{
+	safe_run("--seconds 5");
+}
+
+static void test_torture_safe_hotplug(void)
+{
+	safe_run("--seconds 5 --hotplug");
+}
+
+static void inject_run(const char *fault)
+{
+	struct json_object *o, *v;
+	char args[128];
+	int status;
+
+	if (!testlib_require_kvm())
+		return;
+	/* Detection ends the run early; 60 s is the goal's bound. */
+	snprintf(args, sizeof(args), "--seconds 60 --inject %s", fault);
+	o = run_json(args, &status);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	check_keys(o);
+	json_object_object_get_ex(o, "detected", &v);
+	EXPECT_TRUE_MSG(json_object_get_boolean(v), "--inject %s was not detected "
+			"(patches %llu, trap_hits %llu)", fault,
+			(unsigned long long)jget_u64(o, "patches"),
+			(unsigned long long)jget_u64(o, "trap_hits"));
+	EXPECT_EQ_U64(1, status);
+	json_object_object_get_ex(o, "inject", &v);
+	CU_ASSERT_STRING_EQUAL(v ? json_object_get_string(v) : "", fault);
+	json_object_put(o);
+}
+
+static void test_inject_no_int3(void)
+{
+	inject_run("no-int3");
+}
+
+static void test_inject_torn_write(void)
+{
+	inject_run("torn-write");
+}
+
+static void test_inject_no_shadow_check(void)
+{
+	inject_run("no-shadow-check");
+}
+
+static void test_inject_no_sync(void)
+{
+	inject_run("no-sync");
+}
+
+static void test_inject_early_retire(void)
+{
+	inject_run("early-retire");
+}
+
+static void test_torture_usage(void)
+{
+	char *cmd, *out = NULL;
+	int status;
+
+	if (asprintf(&cmd, "%s torture %s --inject bogus", testlib_vmpoke(),
+		     testlib_image()) < 0)
+		return;
+	status = testlib_run(cmd, &out);
+	EXPECT_EQ_U64(2, status);
+	EXPECT_TRUE_MSG(out && strstr(out, "bogus"), "message does not name the input");
+	free(cmd);
+	free(out);
+}
+
+TEST_SUITE(torture_unit, "torture_unit", false,
+	   TEST(test_table_check), TEST(test_site_nop5_multi), TEST(test_site_nop2),
+	   TEST(test_site_call_jcc), TEST(test_parse), TEST(test_torture_usage))
+TEST_SUITE(torture, "torture", true,
+	   TEST(test_torture_safe), TEST(test_torture_safe_hotplug),
+	   TEST(test_inject_no_int3), TEST(test_inject_torn_write),
+	   TEST(test_inject_no_shadow_check), TEST(test_inject_no_sync),
+	   TEST(test_inject_early_retire))
