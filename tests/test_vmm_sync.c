@@ -1,0 +1,222 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_vmm_sync.c - the sync primitive, pause/resume and hotplug against
+ * the real guest.
+ *
+ * The checks are built to fail on the bugs they guard against: a sync that
+ * returns before a vCPU acknowledged its generation (checked against the
+ * generation recorded before the call), a lost or double acknowledgement
+ * (exact per-vCPU count), a pause that does not stop the world (hypercall
+ * counters and registers must not move while paused), and an offline vCPU
+ * that still runs.
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include "testlib.h"
+#include "test_vmm_util.h"
+#include "../vmm/vmm_internal.h"
+
+#define SYNC_ROUNDS	10000u
+#define PAUSE_ROUNDS	1000u
+
+static struct vm *sync_boot(unsigned int vcpus, enum vmpoke_scenario scn)
+{
+	struct vm_config cfg;
+	struct vm *vm;
+
+	if (!testlib_require_kvm())
+		return NULL;
+	vmt_config(&cfg, vcpus, scn, 0);
+	vm = vmt_boot(&cfg);
+	if (vm && !vmt_wait_ready(vm)) {
+		vmt_finish(vm);
+		return NULL;
+	}
+	return vm;
+}
+
+static void test_sync_10000(void)
+{
+	struct vm *vm = sync_boot(2, VMPOKE_SCN_HOT);
+	uint64_t acked0[2], early = 0, failed = 0;
+	struct vmm_vcpu_stats st;
+
+	if (!vm)
+		return;
+	for (unsigned int i = 0; i < 2; i++) {
+		vmm_vcpu_stats(vm, i, &st);
+		acked0[i] = st.kicks_acked;
+	}
+	for (unsigned int r = 0; r < SYNC_ROUNDS; r++) {
+		uint64_t before = atomic_load(&vm->sync_gen);
+
+		if (vmm_sync(vm))
+			failed++;
+		/* This call's generation is before + 1: both must have it. */
+		for (unsigned int i = 0; i < 2; i++)
+			if (atomic_load(&vm->vcpus[i].acked_gen) < before + 1)
+				early++;
+	}
+	EXPECT_EQ_U64(0, failed);
+	EXPECT_EQ_U64(0, early);
+	EXPECT_EQ_U64(SYNC_ROUNDS, atomic_load(&vm->sync_gen));
+	for (unsigned int i = 0; i < 2; i++) {
+		vmm_vcpu_stats(vm, i, &st);
+		/* Every generation acknowledged exactly once: none lost. */
+		EXPECT_EQ_U64(SYNC_ROUNDS, st.kicks_acked - acked0[i]);
+		EXPECT_EQ_U64(SYNC_ROUNDS, atomic_load(&vm->vcpus[i].acked_gen));
+	}
+	EXPECT_EQ_U64(VMM_TIMEOUT, vmm_wait(vm, 1, NULL));	/* still running */
+	vmt_finish(vm);
+}
+
+/*
+ * PING: every vCPU loops on CPL0 NOP hypercalls, so each is nearly always
+ * just exiting on port IO (pause must complete it) and the NOP counter
+ * gives a blocking way to see progress.
+ */
+static void test_pause_resume_1000(void)
+{
+	struct vm *vm = sync_boot(2, VMPOKE_SCN_PING);
+	uint64_t differ = 0, moved = 0, stalls = 0, errors = 0;
+
+	if (!vm)
+		return;
+	for (unsigned int r = 0; r < PAUSE_ROUNDS; r++) {
+		uint64_t nops;
+
+		if (vmm_pause(vm)) {
+			errors++;
+			break;
+		}
+		nops = vmm_hcall_count(vm, VMPOKE_HC_NOP);
+		for (unsigned int i = 0; i < 2; i++) {
+			struct kvm_regs a, b;
+			struct kvm_sregs s;
+
+			if (vmm_vcpu_get_regs(vm, i, &a) || vmm_vcpu_get_regs(vm, i, &b) ||
+			    vmm_vcpu_get_sregs(vm, i, &s)) {
+				errors++;
+				continue;
+			}
+			if (memcmp(&a, &b, sizeof(a)))
+				differ++;
+			if (r == 0)
+				EXPECT_EQ_U64(0x1000, s.cr3);
+			/* Resuming with an unchanged but dirty cache is harmless. */
+			if (r % 2 && vmm_vcpu_set_regs(vm, i, &a))
+				errors++;
+		}
+		if (vmm_hcall_count(vm, VMPOKE_HC_NOP) != nops)
+			moved++;
+		vmm_resume(vm);
+		if (vmm_wait_hcall(vm, VMPOKE_HC_NOP, nops + 2, VMT_WAIT_MS))
+			stalls++;
+	}
+	EXPECT_EQ_U64(0, errors);
+	EXPECT_EQ_U64(0, differ);
+	EXPECT_EQ_U64(0, moved);
+	EXPECT_EQ_U64(0, stalls);
+	/* Registers are only readable while parked. */
+	EXPECT_EQ_U64((uint64_t)-EBUSY, (uint64_t)vmm_vcpu_get_regs(vm, 0,
+						&(struct kvm_regs){ 0 }));
+	vmt_finish(vm);
+}
+
+static void test_hotplug(void)
+{
+	struct vm *vm = sync_boot(2, VMPOKE_SCN_PING);
+	struct vmm_vcpu_stats a, b;
+	struct kvm_regs regs;
+	uint64_t nops;
+
+	if (!vm)
+		return;
+	EXPECT_EQ_U64(0, vmm_vcpu_offline(vm, 1));
+	CU_ASSERT_FALSE(vmm_vcpu_is_online(vm, 1));
+	CU_ASSERT_TRUE(vmm_vcpu_is_online(vm, 0));
+	vmm_vcpu_stats(vm, 1, &a);
+	CU_ASSERT_FALSE(a.online);
+	/* An offline vCPU counts as synced and its registers are readable. */
+	for (int i = 0; i < 100; i++)
+		EXPECT_EQ_U64(0, vmm_sync(vm));
+	EXPECT_EQ_U64(0, vmm_vcpu_get_regs(vm, 1, &regs));
+	/* vCPU 0 goes on, vCPU 1 does not. */
+	nops = vmm_hcall_count(vm, VMPOKE_HC_NOP);
+	EXPECT_EQ_U64(0, vmm_wait_hcall(vm, VMPOKE_HC_NOP, nops + 100, VMT_WAIT_MS));
+	vmm_vcpu_stats(vm, 1, &b);
+	EXPECT_EQ_U64(a.hcalls, b.hcalls);
+	EXPECT_EQ_U64(a.exits, b.exits);
+	/* Pause with one vCPU offline: both parked, both readable. */
+	EXPECT_EQ_U64(0, vmm_pause(vm));
+	EXPECT_EQ_U64(0, vmm_vcpu_get_regs(vm, 0, &regs));
+	EXPECT_EQ_U64(0, vmm_vcpu_get_regs(vm, 1, &regs));
+	vmm_resume(vm);
+	EXPECT_EQ_U64(0, vmm_vcpu_online(vm, 1));
+	CU_ASSERT_TRUE(vmm_vcpu_is_online(vm, 1));
+	/* Back online: vCPU 1 runs again (blocking waits, no sleeps). */
+	for (int i = 0; i < 1000; i++) {
+		vmm_vcpu_stats(vm, 1, &b);
+		if (b.hcalls > a.hcalls)
+			break;
+		nops = vmm_hcall_count(vm, VMPOKE_HC_NOP);
+		vmm_wait_hcall(vm, VMPOKE_HC_NOP, nops + 50, VMT_WAIT_MS);
+	}
+	EXPECT_TRUE_MSG(b.hcalls > a.hcalls, "vcpu 1 did not run after online");
+	EXPECT_EQ_U64(0, vmm_sync(vm));
+	vmt_finish(vm);
+}
+
+struct plug_arg {
+	struct vm *vm;
+	unsigned int rounds;
+	uint64_t errors;
+};
+
+static void *plug_thread(void *p)
+{
+	struct plug_arg *a = p;
+
+	for (unsigned int i = 0; i < a->rounds; i++) {
+		if (vmm_vcpu_offline(a->vm, 1))
+			a->errors++;
+		if (vmm_vcpu_online(a->vm, 1))
+			a->errors++;
+	}
+	return NULL;
+}
+
+/* Hotplug from one thread while another syncs (as torture does). */
+static void test_hotplug_during_sync(void)
+{
+	struct vm *vm = sync_boot(2, VMPOKE_SCN_HOT);
+	struct plug_arg a = { .rounds = 200 };
+	pthread_t t;
+	uint64_t failed = 0, early = 0;
+
+	if (!vm)
+		return;
+	a.vm = vm;
+	CU_ASSERT_EQUAL_FATAL(0, pthread_create(&t, NULL, plug_thread, &a));
+	for (unsigned int r = 0; r < 2000; r++) {
+		uint64_t before = atomic_load(&vm->sync_gen);
+
+		if (vmm_sync(vm))
+			failed++;
+		/* vCPU 0 is always online: it must have acked this call. */
+		if (atomic_load(&vm->vcpus[0].acked_gen) < before + 1)
+			early++;
+	}
+	pthread_join(t, NULL);
+	EXPECT_EQ_U64(0, failed);
+	EXPECT_EQ_U64(0, early);
+	EXPECT_EQ_U64(0, a.errors);
+	CU_ASSERT_TRUE(vmm_vcpu_is_online(vm, 1));
+	EXPECT_EQ_U64(0, vmm_sync(vm));
+	vmt_finish(vm);
+}
+
+TEST_SUITE(vmm_sync, "vmm_sync", true,
+	   TEST(test_sync_10000), TEST(test_pause_resume_1000),
+	   TEST(test_hotplug), TEST(test_hotplug_during_sync))

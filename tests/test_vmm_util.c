@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_vmm_util.c - see test_vmm_util.h.
+ */
+#include <string.h>
+
+#include "symtab.h"
+#include "testlib.h"
+#include "test_vmm_util.h"
+
+void vmt_config(struct vm_config *cfg, unsigned int vcpus,
+		enum vmpoke_scenario scn, uint64_t iterations)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->image = testlib_image();
+	cfg->nr_vcpus = vcpus;
+	cfg->mem_mib = 64;
+	cfg->tasks = 2;
+	cfg->hz = 100;
+	cfg->scenario = scn;
+	cfg->iterations = iterations;
+	cfg->seed = 1;
+	cfg->trap_path = VMM_TRAP_AUTO;
+	cfg->quiet = true;
+}
+
+struct vm *vmt_boot(const struct vm_config *cfg)
+{
+	int code = -1;
+	struct vm *vm = vmm_create(cfg, &code);
+
+	EXPECT_TRUE_MSG(vm != NULL, "vmm_create(%s) failed, exit code %d",
+			cfg->image, code);
+	if (!vm)
+		return NULL;
+	EXPECT_EQ_U64(0, code);
+	if (vmm_start(vm)) {
+		CU_FAIL("vmm_start");
+		vmm_destroy(vm);
+		return NULL;
+	}
+	return vm;
+}
+
+bool vmt_wait_ready(struct vm *vm)
+{
+	int r = vmm_wait_hcall(vm, VMPOKE_HC_READY, vmm_nr_vcpus(vm), VMT_WAIT_MS);
+
+	EXPECT_TRUE_MSG(r == 0, "READY from %u vCPUs: %d (seen %llu)",
+			vmm_nr_vcpus(vm), r,
+			(unsigned long long)vmm_hcall_count(vm, VMPOKE_HC_READY));
+	return r == 0;
+}
+
+bool vmt_read_tasks(struct vm *vm, struct vmpoke_task_table *tab)
+{
+	const struct sym *s = symtab_find(vmm_symtab(vm), VMPOKE_SYM_TASKS);
+
+	EXPECT_TRUE_MSG(s != NULL, "no symbol %s", VMPOKE_SYM_TASKS);
+	if (!s)
+		return false;
+	if (vmm_gva_read(vm, s->addr, tab, sizeof(*tab))) {
+		CU_FAIL("task table unreadable");
+		return false;
+	}
+	EXPECT_EQ_U64(VMPOKE_TASKS_MAGIC, tab->magic);
+	return tab->magic == VMPOKE_TASKS_MAGIC;
+}
+
+void vmt_finish(struct vm *vm)
+{
+	struct vmm_result res;
+
+	if (!vm)
+		return;
+	vmm_stop(vm);
+	vmm_wait(vm, VMT_WAIT_MS, &res);
+	vmm_destroy(vm);
+}

@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_vmm_util.h - helpers shared by the VMM's KVM suites: build a config,
+ * boot the real guest image, read its task table.
+ */
+#ifndef VMPOKE_TEST_VMM_UTIL_H
+#define VMPOKE_TEST_VMM_UTIL_H
+
+#include "vmm.h"
+
+/* Generous: the nested test VM runs the guest under software emulation. */
+#define VMT_WAIT_MS	120000u
+
+void vmt_config(struct vm_config *cfg, unsigned int vcpus,
+		enum vmpoke_scenario scn, uint64_t iterations);
+/* Create and start; NULL (and a CUnit failure) on error. */
+struct vm *vmt_boot(const struct vm_config *cfg);
+/* Wait until every vCPU rang VMPOKE_HC_READY. */
+bool vmt_wait_ready(struct vm *vm);
+/* Copy the guest's task table; false (and a failure) if unreadable. */
+bool vmt_read_tasks(struct vm *vm, struct vmpoke_task_table *tab);
+/* Stop, wait for VMM_STOPPED, destroy. */
+void vmt_finish(struct vm *vm);
+
+#endif /* VMPOKE_TEST_VMM_UTIL_H */
