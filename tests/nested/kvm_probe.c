@@ -9,6 +9,7 @@
  * then enables KVM_SET_GUEST_DEBUG(USE_SW_BP) and runs the int3 to see
  * whether KVM_EXIT_DEBUG arrives (trap path (a)) or not (path (b) hosts).
  *
+ * A 10M-iteration dec/jnz loop without exits gives the guest's raw speed.
  * It then tries KVM_GUESTDBG_SINGLESTEP and an execute breakpoint
  * (USE_HW_BP) the same way.  Every real-mode IVT entry points at a hlt, so
  * an event KVM did not report shows up as HLT at IVT_STUB + 1.
@@ -43,9 +44,22 @@ static const uint8_t probe_code[] = {
 	0xf4,				/* 0xe: hlt */
 	0xf4,				/* 0xf: hlt */
 	0x90, 0x90, 0x90, 0xf4,		/* 0x10: nop; nop; nop; hlt */
+	0x66, 0xb9, 0, 0, 0, 0,		/* 0x14: mov ecx, LOOPS (patched) */
+	0x66, 0x49,			/* 0x1a: dec ecx */
+	0x75, 0xfc,			/* 0x1c: jnz 0x1a */
+	0xf4,				/* 0x1e: hlt */
+	0xf4,				/* 0x1f: hlt */
+	0x9c, 0x58,			/* 0x20: pushf; pop ax */
+	0x0d, 0x00, 0x01,		/* 0x22: or ax, 0x100 (TF) */
+	0x50, 0x9d,			/* 0x25: push ax; popf */
+	0x90, 0x90, 0xf4,		/* 0x27: nop; nop; hlt */
 };
 #define INT3_OFF	0xd
 #define NOPS_OFF	0x10
+#define LOOP_OFF	0x14
+#define LOOPS		10000000u
+#define GUEST_TF_OFF	0x20
+#define STACK_TOP	0x8000
 /* Every real-mode IVT entry points at a hlt here. */
 #define IVT_STUB	0x2000
 
@@ -97,12 +111,16 @@ static int debug_phase(int vcpu, struct kvm_run *run, const char *what,
 
 	dbg.arch.debugreg[0] = dr0;
 	dbg.arch.debugreg[7] = dr7;
-	if (xioctl(vcpu, KVM_SET_GUEST_DEBUG, &dbg, "SET_GUEST_DEBUG") ||
-	    xioctl(vcpu, KVM_GET_REGS, &regs, "GET_REGS"))
+	if (xioctl(vcpu, KVM_GET_REGS, &regs, "GET_REGS"))
 		return -1;
 	regs.rip = rip;
 	regs.rflags = 2;
+	/*
+	 * Registers first: KVM remembers the RIP at SET_GUEST_DEBUG time and
+	 * sets TF for SINGLESTEP only while the vCPU is still there.
+	 */
 	if (xioctl(vcpu, KVM_SET_REGS, &regs, "SET_REGS") ||
+	    xioctl(vcpu, KVM_SET_GUEST_DEBUG, &dbg, "SET_GUEST_DEBUG") ||
 	    xioctl(vcpu, KVM_RUN, NULL, "KVM_RUN"))
 		return -1;
 	if (run->exit_reason == KVM_EXIT_DEBUG) {
@@ -169,6 +187,8 @@ int main(int argc, char **argv)
 	uint32_t n32 = n;
 
 	memcpy(mem + CODE_GPA + 2, &n32, 4);
+	n32 = LOOPS;
+	memcpy(mem + CODE_GPA + LOOP_OFF + 2, &n32, 4);
 
 	struct kvm_userspace_memory_region region = {
 		.slot = 0, .guest_phys_addr = 0,
@@ -229,6 +249,23 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	/* Guest speed without exits: LOOPS iterations of dec/jnz. */
+	if (xioctl(vcpu, KVM_GET_REGS, &regs, "GET_REGS"))
+		return 1;
+	regs.rip = CODE_GPA + LOOP_OFF;
+	if (xioctl(vcpu, KVM_SET_REGS, &regs, "SET_REGS"))
+		return 1;
+	t0 = now_us();
+	if (xioctl(vcpu, KVM_RUN, NULL, "KVM_RUN (loop)"))
+		return 1;
+	t1 = now_us();
+	printf("kvm_probe: %u-iteration dec/jnz loop: %.0f us (%.1f M iterations/s), then %s\n",
+	       LOOPS, t1 - t0, LOOPS / (t1 - t0), exit_name(run->exit_reason));
+	if (run->exit_reason != KVM_EXIT_HLT) {
+		fprintf(stderr, "kvm_probe: FAIL: loop did not end in HLT\n");
+		return 1;
+	}
+
 	/* Phases 2-4: the three ways KVM can report a guest debug event. */
 	int got_debug = debug_phase(vcpu, run, "USE_SW_BP int3",
 				    KVM_GUESTDBG_USE_SW_BP, 0, 0,
@@ -239,6 +276,25 @@ int main(int argc, char **argv)
 	int hwbp = debug_phase(vcpu, run, "USE_HW_BP exec", KVM_GUESTDBG_USE_HW_BP,
 		    CODE_GPA + NOPS_OFF + 1, 0x1, CODE_GPA + NOPS_OFF,
 		    1, CODE_GPA + NOPS_OFF + 1);
+
+	/* The guest's own RFLAGS.TF, no guest debugging: #DB to the IVT. */
+	struct kvm_guest_debug nodbg = { .control = 0 };
+
+	if (xioctl(vcpu, KVM_SET_GUEST_DEBUG, &nodbg, "SET_GUEST_DEBUG (off)") ||
+	    xioctl(vcpu, KVM_GET_REGS, &regs, "GET_REGS"))
+		return 1;
+	regs.rip = CODE_GPA + GUEST_TF_OFF;
+	regs.rsp = STACK_TOP;
+	regs.rflags = 2;
+	if (xioctl(vcpu, KVM_SET_REGS, &regs, "SET_REGS") ||
+	    xioctl(vcpu, KVM_RUN, NULL, "KVM_RUN (guest TF)") ||
+	    xioctl(vcpu, KVM_GET_REGS, &regs, "GET_REGS"))
+		return 1;
+	printf("kvm_probe: guest RFLAGS.TF: %s (exit %s at rip 0x%llx)\n",
+	       run->exit_reason == KVM_EXIT_HLT && regs.rip == IVT_STUB + 1 ?
+	       "#DB delivered to the guest IVT" : "no #DB",
+	       exit_name(run->exit_reason), (unsigned long long)regs.rip);
+
 	if (got_debug < 0 || step < 0 || hwbp < 0)
 		return 1;
 	return need_debug && got_debug != 1;

@@ -37,7 +37,6 @@ case "$root$PWD" in *[[:space:]]*) die "paths with whitespace are not supported:
 rundir=$(mktemp -d "$cache/run.XXXXXX") || die "mktemp in $cache"
 cleanup() { rm -rf "$rundir"; }
 trap cleanup EXIT
-trap 'echo "run-in-kvm: interrupted" >&2; exit 130' INT TERM
 
 printf '%s\n' "$1" > "$rundir/cmd"
 echo "$root" > "$rundir/repo"
@@ -59,6 +58,10 @@ esac
 
 cpu=${NESTED_CPU:-qemu64,+svm,+npt}
 start=$(date +%s.%N)
+# The command's output goes to a file in the run directory (9p: exact
+# bytes, far faster than the emulated UART); tail streams it while QEMU
+# runs.  The console (firmware, kernel, init) is kept for failures.
+: > "$rundir/output"
 # No network device; the host tree arrives over virtio-9p.  multidevs=remap
 # keeps inode numbers unique across the host's mounts.
 nice -n "${NESTED_NICE:-10}" timeout -k 5 "$timeout_s" \
@@ -71,20 +74,31 @@ nice -n "${NESTED_NICE:-10}" timeout -k 5 "$timeout_s" \
 	-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
 	-virtfs "local,path=$root,mount_tag=repo,security_model=none,multidevs=remap" \
 	-virtfs "local,path=$rundir,mount_tag=run,security_model=none" \
-	< /dev/null 2>&1 | tee "$rundir/console"
-qrc=${PIPESTATUS[0]}
+	< /dev/null > "$rundir/console" 2>&1 &
+qpid=$!
+# A background job ignores SIGINT, so pass interruptions on by hand.
+trap 'kill -TERM "$qpid" 2>/dev/null; echo "run-in-kvm: interrupted" >&2; exit 130' INT TERM
+tail -n +1 -f --pid="$qpid" "$rundir/output"
+wait "$qpid"
+qrc=$?
 secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 
-if [ -f "$rundir/status" ]; then
-	rc=$(cat "$rundir/status")
+rc=$(cat "$rundir/status" 2>/dev/null)
+case "$rc" in
+[0-9]|[0-9][0-9]|[0-9][0-9][0-9])
 	grep -q "NESTED-EXIT-STATUS $nonce $rc" "$rundir/console" ||
 		echo "run-in-kvm: warning: console marker missing or different" >&2
-	echo "run-in-kvm: command exited with $rc after ${secs}s" >&2
+	echo "run-in-kvm: command exited with $rc after ${secs}s" \
+		"(/dev/kvm was ready at guest uptime $(cat "$rundir/ready")s)" >&2
 	exit "$rc"
-fi
+	;;
+esac
+echo "run-in-kvm: ---- VM console ----" >&2
+tr -d '\r' < "$rundir/console" | tail -n 60 >&2
+echo "run-in-kvm: --------------------" >&2
 if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
 	echo "run-in-kvm: FAILED: TIMEOUT: QEMU killed after $timeout_s s (NESTED_TIMEOUT)" >&2
 	exit 124
 fi
 [ -f "$rundir/fatal" ] && echo "run-in-kvm: guest said: $(cat "$rundir/fatal")" >&2
-die "the command did not run (QEMU exit $qrc after ${secs}s); console above"
+die "the command did not run (QEMU exit $qrc after ${secs}s)"
