@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_cli_kvm.c - the vmpoke binary end to end on real KVM: run (happy
+ * path, a failing guest, --timeout, SIGINT), doctor and bench sync, with
+ * their JSON parsed by json-c.
+ */
+#include <json.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testlib.h"
+
+/* Run "vmpoke ARGS" (stderr kept apart when json_only); exit code and output. */
+static int vmpoke(const char *args, bool json_only, char **out)
+{
+	char cmd[2048];
+
+	snprintf(cmd, sizeof(cmd), json_only ? "{ %s %s 2>/dev/null; }" : "%s %s",
+		 testlib_vmpoke(), args);
+	return testlib_run(cmd, out);
+}
+
+static struct json_object *get(struct json_object *o, const char *key)
+{
+	struct json_object *v = NULL;
+
+	if (!o || !json_object_object_get_ex(o, key, &v))
+		EXPECT_TRUE_MSG(false, "JSON has no key '%s'", key);
+	return v;
+}
+
+static const char *get_str(struct json_object *o, const char *key)
+{
+	struct json_object *v = get(o, key);
+
+	return v ? json_object_get_string(v) : "";
+}
+
+static char *tmp_json(void)
+{
+	char *p = strdup("/tmp/vmpoke-run-XXXXXX");
+	int fd = mkstemp(p);
+
+	if (fd >= 0)
+		close(fd);
+	return p;
+}
+
+static void test_cli_kvm_run_ok(void)
+{
+	struct json_object *j, *vcpus;
+	char args[1024], *out = NULL, *path;
+	uint64_t sum = 0;
+	int rc;
+
+	if (!testlib_require_kvm())
+		return;
+	path = tmp_json();
+	snprintf(args, sizeof(args), "run %s --vcpus 2 --tasks 2 --iterations 20000 "
+		 "--timeout 300 --quiet --json %s", testlib_image(), path);
+	rc = vmpoke(args, false, &out);
+	EXPECT_TRUE_MSG(rc == 0, "exit %d:\n%s", rc, out);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "result:"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "kicks-acked"));
+	j = json_object_from_file(path);
+	EXPECT_TRUE_MSG(j != NULL, "%s is not JSON", path);
+	CU_ASSERT_STRING_EQUAL(get_str(j, "outcome"), "done");
+	EXPECT_EQ_U64(0, json_object_get_int(get(j, "exit_code")));
+	vcpus = get(j, "vcpus");
+	EXPECT_EQ_U64(2, vcpus ? json_object_array_length(vcpus) : 0);
+	for (size_t i = 0; vcpus && i < json_object_array_length(vcpus); i++) {
+		struct json_object *v = json_object_array_get_idx(vcpus, i);
+
+		EXPECT_EQ_U64(i, json_object_get_int(get(v, "vcpu")));
+		/* Each task ran its 20000 iterations, read from the guest's table. */
+		EXPECT_EQ_U64(40000, json_object_get_uint64(get(v, "iterations")));
+		sum += json_object_get_uint64(get(v, "exits"));
+	}
+	CU_ASSERT(sum > 0);
+	json_object_put(j);
+	unlink(path);
+	free(path);
+	free(out);
+}
+
+/* A failing guest: exit 1, and --json is written anyway. */
+static void test_cli_kvm_run_fault(void)
+{
+	struct json_object *j;
+	char args[1024], *out = NULL, *path;
+	int rc;
+
+	if (!testlib_require_kvm())
+		return;
+	path = tmp_json();
+	snprintf(args, sizeof(args), "run %s --vcpus 1 --scenario ud --timeout 300 --quiet "
+		 "--json %s", testlib_image(), path);
+	rc = vmpoke(args, false, &out);
+	EXPECT_TRUE_MSG(rc == 1, "exit %d:\n%s", rc, out);
+	j = json_object_from_file(path);
+	EXPECT_TRUE_MSG(j != NULL, "%s is not JSON", path);
+	CU_ASSERT_STRING_EQUAL(get_str(j, "outcome"), "guest_fault");
+	EXPECT_EQ_U64(1, json_object_get_int(get(j, "exit_code")));
+	json_object_put(j);
+	unlink(path);
+	free(path);
+	free(out);
+}
+
+/* --timeout ends a run-forever as a failure and names each vCPU's RIP. */
+static void test_cli_kvm_run_timeout(void)
+{
+	struct json_object *j, *vcpus;
+	char args[1024], *out = NULL, *path;
+	int rc;
+
+	if (!testlib_require_kvm())
+		return;
+	path = tmp_json();
+	snprintf(args, sizeof(args), "run %s --vcpus 2 --timeout 3 --quiet --json %s",
+		 testlib_image(), path);
+	rc = vmpoke(args, false, &out);
+	EXPECT_TRUE_MSG(rc == 1, "exit %d:\n%s", rc, out);
+	j = json_object_from_file(path);
+	CU_ASSERT_STRING_EQUAL(get_str(j, "outcome"), "timeout");
+	vcpus = get(j, "vcpus");
+	for (size_t i = 0; vcpus && i < json_object_array_length(vcpus); i++)
+		CU_ASSERT(strlen(get_str(json_object_array_get_idx(vcpus, i), "rip")) > 0);
+	json_object_put(j);
+	unlink(path);
+	free(path);
+	free(out);
+}
+
+static void test_cli_kvm_run_sigint(void)
+{
+	char cmd[1024], *out = NULL;
+	int rc;
+
+	if (!testlib_require_kvm())
+		return;
+	snprintf(cmd, sizeof(cmd), "timeout --preserve-status -s INT 5 %s run %s --vcpus 2 "
+		 "--quiet", testlib_vmpoke(), testlib_image());
+	rc = testlib_run(cmd, &out);
+	EXPECT_TRUE_MSG(rc == 4, "exit %d:\n%s", rc, out);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "result:"));
+	free(out);
+}
+
+static void test_cli_kvm_doctor(void)
+{
+	struct json_object *j;
+	char *out = NULL;
+	int rc;
+
+	if (!testlib_require_kvm())
+		return;
+	rc = vmpoke("doctor", false, &out);
+	EXPECT_TRUE_MSG(rc == 0, "exit %d:\n%s", rc, out);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "trap path:"));
+	free(out);
+	rc = vmpoke("doctor --json", true, &out);
+	EXPECT_TRUE_MSG(rc == 0, "exit %d:\n%s", rc, out);
+	j = json_tokener_parse(out);
+	EXPECT_TRUE_MSG(j != NULL, "not JSON:\n%s", out);
+	CU_ASSERT_TRUE(json_object_get_boolean(get(j, "kvm_ok")));
+	EXPECT_EQ_U64(12, json_object_get_int(get(j, "api_version")));
+	CU_ASSERT(!strcmp(get_str(j, "trap_path"), "doorbell") ||
+		  !strcmp(get_str(j, "trap_path"), "debug-exit"));
+	CU_ASSERT(json_object_get_double(get(j, "exit_roundtrip_us")) > 0);
+	json_object_put(j);
+	free(out);
+}
+
+static void check_rows(struct json_object *arr)
+{
+	EXPECT_EQ_U64(2, arr ? json_object_array_length(arr) : 0);
+	for (size_t i = 0; arr && i < json_object_array_length(arr); i++) {
+		struct json_object *r = json_object_array_get_idx(arr, i);
+
+		EXPECT_EQ_U64(i + 1, json_object_get_int(get(r, "vcpus")));
+		CU_ASSERT(json_object_get_double(get(r, "median_us")) > 0);
+		CU_ASSERT(json_object_get_double(get(r, "p99_us")) >=
+			  json_object_get_double(get(r, "median_us")));
+		CU_ASSERT(json_object_get_double(get(r, "ratio")) > 0);
+	}
+}
+
+static void test_cli_kvm_bench_sync(void)
+{
+	struct json_object *j, *rt;
+	char args[600], *out = NULL;
+	int rc;
+
+	if (!testlib_require_kvm())
+		return;
+	snprintf(args, sizeof(args), "bench sync --vcpus 1,2 --rounds 50 --json %s",
+		 testlib_image());
+	rc = vmpoke(args, true, &out);
+	EXPECT_TRUE_MSG(rc == 0, "exit %d:\n%s", rc, out);
+	j = json_tokener_parse(out);
+	EXPECT_TRUE_MSG(j != NULL, "not JSON:\n%s", out);
+	rt = get(j, "exit_roundtrip_us");
+	CU_ASSERT(json_object_get_double(get(rt, "median")) > 0);
+	CU_ASSERT(json_object_get_double(get(rt, "p99")) >=
+		  json_object_get_double(get(rt, "median")));
+	check_rows(get(j, "sync"));
+	check_rows(get(j, "pause_resume"));
+	json_object_put(j);
+	free(out);
+}
+
+TEST_SUITE(cli_kvm, "cli_kvm", true,
+	   TEST(test_cli_kvm_run_ok),
+	   TEST(test_cli_kvm_run_fault),
+	   TEST(test_cli_kvm_run_timeout),
+	   TEST(test_cli_kvm_run_sigint),
+	   TEST(test_cli_kvm_doctor),
+	   TEST(test_cli_kvm_bench_sync))
