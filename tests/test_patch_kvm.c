@@ -1,0 +1,702 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_patch_kvm.c - the patching engine against the running guest on a
+ * real /dev/kvm: the guest's tasks call every exported site at CPL3 and
+ * check each result against the set its variants may return, so a patch
+ * that tears, or a trap emulated wrongly, ends the run with a check
+ * failure.  Each test boots its own VM (scenario HOT unless it says
+ * otherwise) and ends by asserting the run is still healthy.
+ */
+#include <pthread.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "patcher.h"
+#include "symtab.h"
+#include "testlib.h"
+#include "vmm.h"
+#include "../patcher/patcher_internal.h"
+
+#define BOOT_TIMEOUT_MS	120000	/* nested KVM under TCG is slow */
+
+struct env {
+	struct vm *vm;
+	struct patcher *p;
+	struct vmpoke_site_table sites;
+	unsigned int nr_vcpus;
+};
+
+static bool env_boot(struct env *e, enum vmpoke_scenario scn, unsigned int vcpus,
+		     const struct patcher_opts *opts)
+{
+	struct vm_config cfg = {
+		.image = testlib_image(), .nr_vcpus = vcpus, .mem_mib = 64,
+		.tasks = 2, .hz = 1000, .scenario = scn, .seed = 7, .quiet = true,
+	};
+	const struct sym *s;
+	int code;
+
+	memset(e, 0, sizeof(*e));
+	e->nr_vcpus = vcpus;
+	e->vm = vmm_create(&cfg, &code);
+	EXPECT_TRUE_MSG(e->vm != NULL, "vmm_create(%s) failed: exit %d", cfg.image, code);
+	if (!e->vm)
+		return false;
+	e->p = patcher_create(e->vm, opts);
+	CU_ASSERT_PTR_NOT_NULL(e->p);
+	s = symtab_find(vmm_symtab(e->vm), VMPOKE_SYM_SITES);
+	EXPECT_TRUE_MSG(s != NULL, "%s has no symbol %s", cfg.image, VMPOKE_SYM_SITES);
+	if (!e->p || !s || vmm_gva_read(e->vm, s->addr, &e->sites, sizeof(e->sites)))
+		return false;
+	EXPECT_TRUE_MSG(e->sites.magic == VMPOKE_SITES_MAGIC &&
+			e->sites.nr_sites <= VMPOKE_MAX_SITES, "bad %s table",
+			VMPOKE_SYM_SITES);
+	if (vmm_start(e->vm))
+		return false;
+	EXPECT_TRUE_MSG(!vmm_wait_hcall(e->vm, VMPOKE_HC_READY, vcpus, BOOT_TIMEOUT_MS),
+			"the guest did not report READY on %u vCPUs", vcpus);
+	return true;
+}
+
+/* The run must still be going: no check failure, fault or early end. */
+static void env_end(struct env *e)
+{
+	struct vmm_result res;
+	enum vmm_outcome o;
+
+	if (!e->vm)
+		return;
+	EXPECT_EQ_U64(0, vmm_hcall_count(e->vm, VMPOKE_HC_CHECK_FAIL));
+	EXPECT_EQ_U64(0, vmm_hcall_count(e->vm, VMPOKE_HC_FAULT));
+	patcher_destroy(e->p);
+	vmm_stop(e->vm);
+	o = vmm_wait(e->vm, BOOT_TIMEOUT_MS, &res);
+	EXPECT_TRUE_MSG(o == VMM_STOPPED, "run ended with outcome %d: %s", o, res.message);
+	vmm_destroy(e->vm);
+	e->vm = NULL;
+}
+
+static const struct vmpoke_site_desc *site_of(struct env *e, uint32_t kind,
+					      unsigned int nth)
+{
+	uint32_t i;
+
+	for (i = 0; i < e->sites.nr_sites; i++)
+		if (e->sites.sites[i].kind == kind && !nth--)
+			return &e->sites.sites[i];
+	EXPECT_TRUE_MSG(false, "the guest exports no site #%u of kind %u", nth, kind);
+	return NULL;
+}
+
+static void put32(uint8_t *b, int64_t v)
+{
+	uint32_t u = (uint32_t)v;
+
+	memcpy(b, &u, 4);
+}
+
+/* The bytes of variant `variant` (0 = the original) of a site, len bytes. */
+static void site_variant(struct env *e, const struct vmpoke_site_desc *d,
+			 unsigned int variant, uint8_t *out)
+{
+	static const uint8_t nop5[5] = { 0x0f, 0x1f, 0x44, 0x00, 0x00 };
+	uint8_t cur[POKE_MAX_LEN];
+
+	CU_ASSERT_EQUAL(vmm_gva_read(e->vm, d->addr, cur, d->len), 0);
+	memset(out, POKE_INT3, POKE_MAX_LEN);
+	switch (d->kind) {
+	case VMPOKE_SITE_NOP5_JMP32:
+		if (!variant) {
+			memcpy(out, nop5, 5);
+		} else {
+			out[0] = 0xe9;
+			put32(out + 1, (int64_t)(d->target[0] - (d->addr + 5)));
+		}
+		break;
+	case VMPOKE_SITE_NOP2_JMP8:
+		out[0] = variant ? 0xeb : 0x66;
+		out[1] = variant ? (uint8_t)(d->target[0] - (d->addr + 2)) : 0x90;
+		break;
+	case VMPOKE_SITE_CALL32:
+		out[0] = 0xe8;
+		put32(out + 1, (int64_t)(d->target[variant % d->nr_targets] - (d->addr + 5)));
+		break;
+	case VMPOKE_SITE_JCC32:
+		out[0] = 0x0f;
+		out[1] = cur[1];	/* keep the condition */
+		put32(out + 2, (int64_t)(d->target[variant % d->nr_targets] - (d->addr + 6)));
+		break;
+	default:
+		out[0] = 0xe9;		/* MULTI: jump to the equivalent block */
+		put32(out + 1, (int64_t)(d->target[0] - (d->addr + 5)));
+		break;
+	}
+}
+
+static void expect_bytes(struct env *e, const struct vmpoke_site_desc *d,
+			 const uint8_t *want, const char *what)
+{
+	uint8_t cur[POKE_MAX_LEN];
+
+	CU_ASSERT_EQUAL(vmm_gva_read(e->vm, d->addr, cur, d->len), 0);
+	EXPECT_TRUE_MSG(!memcmp(cur, want, d->len), "site 0x%llx (%s): guest bytes "
+			"are not the %s bytes", (unsigned long long)d->addr,
+			d->kind == VMPOKE_SITE_MULTI ? "multi" : "single", what);
+}
+
+/* Patch site d from variant `from` to `to`; returns the engine's verdict. */
+static enum poke_err flip(struct env *e, const struct vmpoke_site_desc *d,
+			  unsigned int from, unsigned int to, char *msg, size_t msglen)
+{
+	uint8_t old[POKE_MAX_LEN], new[POKE_MAX_LEN];
+
+	site_variant(e, d, from, old);
+	site_variant(e, d, to, new);
+	return poke_single(e->p, d->addr, old, new, d->len, msg, msglen);
+}
+
+/* Let the tasks run over the patched code for a while. */
+static void let_run(void)
+{
+	usleep(100000);
+}
+
+static void test_kvm_old_mismatch(void)
+{
+	struct env e = { 0 };
+	const struct vmpoke_site_desc *a, *b;
+	struct poke_site sa, sb;
+	uint8_t olda[POKE_MAX_LEN], newa[POKE_MAX_LEN], oldb[POKE_MAX_LEN], newb[POKE_MAX_LEN];
+	struct poke_stats st0, st1;
+	struct poke_batch *bt;
+	char msg[512];
+
+	if (!testlib_require_kvm() || !env_boot(&e, VMPOKE_SCN_HOT, 2, NULL))
+		goto out;
+	a = site_of(&e, VMPOKE_SITE_NOP5_JMP32, 0);
+	b = site_of(&e, VMPOKE_SITE_NOP2_JMP8, 0);
+	if (!a || !b)
+		goto out;
+	site_variant(&e, a, 0, olda);
+	site_variant(&e, a, 1, newa);
+	site_variant(&e, b, 0, oldb);
+	site_variant(&e, b, 1, newb);
+	/* Expected old bytes that are not there: refused at prepare. */
+	CU_ASSERT_EQUAL(poke_site_prepare(e.p, &sa, a->addr, newa, newa, a->len,
+					  NULL, msg, sizeof(msg)), POKE_E_OLD_MISMATCH);
+	EXPECT_TRUE_MSG(strstr(msg, "site_nop5_a+0x") == msg, "message: %s", msg);
+	/*
+	 * And at finish: b's expectation goes stale after prepare.  The good
+	 * site a must not be written either, and no sync may happen.
+	 */
+	CU_ASSERT_EQUAL_FATAL(poke_site_prepare(e.p, &sa, a->addr, olda, newa, a->len,
+						NULL, msg, sizeof(msg)), POKE_OK);
+	CU_ASSERT_EQUAL_FATAL(poke_site_prepare(e.p, &sb, b->addr, oldb, newb, b->len,
+						NULL, msg, sizeof(msg)), POKE_OK);
+	sb.old[1] ^= 0xff;
+	patcher_stats(e.p, &st0);
+	bt = poke_batch_new(e.p);
+	CU_ASSERT_EQUAL(poke_batch_add(bt, &sa), POKE_OK);
+	CU_ASSERT_EQUAL(poke_batch_add(bt, &sb), POKE_OK);
+	CU_ASSERT_EQUAL(poke_batch_finish(bt, msg, sizeof(msg)), POKE_E_OLD_MISMATCH);
+	EXPECT_TRUE_MSG(strstr(msg, "site_nop2_a+0x") == msg, "message: %s", msg);
+	poke_batch_free(bt);
+	patcher_stats(e.p, &st1);
+	EXPECT_EQ_U64(st0.syncs, st1.syncs);
+	expect_bytes(&e, a, olda, "old");
+	expect_bytes(&e, b, oldb, "old");
+out:
+	env_end(&e);
+}
+
+/*
+ * Every exported site in one batch, added in descending address order;
+ * three syncs for the lot; then back, one site at a time.
+ */
+static void test_kvm_batch_all_sites(void)
+{
+	uint8_t old[VMPOKE_MAX_SITES][POKE_MAX_LEN], new[VMPOKE_MAX_SITES][POKE_MAX_LEN];
+	struct poke_stats st0, st1;
+	struct poke_batch *bt;
+	struct poke_site s;
+	struct env e = { 0 };
+	char msg[512];
+	uint32_t i, n;
+
+	if (!testlib_require_kvm() || !env_boot(&e, VMPOKE_SCN_HOT, 2, NULL))
+		goto out;
+	n = e.sites.nr_sites;
+	bt = poke_batch_new(e.p);
+	for (i = n; i-- > 0;) {
+		const struct vmpoke_site_desc *d = &e.sites.sites[i];
+
+		site_variant(&e, d, 0, old[i]);
+		site_variant(&e, d, 1, new[i]);
+		CU_ASSERT_EQUAL(poke_site_prepare(e.p, &s, d->addr, old[i], new[i], d->len,
+						  NULL, msg, sizeof(msg)), POKE_OK);
+		EXPECT_TRUE_MSG(!msg[0], "site %u: %s", i, msg);
+		CU_ASSERT_EQUAL(poke_batch_add(bt, &s), POKE_OK);
+	}
+	patcher_stats(e.p, &st0);
+	CU_ASSERT_EQUAL(poke_batch_finish(bt, msg, sizeof(msg)), POKE_OK);
+	EXPECT_TRUE_MSG(!msg[0], "%s", msg);
+	poke_batch_free(bt);
+	patcher_stats(e.p, &st1);
+	EXPECT_EQ_U64(3, st1.syncs - st0.syncs);	/* not one per site */
+	EXPECT_EQ_U64(n, st1.patches - st0.patches);
+	for (i = 0; i < n; i++)
+		expect_bytes(&e, &e.sites.sites[i], new[i], "new");
+	let_run();
+	for (i = 0; i < n; i++) {
+		CU_ASSERT_EQUAL(flip(&e, &e.sites.sites[i], 1, 0, msg, sizeof(msg)), POKE_OK);
+		EXPECT_TRUE_MSG(!msg[0], "site %u back: %s", i, msg);
+		expect_bytes(&e, &e.sites.sites[i], old[i], "old");
+	}
+	let_run();
+out:
+	env_end(&e);
+}
+
+/* A 5-byte site across a 4 KiB page boundary, flipped back and forth. */
+static void test_kvm_page_crossing(void)
+{
+	const struct vmpoke_site_desc *d = NULL;
+	uint8_t want[POKE_MAX_LEN];
+	struct env e = { 0 };
+	char msg[512];
+	unsigned int k;
+	uint32_t i;
+
+	if (!testlib_require_kvm() || !env_boot(&e, VMPOKE_SCN_HOT, 2, NULL))
+		goto out;
+	for (i = 0; i < e.sites.nr_sites; i++)
+		if (e.sites.sites[i].flags & VMPOKE_SITEF_STRADDLE_PAGE)
+			d = &e.sites.sites[i];
+	EXPECT_TRUE_MSG(d != NULL, "the guest exports no page-crossing site");
+	if (!d)
+		goto out;
+	EXPECT_TRUE_MSG((d->addr & 0xfff) + d->len > 0x1000, "site 0x%llx does not "
+			"cross a page", (unsigned long long)d->addr);
+	for (k = 0; k < 6; k++) {
+		CU_ASSERT_EQUAL(flip(&e, d, k & 1, !(k & 1), msg, sizeof(msg)), POKE_OK);
+		EXPECT_TRUE_MSG(!msg[0], "flip %u: %s", k, msg);
+		site_variant(&e, d, !(k & 1), want);
+		expect_bytes(&e, d, want, k & 1 ? "old" : "new");
+		let_run();
+	}
+out:
+	env_end(&e);
+}
+
+/*
+ * The hook itself on real guest memory, deterministically: a live site is
+ * emulated from the queue, a retired site whose byte is no longer INT3 is
+ * a ghost (resume at the address), a 0xCC we do not own is foreign.
+ */
+static void test_kvm_hook_verdicts(void)
+{
+	const struct vmpoke_site_desc *d, *c;
+	uint8_t old[POKE_MAX_LEN], new[POKE_MAX_LEN], byte;
+	struct poke_stats st0, st1;
+	struct vmm_trap t;
+	struct poke_site s;
+	struct env e = { 0 };
+	char msg[512];
+	uint64_t pad;
+
+	if (!testlib_require_kvm() || !env_boot(&e, VMPOKE_SCN_HOT, 1, NULL))
+		goto out;
+	d = site_of(&e, VMPOKE_SITE_NOP5_JMP32, 0);
+	c = site_of(&e, VMPOKE_SITE_CALL32, 0);
+	if (!d || !c)
+		goto out;
+	site_variant(&e, d, 0, old);
+	site_variant(&e, d, 1, new);
+	CU_ASSERT_EQUAL_FATAL(poke_site_prepare(e.p, &s, d->addr, old, new, d->len,
+						NULL, msg, sizeof(msg)), POKE_OK);
+	patcher_stats(e.p, &st0);
+	/* Live: the queued JMP, never the NOP5 in memory. */
+	pthread_mutex_lock(&e.p->lock);
+	CU_ASSERT_EQUAL(traptable_add(&e.p->table, &s, 1), 0);
+	pthread_mutex_unlock(&e.p->lock);
+	t = (struct vmm_trap){ .vm = e.vm, .addr = d->addr, .rip = d->addr + 1,
+			       .rsp = 0x8000, .rflags = 2 };
+	CU_ASSERT_EQUAL(traptable_hook(&t, e.p), VMM_TRAP_HANDLED);
+	EXPECT_EQ_U64(d->target[0], t.rip);
+	/* Retired, byte not INT3: ghost. */
+	pthread_mutex_lock(&e.p->lock);
+	CU_ASSERT_EQUAL(traptable_remove(&e.p->table, &s, 1), 0);
+	pthread_mutex_unlock(&e.p->lock);
+	t.rip = d->addr + 1;
+	CU_ASSERT_EQUAL(traptable_hook(&t, e.p), VMM_TRAP_HANDLED);
+	EXPECT_EQ_U64(d->addr, t.rip);
+	/* A 0xCC that is not ours: the padding after the function. */
+	pad = c->addr + c->len + 1;	/* ret, then 0xcc padding (sites.S) */
+	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, pad, &byte, 1), 0);
+	EXPECT_EQ_U64(POKE_INT3, byte);
+	t.addr = pad;
+	t.rip = pad + 1;
+	CU_ASSERT_EQUAL(traptable_hook(&t, e.p), VMM_TRAP_FOREIGN);
+	EXPECT_EQ_U64(pad + 1, t.rip);
+	patcher_stats(e.p, &st1);
+	EXPECT_EQ_U64(1, st1.trap_hits - st0.trap_hits);
+	EXPECT_EQ_U64(1, st1.ghost_traps - st0.ghost_traps);
+	EXPECT_EQ_U64(1, st1.foreign_traps - st0.foreign_traps);
+out:
+	env_end(&e);
+}
+
+/*
+ * Real ghosts: arm a hot site (INT3, sync), let the tasks trap on it, then
+ * put the old byte back and retire at once, without the sync in between
+ * that the protocol has.  A vCPU whose #BP was in flight reaches the hook
+ * after the retire and must be resumed at the site, not handed a #BP.
+ */
+static void test_kvm_ghost_traps(void)
+{
+	static const uint8_t int3 = POKE_INT3;
+	const struct vmpoke_site_desc *d;
+	uint8_t old[POKE_MAX_LEN], new[POKE_MAX_LEN];
+	struct poke_stats st;
+	struct poke_site s;
+	struct env e = { 0 };
+	char msg[512];
+	unsigned int round;
+	uint64_t mark;
+
+	if (!testlib_require_kvm() || !env_boot(&e, VMPOKE_SCN_HOT, 2, NULL))
+		goto out;
+	d = site_of(&e, VMPOKE_SITE_NOP5_JMP32, 0);
+	if (!d)
+		goto out;
+	site_variant(&e, d, 0, old);
+	memcpy(new, old, sizeof(new));	/* emulate the NOP5 itself */
+	CU_ASSERT_EQUAL_FATAL(poke_site_prepare(e.p, &s, d->addr, old, new, d->len,
+						NULL, msg, sizeof(msg)), POKE_OK);
+	for (round = 0; round < 2000; round++) {
+		pthread_mutex_lock(&e.p->lock);
+		CU_ASSERT_EQUAL_FATAL(traptable_add(&e.p->table, &s, 1), 0);
+		CU_ASSERT_EQUAL(vmm_gva_write(e.vm, d->addr, &int3, 1), 0);
+		CU_ASSERT_EQUAL(vmm_sync(e.vm), 0);
+		pthread_mutex_unlock(&e.p->lock);
+		usleep(500);
+		pthread_mutex_lock(&e.p->lock);
+		CU_ASSERT_EQUAL(vmm_gva_write(e.vm, d->addr, old, 1), 0);
+		CU_ASSERT_EQUAL(traptable_remove(&e.p->table, &s, 1), 0);
+		mark = traptable_mark(&e.p->table);
+		if (!vmm_sync(e.vm))
+			traptable_reclaim(&e.p->table, mark);
+		pthread_mutex_unlock(&e.p->lock);
+		patcher_stats(e.p, &st);
+		if (st.ghost_traps >= 3)
+			break;
+	}
+	patcher_stats(e.p, &st);
+	EXPECT_TRUE_MSG(st.ghost_traps > 0, "no ghost trap in %u rounds "
+			"(%llu live hits)", round, (unsigned long long)st.trap_hits);
+	EXPECT_EQ_U64(0, st.foreign_traps);
+	expect_bytes(&e, d, old, "old");
+	let_run();
+out:
+	env_end(&e);
+}
+
+/* The guest's own int3s pass through the hook untouched (FOREIGN). */
+static void test_kvm_foreign_int3(void)
+{
+	struct poke_stats st;
+	struct env e = { 0 };
+
+	if (!testlib_require_kvm() || !env_boot(&e, VMPOKE_SCN_INT3, 2, NULL))
+		goto out;
+	let_run();
+	let_run();
+	patcher_stats(e.p, &st);
+	EXPECT_TRUE_MSG(st.foreign_traps > 0, "no foreign trap seen");
+	EXPECT_EQ_U64(0, st.trap_hits);
+	EXPECT_EQ_U64(0, st.ghost_traps);
+out:
+	env_end(&e);	/* the tasks check their own int3 counts */
+}
+
+static bool multi_site(struct env *e, unsigned int nth, struct poke_site *s,
+		       const struct vmpoke_site_desc **dp)
+{
+	const struct vmpoke_site_desc *d = site_of(e, VMPOKE_SITE_MULTI, nth);
+	uint8_t old[POKE_MAX_LEN], new[POKE_MAX_LEN];
+	char msg[512];
+
+	*dp = d;
+	if (!d)
+		return false;
+	site_variant(e, d, 0, old);
+	site_variant(e, d, 1, new);
+	CU_ASSERT_EQUAL(poke_site_prepare(e->p, s, d->addr, old, new, d->len,
+					  NULL, msg, sizeof(msg)), POKE_OK);
+	EXPECT_TRUE_MSG(s->old_insns > 1, "%s: %u instructions", s->where, s->old_insns);
+	return !msg[0];
+}
+
+static enum poke_err run_one(struct env *e, const struct poke_site *s,
+			     char *msg, size_t msglen)
+{
+	struct poke_batch *bt = poke_batch_new(e->p);
+	enum poke_err err = poke_batch_add(bt, s);
+
+	if (!err)
+		err = poke_batch_finish(bt, msg, msglen);
+	poke_batch_free(bt);
+	return err;
+}
+
+/*
+ * A vCPU parked (offline) with its RIP inside a multi-instruction range:
+ * the batch must retry, give up, and leave the old bytes; with the RIP
+ * put back it must succeed.
+ */
+static void test_kvm_shadow_vcpu(void)
+{
+	struct patcher_opts opts = { .shadow_retries = 3, .shadow_backoff_us = 1000 };
+	const struct vmpoke_site_desc *d;
+	struct kvm_regs saved, regs;
+	struct poke_stats st0, st1;
+	struct poke_site s;
+	struct env e = { 0 };
+	char msg[512];
+
+	if (!testlib_require_kvm() || !env_boot(&e, VMPOKE_SCN_HOT, 2, &opts) ||
+	    !multi_site(&e, 0, &s, &d))
+		goto out;
+	CU_ASSERT_EQUAL_FATAL(vmm_vcpu_offline(e.vm, 1), 0);
+	CU_ASSERT_EQUAL_FATAL(vmm_vcpu_get_regs(e.vm, 1, &saved), 0);
+	regs = saved;
+	regs.rip = d->addr + 2;		/* the second instruction */
+	CU_ASSERT_EQUAL(vmm_vcpu_set_regs(e.vm, 1, &regs), 0);
+	patcher_stats(e.p, &st0);
+	CU_ASSERT_EQUAL(run_one(&e, &s, msg, sizeof(msg)), POKE_E_SHADOW_BUSY);
+	EXPECT_TRUE_MSG(strstr(msg, "vcpu 1 rip at site_multi_a+0x") &&
+			strstr(msg, "inside site site_multi_a+0x"), "message: %s", msg);
+	patcher_stats(e.p, &st1);
+	EXPECT_EQ_U64(3, st1.shadow_retries - st0.shadow_retries);
+	EXPECT_EQ_U64(1, st1.shadow_aborts - st0.shadow_aborts);
+	expect_bytes(&e, d, s.old, "old");
+	/* RIP back where it was: the same batch goes through. */
+	CU_ASSERT_EQUAL(vmm_vcpu_set_regs(e.vm, 1, &saved), 0);
+	CU_ASSERT_EQUAL(vmm_vcpu_online(e.vm, 1), 0);
+	CU_ASSERT_EQUAL(run_one(&e, &s, msg, sizeof(msg)), POKE_OK);
+	EXPECT_TRUE_MSG(!msg[0], "%s", msg);
+	expect_bytes(&e, d, s.new, "new");
+	let_run();
+out:
+	env_end(&e);
+}
+
+/* A preempted task whose saved RIP is inside the range (seed 000). */
+static void test_kvm_shadow_task(void)
+{
+	struct patcher_opts opts = { .shadow_retries = 2, .shadow_backoff_us = 1000 };
+	const size_t hdr = offsetof(struct vmpoke_task_table, tasks);
+	const struct vmpoke_site_desc *d;
+	struct vmpoke_task_table h;
+	struct vmpoke_task task;
+	uint64_t tab, at = 0, saved_rip = 0, fake;
+	struct poke_site s;
+	struct env e = { 0 };
+	char msg[512], want[64];
+	uint32_t i;
+
+	if (!testlib_require_kvm() || !env_boot(&e, VMPOKE_SCN_HOT, 2, &opts) ||
+	    !multi_site(&e, 1, &s, &d))
+		goto out;
+	tab = symtab_find(vmm_symtab(e.vm), VMPOKE_SYM_TASKS)->addr;
+	/* vCPU 1 parked: its RUNNABLE tasks cannot run while we fake one. */
+	CU_ASSERT_EQUAL_FATAL(vmm_vcpu_offline(e.vm, 1), 0);
+	CU_ASSERT_EQUAL_FATAL(vmm_gva_read(e.vm, tab, &h, hdr), 0);
+	for (i = 0; i < h.nr_tasks && i < h.capacity; i++) {
+		CU_ASSERT_EQUAL(vmm_gva_read(e.vm, tab + hdr + i * sizeof(task), &task,
+					     sizeof(task)), 0);
+		if (task.vcpu == 1 && task.state == VMPOKE_TASK_RUNNABLE) {
+			at = tab + hdr + i * sizeof(task) +
+			     offsetof(struct vmpoke_task, ctx.rip);
+			saved_rip = task.ctx.rip;
+			break;
+		}
+	}
+	EXPECT_TRUE_MSG(at != 0, "no RUNNABLE task on vcpu 1 (%u tasks)", h.nr_tasks);
+	if (!at) {
+		vmm_vcpu_online(e.vm, 1);
+		goto out;
+	}
+	fake = d->addr + 3;
+	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, at, &fake, sizeof(fake)), 0);
+	CU_ASSERT_EQUAL(run_one(&e, &s, msg, sizeof(msg)), POKE_E_SHADOW_BUSY);
+	snprintf(want, sizeof(want), "task %u (vcpu 1) saved rip at site_multi_b+0x3",
+		 task.id);
+	EXPECT_TRUE_MSG(strstr(msg, want) != NULL, "message: %s", msg);
+	expect_bytes(&e, d, s.old, "old");
+	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, at, &saved_rip, sizeof(saved_rip)), 0);
+	CU_ASSERT_EQUAL(vmm_vcpu_online(e.vm, 1), 0);
+	CU_ASSERT_EQUAL(run_one(&e, &s, msg, sizeof(msg)), POKE_OK);
+	EXPECT_TRUE_MSG(!msg[0], "%s", msg);
+	expect_bytes(&e, d, s.new, "new");
+	let_run();
+out:
+	env_end(&e);
+}
+
+static void expect_refusal(struct env *e, uint64_t addr, const void *new, size_t len,
+			   enum poke_err want, const char *prefix)
+{
+	struct poke_site s;
+	char msg[512];
+	enum poke_err got = poke_site_prepare(e->p, &s, addr, NULL, new, len, NULL,
+					      msg, sizeof(msg));
+
+	EXPECT_TRUE_MSG(got == want, "0x%llx: expected %s, got %s (%s)",
+			(unsigned long long)addr, poke_strerror(want),
+			poke_strerror(got), msg);
+	EXPECT_TRUE_MSG(strncmp(msg, prefix, strlen(prefix)) == 0 && strstr(msg, ": "),
+			"message does not start with \"%s\": %s", prefix, msg);
+}
+
+static void test_kvm_refusals(void)
+{
+	static const uint8_t ret = 0xc3, nops[5] = { 0x90, 0x90, 0x90, 0x90, 0x90 };
+	static const uint8_t mov[5] = { 0xb8, 0x01, 0x00, 0x00, 0x00 };
+	const struct vmpoke_site_desc *n5, *mb, *ma, *ja, *cb;
+	const struct symtab *st;
+	uint8_t jmp7[7] = { 0xe9, 0, 0, 0, 0, 0xcc, 0xcc }, jmp8[8], orig, cc = 0xcc;
+	uint8_t old[POKE_MAX_LEN], new[POKE_MAX_LEN];
+	struct poke_site s1, s2;
+	struct poke_batch *bt;
+	const struct sym *fn;
+	struct env e = { 0 };
+	char msg[512];
+
+	if (!testlib_require_kvm() || !env_boot(&e, VMPOKE_SCN_HOT, 1, NULL))
+		goto out;
+	st = vmm_symtab(e.vm);
+	n5 = site_of(&e, VMPOKE_SITE_NOP5_JMP32, 0);
+	ma = site_of(&e, VMPOKE_SITE_MULTI, 0);
+	mb = site_of(&e, VMPOKE_SITE_MULTI, 1);
+	ja = site_of(&e, VMPOKE_SITE_JCC32, 0);
+	cb = site_of(&e, VMPOKE_SITE_CALL32, 1);
+	if (!n5 || !ma || !mb || !ja || !cb)
+		goto out;
+	memset(jmp8, 0xcc, sizeof(jmp8));
+	jmp8[0] = 0xe9;
+	expect_refusal(&e, symtab_find(st, VMPOKE_SYM_SITES)->addr, &ret, 1,
+		       POKE_E_NOSYM, "vmpoke_sites");
+	expect_refusal(&e, mb->addr + 1, &ret, 1, POKE_E_BOUNDARY, "site_multi_b+0x");
+	expect_refusal(&e, ma->addr, jmp7, 4, POKE_E_BOUNDARY, "site_multi_a+0x");
+	expect_refusal(&e, n5->addr, nops, 5, POKE_E_DECODE, "site_nop5_a+0x");
+	expect_refusal(&e, n5->addr, mov, 5, POKE_E_EMULATE, "site_nop5_a+0x");
+	fn = symtab_find(st, "guest_bp_handler");
+	EXPECT_TRUE_MSG(fn != NULL, "no guest_bp_handler symbol");
+	if (fn)
+		expect_refusal(&e, fn->addr, &ret, 1, POKE_E_ENTRY_TEXT, "guest_bp_handler");
+	/* ret; xorq $0xa1,%rax - the JNZ targets the xorq, inside the range. */
+	expect_refusal(&e, ja->target[0] - 1, jmp7, 7, POKE_E_JUMP_INTO, "site_jcc_a+0x");
+	/* call; incq %rax - the call returns inside the range. */
+	expect_refusal(&e, cb->addr, jmp8, 8, POKE_E_JUMP_INTO, "site_call_b+0x");
+	expect_refusal(&e, n5->addr, &ret, 0, POKE_E_INVAL, "site_nop5_a+0x");
+	/* A foreign INT3 on code no task runs: nop5_a's jump target. */
+	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, n5->target[0], &orig, 1), 0);
+	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, n5->target[0], &cc, 1), 0);
+	expect_refusal(&e, n5->target[0], &ret, 1, POKE_E_FOREIGN_INT3, "site_nop5_a+0x");
+	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, n5->target[0], &orig, 1), 0);
+	/* Two sites on the same bytes in one batch. */
+	site_variant(&e, n5, 0, old);
+	site_variant(&e, n5, 1, new);
+	CU_ASSERT_EQUAL(poke_site_prepare(e.p, &s1, n5->addr, old, new, 5, NULL,
+					  msg, sizeof(msg)), POKE_OK);
+	s2 = s1;
+	bt = poke_batch_new(e.p);
+	poke_batch_add(bt, &s1);
+	poke_batch_add(bt, &s2);
+	CU_ASSERT_EQUAL(poke_batch_finish(bt, msg, sizeof(msg)), POKE_E_OVERLAP);
+	EXPECT_TRUE_MSG(strstr(msg, "site_nop5_a+0x") == msg, "message: %s", msg);
+	poke_batch_free(bt);
+	expect_bytes(&e, n5, old, "old");
+out:
+	env_end(&e);
+}
+
+struct hotplug_arg {
+	struct vm *vm;
+	atomic_bool stop;
+	unsigned int cycles;
+};
+
+static void *hotplug_thread(void *arg)
+{
+	struct hotplug_arg *h = arg;
+
+	while (!atomic_load(&h->stop)) {
+		if (vmm_vcpu_offline(h->vm, 1))
+			break;
+		usleep(300);
+		if (vmm_vcpu_online(h->vm, 1))
+			break;
+		usleep(300);
+		h->cycles++;
+	}
+	return NULL;
+}
+
+/* Batches keep working while another thread offlines/onlines a vCPU. */
+static void test_kvm_hotplug_during_batches(void)
+{
+	struct hotplug_arg h = { 0 };
+	unsigned int round, ok = 0, i;
+	bool is_new[VMPOKE_MAX_SITES] = { false };
+	struct env e = { 0 };
+	pthread_t th;
+	char msg[512];
+
+	if (!testlib_require_kvm() || !env_boot(&e, VMPOKE_SCN_HOT, 2, NULL))
+		goto out;
+	h.vm = e.vm;
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, hotplug_thread, &h), 0);
+	for (round = 0; round < 40; round++) {
+		i = round % e.sites.nr_sites;
+		const struct vmpoke_site_desc *d = &e.sites.sites[i];
+		enum poke_err err = flip(&e, d, is_new[i], !is_new[i], msg, sizeof(msg));
+
+		/* A parked vCPU may sit in a multi range: undone is fine too. */
+		EXPECT_TRUE_MSG(err == POKE_OK || err == POKE_E_SHADOW_BUSY,
+				"round %u: %s: %s", round, poke_strerror(err), msg);
+		if (err == POKE_OK) {
+			is_new[i] = !is_new[i];
+			ok++;
+		}
+	}
+	atomic_store(&h.stop, true);
+	pthread_join(th, NULL);
+	vmm_vcpu_online(e.vm, 1);
+	EXPECT_TRUE_MSG(ok > 0 && h.cycles > 0, "%u batches ok, %u hotplug cycles",
+			ok, h.cycles);
+	for (i = 0; i < e.sites.nr_sites; i++) {
+		uint8_t want[POKE_MAX_LEN];
+
+		site_variant(&e, &e.sites.sites[i], is_new[i], want);
+		expect_bytes(&e, &e.sites.sites[i], want, is_new[i] ? "new" : "old");
+	}
+	let_run();
+out:
+	env_end(&e);
+}
+
+TEST_SUITE(patch_kvm, "patch_kvm", true,
+	   TEST(test_kvm_old_mismatch),
+	   TEST(test_kvm_batch_all_sites),
+	   TEST(test_kvm_page_crossing),
+	   TEST(test_kvm_hook_verdicts),
+	   TEST(test_kvm_ghost_traps),
+	   TEST(test_kvm_foreign_int3),
+	   TEST(test_kvm_shadow_vcpu),
+	   TEST(test_kvm_shadow_task),
+	   TEST(test_kvm_refusals),
+	   TEST(test_kvm_hotplug_during_batches))
