@@ -35,9 +35,10 @@ struct torture {
 	uint64_t seed;
 	bool json;
 
-	/* Cache of prepared transitions [site][from][to]; see flip_batch(). */
+	/* Cache of prepared transitions [site][from][to]; see transition(). */
 	struct poke_site *prep;
-	bool *prep_ok;
+	uint8_t *prep_state;		/* enum prep_state */
+	unsigned int refused;		/* transitions the engine refused */
 
 	atomic_bool stop;		/* patch loop and hotplug thread leave */
 	atomic_bool ended;		/* the guest run ended (monitor) */
@@ -49,6 +50,12 @@ struct torture {
 	uint64_t patches, batches, aborts;
 	double t0, first_detection;	/* < 0: none */
 	bool host_error;
+};
+
+enum prep_state {
+	PREP_UNKNOWN = 0,
+	PREP_OK,
+	PREP_REFUSED,
 };
 
 static volatile sig_atomic_t torture_signalled;
@@ -194,13 +201,20 @@ static int load_sites(struct torture *t, unsigned int kinds)
 	}
 	t->prep = calloc((size_t)t->nr_sites * TORTURE_MAX_VARIANTS *
 			 TORTURE_MAX_VARIANTS, sizeof(*t->prep));
-	t->prep_ok = calloc((size_t)t->nr_sites * TORTURE_MAX_VARIANTS *
-			    TORTURE_MAX_VARIANTS, sizeof(*t->prep_ok));
-	if (!t->prep || !t->prep_ok) {
+	t->prep_state = calloc((size_t)t->nr_sites * TORTURE_MAX_VARIANTS *
+			       TORTURE_MAX_VARIANTS, sizeof(*t->prep_state));
+	if (!t->prep || !t->prep_state) {
 		vmm_error("torture: out of memory");
 		return -1;
 	}
 	return 0;
+}
+
+static size_t prep_index(const struct torture *t, unsigned int i,
+			 unsigned int to)
+{
+	return ((size_t)i * TORTURE_MAX_VARIANTS + t->sites[i].cur) *
+	       TORTURE_MAX_VARIANTS + to;
 }
 
 /*
@@ -208,28 +222,52 @@ static int load_sites(struct torture *t, unsigned int kinds)
  * Preparation (a Capstone scan of the containing function) is done once
  * per transition, when the guest holds the `from` bytes, and reused: the
  * result depends only on the function's code and the two byte strings.
+ * A transition the engine refuses is reported once and never tried again
+ * (the site stays where it is); the summary says how many there were, so
+ * a refusal never silently shrinks the workload.
  */
 static const struct poke_site *transition(struct torture *t, unsigned int i,
 					  unsigned int to)
 {
 	struct torture_site *ts = &t->sites[i];
-	size_t k = ((size_t)i * TORTURE_MAX_VARIANTS + ts->cur) *
-		   TORTURE_MAX_VARIANTS + to;
+	size_t k = prep_index(t, i, to);
 	char msg[256];
 	enum poke_err e;
 
-	if (t->prep_ok[k])
+	if (t->prep_state[k] == PREP_OK)
 		return &t->prep[k];
+	if (t->prep_state[k] == PREP_REFUSED)
+		return NULL;
 	e = poke_site_prepare(t->p, &t->prep[k], ts->desc.addr,
 			      ts->variant[ts->cur], ts->variant[to],
 			      ts->desc.len, NULL, msg, sizeof(msg));
 	if (e != POKE_OK) {
-		vmm_error("torture: %s site %u: %s (%s)",
-			  torture_kind_name(ts->desc.kind), i, msg, poke_strerror(e));
+		vmm_error("torture: %s site %u, variant %u -> %u refused: %s",
+			  torture_kind_name(ts->desc.kind), i, ts->cur, to, msg);
+		t->prep_state[k] = PREP_REFUSED;
+		t->refused++;
 		return NULL;
 	}
-	t->prep_ok[k] = true;
+	t->prep_state[k] = PREP_OK;
 	return &t->prep[k];
+}
+
+/* A variant other than the current one, not known to be refused; -1 if none. */
+static int pick_variant(struct torture *t, unsigned int i, uint64_t *rng)
+{
+	struct torture_site *ts = &t->sites[i];
+	unsigned int step = 1 + (unsigned int)(torture_rand(rng) %
+					       (ts->nr_variants - 1));
+
+	for (unsigned int n = 0; n < ts->nr_variants - 1; n++) {
+		unsigned int to = (ts->cur + step + n) % ts->nr_variants;
+
+		if (to == ts->cur)
+			to = (to + 1) % ts->nr_variants;
+		if (t->prep_state[prep_index(t, i, to)] != PREP_REFUSED)
+			return (int)to;
+	}
+	return -1;
 }
 
 /* After a failed batch: find out which variant each site holds now. */
@@ -273,6 +311,14 @@ static unsigned int batch_size(unsigned int n, uint64_t *rng)
 	}
 }
 
+static void idx_swap(unsigned int *idx, unsigned int a, unsigned int b)
+{
+	unsigned int tmp = idx[a];
+
+	idx[a] = idx[b];
+	idx[b] = tmp;
+}
+
 /* One batch over a random subset.  0, 1 = the guest ended, -1 = error. */
 static int flip_batch(struct torture *t, unsigned int *idx, unsigned int *to,
 		      uint64_t *rng)
@@ -283,31 +329,33 @@ static int flip_batch(struct torture *t, unsigned int *idx, unsigned int *to,
 	enum poke_err e = POKE_OK;
 
 	/* Partial Fisher-Yates: idx[0..k) is a random subset. */
-	for (unsigned int j = 0; j < k; j++) {
-		unsigned int r = j + (unsigned int)(torture_rand(rng) % (n - j));
-		unsigned int tmp = idx[j];
-
-		idx[j] = idx[r];
-		idx[r] = tmp;
-	}
+	for (unsigned int j = 0; j < k; j++)
+		idx_swap(idx, j, j + (unsigned int)(torture_rand(rng) % (n - j)));
 	b = poke_batch_new(t->p);
 	if (!b) {
 		vmm_error("torture: out of memory");
 		return -1;
 	}
+	/* Sites whose transition is refused drop out: idx[0..used) remain. */
+	unsigned int used = 0;
+
 	for (unsigned int j = 0; j < k && e == POKE_OK; j++) {
-		struct torture_site *ts = &t->sites[idx[j]];
-		unsigned int step = 1 + (unsigned int)(torture_rand(rng) %
-						       (ts->nr_variants - 1));
+		int v = pick_variant(t, idx[j], rng);
 		const struct poke_site *ps;
 
-		to[j] = (ts->cur + step) % ts->nr_variants;
-		ps = transition(t, idx[j], to[j]);
-		if (!ps) {
-			poke_batch_free(b);
-			return -1;
-		}
+		if (v < 0)
+			continue;
+		to[used] = (unsigned int)v;
+		ps = transition(t, idx[j], to[used]);
+		if (!ps)
+			continue;
+		idx_swap(idx, used++, j);
 		e = poke_batch_add(b, ps);
+	}
+	k = used;
+	if (!k) {
+		poke_batch_free(b);
+		return 0;
 	}
 	if (e == POKE_OK)
 		e = poke_batch_finish(b, msg, sizeof(msg));
@@ -653,6 +701,10 @@ static int torture_run(struct torture *t, const struct torture_args *a)
 	if (a->hotplug)
 		fprintf(a->json ? stderr : stdout, "torture: %" PRIu64
 			" hotplug cycles\n", t->hotplug_cycles);
+	if (t->refused)
+		fprintf(a->json ? stderr : stdout, "torture: %u site transitions "
+			"refused by the engine (see the messages above); those "
+			"sites stayed put\n", t->refused);
 	if (detected)
 		ret = VMPOKE_EXIT_GUEST;
 	else if (t->host_error)
@@ -693,7 +745,7 @@ int cmd_torture(int argc, char **argv)
 	r = torture_run(&t, &a);
 	free(t.sites);
 	free(t.prep);
-	free(t.prep_ok);
+	free(t.prep_state);
 	pthread_mutex_destroy(&t.lock);
 	pthread_cond_destroy(&t.cond);
 	return r;
