@@ -165,6 +165,8 @@ static void run_install_signals(void)
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = run_on_signal;
+	/* A second Ctrl-C kills a run whose stop got stuck. */
+	sa.sa_flags = SA_RESETHAND;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
