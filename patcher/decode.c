@@ -43,12 +43,19 @@ static bool decode_direct_target(csh h, const cs_insn *insn, uint64_t *target)
 	return true;
 }
 
+/* Control never falls through: what follows is padding until a label. */
+static bool decode_ends_flow(const cs_insn *insn)
+{
+	return insn->id == X86_INS_JMP || insn->id == X86_INS_RET;
+}
+
 int decode_scan_function(const uint8_t *code, size_t size, uint64_t base,
 			 uint64_t addr, size_t len, struct decode_scan *out)
 {
 	const uint8_t *p = code;
 	uint64_t pc = base, end = addr + len, target;
 	size_t left = size;
+	bool padding = false;
 	cs_insn *insn;
 	csh h;
 
@@ -73,9 +80,19 @@ int decode_scan_function(const uint8_t *code, size_t size, uint64_t base,
 		if (at == end)
 			out->end_boundary = true;
 		if (at >= addr && at < end) {
-			out->insns++;
-			if (insn->bytes[0] == POKE_INT3 && !out->int3_at)
-				out->int3_at = at;
+			bool int3 = insn->bytes[0] == POKE_INT3;
+
+			/*
+			 * INT3 after a JMP/RET is padding nobody executes (our
+			 * own padded JMPs, SLS/rethunk padding): not foreign and
+			 * not an instruction anyone can be stopped in.
+			 */
+			if (!(int3 && padding)) {
+				out->insns++;
+				if (int3 && !out->int3_at)
+					out->int3_at = at;
+			}
+			padding = int3 ? padding : decode_ends_flow(insn);
 			/* Its return address would sit inside the shadow. */
 			if (insn->id == X86_INS_CALL && pc < end && !out->call_at)
 				out->call_at = at;
@@ -200,4 +217,42 @@ out:
 		cs_free(insn, count);
 	cs_close(&h);
 	return err;
+}
+
+enum poke_err decode_whole(const uint8_t *bytes, size_t len, uint64_t addr,
+			   char *why, size_t whylen)
+{
+	const uint8_t *p = bytes;
+	uint64_t pc = addr;
+	size_t left = len;
+	enum poke_err err = POKE_OK;
+	cs_insn *insn;
+	csh h;
+
+	if (!len || len > POKE_MAX_LEN) {
+		snprintf(why, whylen, "length %zu is not 1..%d", len, POKE_MAX_LEN);
+		return POKE_E_INVAL;
+	}
+	if (decode_open(&h, false))
+		goto nomem;
+	insn = cs_malloc(h);
+	if (!insn) {
+		cs_close(&h);
+		goto nomem;
+	}
+	while (left) {
+		if (!cs_disasm_iter(h, &p, &left, &pc, insn)) {
+			snprintf(why, whylen, "new bytes do not decode as whole "
+				 "instructions (stopped at +%zu of %zu)",
+				 (size_t)(p - bytes), len);
+			err = POKE_E_DECODE;
+			break;
+		}
+	}
+	cs_free(insn, 1);
+	cs_close(&h);
+	return err;
+nomem:
+	snprintf(why, whylen, "cannot start Capstone");
+	return POKE_E_INVAL;
 }

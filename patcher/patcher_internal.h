@@ -36,7 +36,8 @@ struct decode_scan {
 	bool at_boundary;	/* an instruction starts at addr */
 	bool end_boundary;	/* one starts at addr + len, or the function ends there */
 	bool complete;		/* the whole function decoded */
-	unsigned int insns;	/* instructions starting in [addr, addr + len) */
+	unsigned int insns;	/* instructions starting in [addr, addr + len),
+				 * INT3 padding after a JMP/RET not counted */
 	uint64_t stop_at;	/* first undecodable byte, if !complete */
 	uint64_t int3_at;	/* an int3 instruction starting in the range, or 0 */
 	uint64_t jump_from;	/* a direct branch targeting (addr, addr + len) */
@@ -60,6 +61,14 @@ int decode_scan_function(const uint8_t *code, size_t size, uint64_t base,
 enum poke_err decode_one(const uint8_t *bytes, size_t len, uint64_t addr,
 			 bool emulatable, struct poke_emu *emu,
 			 char *why, size_t whylen);
+
+/*
+ * With a separate `emulate` instruction (static_call style) the written
+ * bytes need only be whole instructions covering len exactly: this is how
+ * a multi-instruction original comes back over a JMP.
+ */
+enum poke_err decode_whole(const uint8_t *bytes, size_t len, uint64_t addr,
+			   char *why, size_t whylen);
 
 /* --- emulate.c ---------------------------------------------------------- */
 

@@ -187,8 +187,15 @@ enum poke_err poke_site_prepare(struct patcher *p, struct poke_site *site,
 				  "guest bytes differ from the expected old bytes");
 		goto out;
 	}
-	/* With `emulate` (static_call style) new need only be one instruction. */
-	err = decode_one(new, len, addr, !emulate, &site->emu, why, sizeof(why));
+	/*
+	 * With `emulate` (static_call style) the hook runs that instruction
+	 * and new need only be whole instructions: the caller promises they
+	 * are equivalent, as alternative.c's callers do.
+	 */
+	if (emulate)
+		err = decode_whole(new, len, addr, why, sizeof(why));
+	else
+		err = decode_one(new, len, addr, true, &site->emu, why, sizeof(why));
 	if (err) {
 		site_refuse(where, msg, msglen, err, "%s", why);
 		goto out;

@@ -203,6 +203,32 @@ static void test_scan_int3_and_garbage(void)
 	CU_ASSERT_FALSE(sc.at_boundary);
 }
 
+/* A padded JMP in the range: its INT3 padding is neither foreign nor counted. */
+static void test_scan_padding_not_foreign(void)
+{
+	static const uint8_t padded[] = { 0x90, 0xe9, 0, 0, 0, 0, 0xcc, 0xcc, 0xc3 };
+	static const uint8_t stray[] = { 0x90, 0x90, 0xcc, 0x90, 0xc3 };
+	struct decode_scan sc;
+
+	CU_ASSERT_EQUAL(decode_scan_function(padded, sizeof(padded), AT, AT + 1, 7, &sc), 0);
+	CU_ASSERT_TRUE(sc.at_boundary && sc.end_boundary);
+	EXPECT_EQ_U64(0, sc.int3_at);
+	EXPECT_EQ_U64(1, sc.insns);
+	/* After a plain instruction an INT3 is someone's breakpoint. */
+	CU_ASSERT_EQUAL(decode_scan_function(stray, sizeof(stray), AT, AT + 1, 3, &sc), 0);
+	EXPECT_EQ_U64(AT + 2, sc.int3_at);
+}
+
+static void test_decode_whole(void)
+{
+	static const uint8_t multi[] = { 0x89, 0xf8, 0x83, 0xf0, 0x5a };
+	char why[160];
+
+	CU_ASSERT_EQUAL(decode_whole(multi, 5, AT, why, sizeof(why)), POKE_OK);
+	CU_ASSERT_EQUAL(decode_whole(multi, 4, AT, why, sizeof(why)), POKE_E_DECODE);
+	CU_ASSERT_EQUAL(decode_whole(multi, 0, AT, why, sizeof(why)), POKE_E_INVAL);
+}
+
 TEST_SUITE(patch_decode, "patch_decode", false,
 	   TEST(test_decode_nops),
 	   TEST(test_decode_jmp_call),
@@ -212,4 +238,6 @@ TEST_SUITE(patch_decode, "patch_decode", false,
 	   TEST(test_scan_boundaries),
 	   TEST(test_scan_jump_into),
 	   TEST(test_scan_call_inside),
-	   TEST(test_scan_int3_and_garbage))
+	   TEST(test_scan_int3_and_garbage),
+	   TEST(test_scan_padding_not_foreign),
+	   TEST(test_decode_whole))

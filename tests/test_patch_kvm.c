@@ -25,6 +25,7 @@ struct env {
 	struct vm *vm;
 	struct patcher *p;
 	struct vmpoke_site_table sites;
+	uint8_t orig[VMPOKE_MAX_SITES][POKE_MAX_LEN];	/* bytes at boot */
 	unsigned int nr_vcpus;
 };
 
@@ -53,6 +54,11 @@ static bool env_boot(struct env *e, enum vmpoke_scenario scn, unsigned int vcpus
 	EXPECT_TRUE_MSG(e->sites.magic == VMPOKE_SITES_MAGIC &&
 			e->sites.nr_sites <= VMPOKE_MAX_SITES, "bad %s table",
 			VMPOKE_SYM_SITES);
+	for (uint32_t i = 0; i < e->sites.nr_sites && i < VMPOKE_MAX_SITES; i++)
+		if (e->sites.sites[i].len > POKE_MAX_LEN ||
+		    vmm_gva_read(e->vm, e->sites.sites[i].addr, e->orig[i],
+				 e->sites.sites[i].len))
+			return false;
 	if (vmm_start(e->vm))
 		return false;
 	EXPECT_TRUE_MSG(!vmm_wait_hcall(e->vm, VMPOKE_HC_READY, vcpus, BOOT_TIMEOUT_MS),
@@ -129,7 +135,11 @@ static void site_variant(struct env *e, const struct vmpoke_site_desc *d,
 		put32(out + 2, (int64_t)(d->target[variant % d->nr_targets] - (d->addr + 6)));
 		break;
 	default:
-		out[0] = 0xe9;		/* MULTI: jump to the equivalent block */
+		if (!variant) {		/* MULTI: the original instructions */
+			memcpy(out, e->orig[d - e->sites.sites], d->len);
+			break;
+		}
+		out[0] = 0xe9;		/* ... or a jump to the equivalent block */
 		put32(out + 1, (int64_t)(d->target[0] - (d->addr + 5)));
 		break;
 	}
@@ -152,9 +162,28 @@ static enum poke_err flip(struct env *e, const struct vmpoke_site_desc *d,
 {
 	uint8_t old[POKE_MAX_LEN], new[POKE_MAX_LEN];
 
+	struct poke_site s;
+	struct poke_batch *bt;
+	enum poke_err err;
+
 	site_variant(e, d, from, old);
 	site_variant(e, d, to, new);
-	return poke_single(e->p, d->addr, old, new, d->len, msg, msglen);
+	if (d->kind != VMPOKE_SITE_MULTI || to)
+		return poke_single(e->p, d->addr, old, new, d->len, msg, msglen);
+	/*
+	 * Back to the original instructions of a MULTI site: several
+	 * instructions, so the hook emulates the JMP they replace (optprobe
+	 * unoptimize does the same with its INT3).
+	 */
+	err = poke_site_prepare(e->p, &s, d->addr, old, new, d->len, old, msg, msglen);
+	if (err)
+		return err;
+	bt = poke_batch_new(e->p);
+	err = poke_batch_add(bt, &s);
+	if (!err)
+		err = poke_batch_finish(bt, msg, msglen);
+	poke_batch_free(bt);
+	return err;
 }
 
 /* Let the tasks run over the patched code for a while. */
@@ -532,9 +561,10 @@ static void test_kvm_shadow_task(void)
 	fake = d->addr + 3;
 	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, at, &fake, sizeof(fake)), 0);
 	CU_ASSERT_EQUAL(run_one(&e, &s, msg, sizeof(msg)), POKE_E_SHADOW_BUSY);
-	snprintf(want, sizeof(want), "task %u (vcpu 1) saved rip at site_multi_b+0x3",
+	snprintf(want, sizeof(want), "task %u (vcpu 1) saved rip at site_multi_b+0x",
 		 task.id);
-	EXPECT_TRUE_MSG(strstr(msg, want) != NULL, "message: %s", msg);
+	EXPECT_TRUE_MSG(strstr(msg, want) == msg && strstr(msg, "inside site site_multi_b+0x"),
+			"message: %s", msg);
 	expect_bytes(&e, d, s.old, "old");
 	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, at, &saved_rip, sizeof(saved_rip)), 0);
 	CU_ASSERT_EQUAL(vmm_vcpu_online(e.vm, 1), 0);
