@@ -37,6 +37,9 @@ fi
 
 mkdir -p "$cache"
 cd "$cache"
+# Several run-in-kvm.sh may start at once; one of them (re)builds.
+exec 9> "$cache/.setup.lock"
+flock 9
 
 # 2. Kernel package: downloaded and unpacked into the cache, not installed.
 kpkg=${NESTED_KVER:-}
