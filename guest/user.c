@@ -5,14 +5,16 @@
  * Tasks run natively at CPL3 with IF=1 and are preempted by the LAPIC
  * timer (entry.S).  They reach the VMM only through MMIO doorbells.
  *
- * Finishing (boot_info.iterations > 0): a task sets its state DONE, rings
- * VMPOKE_HC_TASK_DONE and then leaves the CPU: the scheduler never picks a
- * DONE task again, so the task just pauses until the next tick moves the
- * vCPU on (or forever, if it was the last).  Each vCPU counts its tasks
- * still running in guest_tasks_left[]; the task that takes it to zero
- * rings VMPOKE_HC_DONE (result 0) for its vCPU.  Without a tick (hz = 0)
- * nothing would ever move the vCPU on, so a finishing task hands the CPU
- * to the next never-started task itself (see task_handoff()).
+ * Finishing (boot_info.iterations > 0): a task rings VMPOKE_HC_TASK_DONE,
+ * decrements its vCPU's guest_tasks_left[] and, if that reached zero,
+ * rings VMPOKE_HC_DONE (result 0) for the vCPU.  Only then does it set its
+ * state DONE and pause: the scheduler never resumes a DONE task, so DONE
+ * must be the task's last act - a task preempted between DONE and its
+ * doorbells would never ring them.  (So the VMM may see a vCPU DONE while
+ * its last task still reads RUNNING for a few instructions; it no longer
+ * runs workload code.)  Without a tick (hz = 0) nothing would ever move
+ * the vCPU on, so a finishing task hands the CPU to the next never-started
+ * task itself (see task_handoff()).
  */
 #include "guest.h"
 #include "user.h"
@@ -81,15 +83,19 @@ static void task_handoff(struct vmpoke_task *t)
 
 void user_task_done(struct vmpoke_task *t)
 {
-	t->state = VMPOKE_TASK_DONE;
+	uint32_t left;
+
 	user_doorbell(VMPOKE_HC_TASK_DONE, t->id);
-	if (__atomic_sub_fetch(&guest_tasks_left[t->vcpu], 1,
-			       __ATOMIC_SEQ_CST) == 0) {
+	left = __atomic_sub_fetch(&guest_tasks_left[t->vcpu], 1,
+				  __ATOMIC_SEQ_CST);
+	if (left == 0) {
 		vmpoke_percpu[t->vcpu].mailbox.arg[0] = VMPOKE_RESULT_OK;
 		user_doorbell(VMPOKE_HC_DONE, VMPOKE_RESULT_OK);
-	} else if (!guest_cfg.hz) {
-		task_handoff(t);
 	}
+	/* Last: from here on the scheduler never resumes us. */
+	__atomic_store_n(&t->state, VMPOKE_TASK_DONE, __ATOMIC_SEQ_CST);
+	if (!guest_cfg.hz)
+		task_handoff(t);
 	user_park();
 }
 
