@@ -101,4 +101,6 @@ if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
 	exit 124
 fi
 [ -f "$rundir/fatal" ] && echo "run-in-kvm: guest said: $(cat "$rundir/fatal")" >&2
+[ -f "$rundir/ready" ] &&
+	die "the command started but never finished (QEMU exit $qrc after ${secs}s)"
 die "the command did not run (QEMU exit $qrc after ${secs}s)"
