@@ -450,14 +450,30 @@ static int exit_internal_error(struct vcpu *v)
 	return 1;
 }
 
+/*
+ * On AMD, KVM resets a vCPU after a shutdown intercept (the VMCB is
+ * undefined then), so RIP reads 0xfff0 in CS 0xf000; name the last RIP we
+ * saw instead of pretending the reset vector faulted.
+ */
 static int exit_shutdown(struct vcpu *v)
 {
+	uint64_t last = atomic_load(&v->last_rip);
+	struct kvm_sregs s;
 	char sym[160];
+	uint64_t rip;
 
 	exit_dump_regs(v, "triple fault");
+	rip = exit_rip(v);
+	if (ioctl(v->fd, KVM_GET_SREGS, &s) == 0 && s.cs.selector == 0xf000 &&
+	    rip == 0xfff0) {
+		vm_end(v->vm, VMM_TRIPLE_FAULT, (int)v->id, NULL,
+		       "triple fault: vcpu %u (registers reset by KVM; last known "
+		       "rip %s)", v->id, vmm_symbolize(v->vm, last, sym, sizeof(sym)));
+		return 1;
+	}
 	vm_end(v->vm, VMM_TRIPLE_FAULT, (int)v->id, NULL,
 	       "triple fault: vcpu %u at %s", v->id,
-	       vmm_symbolize(v->vm, exit_rip(v), sym, sizeof(sym)));
+	       vmm_symbolize(v->vm, rip, sym, sizeof(sym)));
 	return 1;
 }
 

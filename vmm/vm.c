@@ -213,10 +213,8 @@ static int vm_load_image(struct vm *vm)
 
 	if (elf_load(vm->image, vm->ram.host, vm->ram.size, VMPOKE_IMAGE_BASE,
 		     &img, err, sizeof(err)) < 0) {
+		/* err names the image and, if it does not fit, says --mem */
 		vmm_error("%s", err);
-		vmm_error("%s: not loaded into %llu MiB of guest RAM (a larger "
-			  "--mem helps if the image does not fit)", vm->image,
-			  (unsigned long long)vm->cfg.mem_mib);
 		return VMPOKE_EXIT_USAGE;
 	}
 	vm->entry = img.entry;
