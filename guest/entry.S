@@ -16,11 +16,12 @@
  *    the #BP frame without KVM_GET_REGS.
  *  - The LAPIC timer preempts tasks.  Its handler pushes the GPRs below the
  *    hardware frame in exactly the order of struct vmpoke_task_ctx, so the
- *    kernel stack *is* a context: it is copied to the current task, the
- *    task is marked RUNNABLE (context first, state second: a reader that
- *    sees RUNNABLE sees a whole context), the next RUNNABLE task of this
- *    vCPU (round-robin, tasks never migrate) is copied back over the
- *    frame, marked RUNNING, and iretq resumes it.
+ *    kernel stack *is* a context.  When the next RUNNABLE task of this
+ *    vCPU (round-robin, tasks never migrate) differs from the current one,
+ *    the stack is copied to the current task, which is marked RUNNABLE
+ *    (context first, state second: a reader that sees RUNNABLE sees a
+ *    whole context), the next task's context is copied over the frame, it
+ *    is marked RUNNING and iretq resumes it.
  *  - The VMM reads these contexts, the task table and the per-vCPU blocks
  *    from guest memory.  Guest memory is writable by the (buggy or
  *    torn-by-a-patch) guest itself, so the VMM may trust a layout only after
@@ -238,9 +239,13 @@ guest_fault_common:
 
 /*
  * LAPIC timer: the preemptive scheduler (see the top of this file).
- * Registers: %rbx = first global task id of this vCPU, %r8 = the
- * interrupted task's id, %eax = slot being tried, %esi = tasks per vCPU,
- * %ecx = slots left to try, %rdx = byte offset of a task in the table.
+ * The running task's context is stale by definition (RUNNING: the vCPU
+ * has it), so it is saved only when another task takes the CPU: a vCPU
+ * with one runnable task pays no copy per tick.
+ * Registers: %r8 = the interrupted task's global id, %rbx = the first
+ * global id of this vCPU, %eax = slot being tried, %esi = tasks per vCPU,
+ * %ecx = slots left to try, %rdx / %r9 = byte offsets of the next /
+ * interrupted task in the table.
  */
 	.globl	guest_timer_entry
 	.type	guest_timer_entry, @function
@@ -266,43 +271,45 @@ guest_timer_entry:
 	movslq	%gs:PCPU_CURRENT, %r8
 	testq	%r8, %r8
 	js	.Ltimer_out
-	imulq	$TASK_SIZE, %r8, %rdx
-	leaq	TASKS + TASK_CTX(%rdx), %rdi
-	movq	%rsp, %rsi
-	movl	$CTX_WORDS, %ecx
-	rep movsq
-	/* A DONE task stays DONE; only a RUNNING one becomes RUNNABLE. */
-	cmpl	$TS_RUNNING, TASKS + TASK_STATE(%rdx)
-	jne	1f
-	movl	$TS_RUNNABLE, TASKS + TASK_STATE(%rdx)
-1:	movl	%r8d, %eax
+	movl	%r8d, %eax
 	andl	$7, %eax			/* VMPOKE_MAX_TASKS - 1 */
 	movq	%r8, %rbx
 	subq	%rax, %rbx
 	movl	guest_tasks_per_vcpu(%rip), %esi
-	movl	%esi, %ecx
-2:	incl	%eax
+	leal	-1(%rsi), %ecx			/* the other slots, round-robin */
+	testl	%ecx, %ecx
+	jz	.Ltimer_out
+1:	incl	%eax
 	cmpl	%esi, %eax
-	jb	3f
+	jb	2f
 	xorl	%eax, %eax
-3:	leaq	(%rbx,%rax), %rdx
+2:	leaq	(%rbx,%rax), %rdx
 	imulq	$TASK_SIZE, %rdx, %rdx
 	cmpl	$TS_RUNNABLE, TASKS + TASK_STATE(%rdx)
-	je	4f
+	je	3f
 	decl	%ecx
-	jnz	2b
-	/* Nothing runnable: the interrupted (DONE, idling) task goes on. */
+	jnz	1b
+	/* No other task runnable: the interrupted one (maybe DONE) goes on. */
 	jmp	.Ltimer_out
-4:	addq	%rbx, %rax			/* the chosen global id */
-	cmpq	%r8, %rax
-	je	5f
+3:	/* Save the interrupted task: context first, then state. */
+	imulq	$TASK_SIZE, %r8, %r9
+	leaq	TASKS + TASK_CTX(%r9), %rdi
+	movq	%rsp, %rsi
+	movl	$CTX_WORDS, %ecx
+	rep movsq
+	/* A DONE task stays DONE; only a RUNNING one becomes RUNNABLE. */
+	cmpl	$TS_RUNNING, TASKS + TASK_STATE(%r9)
+	jne	4f
+	movl	$TS_RUNNABLE, TASKS + TASK_STATE(%r9)
+4:	/* Load the next one over the frame. */
 	leaq	TASKS + TASK_CTX(%rdx), %rsi
 	movq	%rsp, %rdi
 	movl	$CTX_WORDS, %ecx
 	rep movsq
+	movl	$TS_RUNNING, TASKS + TASK_STATE(%rdx)
 	incq	TASKS + TASK_SWITCHES(%rdx)
+	addq	%rbx, %rax
 	movl	%eax, %gs:PCPU_CURRENT
-5:	movl	$TS_RUNNING, TASKS + TASK_STATE(%rdx)
 .Ltimer_out:
 	incq	%gs:PCPU_TICKS
 	movl	$LAPIC_EOI, %eax
