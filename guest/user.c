@@ -40,6 +40,17 @@ static void copy_what(char *d, const char *s)
 		d[i] = 0;
 }
 
+void user_puts(struct vmpoke_task *t, const char *s)
+{
+	char *text = vmpoke_percpu[t->vcpu].mailbox.text;
+	unsigned int i;
+
+	for (i = 0; s[i] && i < sizeof(vmpoke_percpu[0].mailbox.text) - 1; i++)
+		text[i] = s[i];
+	text[i] = 0;
+	user_doorbell(VMPOKE_HC_PUTS, 0);
+}
+
 void user_check_fail(struct vmpoke_task *t, uint64_t site, uint64_t expected,
 		     uint64_t actual, const char *what)
 {
@@ -253,10 +264,12 @@ static void int3_task(struct vmpoke_task *t)
 
 static void lab_task(struct vmpoke_task *t)
 {
-	if (lab_task_main)
+	if (lab_task_main) {
 		lab_task_main(t);
-	else
+	} else {
+		user_puts(t, "guest: lab_task_main is not linked in");
 		user_check_fail(t, 0, 0, 0, "lab not built");
+	}
 	user_park();
 }
 

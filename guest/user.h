@@ -28,6 +28,9 @@ static inline void user_doorbell(uint32_t cmd, uint64_t arg)
 void user_check_fail(struct vmpoke_task *task, uint64_t site,
 		     uint64_t expected, uint64_t actual, const char *what);
 
+/* Print one line on the VMM's console (VMPOKE_HC_PUTS via the mailbox). */
+void user_puts(struct vmpoke_task *task, const char *s);
+
 /* Mark the task DONE, tell the VMM, and never return (see user.c). */
 void user_task_done(struct vmpoke_task *task) __attribute__((noreturn));
 
