@@ -471,8 +471,16 @@ int cmd_bench_poke(int argc, char **argv)
 	if (find_pad(&b, cfg.image) || vmm_start(b.vm))
 		goto out;
 	if (vmm_wait_hcall(b.vm, VMPOKE_HC_READY, cfg.nr_vcpus, BENCH_READY_MS)) {
-		vmm_error("bench poke: %s: the guest did not report READY",
-			  cfg.image);
+		struct vmm_result res = { 0 };
+
+		if (vmm_wait(b.vm, 1, &res) != VMM_TIMEOUT && res.message[0])
+			vmm_error("bench poke: %s: boot failed: %s", cfg.image,
+				  res.message);
+		else
+			vmm_error("bench poke: %s: the guest did not report "
+				  "READY within %d s", cfg.image,
+				  BENCH_READY_MS / 1000);
+		ret = VMPOKE_EXIT_GUEST;
 		goto out;
 	}
 	if (run_bench(&b, &r, cfg.nr_vcpus) == 0) {
