@@ -14,6 +14,13 @@ PREFIX		?= /usr/local
 DESTDIR		?=
 SAN		?=
 
+# Without a usable /dev/kvm, run the KVM work (tests, make run) inside a QEMU/TCG VM whose
+# kvm_amd gives a real one (tests/nested/README.md).  NESTED=1 forces
+# that, NESTED=0 forbids it (the KVM suites then fail, loudly).
+KVM_USABLE	:= $(shell [ -c /dev/kvm ] && [ -r /dev/kvm ] && [ -w /dev/kvm ] && echo 1)
+NESTED		?= $(if $(KVM_USABLE),0,1)
+TEST_ENV	= VMPOKE=$(BUILD)/vmpoke VMPOKE_IMAGE=$(GUEST_IMG)
+
 DEB_PKGS	:= gcc make pkg-config binutils linux-libc-dev libcapstone-dev \
 		   libcunit1-dev libelf-dev libjson-c-dev liblua5.4-dev
 PKGS		:= capstone libelf json-c
@@ -49,7 +56,7 @@ GUEST_SRCS	:= $(sort $(wildcard guest/*.c guest/*.S))
 GUEST_OBJS	:= $(patsubst %,$(BUILD)/%.o,$(GUEST_SRCS))
 GUEST_IMG	:= images/guest.img
 
-.PHONY: all run check check-asan check-run install clean deps guest
+.PHONY: all run run-only check check-asan check-run install clean deps guest
 all: $(BUILD)/vmpoke $(GUEST_IMG)
 	@ln -sf $(BUILD)/vmpoke vmpoke
 
@@ -94,20 +101,23 @@ deps:
 		echo "  sudo apt-get install -y$$missing"; exit 1; \
 	fi
 
+RUN_CMD		= ./$(BUILD)/vmpoke run $(GUEST_IMG) --vcpus 2 --tasks 3 --iterations 200000 --timeout 120
+
 run: deps
 	@$(MAKE) --no-print-directory all
-	./$(BUILD)/vmpoke run $(GUEST_IMG) --vcpus 2 --tasks 3 --timeout 20 --iterations 200000
+	@$(MAKE) --no-print-directory run-only
+
+run-only:
+ifeq ($(NESTED),1)
+	@echo "*** /dev/kvm is not usable here: running inside a nested-KVM VM (tests/nested/)"
+	tests/nested/run-in-kvm.sh '$(RUN_CMD)'
+else
+	$(RUN_CMD)
+endif
 
 check: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/vmpoke-tests
 	@$(MAKE) --no-print-directory check-run
-
-# Without a usable /dev/kvm, run the suites inside a QEMU/TCG VM whose
-# kvm_amd gives a real one (tests/nested/README.md).  NESTED=1 forces
-# that, NESTED=0 forbids it (the KVM suites then fail, loudly).
-KVM_USABLE	:= $(shell [ -c /dev/kvm ] && [ -r /dev/kvm ] && [ -w /dev/kvm ] && echo 1)
-NESTED		?= $(if $(KVM_USABLE),0,1)
-TEST_ENV	= VMPOKE=$(BUILD)/vmpoke VMPOKE_IMAGE=$(GUEST_IMG)
 
 check-run:
 ifeq ($(NESTED),1)
