@@ -87,7 +87,9 @@ static void __attribute__((noreturn)) boot_done(struct vmpoke_percpu *pc,
 
 static int boot_info_valid(uint64_t vcpu, const struct vmpoke_boot_info *bi)
 {
-	return bi->magic == VMPOKE_BOOT_MAGIC &&
+	/* anything but the agreed address may not even be mapped */
+	return (uintptr_t)bi == VMPOKE_BOOT_INFO_GPA &&
+	       bi->magic == VMPOKE_BOOT_MAGIC &&
 	       bi->abi_version == VMPOKE_ABI_VERSION &&
 	       bi->nr_vcpus >= 1 && bi->nr_vcpus <= VMPOKE_MAX_VCPUS &&
 	       vcpu < bi->nr_vcpus &&
