@@ -493,6 +493,6 @@ static void test_guest_cpl0_code(void)
 	gimg_close(&g);
 }
 
-TEST_SUITE(guest_image, "guest image", false,
+TEST_SUITE(guest_image, "guest_image", false,
 	   TEST(test_guest_tables), TEST(test_guest_func_symbols),
 	   TEST(test_guest_sites), TEST(test_guest_cpl0_code))
