@@ -151,18 +151,12 @@ static void test_mem_too_small(void)
 
 static void test_stop(void)
 {
-	struct vm_config cfg;
+	struct vm *vm = vmt_boot_ready(2, VMPOKE_SCN_IDLE);
 	struct vmm_result res;
 	enum vmm_outcome o;
-	struct vm *vm;
 
-	if (!testlib_require_kvm())
-		return;
-	vmt_config(&cfg, 2, VMPOKE_SCN_IDLE, 0);
-	vm = vmt_boot(&cfg);
 	if (!vm)
 		return;
-	vmt_wait_ready(vm);
 	vmm_stop(vm);
 	o = vmm_wait(vm, VMT_WAIT_MS, &res);
 	EXPECT_TRUE_MSG(o == VMM_STOPPED, "outcome %d: %s", o, res.message);
@@ -173,18 +167,12 @@ static void test_stop(void)
 /* A timeout names every vCPU and where it is, and the run goes on. */
 static void test_timeout(void)
 {
-	struct vm_config cfg;
+	struct vm *vm = vmt_boot_ready(2, VMPOKE_SCN_IDLE);
 	struct vmm_result res;
 	enum vmm_outcome o;
-	struct vm *vm;
 
-	if (!testlib_require_kvm())
-		return;
-	vmt_config(&cfg, 2, VMPOKE_SCN_IDLE, 0);
-	vm = vmt_boot(&cfg);
 	if (!vm)
 		return;
-	vmt_wait_ready(vm);
 	o = vmm_wait(vm, 300, &res);
 	EXPECT_TRUE_MSG(o == VMM_TIMEOUT, "outcome %d: %s", o, res.message);
 	EXPECT_TRUE_MSG(strstr(res.message, "vcpu 0 at ") &&

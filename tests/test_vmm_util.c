@@ -77,3 +77,28 @@ void vmt_finish(struct vm *vm)
 	vmm_wait(vm, VMT_WAIT_MS, &res);
 	vmm_destroy(vm);
 }
+
+struct vm *vmt_boot_ready(unsigned int vcpus, enum vmpoke_scenario scn)
+{
+	struct vm_config cfg;
+	struct vm *vm;
+
+	if (!testlib_require_kvm())
+		return NULL;
+	vmt_config(&cfg, vcpus, scn, 0);
+	vm = vmt_boot(&cfg);
+	if (vm && scn == VMPOKE_SCN_PING) {
+		int r = vmm_wait_hcall(vm, VMPOKE_HC_NOP, 2 * vcpus, VMT_WAIT_MS);
+
+		EXPECT_TRUE_MSG(r == 0, "PING: no NOP hypercalls (%d)", r);
+		if (r == 0)
+			return vm;
+		vmt_finish(vm);
+		return NULL;
+	}
+	if (vm && !vmt_wait_ready(vm)) {
+		vmt_finish(vm);
+		return NULL;
+	}
+	return vm;
+}

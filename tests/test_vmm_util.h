@@ -15,6 +15,8 @@ void vmt_config(struct vm_config *cfg, unsigned int vcpus,
 		enum vmpoke_scenario scn, uint64_t iterations);
 /* Create and start; NULL (and a CUnit failure) on error. */
 struct vm *vmt_boot(const struct vm_config *cfg);
+/* Require KVM, boot scn (run until stopped) and wait for READY; or NULL. */
+struct vm *vmt_boot_ready(unsigned int vcpus, enum vmpoke_scenario scn);
 /* Wait until every vCPU rang VMPOKE_HC_READY. */
 bool vmt_wait_ready(struct vm *vm);
 /* Copy the guest's task table; false (and a failure) if unreadable. */
