@@ -266,6 +266,32 @@ static enum poke_err batch_check_old(struct batch_run *r)
 	return POKE_OK;
 }
 
+/*
+ * Invariant 7 between phases: every site must hold exactly what we left
+ * there.  A difference means someone else wrote the code under us; go no
+ * further and undo.
+ */
+static enum poke_err batch_recheck(struct batch_run *r, const char *before)
+{
+	uint8_t cur[POKE_MAX_LEN], want[POKE_MAX_LEN];
+	size_t i;
+
+	for (i = 0; i < r->n; i++) {
+		const struct poke_site *s = &r->s[i];
+
+		memcpy(want, r->tail[i] ? s->new : s->old, s->len);
+		want[0] = r->head[i] == HEAD_INT3 ? POKE_INT3 :
+			  r->head[i] == HEAD_NEW ? s->new[0] : s->old[0];
+		if (vmm_gva_read(r->p->vm, s->addr, cur, s->len) ||
+		    memcmp(cur, want, s->len)) {
+			snprintf(r->msg, r->msglen, "%s: bytes changed under the "
+				 "batch before %s", s->where, before);
+			return POKE_E_OLD_MISMATCH;
+		}
+	}
+	return POKE_OK;
+}
+
 static enum poke_err batch_sort(struct batch_run *r)
 {
 	size_t i;
@@ -342,6 +368,9 @@ static enum poke_err batch_protocol(struct batch_run *r)
 	 *    sync makes them visible before any vCPU can decode a new head.
 	 *    alternative.c: "very likely not necessary ... better safe".
 	 */
+	err = batch_recheck(r, "the tails");
+	if (err)
+		goto undo;
 	for (i = 0; i < r->n; i++) {
 		if (r->s[i].len < 2)
 			continue;
@@ -362,6 +391,9 @@ static enum poke_err batch_protocol(struct batch_run *r)
 	 *    is safe for concurrent fetches.  The sync is the point where
 	 *    every vCPU has serialized against the final instruction.
 	 */
+	err = batch_recheck(r, "the heads");
+	if (err)
+		goto undo;
 	for (i = 0; i < r->n; i++) {
 		err = batch_write(r, &r->s[i], 0, r->s[i].new, 1, "new head");
 		if (err != POKE_E_FAULT)
