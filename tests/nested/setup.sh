@@ -42,7 +42,9 @@ exec 9> "$cache/.setup.lock"
 flock 9
 
 # 2. Kernel package: downloaded and unpacked into the cache, not installed.
-kpkg=${NESTED_KVER:-}
+# The package resolved first is remembered, so later runs use the same
+# kernel and skip apt-cache; delete build/nested/kpkg to pick a newer one.
+kpkg=${NESTED_KVER:-$(cat "$cache/kpkg" 2>/dev/null || true)}
 if [ -z "$kpkg" ]; then
 	kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
 	       awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
@@ -52,6 +54,7 @@ if [ -z "$kpkg" ]; then
 		       awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
 	fi
 	[ -n "$kpkg" ] || die "cannot resolve linux-image-amd64 (apt-get update?)"
+	echo "$kpkg" > "$cache/kpkg"
 fi
 kver=${kpkg#linux-image-}
 kroot="$cache/kroot-$kver"
