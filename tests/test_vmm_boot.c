@@ -6,6 +6,8 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "testlib.h"
 #include "test_vmm_util.h"
@@ -183,6 +185,54 @@ static void test_timeout(void)
 	vmt_finish(vm);
 }
 
+static uint64_t rss_bytes(void)
+{
+	FILE *f = fopen("/proc/self/statm", "r");
+	unsigned long size = 0, rss = 0;
+
+	if (f) {
+		if (fscanf(f, "%lu %lu", &size, &rss) != 2)
+			rss = 0;
+		fclose(f);
+	}
+	return (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Resident bytes of guest RAM, which do not count against the VMM. */
+static uint64_t guest_resident(struct vm *vm, uint64_t size)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE), n = size / pg, res = 0;
+	unsigned char *vec = malloc(n);
+	void *ram = vmm_gpa_ptr(vm, 0, size);
+
+	if (vec && ram && mincore(ram, size, vec) == 0)
+		for (size_t i = 0; i < n; i++)
+			res += vec[i] & 1;
+	free(vec);
+	return (uint64_t)res * pg;
+}
+
+/* The VMM's own memory beyond guest RAM stays under 16 MiB with 8 vCPUs. */
+static void test_memory_8_vcpus(void)
+{
+	uint64_t before, after, ram;
+	struct vm *vm;
+
+	if (!testlib_require_kvm())
+		return;
+	before = rss_bytes();
+	vm = vmt_boot_ready(8, VMPOKE_SCN_IDLE);
+	if (!vm)
+		return;
+	after = rss_bytes();
+	ram = guest_resident(vm, 64ull << 20);
+	EXPECT_TRUE_MSG(after - ram < before + (16ull << 20),
+			"rss %llu KiB before, %llu KiB after, guest RAM %llu KiB",
+			(unsigned long long)before >> 10,
+			(unsigned long long)after >> 10, (unsigned long long)ram >> 10);
+	vmt_finish(vm);
+}
+
 static void test_probe(void)
 {
 	struct vmm_host_caps caps;
@@ -202,4 +252,4 @@ static void test_probe(void)
 TEST_SUITE(vmm_boot, "vmm_boot", true,
 	   TEST(test_boot_1), TEST(test_boot_2), TEST(test_boot_4),
 	   TEST(test_mem_too_small), TEST(test_stop), TEST(test_timeout),
-	   TEST(test_probe))
+	   TEST(test_memory_8_vcpus), TEST(test_probe))

@@ -11,6 +11,7 @@
  * that still runs.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "testlib.h"
@@ -70,7 +71,10 @@ static void test_pause_resume_1000(void)
 	for (unsigned int r = 0; r < PAUSE_ROUNDS; r++) {
 		uint64_t nops;
 
-		if (vmm_pause(vm)) {
+		int e = vmm_pause(vm);
+
+		if (e) {
+			fprintf(stderr, "\n  round %u: vmm_pause: %d\n", r, e);
 			errors++;
 			break;
 		}
@@ -81,6 +85,8 @@ static void test_pause_resume_1000(void)
 
 			if (vmm_vcpu_get_regs(vm, i, &a) || vmm_vcpu_get_regs(vm, i, &b) ||
 			    vmm_vcpu_get_sregs(vm, i, &s)) {
+				fprintf(stderr, "\n  round %u: vcpu %u registers not "
+					"readable while paused\n", r, i);
 				errors++;
 				continue;
 			}

@@ -94,8 +94,9 @@ struct probe {
 	uint64_t t_ret[32];
 	uint64_t t_out[256];
 	int nr_out;
-	bool kick_mode;
-	_Atomic bool finished;
+	_Atomic bool kick_mode;
+	_Atomic bool stop;		/* controller: leave now */
+	_Atomic bool finished;		/* thread: left its loop */
 	_Atomic int kick_phase;		/* kick probe: run count done */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -191,11 +192,11 @@ static void *probe_thread(void *arg)
 		int r;
 
 		atomic_thread_fence(memory_order_seq_cst);
-		if (atomic_load(&p->finished))
+		if (atomic_load(&p->stop))
 			break;
 		r = ioctl(p->fd, KVM_RUN, 0);
 		if (r < 0 && errno == EINTR) {
-			if (p->kick_mode && p->nr_runs < 32) {
+			if (atomic_load(&p->kick_mode) && p->nr_runs < 32) {
 				p->t_ret[p->nr_runs++] = vm_now_ns();
 				/* cleared before the controller may kick again */
 				p->run->immediate_exit = 0;
@@ -258,22 +259,24 @@ static void probe_deadline(struct timespec *ts, unsigned int ms)
 	}
 }
 
-/* Wait for the probe thread for at most ms, then kick it until it leaves. */
+/*
+ * Wait for the probe thread for at most ms, then make it leave: stop is set
+ * before the kick, so either the kick's immediate_exit ends its KVM_RUN or
+ * its loop sees stop before entering again.  One kick is enough.
+ */
 static void probe_finish(struct probe *p, unsigned int ms)
 {
 	struct timespec ts;
 
 	probe_deadline(&ts, ms);
 	pthread_mutex_lock(&p->lock);
-	while (!atomic_load(&p->finished)) {
-		if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) == ETIMEDOUT) {
-			atomic_store(&p->finished, true);
-			p->kick_mode = false;
-			pthread_kill(p->thread, VMM_KICK_SIG);
-			probe_deadline(&ts, 50);
-		}
-	}
+	while (!atomic_load(&p->finished))
+		if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) == ETIMEDOUT)
+			break;
 	pthread_mutex_unlock(&p->lock);
+	atomic_store(&p->kick_mode, false);
+	atomic_store(&p->stop, true);
+	pthread_kill(p->thread, VMM_KICK_SIG);
 	pthread_join(p->thread, NULL);
 }
 
@@ -388,7 +391,7 @@ static double probe_kick(int kvm_fd)
 
 	if (probe_create(kvm_fd, &p, code, sizeof(code), 0) == 0) {
 		probe_condattr(&p.cond);
-		p.kick_mode = true;
+		atomic_store(&p.kick_mode, true);
 		if (probe_start(&p) == 0) {
 			for (int i = 0; i < 16; i++) {
 				struct timespec ts;
@@ -410,7 +413,6 @@ static double probe_kick(int kvm_fd)
 				d[n] = p.t_ret[i] - sent[i];
 				n++;
 			}
-			atomic_store(&p.finished, true);
 			probe_finish(&p, 0);
 		}
 	}

@@ -60,6 +60,10 @@
  * park_cond.  Register writes go to the cache; the vCPU applies them with
  * KVM_SET_REGS itself before it runs again (vCPU ioctls from the owner
  * thread only).  Hotplug is the same park, per vCPU, via offline_req.
+ * Requests are raised, and a parked vCPU decides to leave and clears
+ * "parked", under park_lock: otherwise a pause right after a resume could
+ * see the previous park's stale flag while the vCPU is already on its way
+ * out (seen in the 1000-round pause test before this rule).
  */
 #include <errno.h>
 #include <limits.h>
@@ -270,13 +274,19 @@ void sync_vcpu_park(struct vcpu *v)
 	sync_notify(vm);
 	while (sync_should_park(v))
 		pthread_cond_wait(&vm->park_cond, &vm->park_lock);
+	/*
+	 * Decide to leave and stop counting as parked in one critical section:
+	 * requests are raised under park_lock too (sync_request), so a
+	 * controller that raised one after this point sees parked == false
+	 * and waits for the next park, never for a stale one.
+	 */
 	dirty = v->regs_dirty;
 	regs = v->regs;
 	v->regs_dirty = false;
+	atomic_store(&v->parked, false);
 	pthread_mutex_unlock(&vm->park_lock);
 	if (dirty && ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
 		vmm_error("vcpu %u: KVM_SET_REGS: %s", v->id, strerror(errno));
-	atomic_store(&v->parked, false);
 }
 
 /* --- controller side ---------------------------------------------------- */
@@ -290,6 +300,14 @@ static bool sync_is_parked(struct vcpu *v, uint64_t unused)
 static bool sync_is_parked_one(struct vcpu *v, uint64_t id)
 {
 	return v->id != id || sync_is_parked(v, 0);
+}
+
+/* Raise a pause/offline request; under park_lock, see sync_vcpu_park(). */
+static void sync_request(struct vm *vm, _Atomic bool *req)
+{
+	pthread_mutex_lock(&vm->park_lock);
+	atomic_store(req, true);
+	pthread_mutex_unlock(&vm->park_lock);
 }
 
 static void sync_release(struct vm *vm)
@@ -310,7 +328,7 @@ int vmm_pause(struct vm *vm)
 		pthread_mutex_unlock(&vm->ctl_lock);
 		return -EBUSY;
 	}
-	atomic_store(&vm->pause_req, true);
+	sync_request(vm, &vm->pause_req);
 	sync_kick_all(vm);
 	ret = sync_wait_all(vm, sync_is_parked, 0, "pause");
 	if (ret) {
@@ -336,7 +354,11 @@ void vmm_resume(struct vm *vm)
 	pthread_mutex_unlock(&vm->ctl_lock);
 }
 
-/* The cache is readable when the vCPU is parked (paused/offline) or gone. */
+/*
+ * The cache is readable while the vCPU is paused or offline and parked, or
+ * gone.  The request is checked too, so that after vmm_resume() the answer
+ * is -EBUSY at once, not only once the thread got round to leaving.
+ */
 static struct vcpu *sync_parked_vcpu(struct vm *vm, unsigned int id)
 {
 	struct vcpu *v;
@@ -344,9 +366,11 @@ static struct vcpu *sync_parked_vcpu(struct vm *vm, unsigned int id)
 	if (id >= vm->nr_vcpus)
 		return NULL;
 	v = &vm->vcpus[id];
-	if (!atomic_load(&v->parked) && !atomic_load(&v->exited))
+	if (atomic_load(&v->exited))
+		return v;
+	if (!atomic_load(&vm->pause_req) && !atomic_load(&v->offline_req))
 		return NULL;
-	return v;
+	return atomic_load(&v->parked) ? v : NULL;
 }
 
 /* Copy a field of the register cache out (len bytes at offset off of struct vcpu). */
@@ -396,7 +420,7 @@ int vmm_vcpu_offline(struct vm *vm, unsigned int id)
 		return -EINVAL;
 	v = &vm->vcpus[id];
 	pthread_mutex_lock(&vm->ctl_lock);
-	atomic_store(&v->offline_req, true);
+	sync_request(vm, &v->offline_req);
 	if (!vm->started) {
 		pthread_mutex_unlock(&vm->ctl_lock);
 		return 0;
