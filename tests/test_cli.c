@@ -4,6 +4,7 @@
  * parsing, names and statistics: every bad-argument case, without KVM.
  */
 #include <fcntl.h>
+#include <json.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -194,10 +195,35 @@ static void test_cli_stats(void)
 	CU_ASSERT_DOUBLE_EQUAL(st.median_us, 0.0, 1e-9);
 }
 
+static void test_cli_json_write(void)
+{
+	char path[] = "/tmp/vmpoke-json-XXXXXX", text[256] = "";
+	struct json_object *j = json_object_new_object();
+	int fd = mkstemp(path);
+	ssize_t n;
+
+	CU_ASSERT_FATAL(fd >= 0);
+	json_object_object_add(j, "median", json_object_new_double(34.215000000000003));
+	CU_ASSERT_EQUAL(cli_json_write("test", path, j), 0);
+	n = read(fd, text, sizeof(text) - 1);
+	CU_ASSERT(n > 0);
+	EXPECT_TRUE_MSG(strstr(text, "34.215") && !strstr(text, "34.2150000"), "%s", text);
+	json_object_put(j);
+	close(fd);
+	unlink(path);
+	/* An unwritable path is reported, not a crash. */
+	j = json_object_new_object();
+	fd = stderr_off();
+	CU_ASSERT_EQUAL(cli_json_write("test", "/nonexistent/x.json", j), VMPOKE_EXIT_HOST);
+	stderr_on(fd);
+	json_object_put(j);
+}
+
 TEST_SUITE(cli, "cli_args", false,
 	   TEST(test_cli_run_defaults),
 	   TEST(test_cli_run_all_options),
 	   TEST(test_cli_run_bad),
 	   TEST(test_cli_bench_sync_args),
 	   TEST(test_cli_names),
-	   TEST(test_cli_stats))
+	   TEST(test_cli_stats),
+	   TEST(test_cli_json_write))

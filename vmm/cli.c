@@ -217,9 +217,14 @@ void cli_stats_ns(uint64_t *v, size_t n, struct cli_stats *st)
 
 int cli_json_write(const char *cmd, const char *path, struct json_object *obj)
 {
-	const char *text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY |
-							  JSON_C_TO_STRING_NOSLASHESCAPE);
-	FILE *f = strcmp(path, "-") ? fopen(path, "w") : stdout;
+	const char *text;
+	FILE *f;
+
+	/* Microseconds to the nanosecond: the digits beyond are noise. */
+	json_c_set_serialization_double_format("%.3f", JSON_C_OPTION_GLOBAL);
+	text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY |
+					      JSON_C_TO_STRING_NOSLASHESCAPE);
+	f = strcmp(path, "-") ? fopen(path, "w") : stdout;
 
 	if (!f) {
 		fprintf(stderr, "vmpoke %s: --json %s: %s\n", cmd, path, strerror(errno));
