@@ -54,7 +54,7 @@ static uint8_t guest_ustacks[VMPOKE_MAX_VCPUS * VMPOKE_MAX_TASKS][USTACK_SIZE]
 
 struct guest_config guest_cfg;
 uint32_t guest_tasks_per_vcpu;
-uint32_t guest_tasks_left[VMPOKE_MAX_VCPUS];
+uint32_t guest_vcpu_done_rung[VMPOKE_MAX_VCPUS];
 
 struct vmpoke_percpu vmpoke_percpu[VMPOKE_MAX_VCPUS];
 
@@ -235,7 +235,7 @@ struct vmpoke_task_ctx *guest_boot(uint64_t vcpu,
 	guest_cfg.iterations = bi->iterations;
 	guest_cfg.seed = bi->seed;
 	guest_tasks_per_vcpu = n;
-	guest_tasks_left[vcpu] = n;
+	guest_vcpu_done_rung[vcpu] = 0;
 	vmpoke_tasks.nr_tasks = bi->nr_vcpus * VMPOKE_MAX_TASKS;
 
 	for (slot = 0; slot < n; slot++)

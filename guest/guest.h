@@ -24,7 +24,7 @@ typedef void (*guest_task_fn)(struct vmpoke_task *t);
 
 extern struct guest_config guest_cfg;
 extern uint32_t guest_tasks_per_vcpu;		/* read by the timer */
-extern uint32_t guest_tasks_left[VMPOKE_MAX_VCPUS];	/* not yet DONE */
+extern uint32_t guest_vcpu_done_rung[VMPOKE_MAX_VCPUS];	/* HC_DONE sent */
 extern struct vmpoke_task_table vmpoke_tasks;
 extern struct vmpoke_percpu vmpoke_percpu[VMPOKE_MAX_VCPUS];
 extern uint8_t guest_kstacks[VMPOKE_MAX_VCPUS][KSTACK_SIZE];

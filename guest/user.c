@@ -6,15 +6,16 @@
  * timer (entry.S).  They reach the VMM only through MMIO doorbells.
  *
  * Finishing (boot_info.iterations > 0): a task rings VMPOKE_HC_TASK_DONE,
- * decrements its vCPU's guest_tasks_left[] and, if that reached zero,
- * rings VMPOKE_HC_DONE (result 0) for the vCPU.  Only then does it set its
- * state DONE and pause: the scheduler never resumes a DONE task, so DONE
- * must be the task's last act - a task preempted between DONE and its
- * doorbells would never ring them.  (So the VMM may see a vCPU DONE while
- * its last task still reads RUNNING for a few instructions; it no longer
- * runs workload code.)  Without a tick (hz = 0) nothing would ever move
- * the vCPU on, so a finishing task hands the CPU to the next never-started
- * task itself (see task_handoff()).
+ * sets its state DONE and parks (done_park()).  The scheduler never
+ * resumes a DONE task, and it never takes the CPU from the current task
+ * while no other is runnable, so once every task of a vCPU is DONE the
+ * current one - whichever it is - runs its park loop, sees that all are
+ * DONE and rings VMPOKE_HC_DONE (result 0) for the vCPU, once
+ * (guest_vcpu_done_rung[]).  The doorbell is therefore never stranded in a
+ * task that was preempted between DONE and ringing, and the VMM sees
+ * every task DONE when the vCPU reports DONE.  Without a tick (hz = 0)
+ * nothing would ever move the vCPU on, so a finishing task hands the CPU
+ * to the next never-started task itself (see task_handoff()).
  */
 #include "guest.h"
 #include "user.h"
@@ -92,22 +93,41 @@ static void task_handoff(struct vmpoke_task *t)
 	}
 }
 
+static int vcpu_all_done(uint32_t vcpu)
+{
+	const struct vmpoke_task *t = &vmpoke_tasks.tasks[vcpu * VMPOKE_MAX_TASKS];
+	uint32_t s;
+
+	for (s = 0; s < guest_tasks_per_vcpu; s++)
+		if (__atomic_load_n(&t[s].state, __ATOMIC_SEQ_CST) !=
+		    VMPOKE_TASK_DONE)
+			return 0;
+	return 1;
+}
+
+static void __attribute__((noreturn)) done_park(struct vmpoke_task *t)
+{
+	uint32_t *rung = &guest_vcpu_done_rung[t->vcpu];
+
+	for (;;) {
+		if (!__atomic_load_n(rung, __ATOMIC_SEQ_CST) &&
+		    vcpu_all_done(t->vcpu) &&
+		    !__atomic_exchange_n(rung, 1, __ATOMIC_SEQ_CST)) {
+			vmpoke_percpu[t->vcpu].mailbox.arg[0] = VMPOKE_RESULT_OK;
+			user_doorbell(VMPOKE_HC_DONE, VMPOKE_RESULT_OK);
+		}
+		__asm__ volatile("pause" : : : "memory");
+	}
+}
+
 void user_task_done(struct vmpoke_task *t)
 {
-	uint32_t left;
-
+	/* doorbell first: once DONE we may never run again */
 	user_doorbell(VMPOKE_HC_TASK_DONE, t->id);
-	left = __atomic_sub_fetch(&guest_tasks_left[t->vcpu], 1,
-				  __ATOMIC_SEQ_CST);
-	if (left == 0) {
-		vmpoke_percpu[t->vcpu].mailbox.arg[0] = VMPOKE_RESULT_OK;
-		user_doorbell(VMPOKE_HC_DONE, VMPOKE_RESULT_OK);
-	}
-	/* Last: from here on the scheduler never resumes us. */
 	__atomic_store_n(&t->state, VMPOKE_TASK_DONE, __ATOMIC_SEQ_CST);
 	if (!guest_cfg.hz)
 		task_handoff(t);
-	user_park();
+	done_park(t);
 }
 
 static uint64_t next_x(uint64_t *state)
@@ -273,7 +293,13 @@ static void lab_task(struct vmpoke_task *t)
 	user_park();
 }
 
-/* Called at CPL0 by boot.c: which function task (vcpu, slot) starts in. */
+/*
+ * Called at CPL0 by boot.c: which function task (vcpu, slot) starts in.
+ * HOT, TORTURE, INT3 and IDLE run on every task.  UD, PF, SELFCHECK and
+ * LAB run on task 0 of vCPU 0 only, the others park, so one run reports
+ * exactly one fault or check.  TRIPLE (vCPU 0) and PING never reach CPL3:
+ * boot.c handles them before the tasks exist.
+ */
 guest_task_fn guest_task_entry(uint32_t scenario, uint32_t vcpu, uint32_t slot)
 {
 	int first = vcpu == 0 && slot == 0;
