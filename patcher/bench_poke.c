@@ -397,10 +397,12 @@ static int run_bench(struct bench *b, struct bench_result *r, unsigned int nr_vc
 	r->sync_us = bench_sync(b);
 	if (r->sync_us < 0)
 		return -1;
+	vmm_info("bench poke: sync %.1f us; single-site patches next", r->sync_us);
 	k0 = kicks_acked(b);
 	r->single_us = bench_single(b);
 	if (r->single_us < 0)
 		return -1;
+	vmm_info("bench poke: single %.1f us; batches next", r->single_us);
 	r->kicks_per_patch = (double)(kicks_acked(b) - k0) / BENCH_SINGLES / nr_vcpus;
 	for (size_t i = 0; i < NR_BATCH_SIZES; i++) {
 		unsigned int n = batch_sizes[i];
@@ -414,11 +416,14 @@ static int run_bench(struct bench *b, struct bench_result *r, unsigned int nr_vc
 		r->batch_us[i] = bench_batch(b, n);
 		if (r->batch_us[i] < 0)
 			return -1;
+		vmm_info("bench poke: batch of %u: %.1f us", n, r->batch_us[i]);
 	}
 	r->prepare_us = bench_prepare(b);
 	r->stw_us = bench_stw(b);
 	if (r->stw_us < 0)
 		return -1;
+	vmm_info("bench poke: stop-the-world %.1f us; probing the kick cost",
+		 r->stw_us);
 	/*
 	 * The VMM counts kicks but not time out of guest mode, so the
 	 * breakpoint figure is kicks acked per patch x the host's measured
