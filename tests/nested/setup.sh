@@ -18,6 +18,12 @@ pkgs="qemu-system-x86 busybox-static cpio binutils"
 
 die() { echo "nested/setup: $*" >&2; exit 1; }
 
+mkdir -p "$cache"
+cd "$cache"
+# Several run-in-kvm.sh may start at once; one of them installs and builds.
+exec 9> "$cache/.setup.lock"
+flock 9
+
 # 1. Host packages.
 missing=""
 for p in $pkgs; do
@@ -35,46 +41,50 @@ if [ -n "$missing" ]; then
 		--no-install-recommends $missing >/dev/null
 fi
 
-mkdir -p "$cache"
-cd "$cache"
-# Several run-in-kvm.sh may start at once; one of them (re)builds.
-exec 9> "$cache/.setup.lock"
-flock 9
-
 # 2. Kernel package: downloaded and unpacked into the cache, not installed.
 # The package resolved first is remembered, so later runs use the same
 # kernel and skip apt-cache; delete build/nested/kpkg to pick a newer one.
+resolve_kpkg() {
+	apt-cache depends linux-image-amd64 2>/dev/null |
+		awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
+}
+# apt-get download warns that it runs unsandboxed when _apt cannot write
+# the cache dir; harmless, so that line is filtered.
+download() {
+	rm -f "$cache"/linux-image-*.deb
+	apt-get download "$1" 2>&1 |
+		grep -v '^W: Download is performed unsandboxed' >&2 || true
+	ls "$cache"/"$1"_*.deb 2>/dev/null | head -1 || true
+}
 kpkg=${NESTED_KVER:-$(cat "$cache/kpkg" 2>/dev/null || true)}
-if [ -z "$kpkg" ]; then
-	kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
-	       awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
-	if [ -z "$kpkg" ] && [ "$(id -u)" = 0 ]; then
-		apt-get update -qq
-		kpkg=$(apt-cache depends linux-image-amd64 |
-		       awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
-	fi
-	[ -n "$kpkg" ] || die "cannot resolve linux-image-amd64 (apt-get update?)"
-	echo "$kpkg" > "$cache/kpkg"
-fi
+[ -n "$kpkg" ] || kpkg=$(resolve_kpkg)
 kver=${kpkg#linux-image-}
 kroot="$cache/kroot-$kver"
-if [ ! -f "$kroot/boot/vmlinuz-$kver" ]; then
-	# apt-get download warns that it runs unsandboxed when _apt cannot
-	# write the cache dir; harmless, so that line is filtered.
-	rm -f "$cache"/linux-image-*.deb
-	apt-get download "$kpkg" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true
-	deb=$(ls "$cache"/"$kpkg"_*.deb 2>/dev/null | head -1)
-	[ -n "$deb" ] || die "apt-get download $kpkg failed"
+if [ -z "$kpkg" ] || [ ! -f "$kroot/boot/vmlinuz-$kver" ]; then
+	deb=""
+	[ -n "$kpkg" ] && deb=$(download "$kpkg")
+	# Stale package lists, or the remembered version left the archive
+	# (security updates replace the ABI-numbered package): refresh once.
+	if [ -z "$deb" ] && [ -z "${NESTED_KVER:-}" ] && [ "$(id -u)" = 0 ]; then
+		apt-get update -qq
+		kpkg=$(resolve_kpkg)
+		[ -n "$kpkg" ] && deb=$(download "$kpkg")
+	fi
+	[ -n "$deb" ] || die "cannot download the kernel package ${kpkg:-for linux-image-amd64} (apt-get update as root?)"
+	kver=${kpkg#linux-image-}
+	kroot="$cache/kroot-$kver"
 	rm -rf "$kroot.tmp"
 	dpkg-deb -x "$deb" "$kroot.tmp"
+	rm -rf "$kroot"
 	mv "$kroot.tmp" "$kroot"
 	rm -f "$deb"
 fi
+[ -z "${NESTED_KVER:-}" ] && echo "$kpkg" > "$cache/kpkg"
 ln -sfn "$kroot/boot/vmlinuz-$kver" "$cache/vmlinuz"
 
 # 3. Initramfs.
 initrd="$cache/initramfs.cpio.gz"
-stamp="$kver $(sha256sum "$here/init" | cut -d' ' -f1) $(sha256sum /bin/busybox | cut -d' ' -f1)"
+stamp="$kver $(cat "$here/init" "$here/setup.sh" /bin/busybox | sha256sum | cut -d' ' -f1)"
 if [ -f "$initrd" ] && [ "$(cat "$initrd.stamp" 2>/dev/null)" = "$stamp" ]; then
 	echo "nested/setup: up to date ($kver)"
 	exit 0
