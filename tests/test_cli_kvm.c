@@ -140,6 +140,10 @@ static void test_cli_kvm_run_sigint(void)
 
 	if (!testlib_require_kvm())
 		return;
+	/*
+	 * timeout(1) signals vmpoke and its process group: the stop arrives
+	 * twice, which a one-shot handler would not survive.
+	 */
 	snprintf(cmd, sizeof(cmd), "timeout --preserve-status -s INT 5 %s run %s --vcpus 2 "
 		 "--quiet", testlib_vmpoke(), testlib_image());
 	rc = testlib_run(cmd, &out);

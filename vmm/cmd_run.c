@@ -164,9 +164,11 @@ static void run_install_signals(void)
 	struct sigaction sa;
 
 	memset(&sa, 0, sizeof(sa));
+	/*
+	 * No SA_RESETHAND: timeout(1) signals both the command and its
+	 * process group, so one "stop" can arrive twice.
+	 */
 	sa.sa_handler = run_on_signal;
-	/* A second Ctrl-C kills a run whose stop got stuck. */
-	sa.sa_flags = SA_RESETHAND;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
