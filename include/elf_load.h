@@ -21,6 +21,8 @@ struct elf_image {
  * unreadable file, not ELF, ELF32, e_machine != EM_X86_64, not ET_EXEC,
  * truncated segments, a segment outside [min_gpa, ram_size), and an entry
  * point outside every executable segment.  Returns 0 or -EINVAL/-ENOENT.
+ * ram may be NULL: every check, nothing copied (the CLI validates an image
+ * that way before it opens /dev/kvm).
  */
 int elf_load(const char *path, void *ram, uint64_t ram_size, uint64_t min_gpa,
 	     struct elf_image *img, char *err, size_t errlen);
