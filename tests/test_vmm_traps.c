@@ -5,6 +5,7 @@
  * guest's own handler (which counts it), HANDLED resumes where the hook
  * said without the guest ever seeing it.
  */
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,13 +18,16 @@
 struct hook_state {
 	_Atomic uint64_t calls, bad;
 	enum vmm_trap_verdict verdict;
+	_Atomic int sync_ret;		/* vmm_sync() from the hook, once */
 };
 
 static enum vmm_trap_verdict count_hook(struct vmm_trap *t, void *opaque)
 {
 	struct hook_state *h = opaque;
 
-	atomic_fetch_add(&h->calls, 1);
+	/* Waiting for itself would deadlock: the VMM must refuse. */
+	if (atomic_fetch_add(&h->calls, 1) == 0)
+		atomic_store(&h->sync_ret, vmm_sync(t->vm));
 	if (t->rip != t->addr + 1 || t->vcpu >= vmm_nr_vcpus(t->vm))
 		atomic_fetch_add(&h->bad, 1);
 	/* HANDLED: resume after the int3, as if it were a one-byte NOP. */
@@ -73,6 +77,7 @@ static void test_int3_foreign(void)
 	EXPECT_EQ_U64(2 * 2 * INT3_ITERS, own);
 	EXPECT_EQ_U64(own, traps);
 	EXPECT_EQ_U64(own, atomic_load(&h.calls));
+	EXPECT_EQ_U64((uint64_t)-EDEADLK, (uint64_t)atomic_load(&h.sync_ret));
 	EXPECT_EQ_U64(0, atomic_load(&h.bad));
 	free(tab);
 	vmm_destroy(vm);

@@ -453,11 +453,11 @@ static int exit_internal_error(struct vcpu *v)
 /*
  * On AMD, KVM resets a vCPU after a shutdown intercept (the VMCB is
  * undefined then), so RIP reads 0xfff0 in CS 0xf000; name the last RIP we
- * saw instead of pretending the reset vector faulted.
+ * saw before this exit instead of pretending the reset vector faulted.
  */
 static int exit_shutdown(struct vcpu *v)
 {
-	uint64_t last = atomic_load(&v->last_rip);
+	uint64_t last = v->prev_rip;
 	struct kvm_sregs s;
 	char sym[160];
 	uint64_t rip;

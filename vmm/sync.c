@@ -212,11 +212,22 @@ static bool sync_acked(struct vcpu *v, uint64_t gen)
 	       atomic_load(&v->exited);
 }
 
+/* A vCPU waiting for itself would wait forever: refuse, loudly. */
+static bool sync_from_vcpu(const char *what)
+{
+	if (!tls_run)
+		return false;
+	vmm_error("%s called from a vCPU thread (e.g. a trap hook): refused", what);
+	return true;
+}
+
 int vmm_sync(struct vm *vm)
 {
 	uint64_t gen;
 	int ret;
 
+	if (sync_from_vcpu("vmm_sync"))
+		return -EDEADLK;
 	if (!vm->started)
 		return 0;
 	pthread_mutex_lock(&vm->ctl_lock);
@@ -321,6 +332,8 @@ int vmm_pause(struct vm *vm)
 {
 	int ret;
 
+	if (sync_from_vcpu("vmm_pause"))
+		return -EDEADLK;
 	if (!vm->started)
 		return -EINVAL;
 	pthread_mutex_lock(&vm->ctl_lock);
@@ -418,6 +431,8 @@ int vmm_vcpu_offline(struct vm *vm, unsigned int id)
 
 	if (id >= vm->nr_vcpus)
 		return -EINVAL;
+	if (sync_from_vcpu("vmm_vcpu_offline"))
+		return -EDEADLK;
 	v = &vm->vcpus[id];
 	pthread_mutex_lock(&vm->ctl_lock);
 	sync_request(vm, &v->offline_req);

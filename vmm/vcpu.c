@@ -221,6 +221,7 @@ void *vcpu_thread(void *arg)
 			break;
 		}
 		atomic_fetch_add_explicit(&v->exits, 1, memory_order_relaxed);
+		v->prev_rip = atomic_load_explicit(&v->last_rip, memory_order_relaxed);
 		if (vm->sync_regs)
 			atomic_store_explicit(&v->last_rip, v->run->s.regs.regs.rip,
 					      memory_order_relaxed);

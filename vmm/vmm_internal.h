@@ -41,6 +41,7 @@ struct vcpu {
 	_Atomic bool parked;		/* outside KVM_RUN, regs cached */
 	_Atomic bool exited;		/* thread left its loop */
 	_Atomic uint64_t last_rip;	/* best known RIP, for diagnostics */
+	uint64_t prev_rip;		/* last_rip before the current exit */
 	bool io_pending;		/* last exit was IO/MMIO: complete it */
 	bool done;			/* sent VMPOKE_HC_DONE */
 
