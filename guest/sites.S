@@ -218,6 +218,32 @@ FUNC site_multi_a_alt
 	JMP32	.Lmulti_a_end
 ENDF site_multi_a_alt
 
+/*
+ * MULTI, 3 insns / 7 bytes at 0x40c: crosses 8.  (uint32_t)x ^ 0x3c.
+ * The pause in the middle ends a translation block under QEMU TCG (the
+ * nested test harness), which delivers interrupts only between blocks:
+ * it lets a tick preempt a task inside a MULTI range there too, as
+ * hardware can anywhere, so the shadow check has something to find.
+ */
+	PAD	0x400
+FUNC site_multi_c
+	movl	$POISON, %eax
+	AT	0x40c
+.Lmulti_c:
+	movl	%edi, %eax			/* 89 f8 */
+	pause					/* f3 90 */
+	xorl	$0x3c, %eax			/* 83 f0 3c */
+.Lmulti_c_end:
+	ret
+ENDF site_multi_c
+	.balign	16, 0xcc
+FUNC site_multi_c_alt
+	movl	%edi, %eax
+	pause
+	xorl	$0x3c, %eax
+	JMP32	.Lmulti_c_end
+ENDF site_multi_c_alt
+
 /* NOP5 at 0xffe: crosses a page.  x + 0x33, jumped x + 0x44 */
 	PAD	0xff0
 FUNC site_nop5_b
@@ -239,7 +265,7 @@ ENDF site_nop5_b
 	.quad	\t0, \t1, \t2, \t3
 .endm
 
-#define NR_SITES 10
+#define NR_SITES 11
 
 	.section .data.sites, "aw", @progbits
 	.balign	64
@@ -258,6 +284,7 @@ vmpoke_sites:
 	SITE	.Ljcc_b, SITE_JCC32, 6, 0, .Ljcc_b_t0, .Ljcc_b_t1, nt=2
 	SITE	.Lmulti_a, SITE_MULTI, 5, SITEF_8, site_multi_a_alt
 	SITE	.Lmulti_b, SITE_MULTI, 7, SITEF_8|SITEF_LINE, site_multi_b_alt
+	SITE	.Lmulti_c, SITE_MULTI, 7, SITEF_8, site_multi_c_alt
 	.skip	(MAX_SITES - NR_SITES) * SITE_DESC_SIZE
 	.size	vmpoke_sites, . - vmpoke_sites
 

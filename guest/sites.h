@@ -19,6 +19,7 @@ uint64_t site_jcc_a(uint64_t x);	/* odd: x ^ 0xa1 | x ^ 0xa2; even: x ^ 0xa0 */
 uint64_t site_jcc_b(uint64_t x);	/* bit1 clear: x + 0xb1 | x + 0xb2; set: x + 0xb0 */
 uint64_t site_multi_a(uint64_t x);	/* (uint32_t)x ^ 0x5a */
 uint64_t site_multi_b(uint64_t x);	/* (uint32_t)(~(x + 7) << 1) */
+uint64_t site_multi_c(uint64_t x);	/* (uint32_t)x ^ 0x3c */
 
 #define SITE_X_MASK	0xffffffull
 

@@ -164,11 +164,12 @@ CHECK_SET(check_jcc_b, site_jcc_b,
 	  (x & 2) ? x + 0xb0 : x + 0xb1, x + 0xb2, 0, (x & 2) ? 1 : 2)
 CHECK_SET(check_multi_a, site_multi_a, (uint32_t)x ^ 0x5a, 0, 0, 1)
 CHECK_SET(check_multi_b, site_multi_b, (uint32_t)(~(x + 7) << 1), 0, 0, 1)
+CHECK_SET(check_multi_c, site_multi_c, (uint32_t)x ^ 0x3c, 0, 0, 1)
 
 static const site_check_fn site_checks[] = {
 	check_nop5_a, check_nop5_b, check_nop2_a, check_nop2_b,
 	check_call_a, check_call_b, check_jcc_a, check_jcc_b,
-	check_multi_a, check_multi_b,
+	check_multi_a, check_multi_b, check_multi_c,
 };
 #define NR_CHECKS (sizeof(site_checks) / sizeof(site_checks[0]))
 

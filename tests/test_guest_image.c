@@ -181,8 +181,8 @@ static void test_guest_func_symbols(void)
 		"user_ud_crash", "user_pf_crash", "user_int3",
 		"site_nop5_a", "site_nop5_b", "site_nop2_a", "site_nop2_b",
 		"site_call_a", "site_call_b", "site_jcc_a", "site_jcc_b",
-		"site_multi_a", "site_multi_b", "site_multi_a_alt",
-		"site_multi_b_alt", "callee_v1", "callee_v2", "callee_v3",
+		"site_multi_a", "site_multi_b", "site_multi_c", "site_multi_a_alt",
+		"site_multi_b_alt", "site_multi_c_alt", "callee_v1", "callee_v2", "callee_v3",
 	};
 	unsigned int found[sizeof(names) / sizeof(names[0])] = { 0 };
 	Elf_Scn *scn = NULL;
