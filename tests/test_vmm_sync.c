@@ -209,6 +209,32 @@ static void test_hotplug_during_sync(void)
 	vmt_finish(vm);
 }
 
+/* Hypercall interval recording fills exactly the buffer it was given. */
+static void test_record_intervals(void)
+{
+	struct vm *vm = vmt_boot_ready(1, VMPOKE_SCN_PING);
+	uint64_t buf[64], zero = 0, nops;
+
+	if (!vm)
+		return;
+	memset(buf, 0, sizeof(buf));
+	vmm_record_hcall_intervals(vm, 0, VMPOKE_HC_NOP, buf, 64);
+	nops = vmm_hcall_count(vm, VMPOKE_HC_NOP);
+	EXPECT_EQ_U64(0, vmm_wait_hcall(vm, VMPOKE_HC_NOP, nops + 200, VMT_WAIT_MS));
+	EXPECT_EQ_U64(64, vmm_recorded_intervals(vm, 0));
+	for (unsigned int i = 0; i < 64; i++)
+		zero += buf[i] == 0;
+	EXPECT_EQ_U64(0, zero);
+	/* Other kinds are not recorded. */
+	vmm_record_hcall_intervals(vm, 0, VMPOKE_HC_PUTS, buf, 64);
+	nops = vmm_hcall_count(vm, VMPOKE_HC_NOP);
+	EXPECT_EQ_U64(0, vmm_wait_hcall(vm, VMPOKE_HC_NOP, nops + 50, VMT_WAIT_MS));
+	EXPECT_EQ_U64(0, vmm_recorded_intervals(vm, 0));
+	vmm_record_hcall_intervals(vm, 0, VMPOKE_HC_NOP, NULL, 0);
+	vmt_finish(vm);
+}
+
 TEST_SUITE(vmm_sync, "vmm_sync", true,
 	   TEST(test_sync_10000), TEST(test_pause_resume_1000),
-	   TEST(test_hotplug), TEST(test_hotplug_during_sync))
+	   TEST(test_hotplug), TEST(test_hotplug_during_sync),
+	   TEST(test_record_intervals))
