@@ -402,12 +402,13 @@ static unsigned int sample_shadow_contexts(unsigned int samples)
 
 /*
  * Only MULTI sites have a shadow: flip nothing else, as often as possible.
- * Under the nested-KVM harness (QEMU TCG) this is not detected, and the
- * reason is measurable: TCG delivers interrupts and exits only between
- * translation blocks, a MULTI range never starts one (nothing branches into
- * it), so no context is ever strictly inside a range and skipping the
- * check cannot hurt.  So: detected, or the same workload, sampled, never
- * had a context inside a range.  Contexts inside and no detection = FAIL.
+ * Under the nested-KVM harness (QEMU TCG) interrupts and exits arrive only
+ * between translation blocks, and a MULTI range that nothing branches into
+ * starts none - unless something inside it ends a block (guest/sites.S
+ * puts a pause inside site_multi_c for that).  So the verdict is: detected,
+ * or the same workload, sampled under pause, never had a context strictly
+ * inside a range (then skipping the check cannot be observed here).
+ * Contexts inside and no detection = FAIL.
  */
 static void test_inject_no_shadow_check(void)
 {
