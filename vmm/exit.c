@@ -111,8 +111,14 @@ void vmm_record_hcall_intervals(struct vm *vm, unsigned int id,
 	if (id >= vm->nr_vcpus)
 		return;
 	v = &vm->vcpus[id];
-	/* Disarm, then re-arm with the new buffer: the vCPU checks armed first. */
+	/*
+	 * Disarm, and sync so that no vCPU is still inside an exit that saw
+	 * the old settings (an ack comes only after the exit is handled);
+	 * then re-arm with the new buffer.
+	 */
 	atomic_store(&v->rec_armed, false);
+	if (vm->started)
+		vmm_sync(vm);
 	v->rec_hc = hc;
 	v->rec_buf = buf;
 	v->rec_cap = buf ? n : 0;
