@@ -437,6 +437,37 @@ static uint64_t check_failures(struct torture *t)
 	return vmm_hcall_count(t->vm, VMPOKE_HC_CHECK_FAIL);
 }
 
+/* Name what each failing task saw last: the summary alone says only "1". */
+static void report_checks(struct torture *t)
+{
+	const struct sym *s = symtab_find(vmm_symtab(t->vm), VMPOKE_SYM_TASKS);
+	struct vmpoke_task_table *tab;
+	char where[128];
+
+	if (!s || !(tab = calloc(1, sizeof(*tab))))
+		return;
+	if (vmm_gva_read(t->vm, s->addr, tab, sizeof(*tab)) ||
+	    tab->magic != VMPOKE_TASKS_MAGIC ||
+	    tab->task_size != sizeof(struct vmpoke_task)) {
+		free(tab);
+		return;
+	}
+	for (uint32_t i = 0; i < tab->nr_tasks && i < tab->capacity &&
+	     i < VMPOKE_MAX_VCPUS * VMPOKE_MAX_TASKS; i++) {
+		const struct vmpoke_task *k = &tab->tasks[i];
+
+		if (!k->check_failures)
+			continue;
+		vmm_error("torture: task %u (vcpu %u): %" PRIu64 " check failures, "
+			  "last: %.*s at %s: expected 0x%" PRIx64 ", got 0x%" PRIx64,
+			  k->id, k->vcpu, k->check_failures,
+			  (int)sizeof(k->last_check.what), k->last_check.what,
+			  vmm_symbolize(t->vm, k->last_check.site, where, sizeof(where)),
+			  k->last_check.expected, k->last_check.actual);
+	}
+	free(tab);
+}
+
 static bool outcome_is_fault(enum vmm_outcome o)
 {
 	return o == VMM_GUEST_FAULT || o == VMM_TRIPLE_FAULT ||
@@ -731,6 +762,8 @@ static int torture_run(struct torture *t, const struct torture_args *a)
 	stop_hotplug(t, hot, &hot_started);
 	patcher_stats(t->p, &st);
 	checks = check_failures(t);
+	if (checks)
+		report_checks(t);
 	vmm_stop(t->vm);
 	pthread_join(mon, NULL);
 	mon_started = false;
