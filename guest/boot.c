@@ -207,6 +207,8 @@ static void __attribute__((noreturn)) ping(struct vmpoke_percpu *pc,
 	boot_done(pc, VMPOKE_RESULT_OK);
 }
 
+static const char boot_banner[] = "guest online, tasks starting";
+
 struct vmpoke_task_ctx *guest_boot(uint64_t vcpu,
 				   const struct vmpoke_boot_info *bi)
 {
@@ -249,6 +251,12 @@ struct vmpoke_task_ctx *guest_boot(uint64_t vcpu,
 	pc->current_task = first->id;
 
 	cpu_setup_timer(bi);
+	/*
+	 * One console line per vCPU: cheap (one rep movsb at emulated CPL0)
+	 * and it shows the user every vCPU really came up.
+	 */
+	memcpy(pc->mailbox.text, boot_banner, sizeof(boot_banner));
+	outl(VMPOKE_PORT_HCALL, VMPOKE_HC_PUTS);
 	outl(VMPOKE_PORT_HCALL, VMPOKE_HC_READY);
 	return &first->ctx;
 }

@@ -84,6 +84,23 @@ static void test_cli_kvm_run_ok(void)
 	free(out);
 }
 
+/* Guest console text reaches the terminal, prefixed by its vCPU. */
+static void test_cli_kvm_run_console(void)
+{
+	char args[512], *out = NULL;
+	int rc;
+
+	if (!testlib_require_kvm())
+		return;
+	snprintf(args, sizeof(args), "run %s --vcpus 2 --tasks 1 --iterations 1000 "
+		 "--timeout 300", testlib_image());
+	rc = vmpoke(args, false, &out);
+	EXPECT_TRUE_MSG(rc == 0, "exit %d:\n%s", rc, out);
+	EXPECT_TRUE_MSG(strstr(out, "[vcpu0] guest online") != NULL, "no vcpu0 line:\n%s", out);
+	EXPECT_TRUE_MSG(strstr(out, "[vcpu1] guest online") != NULL, "no vcpu1 line:\n%s", out);
+	free(out);
+}
+
 /* A failing guest: exit 1, and --json is written anyway. */
 static void test_cli_kvm_run_fault(void)
 {
@@ -217,6 +234,7 @@ static void test_cli_kvm_bench_sync(void)
 
 TEST_SUITE(cli_kvm, "cli_kvm", true,
 	   TEST(test_cli_kvm_run_ok),
+	   TEST(test_cli_kvm_run_console),
 	   TEST(test_cli_kvm_run_fault),
 	   TEST(test_cli_kvm_run_timeout),
 	   TEST(test_cli_kvm_run_sigint),
