@@ -184,6 +184,45 @@ static int hook_write(void *ctx, uint64_t gva, const void *buf, size_t len)
 }
 
 /*
+ * What a trap at addr is, decided in an order that cannot misfile one of
+ * ours as foreign.  A batch publishes the table that lists a site *before*
+ * it writes the site's INT3 (batch.c, phase 2).  If we looked the site up
+ * in an older snapshot and only then read the byte, a batch could publish
+ * and write INT3 in between, and we would see a 0xCC that no snapshot we
+ * searched knows: a live vmpoke site misfiled as foreign, and the guest
+ * would resume mid-instruction.  So when the byte is INT3 we search again
+ * in a snapshot loaded *after* that read: the publication came before the
+ * write we saw, and the fence orders our two loads the same way.  The
+ * second snapshot is as safe to use as the first: this vCPU has not
+ * acknowledged a sync since the hook began (traptable_reclaim()).
+ */
+enum trap_class traptable_classify(struct poke_table *t, uint64_t addr,
+				   bool allow_ghost, trap_read_byte_fn read_byte,
+				   void *ctx, const struct poke_live **live)
+{
+	const struct poke_snapshot *s;
+	uint8_t byte;
+
+	s = atomic_load_explicit(&t->cur, memory_order_acquire);
+	*live = traptable_lookup(s, addr);
+	if (*live)
+		return TRAP_LIVE;
+	if (read_byte(ctx, addr, &byte))
+		return TRAP_FOREIGN;	/* unreadable: let the guest deal with it */
+	if (byte != POKE_INT3)
+		return allow_ghost ? TRAP_GHOST : TRAP_FOREIGN;
+	atomic_thread_fence(memory_order_seq_cst);
+	s = atomic_load_explicit(&t->cur, memory_order_acquire);
+	*live = traptable_lookup(s, addr);
+	return *live ? TRAP_LIVE : TRAP_FOREIGN;
+}
+
+static int hook_read_byte(void *ctx, uint64_t gva, uint8_t *byte)
+{
+	return vmm_gva_read(ctx, gva, byte, 1);
+}
+
+/*
  * Live site: emulate the queued instruction.  No live site and the byte is
  * no longer INT3: a ghost - the vCPU fetched our INT3 before the last
  * sync, the site has been retired since; resume at addr, which now holds
@@ -192,15 +231,14 @@ static int hook_write(void *ctx, uint64_t gva, const void *buf, size_t len)
 enum vmm_trap_verdict traptable_hook(struct vmm_trap *trap, void *opaque)
 {
 	struct patcher *p = opaque;
-	const struct poke_snapshot *s;
 	const struct poke_live *e;
 	struct poke_mem mem = { hook_read, hook_write, trap->vm };
 	struct poke_cpu cpu;
-	uint8_t byte;
+	bool ghosts = !atomic_load_explicit(&p->no_ghost, memory_order_relaxed);
 
-	s = atomic_load_explicit(&p->table.cur, memory_order_acquire);
-	e = traptable_lookup(s, trap->addr);
-	if (e) {
+	switch (traptable_classify(&p->table, trap->addr, ghosts, hook_read_byte,
+				   trap->vm, &e)) {
+	case TRAP_LIVE:
 		cpu.rip = trap->rip;
 		cpu.rsp = trap->rsp;
 		cpu.rflags = trap->rflags;
@@ -210,12 +248,12 @@ enum vmm_trap_verdict traptable_hook(struct vmm_trap *trap, void *opaque)
 		trap->rsp = cpu.rsp;
 		atomic_fetch_add(&p->trap_hits, 1);
 		return VMM_TRAP_HANDLED;
-	}
-	if (!atomic_load_explicit(&p->no_ghost, memory_order_relaxed) &&
-	    !vmm_gva_read(trap->vm, trap->addr, &byte, 1) && byte != POKE_INT3) {
+	case TRAP_GHOST:
 		trap->rip = trap->addr;
 		atomic_fetch_add(&p->ghost_traps, 1);
 		return VMM_TRAP_HANDLED;
+	case TRAP_FOREIGN:
+		break;
 	}
 	atomic_fetch_add(&p->foreign_traps, 1);
 	return VMM_TRAP_FOREIGN;

@@ -135,7 +135,59 @@ static void test_table_reclaim_order(void)
 	traptable_destroy(&t);
 }
 
+/*
+ * The interleaving that misfiled a live site as foreign: the hook searches
+ * a snapshot without the site, then a batch publishes the site and writes
+ * its INT3, then the hook reads the byte.  The fake byte read plays the
+ * batch's part.
+ */
+struct race_ctx {
+	struct poke_table *t;
+	struct poke_site site;
+	uint8_t byte;
+	bool publish;
+};
+
+static int race_read_byte(void *ctx, uint64_t addr, uint8_t *byte)
+{
+	struct race_ctx *r = ctx;
+
+	(void)addr;
+	if (r->publish)
+		CU_ASSERT_EQUAL(traptable_add(r->t, &r->site, 1), 0);
+	*byte = r->byte;
+	return 0;
+}
+
+static void test_table_classify(void)
+{
+	struct poke_table t;
+	struct race_ctx r = { .t = &t, .site = mk(0x401000, 5) };
+	const struct poke_live *e;
+
+	traptable_init(&t);
+	/* Published between the hook's lookup and its byte read: ours. */
+	r.publish = true;
+	r.byte = 0xcc;
+	EXPECT_EQ_U64(TRAP_LIVE, traptable_classify(&t, 0x401000, true,
+						     race_read_byte, &r, &e));
+	CU_ASSERT_PTR_NOT_NULL(e);
+	CU_ASSERT_EQUAL(traptable_remove(&t, &r.site, 1), 0);
+	/* A 0xCC nobody published: foreign, with or without ghosts. */
+	r.publish = false;
+	EXPECT_EQ_U64(TRAP_FOREIGN, traptable_classify(&t, 0x401000, true,
+							race_read_byte, &r, &e));
+	/* Retired and rewritten: a ghost, unless ghost handling is off. */
+	r.byte = 0xe9;
+	EXPECT_EQ_U64(TRAP_GHOST, traptable_classify(&t, 0x401000, true,
+						      race_read_byte, &r, &e));
+	EXPECT_EQ_U64(TRAP_FOREIGN, traptable_classify(&t, 0x401000, false,
+							race_read_byte, &r, &e));
+	traptable_destroy(&t);
+}
+
 TEST_SUITE(patch_table, "patch_table", false,
+	   TEST(test_table_classify),
 	   TEST(test_table_one_site),
 	   TEST(test_table_out_of_order),
 	   TEST(test_table_many_sites),
