@@ -39,7 +39,6 @@ struct torture {
 	struct poke_site *prep;
 	uint8_t *prep_state;		/* enum prep_state */
 	unsigned int refused;		/* transitions the engine refused */
-	uint64_t stw_reverts;		/* MULTI sites restored under pause */
 
 	atomic_bool stop;		/* patch loop and hotplug thread leave */
 	atomic_bool ended;		/* the guest run ended (monitor) */
@@ -227,6 +226,11 @@ static size_t prep_index(const struct torture *t, unsigned int i,
  * (the site stays where it is); the summary says how many there were, so
  * a refusal never silently shrinks the workload.
  */
+static bool multi_revert(const struct torture_site *ts, unsigned int to)
+{
+	return ts->desc.kind == VMPOKE_SITE_MULTI && to == 0;
+}
+
 static const struct poke_site *transition(struct torture *t, unsigned int i,
 					  unsigned int to)
 {
@@ -239,9 +243,15 @@ static const struct poke_site *transition(struct torture *t, unsigned int i,
 		return &t->prep[k];
 	if (t->prep_state[k] == PREP_REFUSED)
 		return NULL;
+	/*
+	 * A MULTI site going back from its JMP to the original block writes
+	 * several instructions; while it is live, a hit must still take the
+	 * JMP it replaces (kprobes' unoptimize: INT3, old tail, old head).
+	 */
 	e = poke_site_prepare(t->p, &t->prep[k], ts->desc.addr,
 			      ts->variant[ts->cur], ts->variant[to],
-			      ts->desc.len, NULL, msg, sizeof(msg));
+			      ts->desc.len, multi_revert(ts, to) ?
+			      ts->variant[ts->cur] : NULL, msg, sizeof(msg));
 	if (e != POKE_OK) {
 		vmm_error("torture: %s site %u, variant %u -> %u refused: %s",
 			  torture_kind_name(ts->desc.kind), i, ts->cur, to, msg);
@@ -251,48 +261,6 @@ static const struct poke_site *transition(struct torture *t, unsigned int i,
 	}
 	t->prep_state[k] = PREP_OK;
 	return &t->prep[k];
-}
-
-/*
- * The engine refuses multi-instruction *new* bytes (poke_site_prepare wants
- * one instruction), so a MULTI site cannot go back from its JMP to the
- * original block through the protocol.  Without the way back every MULTI
- * site would flip once per run and the shadow check (the reason MULTI sites
- * exist) would hardly be exercised.  Going back is safe under stop-the-
- * world: the JMP is one instruction, so no context can be inside it, and
- * the original block is equivalent to the alternative it jumps to.
- */
-static bool stw_fallback(const struct torture_site *ts, unsigned int to)
-{
-	return ts->desc.kind == VMPOKE_SITE_MULTI && to == 0;
-}
-
-/* Write the original bytes of sites[stw[0..n)] with every vCPU paused. */
-static int stw_revert(struct torture *t, const unsigned int *stw, unsigned int n)
-{
-	int err = 0;
-
-	if (!n)
-		return 0;
-	err = vmm_pause(t->vm);
-	if (err) {
-		vmm_error("torture: pause for a MULTI revert: %s", strerror(-err));
-		return -1;
-	}
-	for (unsigned int j = 0; j < n && !err; j++) {
-		struct torture_site *ts = &t->sites[stw[j]];
-
-		err = vmm_gva_write(t->vm, ts->desc.addr, ts->variant[0], ts->desc.len);
-		if (!err)
-			ts->cur = 0;
-	}
-	vmm_resume(t->vm);
-	if (err) {
-		vmm_error("torture: MULTI revert write: %s", strerror(-err));
-		return -1;
-	}
-	t->stw_reverts += n;
-	return 0;
 }
 
 /* A variant other than the current one, not known to be refused; -1 if none. */
@@ -307,8 +275,7 @@ static int pick_variant(struct torture *t, unsigned int i, uint64_t *rng)
 
 		if (to == ts->cur)
 			to = (to + 1) % ts->nr_variants;
-		if (t->prep_state[prep_index(t, i, to)] != PREP_REFUSED ||
-		    stw_fallback(ts, to))
+		if (t->prep_state[prep_index(t, i, to)] != PREP_REFUSED)
 			return (int)to;
 	}
 	return -1;
@@ -380,11 +347,8 @@ static int flip_batch(struct torture *t, unsigned int *idx, unsigned int *to,
 		vmm_error("torture: out of memory");
 		return -1;
 	}
-	/*
-	 * Sites whose transition is refused drop out: idx[0..used) remain;
-	 * MULTI sites going back go to stw[0..nr_stw) instead.
-	 */
-	unsigned int used = 0, nr_stw = 0, stw[VMPOKE_MAX_SITES];
+	/* Sites whose transition is refused drop out: idx[0..used) remain. */
+	unsigned int used = 0;
 
 	for (unsigned int j = 0; j < k && e == POKE_OK; j++) {
 		int v = pick_variant(t, idx[j], rng);
@@ -394,18 +358,15 @@ static int flip_batch(struct torture *t, unsigned int *idx, unsigned int *to,
 			continue;
 		to[used] = (unsigned int)v;
 		ps = transition(t, idx[j], to[used]);
-		if (!ps) {
-			if (stw_fallback(&t->sites[idx[j]], to[used]))
-				stw[nr_stw++] = idx[j];
+		if (!ps)
 			continue;
-		}
 		idx_swap(idx, used++, j);
 		e = poke_batch_add(b, ps);
 	}
 	k = used;
 	if (!k) {
 		poke_batch_free(b);
-		return stw_revert(t, stw, nr_stw);
+		return 0;
 	}
 	if (e == POKE_OK)
 		e = poke_batch_finish(b, msg, sizeof(msg));
@@ -418,14 +379,14 @@ static int flip_batch(struct torture *t, unsigned int *idx, unsigned int *to,
 			t->sites[idx[j]].cur = to[j];
 		t->patches += k;
 		t->batches++;
-		return stw_revert(t, stw, nr_stw);
+		return 0;
 	}
 	if (atomic_load(&t->ended))
 		return 1;	/* the guest died under us: that is the verdict */
 	if (e == POKE_E_SHADOW_BUSY) {
 		/* The protocol working: the batch was undone. */
 		t->aborts++;
-		return stw_revert(t, stw, nr_stw);
+		return 0;
 	}
 	vmm_error("torture: batch of %u: %s (%s)", k, msg, poke_strerror(e));
 	resync(t, idx, k);
@@ -787,10 +748,8 @@ static int torture_run(struct torture *t, const struct torture_args *a)
 			" hotplug cycles\n", t->hotplug_cycles);
 	if (t->refused)
 		fprintf(a->json ? stderr : stdout, "torture: %u site transitions "
-			"refused by the engine (see the messages above); MULTI "
-			"sites went back to their original bytes under "
-			"stop-the-world %" PRIu64 " times, other refused sites "
-			"stayed put\n", t->refused, t->stw_reverts);
+			"refused by the engine (see the messages above); those "
+			"sites stayed put\n", t->refused);
 	if (detected)
 		ret = VMPOKE_EXIT_GUEST;
 	else if (t->host_error)
