@@ -97,12 +97,15 @@ struct probe {
 	_Atomic bool kick_mode;
 	_Atomic bool stop;		/* controller: leave now */
 	_Atomic bool finished;		/* thread: left its loop */
+	bool abandoned;			/* never left KVM_RUN: leaked on purpose */
 	_Atomic int kick_phase;		/* kick probe: run count done */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 };
 
 #define PROBE_CODE	0x1000u
+#define PROBE_GIVEUP_MS	5000u
+#define PROBE_HLT	0x0f00u	/* a HLT every IVT entry points at */
 
 static int probe_create(int kvm_fd, struct probe *p, const uint8_t *code,
 			size_t len, uint32_t dbg)
@@ -124,6 +127,19 @@ static int probe_create(int kvm_fd, struct probe *p, const uint8_t *code,
 	if (p->mem == MAP_FAILED) {
 		p->mem = NULL;
 		return -ENOMEM;
+	}
+	/*
+	 * Every stray path must end in an exit: fill the memory with HLT (no
+	 * irqchip here, so HLT exits) and point every real-mode IVT entry at
+	 * one, so an INT3 delivered to the guest halts instead of running off
+	 * through zero bytes.  A probe that never exits, with IF=0, was seen
+	 * to wedge a whole nested-KVM host.
+	 */
+	memset(p->mem, 0xf4, 0x10000);
+	for (unsigned int v = 0; v < 256; v++) {
+		uint16_t ivt[2] = { PROBE_HLT, 0 };	/* offset, segment */
+
+		memcpy((uint8_t *)p->mem + 4 * v, ivt, sizeof(ivt));
 	}
 	memcpy((uint8_t *)p->mem + PROBE_CODE, code, len);
 	mr = (struct kvm_userspace_memory_region){ .slot = 0, .guest_phys_addr = 0,
@@ -147,7 +163,12 @@ static int probe_create(int kvm_fd, struct probe *p, const uint8_t *code,
 		return -errno;
 	memset(&regs, 0, sizeof(regs));
 	regs.rip = PROBE_CODE;
-	regs.rflags = 2;
+	/*
+	 * IF=1: the probe has no interrupt controller, so nothing is
+	 * delivered, but a nested KVM under emulated SVM was seen not to take
+	 * its host's IPIs while its guest spun with IF=0.
+	 */
+	regs.rflags = 0x202;
 	if (ioctl(p->fd, KVM_SET_REGS, &regs) < 0)
 		return -errno;
 	if (dbg) {
@@ -159,8 +180,11 @@ static int probe_create(int kvm_fd, struct probe *p, const uint8_t *code,
 	return 0;
 }
 
+/* Frees p, unless its thread was abandoned and may still touch it. */
 static void probe_destroy(struct probe *p)
 {
+	if (p->abandoned)
+		return;
 	if (p->run)
 		munmap(p->run, p->run_size);
 	if (p->fd >= 0)
@@ -171,6 +195,7 @@ static void probe_destroy(struct probe *p)
 		close(p->vm_fd);
 	pthread_mutex_destroy(&p->lock);
 	pthread_cond_destroy(&p->cond);
+	free(p);
 }
 
 /*
@@ -276,7 +301,31 @@ static void probe_finish(struct probe *p, unsigned int ms)
 	pthread_mutex_unlock(&p->lock);
 	atomic_store(&p->kick_mode, false);
 	atomic_store(&p->stop, true);
-	pthread_kill(p->thread, VMM_KICK_SIG);
+	/*
+	 * One kick is enough by the argument above, but doctor must never hang
+	 * on a KVM that does not honour it (seen once under nested emulation):
+	 * kick again every 100 ms, and after PROBE_GIVEUP_MS abandon the thread
+	 * and its probe (leaked, never freed under it) instead of joining.
+	 */
+	for (unsigned int waited = 0; ; waited += 100) {
+		pthread_kill(p->thread, VMM_KICK_SIG);
+		probe_deadline(&ts, 100);
+		pthread_mutex_lock(&p->lock);
+		while (!atomic_load(&p->finished))
+			if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) == ETIMEDOUT)
+				break;
+		pthread_mutex_unlock(&p->lock);
+		if (atomic_load(&p->finished))
+			break;
+		if (waited >= PROBE_GIVEUP_MS) {
+			vmm_error("probe vCPU did not leave KVM_RUN %u ms after being "
+				  "kicked; abandoning it (results of this probe are void)",
+				  PROBE_GIVEUP_MS);
+			p->abandoned = true;
+			pthread_detach(p->thread);
+			return;
+		}
+	}
 	pthread_join(p->thread, NULL);
 }
 
@@ -324,16 +373,18 @@ static double median_us(uint64_t *v, int n)
 static bool probe_int3(int kvm_fd)
 {
 	static const uint8_t code[] = { 0xcc, 0xf4 };
-	struct probe p;
+	struct probe *p = calloc(1, sizeof(*p));
 	bool yes;
 
-	if (probe_run(kvm_fd, &p, code, sizeof(code),
+	if (!p)
+		return false;
+	if (probe_run(kvm_fd, p, code, sizeof(code),
 		      KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_SW_BP, 500)) {
-		probe_destroy(&p);
+		probe_destroy(p);
 		return false;
 	}
-	yes = p.err == 0 && p.exit_reason == KVM_EXIT_DEBUG && p.debug_exc == 3;
-	probe_destroy(&p);
+	yes = p->err == 0 && p->exit_reason == KVM_EXIT_DEBUG && p->debug_exc == 3;
+	probe_destroy(p);
 	return yes;
 }
 
@@ -353,16 +404,18 @@ bool kvm_probe_int3_exit(void)
 static bool probe_singlestep(int kvm_fd)
 {
 	static const uint8_t code[] = { 0x90, 0x90, 0xf4 };
-	struct probe p;
+	struct probe *p = calloc(1, sizeof(*p));
 	bool yes;
 
-	if (probe_run(kvm_fd, &p, code, sizeof(code),
+	if (!p)
+		return false;
+	if (probe_run(kvm_fd, p, code, sizeof(code),
 		      KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP, 500)) {
-		probe_destroy(&p);
+		probe_destroy(p);
 		return false;
 	}
-	yes = p.err == 0 && p.exit_reason == KVM_EXIT_DEBUG;
-	probe_destroy(&p);
+	yes = p->err == 0 && p->exit_reason == KVM_EXIT_DEBUG;
+	probe_destroy(p);
 	return yes;
 }
 
@@ -371,13 +424,15 @@ static double probe_roundtrip(int kvm_fd)
 {
 	static const uint8_t code[] = { 0xe6, 0x10, 0xeb, 0xfc };
 	uint64_t d[255];
-	struct probe p;
+	struct probe *p = calloc(1, sizeof(*p));
 	int n = 0;
 
-	if (probe_run(kvm_fd, &p, code, sizeof(code), 0, 2000) == 0)
-		for (int i = 1; i < p.nr_out; i++)
-			d[n++] = p.t_out[i] - p.t_out[i - 1];
-	probe_destroy(&p);
+	if (!p)
+		return 0;
+	if (probe_run(kvm_fd, p, code, sizeof(code), 0, 2000) == 0)
+		for (int i = 1; i < p->nr_out; i++)
+			d[n++] = p->t_out[i] - p->t_out[i - 1];
+	probe_destroy(p);
 	return median_us(d, n);
 }
 
@@ -386,37 +441,39 @@ static double probe_kick(int kvm_fd)
 {
 	static const uint8_t code[] = { 0xeb, 0xfe };
 	uint64_t sent[16], d[16];
-	struct probe p;
+	struct probe *p = calloc(1, sizeof(*p));
 	int n = 0;
 
-	if (probe_create(kvm_fd, &p, code, sizeof(code), 0) == 0) {
-		probe_condattr(&p.cond);
-		atomic_store(&p.kick_mode, true);
-		if (probe_start(&p) == 0) {
+	if (!p)
+		return 0;
+	if (probe_create(kvm_fd, p, code, sizeof(code), 0) == 0) {
+		probe_condattr(&p->cond);
+		atomic_store(&p->kick_mode, true);
+		if (probe_start(p) == 0) {
 			for (int i = 0; i < 16; i++) {
 				struct timespec ts;
 				bool ok = true;
 
 				/* let it get into guest mode */
 				probe_deadline(&ts, 2);
-				pthread_mutex_lock(&p.lock);
-				pthread_cond_timedwait(&p.cond, &p.lock, &ts);
+				pthread_mutex_lock(&p->lock);
+				pthread_cond_timedwait(&p->cond, &p->lock, &ts);
 				sent[i] = vm_now_ns();
-				pthread_kill(p.thread, VMM_KICK_SIG);
+				pthread_kill(p->thread, VMM_KICK_SIG);
 				probe_deadline(&ts, 500);
-				while (atomic_load(&p.kick_phase) <= i && ok)
-					ok = pthread_cond_timedwait(&p.cond, &p.lock,
+				while (atomic_load(&p->kick_phase) <= i && ok)
+					ok = pthread_cond_timedwait(&p->cond, &p->lock,
 								    &ts) != ETIMEDOUT;
-				pthread_mutex_unlock(&p.lock);
+				pthread_mutex_unlock(&p->lock);
 				if (!ok)
 					break;
-				d[n] = p.t_ret[i] - sent[i];
+				d[n] = p->t_ret[i] - sent[i];
 				n++;
 			}
-			probe_finish(&p, 0);
+			probe_finish(p, 0);
 		}
 	}
-	probe_destroy(&p);
+	probe_destroy(p);
 	return median_us(d, n);
 }
 
