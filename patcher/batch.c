@@ -24,11 +24,25 @@
 
 enum head_state { HEAD_OLD, HEAD_INT3, HEAD_NEW };
 
+/*
+ * Each site is translated once per batch, as text_poke maps its page once:
+ * host pointers to the (at most two) 4 KiB pages the site spans, bytes
+ * [0, split) at lo and [split, len) at hi.  Every later phase reads and
+ * writes through them, so the guest's page tables are walked once per site
+ * instead of nine times (the per-site cost of a big batch), and a guest
+ * that remaps its text mid-batch cannot redirect our writes elsewhere.
+ */
+struct site_map {
+	uint8_t *lo, *hi;
+	unsigned int split;
+};
+
 /* The state of one finish() run, so a rollback knows what to undo. */
 struct batch_run {
 	struct patcher *p;
 	struct poke_site *s;
 	size_t n;
+	struct site_map *map;	/* per site, built by batch_check_old() */
 	uint8_t *head;		/* enum head_state per site */
 	bool *tail;		/* new tail written */
 	bool published;		/* sites are in the trap table */
@@ -85,18 +99,58 @@ static int site_cmp(const void *a, const void *b)
 	return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
+static int site_map_build(struct vm *vm, const struct poke_site *s,
+			  struct site_map *m)
+{
+	uint64_t gpa, room = 0x1000 - (s->addr & 0xfff);
+
+	m->split = s->len < room ? s->len : (unsigned int)room;
+	if (vmm_gva_to_gpa(vm, s->addr, &gpa))
+		return -1;
+	m->lo = vmm_gpa_ptr(vm, gpa, m->split);
+	m->hi = NULL;
+	if (m->split < s->len) {
+		if (vmm_gva_to_gpa(vm, s->addr + m->split, &gpa))
+			return -1;
+		m->hi = vmm_gpa_ptr(vm, gpa, s->len - m->split);
+		if (!m->hi)
+			return -1;
+	}
+	return m->lo ? 0 : -1;
+}
+
+/* Copy bytes [off, off + n) of a site between guest and buf. */
+static void site_map_copy(const struct site_map *m, unsigned int off,
+			  uint8_t *buf, unsigned int n, bool to_guest)
+{
+	for (unsigned int i = 0; i < n; i++) {
+		unsigned int at = off + i;
+		uint8_t *g = at < m->split ? m->lo + at : m->hi + (at - m->split);
+
+		if (to_guest)
+			*(volatile uint8_t *)g = buf[i];
+		else
+			buf[i] = *(volatile uint8_t *)g;
+	}
+}
+
+static void site_read(struct batch_run *r, const struct poke_site *s,
+		      uint8_t *buf)
+{
+	site_map_copy(&r->map[s - r->s], 0, buf, s->len, false);
+}
+
 /* Write, then read back: a write that did not land must not pass silently. */
 static enum poke_err batch_write(struct batch_run *r, const struct poke_site *s,
 				 unsigned int off, const uint8_t *bytes,
 				 unsigned int n, const char *what)
 {
+	const struct site_map *m = &r->map[s - r->s];
 	uint8_t back[POKE_MAX_LEN];
 
-	if (vmm_gva_write(r->p->vm, s->addr + off, bytes, n)) {
-		snprintf(r->msg, r->msglen, "%s: writing %s faulted", s->where, what);
-		return POKE_E_FAULT;
-	}
-	if (vmm_gva_read(r->p->vm, s->addr + off, back, n) || memcmp(back, bytes, n)) {
+	site_map_copy(m, off, (uint8_t *)bytes, n, true);
+	site_map_copy(m, off, back, n, false);
+	if (memcmp(back, bytes, n)) {
 		snprintf(r->msg, r->msglen, "%s: read-back of %s differs", s->where, what);
 		return POKE_E_READBACK;
 	}
@@ -251,11 +305,12 @@ static enum poke_err batch_check_old(struct batch_run *r)
 	for (i = 0; i < r->n; i++) {
 		const struct poke_site *s = &r->s[i];
 
-		if (vmm_gva_read(r->p->vm, s->addr, cur, s->len)) {
+		if (site_map_build(r->p->vm, s, &r->map[i])) {
 			snprintf(r->msg, r->msglen, "%s: not mapped in guest memory",
 				 s->where);
 			return POKE_E_FAULT;
 		}
+		site_read(r, s, cur);
 		if (memcmp(cur, s->old, s->len)) {
 			snprintf(r->msg, r->msglen, "%s: guest bytes differ from the "
 				 "expected old bytes (first byte 0x%02x, expected "
@@ -282,8 +337,8 @@ static enum poke_err batch_recheck(struct batch_run *r, const char *before)
 		memcpy(want, r->tail[i] ? s->new : s->old, s->len);
 		want[0] = r->head[i] == HEAD_INT3 ? POKE_INT3 :
 			  r->head[i] == HEAD_NEW ? s->new[0] : s->old[0];
-		if (vmm_gva_read(r->p->vm, s->addr, cur, s->len) ||
-		    memcmp(cur, want, s->len)) {
+		site_read(r, s, cur);
+		if (memcmp(cur, want, s->len)) {
 			snprintf(r->msg, r->msglen, "%s: bytes changed under the "
 				 "batch before %s", s->where, before);
 			return POKE_E_OLD_MISMATCH;
@@ -345,9 +400,9 @@ static enum poke_err batch_protocol(struct batch_run *r)
 	}
 	r->published = true;
 	for (i = 0; i < r->n; i++) {
+		/* Mapped at phase 1, so the write lands: record it first. */
 		err = batch_write(r, &r->s[i], 0, &int3, 1, "INT3");
-		if (err != POKE_E_FAULT)
-			r->head[i] = HEAD_INT3;
+		r->head[i] = HEAD_INT3;
 		if (err)
 			goto undo;
 	}
@@ -376,7 +431,7 @@ static enum poke_err batch_protocol(struct batch_run *r)
 			continue;
 		err = batch_write(r, &r->s[i], 1, r->s[i].new + 1,
 				  r->s[i].len - 1u, "new tail");
-		r->tail[i] = err != POKE_E_FAULT;
+		r->tail[i] = true;
 		tails = true;
 		if (err)
 			goto undo;
@@ -396,8 +451,7 @@ static enum poke_err batch_protocol(struct batch_run *r)
 		goto undo;
 	for (i = 0; i < r->n; i++) {
 		err = batch_write(r, &r->s[i], 0, r->s[i].new, 1, "new head");
-		if (err != POKE_E_FAULT)
-			r->head[i] = HEAD_NEW;
+		r->head[i] = HEAD_NEW;
 		if (err)
 			goto undo;
 	}
@@ -442,9 +496,11 @@ enum poke_err poke_batch_finish(struct poke_batch *b, char *msg, size_t msglen)
 	r.p = b->p;
 	r.s = b->sites;
 	r.n = b->n;
+	r.map = calloc(b->n, sizeof(*r.map));
 	r.head = calloc(b->n, sizeof(*r.head));
 	r.tail = calloc(b->n, sizeof(*r.tail));
-	if (!r.head || !r.tail) {
+	if (!r.map || !r.head || !r.tail) {
+		free(r.map);
 		free(r.head);
 		free(r.tail);
 		return POKE_E_INVAL;
@@ -452,6 +508,7 @@ enum poke_err poke_batch_finish(struct poke_batch *b, char *msg, size_t msglen)
 	pthread_mutex_lock(&b->p->lock);
 	err = batch_protocol(&r);
 	pthread_mutex_unlock(&b->p->lock);
+	free(r.map);
 	free(r.head);
 	free(r.tail);
 	atomic_fetch_add(&b->p->batches, 1);
