@@ -43,7 +43,8 @@ static void test_bench_poke_json(void)
 	EXPECT_EQ_U64(0, status);
 	if (!o)
 		return;
-	CU_ASSERT_EQUAL(json_object_object_length(o), 6);
+	/* sync_us, single_site_us, batch, vcpu_out_us, stop_the_world_us */
+	EXPECT_EQ_U64(5, json_object_object_length(o));
 	CU_ASSERT_TRUE(jnum(o, "sync_us") > 0);
 	CU_ASSERT_TRUE(jnum(o, "single_site_us") > 0);
 	CU_ASSERT_TRUE(jnum(o, "stop_the_world_us") > 0);
