@@ -9,6 +9,9 @@
 #
 # Environment:
 #   NESTED_TIMEOUT  seconds before QEMU is killed (default 3000)
+#   NESTED_STALL    kill QEMU when the command's output has not grown for
+#                   this many seconds (default 0 = never): the nested
+#                   kernel can wedge under emulated SVM; exit 124 then
 #   NESTED_MEM      guest RAM in MiB (default 2048)
 #   NESTED_SMP      guest vCPUs (default 2)
 #   NESTED_NICE     nice level of QEMU (default 10: leave room for builds)
@@ -84,9 +87,33 @@ main() {
 	qpid=$!
 	# A background job ignores SIGINT, so pass interruptions on by hand.
 	trap 'kill -TERM "$qpid" 2>/dev/null; echo "run-in-kvm: interrupted" >&2; exit 130' INT TERM
+	stall_s=${NESTED_STALL:-0}
+	case "$stall_s" in ''|*[!0-9]*) stall_s=0 ;; esac
+	wpid=
+	if [ "$stall_s" -gt 0 ]; then
+		# Output (per test progress) is the heartbeat.  No growth for
+		# stall_s seconds means the emulated machine has wedged (seen:
+		# L1 soft lockups under QEMU 7.2's SVM); waiting out
+		# NESTED_TIMEOUT would only waste CI time.
+		(
+			last=-1 still=0
+			while kill -0 "$qpid" 2>/dev/null; do
+				sleep 10
+				n=$(stat -c %s "$rundir/output" 2>/dev/null || echo 0)
+				if [ "$n" = "$last" ]; then still=$((still + 10)); else still=0 last=$n; fi
+				if [ "$still" -ge "$stall_s" ]; then
+					: > "$rundir/stalled"
+					kill -TERM "$qpid" 2>/dev/null
+					break
+				fi
+			done
+		) &
+		wpid=$!
+	fi
 	tail -n +1 -f --pid="$qpid" "$rundir/output"
 	wait "$qpid"
 	qrc=$?
+	[ -n "$wpid" ] && kill "$wpid" 2>/dev/null
 	secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 
 	rc=$(cat "$rundir/status" 2>/dev/null)
@@ -103,6 +130,10 @@ main() {
 	echo "run-in-kvm: ---- VM console ----" >&2
 	tr -d '\r' < "$rundir/console" | tail -n 60 >&2
 	echo "run-in-kvm: --------------------" >&2
+	if [ -f "$rundir/stalled" ]; then
+		echo "run-in-kvm: FAILED: STALLED: no output for $stall_s s; QEMU killed (NESTED_STALL)" >&2
+		exit 124
+	fi
 	if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
 		echo "run-in-kvm: FAILED: TIMEOUT: QEMU killed after $timeout_s s (NESTED_TIMEOUT)" >&2
 		exit 124
