@@ -66,7 +66,12 @@ static bool env_boot(struct env *e, enum vmpoke_scenario scn, unsigned int vcpus
 	return true;
 }
 
-/* The run must still be going: no check failure, fault or early end. */
+/*
+ * No check failure or fault, and the run either still going (we stop it)
+ * or finished cleanly: scenario INT3 ends by itself with DONE, result 0,
+ * once every task has verified its own int3 count, which on a quiet host
+ * can happen before we get here.
+ */
 static void env_end(struct env *e)
 {
 	struct vmm_result res;
@@ -79,7 +84,8 @@ static void env_end(struct env *e)
 	patcher_destroy(e->p);
 	vmm_stop(e->vm);
 	o = vmm_wait(e->vm, BOOT_TIMEOUT_MS, &res);
-	EXPECT_TRUE_MSG(o == VMM_STOPPED, "run ended with outcome %d: %s", o, res.message);
+	EXPECT_TRUE_MSG(o == VMM_STOPPED || o == VMM_DONE,
+			"run ended with outcome %d: %s", o, res.message);
 	vmm_destroy(e->vm);
 	e->vm = NULL;
 }
