@@ -226,6 +226,8 @@ struct vmpoke_task_ctx *guest_boot(uint64_t vcpu,
 	cpu_setup_idt();
 	if (bi->scenario == VMPOKE_SCN_TRIPLE && vcpu == 0)
 		guest_triple_fault();
+	if (bi->scenario == VMPOKE_SCN_EMUFAIL && vcpu == 0)
+		guest_emulation_failure();
 	if (bi->scenario == VMPOKE_SCN_PING)
 		ping(pc, bi->iterations);
 

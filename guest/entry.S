@@ -73,6 +73,21 @@ _start:
 	jmp	1b
 	.size	_start, . - _start
 
+/*
+ * An x87 store to the MMIO doorbell at CPL0 (VMPOKE_SCN_EMUFAIL): KVM must
+ * emulate the MMIO access and its emulator has no x87 stores, so the run
+ * ends in KVM_EXIT_INTERNAL_ERROR (on kvm_pvm CPL0 x87 alone does that).
+ */
+	.globl	guest_emulation_failure
+	.type	guest_emulation_failure, @function
+guest_emulation_failure:
+	movq	$0xd0000800, %rax		/* VMPOKE_MMIO_BASE + 0x800 */
+	fldz
+	fstpl	(%rax)
+1:	hlt
+	jmp	1b
+	.size	guest_emulation_failure, . - guest_emulation_failure
+
 /* Destroy the IDT and fault: a triple fault (VMPOKE_SCN_TRIPLE). */
 	.globl	guest_triple_fault
 	.type	guest_triple_fault, @function

@@ -105,6 +105,8 @@ enum vmpoke_scenario {
 	VMPOKE_SCN_PING		= 7,	/* CPL0 hypercall NOP loop (bench) */
 	VMPOKE_SCN_IDLE		= 8,	/* tasks hlt-free idle loop at CPL3 */
 	VMPOKE_SCN_LAB		= 9,	/* task 0 runs vmpoke_lab requests */
+	VMPOKE_SCN_EMUFAIL	= 10,	/* CPL0 x87 store to MMIO: KVM cannot
+					 * emulate it (KVM_EXIT_INTERNAL_ERROR) */
 	VMPOKE_SCN_MAX,
 };
 

@@ -77,6 +77,23 @@ static void test_fault_triple(void)
 	vmm_destroy(vm);
 }
 
+/* KVM cannot emulate the guest's instruction: registers and code bytes. */
+static void test_fault_internal_error(void)
+{
+	struct vmm_result res;
+	struct vm *vm = fault_run(VMPOKE_SCN_EMUFAIL, 1, &res);
+
+	if (!vm)
+		return;
+	EXPECT_EQ_U64(VMM_INTERNAL_ERROR, res.outcome);
+	EXPECT_EQ_U64(0, res.vcpu);
+	EXPECT_MSG_HAS(res, "internal error: vcpu 0");
+	EXPECT_MSG_HAS(res, "guest_emulation_failure");
+	EXPECT_MSG_HAS(res, "code ");
+	EXPECT_EQ_U64(VMPOKE_EXIT_GUEST, vmm_outcome_exit_code(res.outcome));
+	vmm_destroy(vm);
+}
+
 static void test_fault_selfcheck(void)
 {
 	struct vmm_result res;
@@ -114,4 +131,5 @@ static void test_check_not_fatal(void)
 
 TEST_SUITE(vmm_faults, "vmm_faults", true,
 	   TEST(test_fault_ud), TEST(test_fault_pf), TEST(test_fault_triple),
+	   TEST(test_fault_internal_error),
 	   TEST(test_fault_selfcheck), TEST(test_check_not_fatal))
