@@ -114,6 +114,16 @@ static void cpu_setup_gdt(uint64_t vcpu)
 	struct desc_ptr dp = { sizeof(gdt[0]) - 1, (uintptr_t)g };
 
 	tss[vcpu].rsp[0] = vmpoke_percpu[vcpu].rsp0;
+	/*
+	 * Faults are delivered on a stack of their own (IST1), the bottom
+	 * FSTACK_SIZE bytes of this vCPU's kernel stack area (CPL0 never
+	 * nests, so RSP0 use stays far above it).  Why: a fault at CPL0 with
+	 * a broken %rsp would otherwise fault again pushing its frame, become
+	 * a #DF that faults the same way, and end as a triple fault that KVM
+	 * reports with every register reset.  On IST1 it is reported with its
+	 * vector, RIP and RSP.  Fault handlers never return, so one is enough.
+	 */
+	tss[vcpu].ist[FAULT_IST - 1] = (uintptr_t)guest_kstacks[vcpu] + FSTACK_SIZE;
 	tss[vcpu].iomap_base = sizeof(struct tss64);	/* no IO bitmap */
 
 	g[0] = 0;
@@ -131,10 +141,11 @@ static void cpu_setup_gdt(uint64_t vcpu)
 	__asm__ volatile("ltr %w0" : : "r"(GDT_TSS) : "memory");
 }
 
-static void idt_set(unsigned int vec, uint64_t handler, uint32_t type)
+static void idt_set(unsigned int vec, uint64_t handler, uint32_t type,
+		    unsigned int ist)
 {
 	idt[2 * vec] = (handler & 0xffff) | ((uint64_t)GDT_KERNEL_CS << 16) |
-		       ((uint64_t)type << 40) |
+		       ((uint64_t)ist << 32) | ((uint64_t)type << 40) |
 		       (((handler >> 16) & 0xffff) << 48);
 	idt[2 * vec + 1] = handler >> 32;
 }
@@ -144,11 +155,16 @@ static void cpu_setup_idt(void)
 	struct desc_ptr dp = { sizeof(idt) - 1, (uintptr_t)idt };
 	unsigned int v;
 
+	/*
+	 * #BP and #DB resume, and the VMM finds their frame on the kernel
+	 * stack (the probe shadow reads it there), so they keep RSP0.
+	 */
 	for (v = 0; v < 32; v++)
 		idt_set(v, guest_exc_stubs[v],
-			v == 3 ? GATE_INTR_USER : GATE_INTR);
-	idt_set(VEC_TIMER, (uintptr_t)guest_timer_entry, GATE_INTR);
-	idt_set(VEC_SPURIOUS, (uintptr_t)guest_spurious_entry, GATE_INTR);
+			v == 3 ? GATE_INTR_USER : GATE_INTR,
+			v == 1 || v == 3 ? 0 : FAULT_IST);
+	idt_set(VEC_TIMER, (uintptr_t)guest_timer_entry, GATE_INTR, 0);
+	idt_set(VEC_SPURIOUS, (uintptr_t)guest_spurious_entry, GATE_INTR, 0);
 	__asm__ volatile("lidt %0" : : "m"(dp) : "memory");
 }
 
@@ -228,6 +244,8 @@ struct vmpoke_task_ctx *guest_boot(uint64_t vcpu,
 		guest_triple_fault();
 	if (bi->scenario == VMPOKE_SCN_EMUFAIL && vcpu == 0)
 		guest_emulation_failure();
+	if (bi->scenario == VMPOKE_SCN_BADSTACK && vcpu == 0)
+		guest_bad_stack();
 	if (bi->scenario == VMPOKE_SCN_PING)
 		ping(pc, bi->iterations);
 

@@ -88,6 +88,20 @@ guest_emulation_failure:
 	jmp	1b
 	.size	guest_emulation_failure, . - guest_emulation_failure
 
+/*
+ * CPL0 with %rsp in unmapped memory pushes (VMPOKE_SCN_BADSTACK): the #PF
+ * cannot be delivered on this stack, only on the IST fault stack, so the
+ * VMM must see a #PF report with this RSP, not a triple fault.
+ */
+	.globl	guest_bad_stack
+	.type	guest_bad_stack, @function
+guest_bad_stack:
+	movabsq	$0x5000000000, %rsp
+	pushq	$0
+1:	hlt
+	jmp	1b
+	.size	guest_bad_stack, . - guest_bad_stack
+
 /* Destroy the IDT and fault: a triple fault (VMPOKE_SCN_TRIPLE). */
 	.globl	guest_triple_fault
 	.type	guest_triple_fault, @function

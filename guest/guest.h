@@ -33,6 +33,7 @@ extern char _end[];
 /* entry.S */
 void guest_triple_fault(void) __attribute__((noreturn));
 void guest_emulation_failure(void) __attribute__((noreturn));
+void guest_bad_stack(void) __attribute__((noreturn));
 extern const uint64_t guest_exc_stubs[32];
 void guest_timer_entry(void);
 void guest_spurious_entry(void);

@@ -24,6 +24,8 @@
 
 /* Stacks (.bss). */
 #define KSTACK_SIZE		8192	/* per vCPU, CPL0 */
+#define FSTACK_SIZE		1024	/* per vCPU, faults only (IST) */
+#define FAULT_IST		1	/* the TSS IST slot faults use */
 #define USTACK_SIZE		8192	/* per task, CPL3 */
 
 /* struct vmpoke_task_ctx */

@@ -107,6 +107,8 @@ enum vmpoke_scenario {
 	VMPOKE_SCN_LAB		= 9,	/* task 0 runs vmpoke_lab requests */
 	VMPOKE_SCN_EMUFAIL	= 10,	/* CPL0 x87 store to MMIO: KVM cannot
 					 * emulate it (KVM_EXIT_INTERNAL_ERROR) */
+	VMPOKE_SCN_BADSTACK	= 11,	/* CPL0 faults with an unmapped %rsp:
+					 * reported from the IST fault stack */
 	VMPOKE_SCN_MAX,
 };
 

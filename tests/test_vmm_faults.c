@@ -77,6 +77,27 @@ static void test_fault_triple(void)
 	vmm_destroy(vm);
 }
 
+/*
+ * A CPL0 fault whose own stack is unusable: without the IST fault stack this
+ * is a triple fault with every register reset; with it, a #PF that names
+ * the instruction and the broken RSP.
+ */
+static void test_fault_bad_kernel_stack(void)
+{
+	struct vmm_result res;
+	struct vm *vm = fault_run(VMPOKE_SCN_BADSTACK, 1, &res);
+
+	if (!vm)
+		return;
+	EXPECT_EQ_U64(VMM_GUEST_FAULT, res.outcome);
+	EXPECT_EQ_U64(0, res.vcpu);
+	EXPECT_MSG_HAS(res, "#PF at guest_bad_stack+0xa");
+	EXPECT_MSG_HAS(res, "rsp 0x5000000000, cr2 0x4ffffffff8");
+	EXPECT_EQ_U64(0x5000000000ull, res.fault.rsp);
+	EXPECT_EQ_U64(VMPOKE_EXIT_GUEST, vmm_outcome_exit_code(res.outcome));
+	vmm_destroy(vm);
+}
+
 /* KVM cannot emulate the guest's instruction: registers and code bytes. */
 static void test_fault_internal_error(void)
 {
@@ -132,4 +153,5 @@ static void test_check_not_fatal(void)
 TEST_SUITE(vmm_faults, "vmm_faults", true,
 	   TEST(test_fault_ud), TEST(test_fault_pf), TEST(test_fault_triple),
 	   TEST(test_fault_internal_error),
+	   TEST(test_fault_bad_kernel_stack),
 	   TEST(test_fault_selfcheck), TEST(test_check_not_fatal))

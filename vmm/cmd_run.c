@@ -34,7 +34,7 @@ static const char run_usage[] =
 "  --tasks N          tasks per vCPU, 1..8 (default 2)\n"
 "  --hz HZ            scheduler tick, 0 = none, max 5000 (default 1000)\n"
 "  --scenario NAME    hot ud pf triple selfcheck int3 torture ping idle lab\n"
-"                     emufail\n"
+"                     emufail badstack\n"
 "                     (default hot)\n"
 "  --iterations N     loops per task, 0 = until stopped (default 0)\n"
 "  --seed N           workload seed (default 1)\n"
@@ -99,7 +99,7 @@ int run_parse_args(int argc, char **argv, struct run_opts *o)
 			if (v < 0)
 				ret = cli_usage_error("run", "--scenario: unknown scenario '%s' "
 						      "(hot ud pf triple selfcheck int3 torture "
-						      "ping idle lab emufail)", optarg);
+						      "ping idle lab emufail badstack)", optarg);
 			else
 				c->scenario = (enum vmpoke_scenario)v;
 			break;

@@ -228,15 +228,18 @@ static void exit_puts(struct vcpu *v, const char *text)
 static int exit_fault(struct vcpu *v, const struct vmpoke_fault *f)
 {
 	struct vmm_result d = { .fault = *f };
-	char sym[160], extra[96] = "";
+	char sym[160], extra[128];
+	int n;
 
 	d.fault.vcpu = v->id;
+	/* RSP tells a broken stack (the usual road to a #DF) from a bad jump. */
+	n = snprintf(extra, sizeof(extra), ", rsp 0x%llx", (unsigned long long)f->rsp);
 	if (f->vector == 14)
-		snprintf(extra, sizeof(extra), ", cr2 0x%llx error 0x%llx",
+		snprintf(extra + n, sizeof(extra) - (size_t)n, ", cr2 0x%llx error 0x%llx",
 			 (unsigned long long)f->cr2, (unsigned long long)f->error_code);
-	else if (f->vector == 13 || f->vector == 10 || f->vector == 11 ||
-		 f->vector == 12 || f->vector == 17)
-		snprintf(extra, sizeof(extra), ", error 0x%llx",
+	else if (f->vector == 8 || f->vector == 13 || f->vector == 10 ||
+		 f->vector == 11 || f->vector == 12 || f->vector == 17)
+		snprintf(extra + n, sizeof(extra) - (size_t)n, ", error 0x%llx",
 			 (unsigned long long)f->error_code);
 	vm_end(v->vm, VMM_GUEST_FAULT, (int)v->id, &d,
 	       "guest fault: vcpu %u task %d: %s at %s%s", v->id, f->task,
