@@ -211,8 +211,12 @@ static void test_parse(void)
 
 /* --- with KVM: the command itself ---------------------------------------- */
 
-/* The JSON summary line of a run's output (progress lines go before it). */
-static struct json_object *run_json(const char *args, int *status)
+/*
+ * The JSON summary line of a run's output (progress lines go before it).
+ * A run that should have been clean but was not prints its whole output,
+ * so that a CI log shows which fault the guest reported and where.
+ */
+static struct json_object *run_json_ex(const char *args, int *status, bool dump_unless_ok)
 {
 	struct json_object *o = NULL;
 	char *cmd, *out = NULL, *line;
@@ -228,8 +232,16 @@ static struct json_object *run_json(const char *args, int *status)
 	if (!o)
 		fprintf(stderr, "\n  torture %s: no JSON summary; output:\n%s\n", args,
 			out ? out : "(none)");
+	else if (dump_unless_ok && *status != 0)
+		fprintf(stderr, "\n  torture %s: exit %d; output:\n%s\n", args,
+			*status, out ? out : "(none)");
 	free(out);
 	return o;
+}
+
+static struct json_object *run_json(const char *args, int *status)
+{
+	return run_json_ex(args, status, false);
 }
 
 static uint64_t jget_u64(struct json_object *o, const char *key)
@@ -261,7 +273,7 @@ static void safe_run(const char *args)
 
 	if (!testlib_require_kvm())
 		return;
-	o = run_json(args, &status);
+	o = run_json_ex(args, &status, true);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
 	check_keys(o);
 	EXPECT_EQ_U64(0, status);
