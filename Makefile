@@ -119,8 +119,9 @@ check: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/vmpoke-tests
 	@$(MAKE) --no-print-directory check-run
 
-# The nested kernel itself sometimes wedges or resets under QEMU 7.2's
-# emulated SVM (L1 soft lockups; no userspace program can cause that).
+# The nested kernel itself sometimes wedged or reset under QEMU 7.2's
+# emulated SVM with multi-threaded TCG (L1 soft lockups; no userspace
+# program can cause that); run-in-kvm.sh now uses single-threaded TCG.
 # run-in-kvm.sh says so with exit 124 (stalled/timeout) or 125 (VM died):
 # only those are retried, loudly; a failing test (exit 1) never is.
 NESTED_TRIES	?= 3

@@ -17,6 +17,9 @@
 #   NESTED_NICE     nice level of QEMU (default 10: leave room for builds)
 #   NESTED_QEMU_ARGS  more QEMU arguments (word-split)
 #   NESTED_CPU      QEMU -cpu model (default qemu64,+svm,+npt; TCG has no nrip-save)
+#   NESTED_TCG_THREAD  single (default) or multi: multi-threaded TCG corrupts
+#                   nested (L2) state under cross-modifying code and wedges
+#                   the L1 kernel (README.md, "Single-threaded TCG")
 #
 # Exit status: the command's, or 124 on timeout, 125 when the command
 # never ran (boot failure, no /dev/kvm, missing setup).
@@ -74,7 +77,7 @@ main() {
 	# keeps inode numbers unique across the host's mounts.
 	nice -n "${NESTED_NICE:-10}" timeout -k 5 "$timeout_s" \
 		qemu-system-x86_64 \
-		-accel tcg,thread=multi -cpu "$cpu" \
+		-accel "tcg,thread=${NESTED_TCG_THREAD:-single}" -cpu "$cpu" \
 		-smp "${NESTED_SMP:-2}" -m "${NESTED_MEM:-2048}" \
 		-nographic -no-reboot -nic none \
 		-kernel "$cache/vmlinuz" -initrd "$cache/initramfs.cpio.gz" \
