@@ -105,31 +105,42 @@ int traptable_add(struct poke_table *t, const struct poke_site *sites, size_t n)
 	return 0;
 }
 
-static bool site_listed(const struct poke_site *sites, size_t n, uint64_t addr)
+static int addr_cmp(const void *a, const void *b)
 {
-	size_t i;
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 
-	for (i = 0; i < n; i++)
-		if (sites[i].addr == addr)
-			return true;
-	return false;
+	return x < y ? -1 : x > y;
 }
 
+/*
+ * Why sort the addresses to drop: retiring a 4096-site batch from a table
+ * of 4096 with a linear search per entry was 16.7 M compares, and the
+ * dominant cost of the whole batch (bench poke: 69x a single site).
+ */
 int traptable_remove(struct poke_table *t, const struct poke_site *sites, size_t n)
 {
 	struct poke_snapshot *cur = atomic_load_explicit(&t->cur, memory_order_relaxed);
 	struct poke_snapshot *s;
+	uint64_t *drop;
 	size_t i, k = 0;
 
-	if (!cur)
+	if (!cur || !n)
 		return 0;
+	drop = malloc(n * sizeof(*drop));
 	s = snapshot_alloc(cur->n);
-	if (!s)
+	if (!drop || !s) {
+		free(drop);
+		free(s);
 		return -ENOMEM;
+	}
+	for (i = 0; i < n; i++)
+		drop[i] = sites[i].addr;
+	qsort(drop, n, sizeof(*drop), addr_cmp);
 	for (i = 0; i < cur->n; i++)
-		if (!site_listed(sites, n, cur->e[i].addr))
+		if (!bsearch(&cur->e[i].addr, drop, n, sizeof(*drop), addr_cmp))
 			s->e[k++] = cur->e[i];
 	s->n = k;
+	free(drop);
 	traptable_publish(t, s);
 	return 0;
 }

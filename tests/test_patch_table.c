@@ -91,11 +91,20 @@ static void test_table_many_sites(void)
 		CU_ASSERT_PTR_NULL(traptable_lookup(cur(&t), s[i].addr + 1));
 	}
 	EXPECT_EQ_U64(N, found);
-	/* Removing every other site leaves exactly the rest. */
+	/* Removing the first half (scrambled addresses) leaves exactly the rest. */
 	CU_ASSERT_EQUAL(traptable_remove(&t, s, N / 2), 0);
-	for (i = 0, found = 0; i < N; i++)
-		found += traptable_lookup(cur(&t), s[i].addr) != NULL;
+	for (i = 0, found = 0; i < N; i++) {
+		bool live = traptable_lookup(cur(&t), s[i].addr) != NULL;
+
+		EXPECT_TRUE_MSG(live == (i >= N / 2), "site %zu at 0x%llx: live %d",
+				i, (unsigned long long)s[i].addr, live);
+		found += live;
+	}
 	EXPECT_EQ_U64(N - N / 2, found);
+	/* Removing nothing, and removing what is not there, change nothing. */
+	CU_ASSERT_EQUAL(traptable_remove(&t, s, 0), 0);
+	CU_ASSERT_EQUAL(traptable_remove(&t, s, N / 2), 0);
+	EXPECT_EQ_U64(N - N / 2, cur(&t)->n);
 	traptable_destroy(&t);
 	free(s);
 }
