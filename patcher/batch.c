@@ -46,6 +46,9 @@ struct batch_run {
 	uint8_t *head;		/* enum head_state per site */
 	bool *tail;		/* new tail written */
 	bool published;		/* sites are in the trap table */
+	uint64_t tlb_gva;	/* last page translated, and where it is: */
+	uint64_t tlb_gpa;	/* sorted sites mostly share pages */
+	bool tlb_valid;
 	char *msg;
 	size_t msglen;
 };
@@ -99,18 +102,34 @@ static int site_cmp(const void *a, const void *b)
 	return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
-static int site_map_build(struct vm *vm, const struct poke_site *s,
+/* One page walk per 4 KiB page of the batch, not one per site. */
+static int batch_translate(struct batch_run *r, uint64_t gva, uint64_t *gpa)
+{
+	uint64_t page = gva & ~0xfffull;
+
+	if (!r->tlb_valid || r->tlb_gva != page) {
+		if (vmm_gva_to_gpa(r->p->vm, page, &r->tlb_gpa))
+			return -1;
+		r->tlb_gva = page;
+		r->tlb_valid = true;
+	}
+	*gpa = r->tlb_gpa + (gva & 0xfff);
+	return 0;
+}
+
+static int site_map_build(struct batch_run *r, const struct poke_site *s,
 			  struct site_map *m)
 {
+	struct vm *vm = r->p->vm;
 	uint64_t gpa, room = 0x1000 - (s->addr & 0xfff);
 
 	m->split = s->len < room ? s->len : (unsigned int)room;
-	if (vmm_gva_to_gpa(vm, s->addr, &gpa))
+	if (batch_translate(r, s->addr, &gpa))
 		return -1;
 	m->lo = vmm_gpa_ptr(vm, gpa, m->split);
 	m->hi = NULL;
 	if (m->split < s->len) {
-		if (vmm_gva_to_gpa(vm, s->addr + m->split, &gpa))
+		if (batch_translate(r, s->addr + m->split, &gpa))
 			return -1;
 		m->hi = vmm_gpa_ptr(vm, gpa, s->len - m->split);
 		if (!m->hi)
@@ -305,7 +324,7 @@ static enum poke_err batch_check_old(struct batch_run *r)
 	for (i = 0; i < r->n; i++) {
 		const struct poke_site *s = &r->s[i];
 
-		if (site_map_build(r->p->vm, s, &r->map[i])) {
+		if (site_map_build(r, s, &r->map[i])) {
 			snprintf(r->msg, r->msglen, "%s: not mapped in guest memory",
 				 s->where);
 			return POKE_E_FAULT;
@@ -351,7 +370,12 @@ static enum poke_err batch_sort(struct batch_run *r)
 {
 	size_t i;
 
-	qsort(r->s, r->n, sizeof(r->s[0]), site_cmp);
+	/* Callers usually add in address order; sorting big structs is not free. */
+	for (i = 1; i < r->n; i++)
+		if (r->s[i - 1].addr > r->s[i].addr)
+			break;
+	if (i < r->n)
+		qsort(r->s, r->n, sizeof(r->s[0]), site_cmp);
 	for (i = 1; i < r->n; i++) {
 		if (r->s[i - 1].addr + r->s[i - 1].len > r->s[i].addr) {
 			snprintf(r->msg, r->msglen, "%s: overlaps site %s of the same batch",

@@ -70,6 +70,13 @@ static void test_table_out_of_order(void)
 	traptable_destroy(&t);
 }
 
+static int site_addr_cmp(const void *a, const void *b)
+{
+	const struct poke_site *x = a, *y = b;
+
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
 static void test_table_many_sites(void)
 {
 	enum { N = 700 };	/* more than any 256-entry chunk */
@@ -105,6 +112,10 @@ static void test_table_many_sites(void)
 	CU_ASSERT_EQUAL(traptable_remove(&t, s, 0), 0);
 	CU_ASSERT_EQUAL(traptable_remove(&t, s, N / 2), 0);
 	EXPECT_EQ_U64(N - N / 2, cur(&t)->n);
+	/* The rest, removed in address order (the merge path), empties it. */
+	qsort(s + N / 2, N - N / 2, sizeof(*s), site_addr_cmp);
+	CU_ASSERT_EQUAL(traptable_remove(&t, s + N / 2, N - N / 2), 0);
+	EXPECT_EQ_U64(0, cur(&t)->n);
 	traptable_destroy(&t);
 	free(s);
 }
