@@ -139,7 +139,28 @@ void sync_notify(struct vm *vm)
 		sync_futex(&vm->event_seq, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
 }
 
-/* Step 3 of the loop above. */
+static bool sync_acked(struct vcpu *v, uint64_t gen)
+{
+	return atomic_load(&v->acked_gen) >= gen || atomic_load(&v->parked) ||
+	       atomic_load(&v->exited);
+}
+
+static bool sync_all_acked(struct vm *vm, uint64_t gen)
+{
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
+		if (!sync_acked(&vm->vcpus[i], gen))
+			return false;
+	return true;
+}
+
+/*
+ * Step 3 of the loop above.  Only the ack that completes a generation
+ * wakes the controller: waking it for each vCPU costs a context switch
+ * per vCPU for nothing.  Two vCPUs acking at once each store, then scan
+ * (both seq_cst), so at least one of them sees the other's ack and
+ * wakes; parking and exiting notify by themselves, and the controller's
+ * timed wait re-checks regardless.
+ */
 void sync_vcpu_ack(struct vcpu *v)
 {
 	uint64_t g;
@@ -149,7 +170,8 @@ void sync_vcpu_ack(struct vcpu *v)
 	if (g != atomic_load_explicit(&v->acked_gen, memory_order_relaxed)) {
 		atomic_store(&v->acked_gen, g);
 		atomic_fetch_add_explicit(&v->kicks_acked, 1, memory_order_relaxed);
-		sync_notify(v->vm);
+		if (sync_all_acked(v->vm, g))
+			sync_notify(v->vm);
 	}
 }
 
@@ -204,12 +226,6 @@ static int sync_wait_all(struct vm *vm, bool (*done)(struct vcpu *, uint64_t),
 	}
 	atomic_fetch_sub(&vm->ctl_waiters, 1);
 	return ret;
-}
-
-static bool sync_acked(struct vcpu *v, uint64_t gen)
-{
-	return atomic_load(&v->acked_gen) >= gen || atomic_load(&v->parked) ||
-	       atomic_load(&v->exited);
 }
 
 /* A vCPU waiting for itself would wait forever: refuse, loudly. */
