@@ -16,7 +16,8 @@
  * Each vCPU loop iteration does, in this order:
  *   1. run->immediate_exit = 0;
  *   2. full fence (seq_cst);
- *   3. g = load(vm->sync_gen);  store(v->acked_gen, g);  wake controllers;
+ *   3. g = load(vm->sync_gen);  store(v->acked_gen, g);  if that completes
+ *      generation g (every vCPU acked, parked or exited), wake controllers;
  *   4. check stop / pause / offline requests (park if asked);
  *   5. KVM_RUN.
  * vmm_sync() does: g = ++vm->sync_gen (seq_cst); kick every vCPU; wait
@@ -40,11 +41,15 @@
  * exit-and-re-enter the kernel gets from an IPI.  A parked vCPU is outside
  * KVM_RUN and re-runs step 3 before it enters again, so it counts as synced.
  *
- * Waiting without spinning: every ack or park bumps vm->event_seq and, if a
- * controller announced itself in ctl_waiters, FUTEX_WAKEs it.  A controller
- * announces itself, loads event_seq, checks the acks, and FUTEX_WAITs on the
- * loaded value with a timeout; all seq_cst, so an ack it missed in the check
- * has changed event_seq and the wait returns at once (Dekker on two words).
+ * Waiting without spinning: every park, and every ack that completes a
+ * generation, bumps vm->event_seq and, if a controller announced itself in
+ * ctl_waiters, FUTEX_WAKEs it.  A controller announces itself, loads
+ * event_seq, checks the acks, and FUTEX_WAITs on the loaded value with a
+ * timeout; all seq_cst, so a completing ack it missed in the check has
+ * changed event_seq and the wait returns at once (Dekker on two words).
+ * Of two vCPUs acking the last two acks at once, each stores its ack and
+ * then scans the others (seq_cst), so at least one sees the generation
+ * complete and wakes; the timed wait bounds any other surprise.
  *
  * No deadlock (seed 003): controllers (sync, pause, hotplug) serialize on
  * ctl_lock, which no vCPU thread ever takes; while they wait they hold
