@@ -135,8 +135,9 @@ const struct poke_live *traptable_lookup(const struct poke_snapshot *s, uint64_t
 enum trap_class { TRAP_LIVE, TRAP_GHOST, TRAP_FOREIGN };
 typedef int (*trap_read_byte_fn)(void *ctx, uint64_t addr, uint8_t *byte);
 enum trap_class traptable_classify(struct poke_table *t, uint64_t addr,
-				   bool allow_ghost, trap_read_byte_fn read_byte,
-				   void *ctx, const struct poke_live **live);
+				   bool allow_ghost, bool at_insn_start,
+				   trap_read_byte_fn read_byte, void *ctx,
+				   const struct poke_live **live);
 /* Grace periods: take a mark before vmm_sync(), reclaim after it succeeded. */
 uint64_t traptable_mark(const struct poke_table *t);
 void traptable_reclaim(struct poke_table *t, uint64_t mark);

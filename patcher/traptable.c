@@ -237,11 +237,12 @@ static int hook_write(void *ctx, uint64_t gva, const void *buf, size_t len)
  * acknowledged a sync since the hook began (traptable_reclaim()).
  */
 enum trap_class traptable_classify(struct poke_table *t, uint64_t addr,
-				   bool allow_ghost, trap_read_byte_fn read_byte,
-				   void *ctx, const struct poke_live **live)
+				   bool allow_ghost, bool at_insn_start,
+				   trap_read_byte_fn read_byte, void *ctx,
+				   const struct poke_live **live)
 {
 	const struct poke_snapshot *s;
-	uint8_t byte;
+	uint8_t byte, imm;
 
 	s = atomic_load_explicit(&t->cur, memory_order_acquire);
 	*live = traptable_lookup(s, addr);
@@ -249,6 +250,16 @@ enum trap_class traptable_classify(struct poke_table *t, uint64_t addr,
 		return TRAP_LIVE;
 	if (read_byte(ctx, addr, &byte))
 		return TRAP_FOREIGN;	/* unreadable: let the guest deal with it */
+	/*
+	 * Where addr is the trapping instruction itself (KVM_EXIT_DEBUG), the
+	 * two-byte "int $3" (CD 03) is the guest's own: resuming there as a
+	 * ghost would only raise it again, for ever.  Through the doorbell
+	 * addr is return address - 1 and that form cannot be told from a
+	 * ghost whose new byte is 03 (README, limits; kprobes alike).
+	 */
+	if (at_insn_start && byte == 0xcd && !read_byte(ctx, addr + 1, &imm) &&
+	    imm == 3)
+		return TRAP_FOREIGN;
 	if (byte != POKE_INT3)
 		return allow_ghost ? TRAP_GHOST : TRAP_FOREIGN;
 	atomic_thread_fence(memory_order_seq_cst);
@@ -276,8 +287,9 @@ enum vmm_trap_verdict traptable_hook(struct vmm_trap *trap, void *opaque)
 	struct poke_cpu cpu;
 	bool ghosts = !atomic_load_explicit(&p->no_ghost, memory_order_relaxed);
 
-	switch (traptable_classify(&p->table, trap->addr, ghosts, hook_read_byte,
-				   trap->vm, &e)) {
+	switch (traptable_classify(&p->table, trap->addr, ghosts,
+				   trap->path == VMM_TRAP_DEBUG_EXIT,
+				   hook_read_byte, trap->vm, &e)) {
 	case TRAP_LIVE:
 		cpu.rip = trap->rip;
 		cpu.rsp = trap->rsp;

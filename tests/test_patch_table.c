@@ -164,7 +164,7 @@ static void test_table_reclaim_order(void)
 struct race_ctx {
 	struct poke_table *t;
 	struct poke_site site;
-	uint8_t byte;
+	uint8_t byte, next;	/* at the site and just after it */
 	bool publish;
 };
 
@@ -172,10 +172,10 @@ static int race_read_byte(void *ctx, uint64_t addr, uint8_t *byte)
 {
 	struct race_ctx *r = ctx;
 
-	(void)addr;
 	if (r->publish)
 		CU_ASSERT_EQUAL(traptable_add(r->t, &r->site, 1), 0);
-	*byte = r->byte;
+	r->publish = false;
+	*byte = addr == r->site.addr ? r->byte : r->next;
 	return 0;
 }
 
@@ -189,20 +189,33 @@ static void test_table_classify(void)
 	/* Published between the hook's lookup and its byte read: ours. */
 	r.publish = true;
 	r.byte = 0xcc;
-	EXPECT_EQ_U64(TRAP_LIVE, traptable_classify(&t, 0x401000, true,
+	EXPECT_EQ_U64(TRAP_LIVE, traptable_classify(&t, 0x401000, true, false,
 						     race_read_byte, &r, &e));
 	CU_ASSERT_PTR_NOT_NULL(e);
 	CU_ASSERT_EQUAL(traptable_remove(&t, &r.site, 1), 0);
 	/* A 0xCC nobody published: foreign, with or without ghosts. */
 	r.publish = false;
-	EXPECT_EQ_U64(TRAP_FOREIGN, traptable_classify(&t, 0x401000, true,
+	EXPECT_EQ_U64(TRAP_FOREIGN, traptable_classify(&t, 0x401000, true, false,
 							race_read_byte, &r, &e));
 	/* Retired and rewritten: a ghost, unless ghost handling is off. */
 	r.byte = 0xe9;
-	EXPECT_EQ_U64(TRAP_GHOST, traptable_classify(&t, 0x401000, true,
+	EXPECT_EQ_U64(TRAP_GHOST, traptable_classify(&t, 0x401000, true, false,
 						      race_read_byte, &r, &e));
-	EXPECT_EQ_U64(TRAP_FOREIGN, traptable_classify(&t, 0x401000, false,
+	EXPECT_EQ_U64(TRAP_FOREIGN, traptable_classify(&t, 0x401000, false, false,
 							race_read_byte, &r, &e));
+	/*
+	 * The guest's own two-byte "int $3": foreign where addr is the
+	 * instruction (debug exit), a ghost where it is return address - 1.
+	 */
+	r.byte = 0xcd;
+	r.next = 0x03;
+	EXPECT_EQ_U64(TRAP_FOREIGN, traptable_classify(&t, 0x401000, true, true,
+							race_read_byte, &r, &e));
+	EXPECT_EQ_U64(TRAP_GHOST, traptable_classify(&t, 0x401000, true, false,
+						      race_read_byte, &r, &e));
+	r.next = 0x80;		/* int $0x80 is no #BP: a ghost either way */
+	EXPECT_EQ_U64(TRAP_GHOST, traptable_classify(&t, 0x401000, true, true,
+						      race_read_byte, &r, &e));
 	traptable_destroy(&t);
 }
 
