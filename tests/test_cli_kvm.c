@@ -4,6 +4,7 @@
  * path, a failing guest, --timeout, SIGINT), doctor and bench sync, with
  * their JSON parsed by json-c.
  */
+#include <elf.h>
 #include <json.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,6 +233,47 @@ static void test_cli_kvm_bench_sync(void)
 	free(out);
 }
 
+int test_elf_variant(const char *good, const char *dir, const char *name,
+		     void (*fn)(unsigned char *b), size_t len, char *path, size_t pathlen);
+
+/* Our guest with ud2 at its entry: with no IDT yet, a triple fault. */
+static void mk_ud2_entry(unsigned char *b)
+{
+	Elf64_Ehdr *h = (Elf64_Ehdr *)b;
+	Elf64_Phdr *ph = (Elf64_Phdr *)(b + h->e_phoff);
+
+	for (int i = 0; i < h->e_phnum; i++)
+		if (ph[i].p_type == PT_LOAD && h->e_entry >= ph[i].p_vaddr &&
+		    h->e_entry + 2 <= ph[i].p_vaddr + ph[i].p_filesz) {
+			b[ph[i].p_offset + (h->e_entry - ph[i].p_vaddr)] = 0x0f;
+			b[ph[i].p_offset + (h->e_entry - ph[i].p_vaddr) + 1] = 0x0b;
+		}
+}
+
+/*
+ * A guest that dies at once must end bench sync with its outcome, not spin
+ * on a wait that fails at once for ever (`timeout` turns a hang into 124).
+ */
+static void test_cli_kvm_bench_dead_guest(void)
+{
+	char dir[] = "/tmp/vmpoke-dead-XXXXXX", path[300], args[700], *out = NULL;
+	int rc;
+
+	if (!testlib_require_kvm())
+		return;
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+	CU_ASSERT_EQUAL_FATAL(test_elf_variant(testlib_image(), dir, "ud2.img",
+					       mk_ud2_entry, 0, path, sizeof(path)), 0);
+	snprintf(args, sizeof(args), "timeout 120 %s bench sync --vcpus 1 --rounds 5 %s",
+		 testlib_vmpoke(), path);
+	rc = testlib_run(args, &out);
+	EXPECT_TRUE_MSG(rc == 1, "exit %d (want 1, the guest failed):\n%s", rc, out);
+	EXPECT_TRUE_MSG(out && strstr(out, "triple fault"), "output:\n%s", out);
+	free(out);
+	unlink(path);
+	rmdir(dir);
+}
+
 TEST_SUITE(cli_kvm, "cli_kvm", true,
 	   TEST(test_cli_kvm_run_ok),
 	   TEST(test_cli_kvm_run_console),
@@ -239,4 +281,5 @@ TEST_SUITE(cli_kvm, "cli_kvm", true,
 	   TEST(test_cli_kvm_run_timeout),
 	   TEST(test_cli_kvm_run_sigint),
 	   TEST(test_cli_kvm_doctor),
-	   TEST(test_cli_kvm_bench_sync))
+	   TEST(test_cli_kvm_bench_sync),
+	   TEST(test_cli_kvm_bench_dead_guest))
