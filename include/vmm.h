@@ -102,6 +102,8 @@ void vmm_stop(struct vm *vm);		/* ask every vCPU to leave; async-safe */
 void vmm_destroy(struct vm *vm);	/* joins threads, frees everything */
 
 unsigned int vmm_nr_vcpus(const struct vm *vm);
+/* Guest text made safe for a terminal, in place, up to len or the NUL. */
+void vmm_sanitize_text(char *s, size_t len);
 const struct symtab *vmm_symtab(const struct vm *vm);
 enum vmm_trap_path vmm_trap_path(const struct vm *vm);
 void vmm_vcpu_stats(struct vm *vm, unsigned int id, struct vmm_vcpu_stats *st);

@@ -415,10 +415,11 @@ static void report_checks(struct torture *t)
 	}
 	for (uint32_t i = 0; i < tab->nr_tasks && i < tab->capacity &&
 	     i < VMPOKE_MAX_VCPUS * VMPOKE_MAX_TASKS; i++) {
-		const struct vmpoke_task *k = &tab->tasks[i];
+		struct vmpoke_task *k = &tab->tasks[i];
 
 		if (!k->check_failures)
 			continue;
+		vmm_sanitize_text(k->last_check.what, sizeof(k->last_check.what));
 		vmm_error("torture: task %u (vcpu %u): %" PRIu64 " check failures, "
 			  "last: %.*s at %s: expected 0x%" PRIx64 ", got 0x%" PRIx64,
 			  k->id, k->vcpu, k->check_failures,

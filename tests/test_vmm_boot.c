@@ -47,6 +47,18 @@ static void test_config_rejects(void)
 }
 
 /* Without /dev/kvm a valid config fails with the host exit code, no crash. */
+/* Guest console text cannot reach the terminal as escape sequences. */
+static void test_sanitize_text(void)
+{
+	char s[] = "ok\x1b[2Jcls\ttab\nline\x7f\x80\x01";
+	char cut[] = "ab\x1b\x1b";
+
+	vmm_sanitize_text(s, sizeof(s));
+	CU_ASSERT_STRING_EQUAL(s, "ok?[2Jcls\ttab\nline???");
+	vmm_sanitize_text(cut, 3);	/* only within len */
+	CU_ASSERT_STRING_EQUAL(cut, "ab?\x1b");
+}
+
 static void test_no_kvm_exit_code(void)
 {
 	struct vm_config cfg;
@@ -82,7 +94,7 @@ static void test_exit_codes(void)
 }
 
 TEST_SUITE(vmm_config, "vmm_config", false,
-	   TEST(test_config_rejects), TEST(test_no_kvm_exit_code),
+	   TEST(test_config_rejects), TEST(test_sanitize_text), TEST(test_no_kvm_exit_code),
 	   TEST(test_exit_codes))
 
 /* --- real KVM ------------------------------------------------------------- */

@@ -256,6 +256,7 @@ static int exit_check_fail(struct vcpu *v, struct vmpoke_check *c)
 	if (!atomic_load(&v->vm->check_fail_fatal))
 		return 0;
 	d.check.what[sizeof(d.check.what) - 1] = '\0';
+	vmm_sanitize_text(d.check.what, sizeof(d.check.what));
 	vm_end(v->vm, VMM_GUEST_CHECK, (int)v->id, &d,
 	       "guest check failed: vcpu %u task %d: %s at %s: expected 0x%llx, "
 	       "actual 0x%llx", v->id, c->task, d.check.what,
@@ -350,6 +351,7 @@ static int exit_hcall(struct vcpu *v, uint32_t cmd, uint64_t arg, bool from_mmio
 		if (exit_read_percpu(v, &pc))
 			return exit_bad_mailbox(v, "puts");
 		pc.mailbox.text[sizeof(pc.mailbox.text) - 1] = '\0';
+		vmm_sanitize_text(pc.mailbox.text, sizeof(pc.mailbox.text));
 		exit_puts(v, pc.mailbox.text);
 		return 0;
 	case VMPOKE_HC_DONE:

@@ -50,3 +50,18 @@ void vmm_info(const char *fmt, ...)
 	log_emit("vmpoke: ", fmt, ap);
 	va_end(ap);
 }
+
+/*
+ * Guest text (console lines, check labels) reaches the user's terminal:
+ * a hostile guest must not drive it with escape sequences.  Every byte
+ * that is not printable ASCII, newline or tab becomes '?'.
+ */
+void vmm_sanitize_text(char *s, size_t len)
+{
+	for (size_t i = 0; i < len && s[i]; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if ((c < 0x20 && c != '\n' && c != '\t') || c >= 0x7f)
+			s[i] = '?';
+	}
+}
