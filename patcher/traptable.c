@@ -101,9 +101,13 @@ int traptable_add(struct poke_table *t, const struct poke_site *sites, size_t n)
 {
 	struct poke_snapshot *cur = atomic_load_explicit(&t->cur, memory_order_relaxed);
 	size_t have = cur ? cur->n : 0, i, j = 0, k = 0;
-	struct poke_snapshot *s = snapshot_alloc(have + n);
-	struct poke_live *add = malloc((n ? n : 1) * sizeof(*add));
+	struct poke_snapshot *s;
+	struct poke_live *add;
 
+	if (!n)
+		return 0;
+	s = snapshot_alloc(have + n);
+	add = malloc(n * sizeof(*add));
 	if (!s || !add) {
 		free(s);
 		free(add);
@@ -255,7 +259,7 @@ enum trap_class traptable_classify(struct poke_table *t, uint64_t addr,
 	 * two-byte "int $3" (CD 03) is the guest's own: resuming there as a
 	 * ghost would only raise it again, for ever.  Through the doorbell
 	 * addr is return address - 1 and that form cannot be told from a
-	 * ghost whose new byte is 03 (README, limits; kprobes alike).
+	 * ghost whose new byte is 03 (docs/design.md; kprobes alike).
 	 */
 	if (at_insn_start && byte == 0xcd && !read_byte(ctx, addr + 1, &imm) &&
 	    imm == 3)
