@@ -42,25 +42,37 @@ struct shadow_ctx {
 	size_t n;
 	char *msg;
 	size_t msglen;
+	unsigned int culprits;	/* contexts found inside, this scan */
 };
 
-/* Report the first multi-instruction site whose shadow holds rip. */
+/*
+ * Record every multi-instruction site whose shadow holds rip.  All culprits
+ * are listed, not just the first: on a host that runs CPL3 natively (kvm_pvm,
+ * hardware) a busy vCPU really can sit inside a range when it is paused, and
+ * a report that names only that one hides the context the user planted or
+ * is hunting for.  Once the message is full the rest is counted, not lost.
+ */
 static bool shadow_hit(struct shadow_ctx *c, uint64_t rip, const char *who)
 {
+	bool hit = false;
 	char at[96];
-	size_t i;
+	size_t i, used;
 
 	for (i = 0; i < c->n; i++) {
 		const struct poke_site *s = &c->sites[i];
 
 		if (s->old_insns <= 1 || !shadow_contains(s->addr, s->len, rip))
 			continue;
+		hit = true;
+		c->culprits++;
+		used = strnlen(c->msg, c->msglen);
+		if (used + 1 >= c->msglen)
+			continue;
 		site_where(c->p, rip, at, sizeof(at));
-		snprintf(c->msg, c->msglen, "%s at %s inside site %s..+0x%x",
-			 who, at, s->where, s->len);
-		return true;
+		snprintf(c->msg + used, c->msglen - used, "%s%s at %s inside site %s (%u bytes)",
+			 used ? "; " : "", who, at, s->where, s->len);
 	}
-	return false;
+	return hit;
 }
 
 static bool shadow_frame_rip(struct patcher *p, uint64_t frame, uint64_t *rip)
@@ -89,30 +101,28 @@ static bool shadow_vcpu(struct shadow_ctx *c, unsigned int id)
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
 	uint64_t rsp0, rip;
+	bool hit;
 	char who[64];
 
 	if (vmm_vcpu_get_regs(c->p->vm, id, &regs))
 		return false;	/* never ran: no context to check */
 	snprintf(who, sizeof(who), "vcpu %u rip", id);
-	if (shadow_hit(c, regs.rip, who))
-		return true;
+	hit = shadow_hit(c, regs.rip, who);
 	if (vmm_vcpu_get_sregs(c->p->vm, id, &sregs) || (sregs.cs.selector & 3))
-		return false;
+		return hit;
 	if (pc && (!pc->size || (uint64_t)(id + 1) * sizeof(struct vmpoke_percpu) <= pc->size) &&
 	    !vmm_gva_read(c->p->vm, pc->addr + id * sizeof(struct vmpoke_percpu) +
 			  offsetof(struct vmpoke_percpu, rsp0), &rsp0, sizeof(rsp0)) &&
 	    rsp0 >= 40 && shadow_frame_rip(c->p, rsp0 - 40, &rip)) {
 		snprintf(who, sizeof(who), "vcpu %u interrupted rip", id);
-		if (shadow_hit(c, rip, who))
-			return true;
+		hit |= shadow_hit(c, rip, who);
 	}
 	if (st && shadow_in_entry(st, regs.rip) &&
 	    shadow_frame_rip(c->p, regs.rsp + 8, &rip)) {
 		snprintf(who, sizeof(who), "vcpu %u #BP frame rip", id);
-		if (shadow_hit(c, rip, who))
-			return true;
+		hit |= shadow_hit(c, rip, who);
 	}
-	return false;
+	return hit;
 }
 
 /* -1: the table is malformed (msg says why); 0: clear; 1: hit. */
@@ -153,7 +163,7 @@ static int shadow_tasks(struct shadow_ctx *c)
 			 VMPOKE_SYM_TASKS, h.nr_tasks);
 		return -1;
 	}
-	for (i = 0; i < h.nr_tasks && !ret; i++) {
+	for (i = 0; i < h.nr_tasks; i++) {
 		if (tasks[i].state != VMPOKE_TASK_RUNNABLE)
 			continue;
 		snprintf(who, sizeof(who), "task %u (vcpu %u) saved rip",
@@ -165,22 +175,30 @@ static int shadow_tasks(struct shadow_ctx *c)
 	return ret;
 }
 
-/* One look at the stopped world: -1 error, 0 clear, 1 something inside. */
+/*
+ * One look at the stopped world: -1 error, 0 clear, 1 something inside.
+ * Every context is looked at, so the message lists every culprit.
+ */
 static int shadow_scan(struct shadow_ctx *c)
 {
 	unsigned int id, nr = vmm_nr_vcpus(c->p->vm);
+	bool hit = false;
+	int ret;
 
+	c->culprits = 0;
 	for (id = 0; id < nr; id++)
-		if (shadow_vcpu(c, id))
-			return 1;
-	return shadow_tasks(c);
+		hit |= shadow_vcpu(c, id);
+	ret = shadow_tasks(c);
+	if (ret < 0)
+		return ret;
+	return hit || ret;
 }
 
 enum poke_err shadow_check(struct patcher *p, const struct poke_site *sites,
 			   size_t n, char *msg, size_t msglen)
 {
-	struct shadow_ctx c = { p, sites, n, msg, msglen };
-	char why[256];
+	struct shadow_ctx c = { .p = p, .sites = sites, .n = n, .msg = msg, .msglen = msglen };
+	char why[768];
 	unsigned int attempt;
 	size_t i;
 	int ret;
@@ -212,6 +230,7 @@ enum poke_err shadow_check(struct patcher *p, const struct poke_site *sites,
 		usleep(p->opts.shadow_backoff_us);
 	}
 	atomic_fetch_add(&p->shadow_aborts, 1);
-	snprintf(msg, msglen, "%s (after %u retries)", why, p->opts.shadow_retries);
+	snprintf(msg, msglen, "%s (%u context%s inside, after %u retries)", why, c.culprits,
+		 c.culprits == 1 ? "" : "s", p->opts.shadow_retries);
 	return POKE_E_SHADOW_BUSY;
 }
