@@ -2,7 +2,8 @@
 #
 #   make            build vmpoke and images/guest.img
 #   make run        run the default guest (make deps first)
-#   make check      build and run the CUnit suites (unit + real KVM)
+#   make check      check the layers, build and run the CUnit suites (unit + real KVM)
+#   make check-layers  only the include check between the layers
 #   make check-asan the same under ASan + UBSan, in build-asan/
 #   make install PREFIX=/usr/local DESTDIR=
 #   make deps       install missing Debian packages (or print the apt-get line)
@@ -38,8 +39,11 @@ CFLAGS		+= -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
 LDFLAGS		+= -fsanitize=address,undefined
 endif
 
-# Host program: everything but main.c goes into a library the tests link.
-LIB_SRCS	:= $(sort $(wildcard vmm/*.c) $(filter-out patcher/main.c,$(wildcard patcher/*.c)))
+# Host program, in layers (docs/design.md): patcher/cli (the command) ->
+# patcher (the engine) -> vmm (the VMM library) -> KVM.  Everything but
+# main.c goes into a library the tests link.
+LIB_SRCS	:= $(sort $(wildcard vmm/*.c) $(wildcard patcher/*.c) \
+		     $(filter-out patcher/cli/main.c,$(wildcard patcher/cli/*.c)))
 LIB_OBJS	:= $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_SRCS	:= $(sort $(wildcard tests/*.c))
 TEST_OBJS	:= $(TEST_SRCS:%.c=$(BUILD)/%.o)
@@ -56,20 +60,20 @@ GUEST_SRCS	:= $(sort $(wildcard guest/*.c guest/*.S))
 GUEST_OBJS	:= $(patsubst %,$(BUILD)/%.o,$(GUEST_SRCS))
 GUEST_IMG	:= images/guest.img
 
-.PHONY: all run run-only check check-asan check-run install clean deps guest
+.PHONY: all run run-only check check-asan check-run check-layers install clean deps guest
 all: $(BUILD)/vmpoke $(GUEST_IMG)
 	@ln -sf $(BUILD)/vmpoke vmpoke
 
 guest: $(GUEST_IMG)
 
-$(BUILD)/%.o: %.c $(wildcard include/*.h patcher/*.h vmm/*.h)
+$(BUILD)/%.o: %.c $(wildcard include/*.h patcher/*.h patcher/cli/*.h vmm/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 $(BUILD)/libvmpoke.a: $(LIB_OBJS)
 	$(AR) rcs $@ $^
 
-$(BUILD)/vmpoke: $(BUILD)/patcher/main.o $(BUILD)/libvmpoke.a
+$(BUILD)/vmpoke: $(BUILD)/patcher/cli/main.o $(BUILD)/libvmpoke.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -llua5.4 $(LDLIBS)
 
 $(BUILD)/vmpoke-tests: $(TEST_OBJS) $(BUILD)/libvmpoke.a
@@ -115,9 +119,13 @@ else
 	$(RUN_CMD)
 endif
 
-check: deps
+check: deps check-layers
 	@$(MAKE) --no-print-directory all $(BUILD)/vmpoke-tests
 	@$(MAKE) --no-print-directory check-run
+
+# No upward or sideways #include between the layers (scripts/check-layers.sh).
+check-layers:
+	@scripts/check-layers.sh
 
 # The nested kernel itself sometimes wedged or reset under QEMU 7.2's
 # emulated SVM with multi-threaded TCG (L1 soft lockups; no userspace

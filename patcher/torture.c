@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
- * torture.c - `vmpoke torture`: flip every patch site the guest offers, in
- * batches of random size, as fast as the protocol allows, while the guest's
- * tasks run through those sites and check every result.  Check failures
- * are counted (not fatal); a guest fault ends the run.  With --inject the
+ * torture.c - the torture engine behind `vmpoke torture` (patcher/cli/
+ * cmd_torture.c): flip every patch site the guest offers, in batches of
+ * random size, as fast as the protocol allows, while the guest's tasks run
+ * through those sites and check every result.  Check failures are counted
+ * (not fatal); a guest fault ends the run.  With an injected fault the
  * engine runs a deliberately broken protocol and the run must detect it.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -16,10 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <json-c/json.h>
 
-#include "../vmm/cli.h"
-#include "commands.h"
 #include "symtab.h"
 #include "torture.h"
 #include "vmm.h"
@@ -33,7 +30,8 @@ struct torture {
 	unsigned int nr_sites;
 	unsigned int nr_vcpus;
 	uint64_t seed;
-	bool json;
+	bool json;			/* progress goes to stderr */
+	const volatile sig_atomic_t *interrupted;
 
 	/* Cache of prepared transitions [site][from][to]; see transition(). */
 	struct poke_site *prep;
@@ -58,31 +56,12 @@ enum prep_state {
 	PREP_REFUSED,
 };
 
-static volatile sig_atomic_t torture_signalled;
-
-static void torture_on_signal(int sig)
-{
-	(void)sig;
-	torture_signalled = 1;
-}
-
 static double now_s(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void usage(FILE *f)
-{
-	fprintf(f, "usage: vmpoke torture IMAGE [--vcpus N] [--seconds S] "
-		"[--kinds LIST] [--hotplug]\n"
-		"                     [--inject FAULT] [--json] [--tasks N] "
-		"[--hz HZ] [--seed S]\n"
-		"  LIST:  comma-separated nop5,nop2,call,jcc,multi (default all)\n"
-		"  FAULT: no-int3, torn-write, no-shadow-check, no-sync, "
-		"early-retire\n");
 }
 
 /* The monitor: blocks in vmm_wait() until the run ends for any reason. */
@@ -467,7 +446,7 @@ static void patch_loop(struct torture *t, double seconds)
 		idx[i] = i;
 	t->t0 = now = now_s();
 	next_progress = now + 1;
-	while (now - t->t0 < seconds && !torture_signalled &&
+	while (now - t->t0 < seconds && !*t->interrupted &&
 	       !atomic_load(&t->ended)) {
 		int r = flip_batch(t, idx, to, &rng);
 
@@ -490,179 +469,6 @@ out:
 	free(to);
 }
 
-static void emit_json(struct torture *t, const struct poke_stats *st,
-		      uint64_t guest_faults, uint64_t checks, bool detected,
-		      enum poke_inject inj)
-{
-	struct json_object *o = json_object_new_object();
-
-	json_object_object_add(o, "patches", json_object_new_uint64(t->patches));
-	json_object_object_add(o, "batches", json_object_new_uint64(t->batches));
-	json_object_object_add(o, "sites", json_object_new_int(t->nr_sites));
-	json_object_object_add(o, "trap_hits", json_object_new_uint64(st->trap_hits));
-	json_object_object_add(o, "ghost_traps", json_object_new_uint64(st->ghost_traps));
-	json_object_object_add(o, "foreign_traps", json_object_new_uint64(st->foreign_traps));
-	json_object_object_add(o, "shadow_retries", json_object_new_uint64(st->shadow_retries));
-	json_object_object_add(o, "shadow_aborts", json_object_new_uint64(st->shadow_aborts));
-	json_object_object_add(o, "guest_faults", json_object_new_uint64(guest_faults));
-	json_object_object_add(o, "check_failures", json_object_new_uint64(checks));
-	json_object_object_add(o, "detected", json_object_new_boolean(detected));
-	json_object_object_add(o, "first_detection_s", t->first_detection >= 0 ?
-			       json_object_new_double(t->first_detection) : NULL);
-	json_object_object_add(o, "inject", inj != POKE_INJECT_NONE ?
-			       json_object_new_string(torture_inject_name(inj)) : NULL);
-	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-	fflush(stdout);
-	json_object_put(o);
-}
-
-static void emit_text(struct torture *t, const struct poke_stats *st,
-		      uint64_t guest_faults, uint64_t checks, bool detected,
-		      enum poke_inject inj, double elapsed)
-{
-	printf("torture summary: %.1f s, %u sites, inject %s\n"
-	       "  patches %" PRIu64 " (%.0f/s), batches %" PRIu64 "\n"
-	       "  trap_hits %" PRIu64 ", ghost_traps %" PRIu64
-	       ", foreign_traps %" PRIu64 "\n"
-	       "  shadow_retries %" PRIu64 ", shadow_aborts %" PRIu64 "\n"
-	       "  guest_faults %" PRIu64 ", check_failures %" PRIu64 "\n",
-	       elapsed, t->nr_sites, torture_inject_name(inj), t->patches,
-	       elapsed > 0 ? t->patches / elapsed : 0.0, t->batches,
-	       st->trap_hits, st->ghost_traps, st->foreign_traps,
-	       st->shadow_retries, st->shadow_aborts, guest_faults, checks);
-	if (detected)
-		printf("  DETECTED after %.3f s\n", t->first_detection);
-	else
-		printf("  no failure seen\n");
-}
-
-struct torture_args {
-	struct vm_config cfg;
-	double seconds;
-	unsigned int kinds;
-	bool hotplug, json;
-	enum poke_inject inject;
-};
-
-static int parse_args(int argc, char **argv, struct torture_args *a)
-{
-	static const struct option opts[] = {
-		{ "vcpus", required_argument, NULL, 'v' },
-		{ "seconds", required_argument, NULL, 's' },
-		{ "kinds", required_argument, NULL, 'k' },
-		{ "hotplug", no_argument, NULL, 'H' },
-		{ "inject", required_argument, NULL, 'i' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "tasks", required_argument, NULL, 't' },
-		{ "hz", required_argument, NULL, 'z' },
-		{ "seed", required_argument, NULL, 'S' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	char msg[256];
-	uint64_t seed;
-	int c, inj;
-
-	memset(a, 0, sizeof(*a));
-	a->cfg.nr_vcpus = 2;
-	a->cfg.tasks = 3;
-	a->cfg.hz = 1000;
-	a->cfg.mem_mib = 64;
-	a->cfg.scenario = VMPOKE_SCN_TORTURE;
-	a->cfg.seed = 1;
-	a->cfg.quiet = true;
-	a->seconds = 10;
-	a->kinds = TORTURE_KINDS_ALL;
-
-	optind = 1;
-	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'v':
-			if (cli_parse_uint("torture", "--vcpus", optarg, 1,
-					   VMPOKE_MAX_VCPUS, &a->cfg.nr_vcpus))
-				return -1;
-			break;
-		case 's': {
-			char *end;
-
-			a->seconds = strtod(optarg, &end);
-			if (end == optarg || *end || !(a->seconds > 0)) {
-				vmm_error("torture: --seconds %s: expected a "
-					  "positive number", optarg);
-				return -1;
-			}
-			break;
-		}
-		case 'k':
-			a->kinds = torture_parse_kinds(optarg, msg, sizeof(msg));
-			if (!a->kinds) {
-				vmm_error("torture: %s", msg);
-				return -1;
-			}
-			break;
-		case 'H':
-			a->hotplug = true;
-			break;
-		case 'i':
-			inj = torture_parse_inject(optarg);
-			if (inj < 0) {
-				vmm_error("torture: --inject %s: unknown fault "
-					  "(no-int3, torn-write, no-shadow-check, "
-					  "no-sync, early-retire)", optarg);
-				return -1;
-			}
-			a->inject = (enum poke_inject)inj;
-			break;
-		case 'j':
-			a->json = true;
-			break;
-		case 't':
-			if (cli_parse_uint("torture", "--tasks", optarg, 1,
-					   VMPOKE_MAX_TASKS, &a->cfg.tasks))
-				return -1;
-			break;
-		case 'z':
-			if (cli_parse_uint("torture", "--hz", optarg, 0, 5000,
-					   &a->cfg.hz))
-				return -1;
-			break;
-		case 'S':
-			if (cli_parse_u64("torture", "--seed", optarg, 0,
-					  UINT64_MAX, &seed))
-				return -1;
-			a->cfg.seed = seed;
-			break;
-		case 'h':
-			usage(stdout);
-			return 1;
-		default:
-			cli_getopt_error("torture", c, argv);
-			return -1;
-		}
-	}
-	if (optind != argc - 1) {
-		usage(stderr);
-		return -1;
-	}
-	a->cfg.image = argv[optind];
-	if (a->hotplug && a->cfg.nr_vcpus < 2) {
-		vmm_error("torture: --hotplug needs --vcpus >= 2 (never all offline)");
-		return -1;
-	}
-	return cli_check_image("torture", a->cfg.image, a->cfg.mem_mib) ? -1 : 0;
-}
-
-static void install_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = torture_on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-}
-
 static void stop_hotplug(struct torture *t, pthread_t hot, bool *started)
 {
 	if (!*started)
@@ -676,14 +482,12 @@ static void stop_hotplug(struct torture *t, pthread_t hot, bool *started)
 }
 
 /* Boot, wait for every vCPU's READY, then hand over to the patch loop. */
-static int torture_run(struct torture *t, const struct torture_args *a)
+static int torture_session(struct torture *t, const struct torture_opts *a,
+			   struct torture_report *r)
 {
 	struct patcher_opts popts = { .inject = a->inject };
 	pthread_t mon, hot;
 	bool hot_started = false, mon_started = false;
-	struct poke_stats st;
-	uint64_t faults = 0, checks;
-	bool detected;
 	int code, ret = VMPOKE_EXIT_HOST;
 
 	memset(&hot, 0, sizeof(hot));
@@ -719,46 +523,35 @@ static int torture_run(struct torture *t, const struct torture_args *a)
 	}
 
 	patch_loop(t, a->seconds);
-	double elapsed = now_s() - t->t0;
+	r->elapsed = now_s() - t->t0;
 
 	stop_hotplug(t, hot, &hot_started);
-	patcher_stats(t->p, &st);
-	checks = check_failures(t);
-	if (checks)
+	patcher_stats(t->p, &r->st);
+	r->check_failures = check_failures(t);
+	if (r->check_failures)
 		report_checks(t);
 	vmm_stop(t->vm);
 	pthread_join(mon, NULL);
 	mon_started = false;
 	if (outcome_is_fault(t->res.outcome)) {
-		faults = 1;
+		r->guest_faults = 1;
 		vmm_error("torture: guest: %s", t->res.message);
 		if (t->first_detection < 0)
 			t->first_detection = now_s() - t->t0;
 	}
 	if (t->res.outcome == VMM_HOST_ERROR)
 		t->host_error = true;
-	if (checks && t->first_detection < 0)
-		t->first_detection = elapsed;
-	detected = faults || checks;
-	if (a->json)
-		emit_json(t, &st, faults, checks, detected, a->inject);
-	else
-		emit_text(t, &st, faults, checks, detected, a->inject, elapsed);
-	if (a->hotplug)
-		fprintf(a->json ? stderr : stdout, "torture: %" PRIu64
-			" hotplug cycles\n", t->hotplug_cycles);
-	if (t->refused)
-		fprintf(a->json ? stderr : stdout, "torture: %u site transitions "
-			"refused by the engine (see the messages above); those "
-			"sites stayed put\n", t->refused);
-	if (detected)
-		ret = VMPOKE_EXIT_GUEST;
-	else if (t->host_error)
-		ret = VMPOKE_EXIT_HOST;
-	else if (torture_signalled)
-		ret = VMPOKE_EXIT_SIGNAL;
-	else
-		ret = VMPOKE_EXIT_OK;
+	if (r->check_failures && t->first_detection < 0)
+		t->first_detection = r->elapsed;
+	r->detected = r->guest_faults || r->check_failures;
+	r->patches = t->patches;
+	r->batches = t->batches;
+	r->hotplug_cycles = t->hotplug_cycles;
+	r->nr_sites = t->nr_sites;
+	r->refused = t->refused;
+	r->first_detection = t->first_detection;
+	r->host_error = t->host_error;
+	ret = 0;
 
 out_stop:
 	stop_hotplug(t, hot, &hot_started);
@@ -772,27 +565,27 @@ out_vm:
 	return ret;
 }
 
-int cmd_torture(int argc, char **argv)
+int torture_run(const struct torture_opts *o, struct torture_report *r)
 {
-	struct torture_args a;
+	static const volatile sig_atomic_t never;
 	struct torture t;
-	int r = parse_args(argc, argv, &a);
+	int ret;
 
-	if (r)
-		return r > 0 ? VMPOKE_EXIT_OK : VMPOKE_EXIT_USAGE;
+	memset(r, 0, sizeof(*r));
+	r->first_detection = -1;
 	memset(&t, 0, sizeof(t));
-	t.nr_vcpus = a.cfg.nr_vcpus;
-	t.seed = a.cfg.seed;
-	t.json = a.json;
+	t.nr_vcpus = o->cfg.nr_vcpus;
+	t.seed = o->cfg.seed;
+	t.json = o->json;
+	t.interrupted = o->interrupted ? o->interrupted : &never;
 	t.first_detection = -1;
 	pthread_mutex_init(&t.lock, NULL);
 	pthread_cond_init(&t.cond, NULL);
-	install_signals();
-	r = torture_run(&t, &a);
+	ret = torture_session(&t, o, r);
 	free(t.sites);
 	free(t.prep);
 	free(t.prep_state);
 	pthread_mutex_destroy(&t.lock);
 	pthread_cond_destroy(&t.cond);
-	return r;
+	return ret;
 }

@@ -1,17 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * torture.h - the pieces of `vmpoke torture` and `vmpoke bench poke` that
- * do not need a running VM: reading and checking the guest's vmpoke_sites
- * table and building the byte variants each site toggles between.
+ * torture.h - the torture engine (torture.c) that `vmpoke torture` drives,
+ * and the pieces of it and of `vmpoke bench poke` that do not need a
+ * running VM: reading and checking the guest's vmpoke_sites table and
+ * building the byte variants each site toggles between.
  */
 #ifndef VMPOKE_TORTURE_H
 #define VMPOKE_TORTURE_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "patcher.h"
+#include "vmm.h"
 #include "vmpoke_abi.h"
 
 struct symtab;
@@ -58,6 +61,40 @@ int torture_site_build(struct torture_site *ts,
 /* Encoders: rel32/rel8 relative to the end of the instruction. */
 bool torture_rel32(uint64_t from_end, uint64_t to, int32_t *rel);
 void torture_put_le32(uint8_t *buf, int32_t rel);
+
+/* One torture run: the guest to boot and how to patch it. */
+struct torture_opts {
+	struct vm_config cfg;
+	double seconds;			/* patch for this long */
+	unsigned int kinds;		/* TORTURE_KINDS_ALL or a subset */
+	bool hotplug;			/* offline/online vCPUs meanwhile */
+	bool json;			/* progress lines go to stderr */
+	enum poke_inject inject;
+	/* Set (by a signal handler) to end the patch loop early; may be NULL. */
+	const volatile sig_atomic_t *interrupted;
+};
+
+/* What a run that reached the patch loop saw. */
+struct torture_report {
+	struct poke_stats st;
+	uint64_t patches, batches, hotplug_cycles;
+	uint64_t guest_faults;		/* 0 or 1: a fault ends the run */
+	uint64_t check_failures;
+	unsigned int nr_sites;
+	unsigned int refused;		/* transitions the engine refused */
+	double elapsed;			/* seconds in the patch loop */
+	double first_detection;		/* seconds; < 0: nothing detected */
+	bool detected;			/* a guest fault or a check failure */
+	bool host_error;
+};
+
+/*
+ * Boot o->cfg, wait for READY on every vCPU, patch for o->seconds.
+ * 0 with *r filled once the patch loop ran (its verdict is in *r), else
+ * the exit code (enum vmpoke_exit) of what stopped it before, with the
+ * message printed.
+ */
+int torture_run(const struct torture_opts *o, struct torture_report *r);
 
 /* xorshift64*: seeded, reproducible, cheap. */
 static inline uint64_t torture_rand(uint64_t *s)

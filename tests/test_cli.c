@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../vmm/cli.h"
+#include "../patcher/cli/cli.h"
 #include "testlib.h"
 
 #define ARGV(...)	((char *[]){ __VA_ARGS__, NULL })

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../patcher/commands.h"
+#include "commands.h"
 #include "cli.h"
 #include "vmm.h"
 

@@ -9,7 +9,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-#include "../patcher/commands.h"
+#include "commands.h"
 #include "cli.h"
 #include "symtab.h"
 

@@ -21,10 +21,10 @@
 #include <unistd.h>
 #include <json-c/json.h>
 
-#include "../vmm/cli.h"
+#include "cli.h"
 #include "commands.h"
 #include "symtab.h"
-#include "torture.h"
+#include "../torture.h"
 #include "vmm.h"
 
 #define BENCH_SYNCS		200

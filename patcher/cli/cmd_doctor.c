@@ -8,7 +8,7 @@
 #include <json.h>
 #include <stdio.h>
 
-#include "../patcher/commands.h"
+#include "commands.h"
 #include "cli.h"
 #include "vmm.h"
 

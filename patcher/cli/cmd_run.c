@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "../patcher/commands.h"
+#include "commands.h"
 #include "symtab.h"
 #include "vmm.h"
 
