@@ -7,6 +7,7 @@
 #   make check-asan the same under ASan + UBSan, in build-asan/
 #   make install PREFIX=/usr/local DESTDIR=
 #   make deps       install missing Debian packages (or print the apt-get line)
+#   make fuzz       libFuzzer targets, FUZZ_SECONDS=N each (tests/fuzz/fuzz.mk)
 
 VERSION		:= 0.1.0
 CC		?= gcc
@@ -45,7 +46,7 @@ endif
 LIB_SRCS	:= $(sort $(wildcard vmm/*.c) $(wildcard patcher/*.c) \
 		     $(filter-out patcher/cli/main.c,$(wildcard patcher/cli/*.c)))
 LIB_OBJS	:= $(LIB_SRCS:%.c=$(BUILD)/%.o)
-TEST_SRCS	:= $(sort $(wildcard tests/*.c))
+TEST_SRCS	:= $(sort $(wildcard tests/*.c tests/fuzz/fuzz_*.c))
 TEST_OBJS	:= $(TEST_SRCS:%.c=$(BUILD)/%.o)
 
 # Guest: freestanding, CPL0 part restricted to general-purpose registers
@@ -92,8 +93,8 @@ $(GUEST_IMG): $(GUEST_OBJS) guest/guest.ld
 	$(CC) $(GUEST_CFLAGS) $(GUEST_LDFLAGS) -o $@ $(GUEST_OBJS)
 
 # Set-up on a fresh Debian machine: install what is missing, or say how.
-deps:
-	@missing=""; for p in $(DEB_PKGS); do \
+# $(call deb_install,PKGS) is the recipe line; make fuzz uses it for clang.
+deb_install = missing=""; for p in $(1); do \
 		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
@@ -104,6 +105,9 @@ deps:
 		echo "deps: missing packages; run as root:"; \
 		echo "  sudo apt-get install -y$$missing"; exit 1; \
 	fi
+
+deps:
+	@$(call deb_install,$(DEB_PKGS))
 
 RUN_CMD		= ./$(BUILD)/vmpoke run $(GUEST_IMG) --vcpus 2 --tasks 3 --iterations 200000 --timeout 120
 
@@ -170,4 +174,6 @@ install: all
 	install -D -m 644 docs/vmpoke.1 $(DESTDIR)$(PREFIX)/share/man/man1/vmpoke.1
 
 clean:
-	rm -rf build build-asan $(GUEST_IMG) vmpoke
+	rm -rf build build-asan build-fuzz $(GUEST_IMG) vmpoke
+
+include tests/fuzz/fuzz.mk

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fuzz.h - the entry functions of the fuzz targets (README.md, "Fuzzing").
+ *
+ * Each target is one function taking the fuzzer's bytes.  libFuzzer calls
+ * it through libfuzzer_main.c (clang, make fuzz); the CUnit suite "fuzz
+ * replay" calls the very same function on every corpus and regression file
+ * in the normal gcc build, so a crash once found stays fixed.
+ *
+ * A target checks what the code under test promises (a translated address
+ * lies in RAM, a found symbol contains the address...) and calls
+ * fuzz_fail() when a promise is broken: that aborts, which both libFuzzer
+ * and the CUnit run report as a crash.
+ */
+#ifndef VMPOKE_FUZZ_H
+#define VMPOKE_FUZZ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+int fuzz_elf_one(const uint8_t *data, size_t size);
+int fuzz_decode_one(const uint8_t *data, size_t size);
+int fuzz_guest_tables_one(const uint8_t *data, size_t size);
+
+void fuzz_fail(const char *target, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3), noreturn));
+
+#define FUZZ_CHECK(target, cond, ...) do {				\
+	if (!(cond))							\
+		fuzz_fail(target, __VA_ARGS__);				\
+} while (0)
+
+/* Consume fixed-size little-endian fields from the front of the input. */
+struct fuzz_in {
+	const uint8_t *p;
+	size_t left;
+};
+
+uint64_t fuzz_take(struct fuzz_in *in, size_t bytes);
+
+#endif /* VMPOKE_FUZZ_H */

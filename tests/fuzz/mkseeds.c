@@ -1,0 +1,223 @@
+// SPDX-License-Identifier: MIT
+/*
+ * mkseeds.c - write the seeds of fuzz_guest_tables and fuzz_decode from
+ * the real guest (make fuzz-seeds; needs /dev/kvm).  It boots the guest,
+ * waits until every vCPU is READY, pauses it, and writes
+ *   OUT/fuzz_guest_tables/<table>: the page-table pages plus the first
+ *       bytes of one exported table, with that table's real address;
+ *   OUT/fuzz_decode/site-<n>: each site of vmpoke_sites with its function's
+ *       real bytes and the alternative instruction torture writes there.
+ * The input formats are described in fuzz_guest_tables.c and fuzz_decode.c.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "patcher.h"
+#include "symtab.h"
+#include "vmm.h"
+#include "vmpoke_abi.h"
+
+#define SEED_MAX	(64u << 10)
+#define TABLE_BYTES	8192u		/* fuzz_guest_tables' GT_COPY_MAX */
+
+struct seed {
+	uint8_t b[SEED_MAX];
+	size_t n;
+};
+
+static void put(struct seed *s, uint64_t v, size_t bytes)
+{
+	for (size_t i = 0; i < bytes && s->n < SEED_MAX; i++)
+		s->b[s->n++] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_bytes(struct seed *s, const void *p, size_t len)
+{
+	if (len > SEED_MAX - s->n)
+		len = SEED_MAX - s->n;
+	memcpy(s->b + s->n, p, len);
+	s->n += len;
+}
+
+static int save(const char *dir, const char *target, const char *name,
+		const struct seed *s)
+{
+	char path[1024];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s/%s", dir, target, name);
+	f = fopen(path, "wb");
+	if (!f || fwrite(s->b, 1, s->n, f) != s->n) {
+		fprintf(stderr, "mkseeds: cannot write %s\n", path);
+		if (f)
+			fclose(f);
+		return -1;
+	}
+	return fclose(f);
+}
+
+/* Page tables, then the table bytes at their guest-physical address. */
+static int seed_table(struct vm *vm, const char *dir, const char *name)
+{
+	const struct sym *sym = symtab_find(vmm_symtab(vm), name);
+	uint64_t len, gpa, at;
+	struct seed *s = calloc(1, sizeof(*s));
+	uint8_t *bytes;
+	int ret = -1;
+
+	if (!s || !sym) {
+		fprintf(stderr, "mkseeds: no symbol %s\n", name);
+		goto out;
+	}
+	len = sym->size < TABLE_BYTES ? sym->size : TABLE_BYTES;
+	put(s, VMPOKE_PML4_GPA, 8);
+	put(s, 8u << 20, 4);			/* fuzz_guest_tables' RAM size */
+	put(s, sym->addr, 8);			/* the table, */
+	put(s, len, 2);
+	put(s, sym->addr + len - 8, 8);		/* its last word, */
+	put(s, 8, 2);
+	put(s, sym->addr - 4096, 8);		/* the page before it, */
+	put(s, 64, 2);
+	put(s, 0, 8);				/* and NULL, not present */
+	put(s, 8, 2);
+	for (at = VMPOKE_PML4_GPA; at <= VMPOKE_PT_GPA; at += 4096) {
+		put(s, at, 4);
+		put(s, 4096, 2);
+		put_bytes(s, vmm_gpa_ptr(vm, at, 4096), 4096);
+	}
+	bytes = malloc(len);
+	if (!bytes || vmm_gva_to_gpa(vm, sym->addr, &gpa) ||
+	    vmm_gva_read(vm, sym->addr, bytes, len)) {
+		fprintf(stderr, "mkseeds: cannot read %s\n", name);
+		free(bytes);
+		goto out;
+	}
+	put(s, gpa, 4);
+	put(s, len, 2);
+	put_bytes(s, bytes, len);
+	free(bytes);
+	ret = save(dir, "fuzz_guest_tables", name, s);
+out:
+	free(s);
+	return ret;
+}
+
+static void put_rel32(uint8_t *b, uint64_t from_next, uint64_t to)
+{
+	uint32_t rel = (uint32_t)(to - from_next);
+
+	memcpy(b, &rel, 4);
+}
+
+/* The instruction torture writes over a site (vmpoke_abi.h's site kinds). */
+static size_t site_alternative(const struct vmpoke_site_desc *d, const uint8_t *orig,
+			       uint8_t *alt)
+{
+	uint64_t to = d->target[d->nr_targets > 1 ? 1 : 0];
+
+	memset(alt, 0xcc, POKE_MAX_LEN);	/* INT3 padding */
+	switch (d->kind) {
+	case VMPOKE_SITE_NOP2_JMP8:
+		alt[0] = 0xeb;
+		alt[1] = (uint8_t)(d->target[0] - (d->addr + 2));
+		return 2;
+	case VMPOKE_SITE_CALL32:
+		alt[0] = 0xe8;
+		put_rel32(alt + 1, d->addr + 5, to);
+		return 5;
+	case VMPOKE_SITE_JCC32:
+		alt[0] = 0x0f;
+		alt[1] = orig[1];
+		put_rel32(alt + 2, d->addr + 6, to);
+		return 6;
+	default:	/* NOP5_JMP32, MULTI: JMP rel32, INT3-padded to len */
+		alt[0] = 0xe9;
+		put_rel32(alt + 1, d->addr + 5, d->target[0]);
+		return d->len;
+	}
+}
+
+static int seed_site(struct vm *vm, const char *dir, const struct vmpoke_site_desc *d,
+		     unsigned int i)
+{
+	const struct sym *fn;
+	struct seed *s = calloc(1, sizeof(*s));
+	uint8_t orig[POKE_MAX_LEN], alt[POKE_MAX_LEN], *code = NULL;
+	uint64_t off, ret_addr;
+	char name[32];
+	size_t len;
+	int ret = -1;
+
+	fn = symtab_lookup(vmm_symtab(vm), d->addr, &off);
+	if (!s || !fn || !fn->size || d->len > POKE_MAX_LEN ||
+	    !(code = malloc(fn->size)) || vmm_gva_read(vm, fn->addr, code, fn->size) ||
+	    vmm_gva_read(vm, d->addr, orig, d->len))
+		goto out;
+	len = site_alternative(d, orig, alt);
+	put(s, 1 | 4, 1);			/* emulatable, with the old bytes */
+	put(s, len, 1);
+	put(s, off, 2);
+	put(s, 0, 2);
+	put(s, fn->addr, 8);
+	put(s, 0x10, 8);			/* rsp: low bits, see fuzz_decode.c */
+	put(s, 0x246, 8);			/* rflags: ZF PF IF */
+	ret_addr = d->addr + d->len;
+	for (int k = 0; k < 4; k++)		/* a stack of return addresses */
+		put(s, ret_addr, 8);
+	put_bytes(s, alt, POKE_MAX_LEN);
+	put_bytes(s, orig, POKE_MAX_LEN < fn->size - off ? POKE_MAX_LEN : fn->size - off);
+	s->n = 94;				/* header size, whatever orig's length */
+	put_bytes(s, code, fn->size);
+	snprintf(name, sizeof(name), "site-%02u", i);
+	ret = save(dir, "fuzz_decode", name, s);
+out:
+	if (ret)
+		fprintf(stderr, "mkseeds: site %u at 0x%llx skipped\n", i,
+			(unsigned long long)d->addr);
+	free(code);
+	free(s);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	static const char *tables[] = { VMPOKE_SYM_TASKS, VMPOKE_SYM_PERCPU,
+					VMPOKE_SYM_SITES, VMPOKE_SYM_LAB };
+	struct vm_config cfg = { .nr_vcpus = 2, .mem_mib = 64, .tasks = 3,
+				 .scenario = VMPOKE_SCN_IDLE, .quiet = true };
+	struct vmpoke_site_table st;
+	const struct sym *sym;
+	struct vm *vm;
+	int code = 0, bad = 0;
+
+	if (argc != 3) {
+		fprintf(stderr, "usage: mkseeds IMAGE CORPUS_DIR\n");
+		return 2;
+	}
+	cfg.image = argv[1];
+	vm = vmm_create(&cfg, &code);
+	if (!vm)
+		return code ? code : 3;
+	if (vmm_start(vm) || vmm_wait_hcall(vm, VMPOKE_HC_READY, cfg.nr_vcpus, 30000) ||
+	    vmm_pause(vm)) {
+		fprintf(stderr, "mkseeds: the guest did not come up\n");
+		vmm_destroy(vm);
+		return 1;
+	}
+	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++)
+		bad |= seed_table(vm, argv[2], tables[i]);
+	sym = symtab_find(vmm_symtab(vm), VMPOKE_SYM_SITES);
+	if (!sym || vmm_gva_read(vm, sym->addr, &st, sizeof(st)) ||
+	    st.nr_sites > VMPOKE_MAX_SITES) {
+		fprintf(stderr, "mkseeds: cannot read %s\n", VMPOKE_SYM_SITES);
+		bad = 1;
+	} else {
+		for (unsigned int i = 0; i < st.nr_sites; i++)
+			bad |= seed_site(vm, argv[2], &st.sites[i], i);
+	}
+	vmm_resume(vm);
+	vmm_stop(vm);
+	vmm_destroy(vm);
+	return bad ? 1 : 0;
+}
