@@ -31,10 +31,15 @@ struct gt_in {
 	size_t len[GT_NR_GVAS];
 };
 
+/*
+ * One allocation of GT_RAM_MAX; an input's RAM is its last ram_size bytes,
+ * so that a read past the end of guest RAM is a read past the end of the
+ * allocation, which ASan reports.
+ */
 static uint8_t *gt_ram;
 /* What the last input wrote, to zero again (RAM is too big to clear). */
 struct gt_span {
-	uint32_t gpa, len;
+	uint32_t at, len;	/* offset in gt_ram */
 };
 
 static struct gt_span gt_dirty[GT_DIRTY_MAX];
@@ -49,7 +54,7 @@ static void gt_clean(void)
 		memset(gt_ram, 0, GT_RAM_MAX);
 	else
 		for (i = 0; i < gt_nr_dirty; i++)
-			memset(gt_ram + gt_dirty[i].gpa, 0, gt_dirty[i].len);
+			memset(gt_ram + gt_dirty[i].at, 0, gt_dirty[i].len);
 	gt_nr_dirty = 0;
 	gt_all_dirty = false;
 }
@@ -63,25 +68,26 @@ static void gt_parse(const uint8_t *data, size_t size, struct gt_in *g)
 		fuzz_fail(T, "out of memory");
 	gt_clean();
 	g->cr3 = fuzz_take(&in, 8);
-	g->ram.host = gt_ram;
 	g->ram.size = fuzz_take(&in, 4) % (GT_RAM_MAX + 1ull);
+	g->ram.host = gt_ram + (GT_RAM_MAX - g->ram.size);
 	for (i = 0; i < GT_NR_GVAS; i++) {
 		g->gva[i] = fuzz_take(&in, 8);
 		g->len[i] = fuzz_take(&in, 2) % (GT_COPY_MAX + 1);
 	}
-	while (in.left) {
-		uint32_t gpa = (uint32_t)fuzz_take(&in, 4) % GT_RAM_MAX;
+	while (in.left && g->ram.size) {
+		uint32_t gpa = (uint32_t)(fuzz_take(&in, 4) % g->ram.size);
 		size_t len = fuzz_take(&in, 2);
 
 		len = len < in.left ? len : in.left;
-		len = len < GT_RAM_MAX - gpa ? len : GT_RAM_MAX - gpa;
-		memcpy(gt_ram + gpa, in.p, len);
+		len = len < g->ram.size - gpa ? len : g->ram.size - gpa;
+		memcpy(g->ram.host + gpa, in.p, len);
 		in.p += len;
 		in.left -= len;
 		if (gt_nr_dirty == GT_DIRTY_MAX)
 			gt_all_dirty = true;
 		else
-			gt_dirty[gt_nr_dirty++] = (struct gt_span){ gpa, (uint32_t)len };
+			gt_dirty[gt_nr_dirty++] = (struct gt_span){
+				(uint32_t)(g->ram.host - gt_ram) + gpa, (uint32_t)len };
 	}
 }
 
@@ -124,7 +130,7 @@ static size_t gt_snapshot(const struct gt_in *g, uint64_t gva, size_t len,
 			chunk = chunk < g->ram.size - gpa ? chunk : g->ram.size - gpa;
 			gpas[n] = gpa;
 			lens[n] = chunk;
-			memcpy(bytes + used, gt_ram + gpa, chunk);
+			memcpy(bytes + used, g->ram.host + gpa, chunk);
 			used += chunk;
 			n++;
 		}
@@ -144,7 +150,7 @@ static void gt_check_copy(const struct gt_in *g, uint64_t gva, size_t len)
 		if (len) {
 			FUZZ_CHECK(T, !pt_walk(&g->ram, g->cr3, gva, &gpa, &psz),
 				   "read succeeded where the walk fails");
-			FUZZ_CHECK(T, buf[0] == gt_ram[gpa], "read the wrong first byte");
+			FUZZ_CHECK(T, buf[0] == g->ram.host[gpa], "read the wrong first byte");
 		}
 		/* Writing back what was read works and changes nothing. */
 		FUZZ_CHECK(T, !gva_write(&g->ram, g->cr3, gva, buf, len),
@@ -159,7 +165,7 @@ static void gt_check_copy(const struct gt_in *g, uint64_t gva, size_t len)
 	FUZZ_CHECK(T, gva_write(&g->ram, g->cr3, gva, pattern, len) == -EFAULT,
 		   "read failed, write of the same range did not");
 	for (i = 0; i < n; i++) {
-		FUZZ_CHECK(T, !memcmp(gt_ram + gpas[i], saved + used, lens[i]),
+		FUZZ_CHECK(T, !memcmp(g->ram.host + gpas[i], saved + used, lens[i]),
 			   "a failed write changed RAM at 0x%llx", (unsigned long long)gpas[i]);
 		used += lens[i];
 	}
