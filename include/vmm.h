@@ -194,7 +194,12 @@ enum vmm_trap_verdict {
  * Without a hook every INT3 is foreign.
  */
 typedef enum vmm_trap_verdict (*vmm_trap_fn)(struct vmm_trap *trap, void *opaque);
-void vmm_set_trap_hook(struct vm *vm, vmm_trap_fn fn, void *opaque);
+/*
+ * Install fn (NULL: none).  Atomic for the vCPUs: each trap sees one whole
+ * (fn, opaque) pair.  The caller may free what the old opaque points to
+ * only after a later vmm_sync() succeeded.  0, or -ENOMEM.
+ */
+int vmm_set_trap_hook(struct vm *vm, vmm_trap_fn fn, void *opaque);
 
 /* --- host probing (vmpoke doctor, trap-path auto-detection) ------------- */
 

@@ -52,7 +52,11 @@ struct patcher *patcher_create(struct vm *vm, const struct patcher_opts *opts)
 	pthread_mutex_init(&p->lock, NULL);
 	traptable_init(&p->table);
 	atomic_init(&p->no_ghost, p->opts.inject == POKE_INJECT_EARLY_RETIRE);
-	vmm_set_trap_hook(vm, traptable_hook, p);
+	if (vmm_set_trap_hook(vm, traptable_hook, p)) {
+		pthread_mutex_destroy(&p->lock);
+		free(p);
+		return NULL;
+	}
 	return p;
 }
 

@@ -103,5 +103,84 @@ static void test_int3_handled(void)
 	vmm_destroy(vm);
 }
 
+/*
+ * Two hooks that each know their own opaque.  A vCPU that called one with
+ * the other's opaque (or with none) saw half of an old (fn, opaque) pair
+ * and half of a new one: unhooking the patcher that way once handed
+ * traptable_hook() a NULL patcher and crashed the VMM.
+ */
+struct swap_hook {
+	_Atomic uint64_t calls;
+};
+
+static _Atomic uint64_t swap_bad;
+
+static struct swap_hook swap_a, swap_b;
+
+/* fn's own record is `want`: any other opaque is half of another pair. */
+static enum vmm_trap_verdict swap_check(void *opaque, struct swap_hook *want)
+{
+	if (opaque != want)
+		atomic_fetch_add(&swap_bad, 1);
+	else
+		atomic_fetch_add(&want->calls, 1);
+	return VMM_TRAP_FOREIGN;	/* the guest counts every int3 itself */
+}
+
+static enum vmm_trap_verdict swap_hook_a(struct vmm_trap *t, void *opaque)
+{
+	(void)t;
+	return swap_check(opaque, &swap_a);
+}
+
+static enum vmm_trap_verdict swap_hook_b(struct vmm_trap *t, void *opaque)
+{
+	(void)t;
+	return swap_check(opaque, &swap_b);
+}
+
+/*
+ * Hook, swap and unhook in a loop while scenario INT3 traps on every vCPU,
+ * syncing now and then so replaced hook records are reclaimed (a record
+ * freed too early is a use-after-free that ASan reports).
+ */
+static void test_hook_swap_under_traps(void)
+{
+	struct vm_config cfg;
+	struct vmm_result res;
+	struct vm *vm;
+	uint64_t rounds = 0, before;
+	int code, set_err = 0;
+
+	if (!testlib_require_kvm())
+		return;
+	atomic_store(&swap_bad, 0);
+	atomic_store(&swap_a.calls, 0);
+	atomic_store(&swap_b.calls, 0);
+	vmt_config(&cfg, 2, VMPOKE_SCN_INT3, 20000);
+	vm = vmm_create(&cfg, &code);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(vm);
+	CU_ASSERT_EQUAL(0, vmm_start(vm));
+	do {
+		set_err |= vmm_set_trap_hook(vm, swap_hook_a, &swap_a);
+		set_err |= vmm_set_trap_hook(vm, swap_hook_b, &swap_b);
+		set_err |= vmm_set_trap_hook(vm, NULL, NULL);
+		if (++rounds % 256 == 0)
+			vmm_sync(vm);
+	} while (vmm_hcall_count(vm, VMPOKE_HC_DONE) < 2 &&
+		 !vmm_hcall_count(vm, VMPOKE_HC_FAULT) &&
+		 !vmm_hcall_count(vm, VMPOKE_HC_CHECK_FAIL) && rounds < 50000000);
+	vmm_wait(vm, VMT_WAIT_MS, &res);
+	before = atomic_load(&swap_a.calls) + atomic_load(&swap_b.calls);
+	EXPECT_TRUE_MSG(res.outcome == VMM_DONE, "outcome %d: %s", res.outcome,
+			res.message);
+	CU_ASSERT_EQUAL(0, set_err);
+	EXPECT_EQ_U64(0, atomic_load(&swap_bad));
+	EXPECT_TRUE_MSG(before > 0 && rounds > 1000, "%llu hook calls in %llu rounds",
+			(unsigned long long)before, (unsigned long long)rounds);
+	vmm_destroy(vm);
+}
+
 TEST_SUITE(vmm_traps, "vmm_traps", true,
-	   TEST(test_int3_foreign), TEST(test_int3_handled))
+	   TEST(test_int3_foreign), TEST(test_int3_handled),
+	   TEST(test_hook_swap_under_traps))

@@ -244,18 +244,24 @@ static bool sync_from_vcpu(const char *what)
 
 int vmm_sync(struct vm *vm)
 {
-	uint64_t gen;
+	uint64_t gen, mark;
 	int ret;
 
 	if (sync_from_vcpu("vmm_sync"))
 		return -EDEADLK;
-	if (!vm->started)
+	mark = trap_hook_mark(vm);
+	if (!vm->started) {
+		trap_hook_reclaim(vm, mark);	/* no vCPU thread, no hook caller */
 		return 0;
+	}
 	pthread_mutex_lock(&vm->ctl_lock);
 	gen = atomic_fetch_add(&vm->sync_gen, 1) + 1;
 	sync_kick_all(vm);
 	ret = sync_wait_all(vm, sync_acked, gen, "sync");
 	pthread_mutex_unlock(&vm->ctl_lock);
+	/* The grace period of replaced trap hooks (trap.c). */
+	if (!ret)
+		trap_hook_reclaim(vm, mark);
 	return ret;
 }
 

@@ -16,26 +16,79 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
 #include "vmm_internal.h"
 
-void vmm_set_trap_hook(struct vm *vm, vmm_trap_fn fn, void *opaque)
+/*
+ * Publish (fn, opaque) as one pointer to a record nobody writes again: a
+ * vCPU that loads it calls fn with that fn's own opaque, never one half of
+ * an old pair and one half of a new one (an unhook once gave
+ * traptable_hook() a NULL patcher).  The replaced record may still be in
+ * use by a vCPU inside the hook; it is freed only once a vmm_sync() that
+ * started after the swap has succeeded (every vCPU passed the top of its
+ * loop, outside any hook), as the patcher reclaims its site snapshots.
+ */
+int vmm_set_trap_hook(struct vm *vm, vmm_trap_fn fn, void *opaque)
 {
-	/* opaque first: a vCPU that sees the new fn sees its opaque. */
-	atomic_store(&vm->trap_opaque, opaque);
-	atomic_store(&vm->trap_fn, fn);
+	struct trap_hook *h = NULL, *old;
+
+	if (fn) {
+		h = calloc(1, sizeof(*h));
+		if (!h)
+			return -ENOMEM;
+		h->fn = fn;
+		h->opaque = opaque;
+	}
+	old = atomic_exchange(&vm->trap_hook, h);
+	if (!old)
+		return 0;
+	pthread_mutex_lock(&vm->hook_lock);
+	old->retired_seq = ++vm->hook_retire_seq;
+	old->next_retired = vm->hook_retired;
+	vm->hook_retired = old;
+	pthread_mutex_unlock(&vm->hook_lock);
+	return 0;
+}
+
+uint64_t trap_hook_mark(struct vm *vm)
+{
+	uint64_t mark;
+
+	pthread_mutex_lock(&vm->hook_lock);
+	mark = vm->hook_retire_seq;
+	pthread_mutex_unlock(&vm->hook_lock);
+	return mark;
+}
+
+void trap_hook_reclaim(struct vm *vm, uint64_t mark)
+{
+	struct trap_hook **pp, *h;
+
+	pthread_mutex_lock(&vm->hook_lock);
+	pp = &vm->hook_retired;
+	while ((h = *pp)) {
+		if (h->retired_seq <= mark) {
+			*pp = h->next_retired;
+			free(h);
+		} else {
+			pp = &h->next_retired;
+		}
+	}
+	pthread_mutex_unlock(&vm->hook_lock);
 }
 
 static enum vmm_trap_verdict trap_call_hook(struct vcpu *v, struct vmm_trap *t)
 {
-	vmm_trap_fn fn = atomic_load(&v->vm->trap_fn);
+	const struct trap_hook *h = atomic_load_explicit(&v->vm->trap_hook,
+							 memory_order_acquire);
 
 	atomic_fetch_add_explicit(&v->traps, 1, memory_order_relaxed);
-	if (!fn)
+	if (!h)
 		return VMM_TRAP_FOREIGN;
-	return fn(t, atomic_load(&v->vm->trap_opaque));
+	return h->fn(t, h->opaque);
 }
 
 struct trap_frame {

@@ -263,6 +263,7 @@ static void vm_init_locks(struct vm *vm)
 	pthread_cond_init(&vm->park_cond, NULL);
 	pthread_mutex_init(&vm->end_lock, NULL);
 	pthread_mutex_init(&vm->hc_lock, NULL);
+	pthread_mutex_init(&vm->hook_lock, NULL);
 	pthread_cond_init(&vm->hc_cond, &ca);
 	pthread_mutex_init(&vm->out_lock, NULL);
 	pthread_condattr_destroy(&ca);
@@ -358,6 +359,10 @@ void vmm_destroy(struct vm *vm)
 	pthread_cond_destroy(&vm->park_cond);
 	pthread_mutex_destroy(&vm->end_lock);
 	pthread_mutex_destroy(&vm->hc_lock);
+	/* Every vCPU thread is joined: no hook can run, free them all. */
+	vmm_set_trap_hook(vm, NULL, NULL);
+	trap_hook_reclaim(vm, UINT64_MAX);
+	pthread_mutex_destroy(&vm->hook_lock);
 	pthread_cond_destroy(&vm->hc_cond);
 	pthread_mutex_destroy(&vm->out_lock);
 	free(vm);

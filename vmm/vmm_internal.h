@@ -109,9 +109,22 @@ struct vm {
 
 	pthread_mutex_t out_lock;	/* guest console lines stay whole */
 
-	/* Trap hook (trap.c). */
-	_Atomic(vmm_trap_fn) trap_fn;
-	void *_Atomic trap_opaque;
+	/*
+	 * Trap hook (trap.c): one pointer to an immutable record, so a vCPU
+	 * sees fn and opaque of the same vmm_set_trap_hook() call.  Replaced
+	 * records wait on hook_retired until a later vmm_sync() succeeds.
+	 */
+	_Atomic(struct trap_hook *) trap_hook;
+	pthread_mutex_t hook_lock;
+	struct trap_hook *hook_retired;	/* under hook_lock */
+	uint64_t hook_retire_seq;	/* under hook_lock */
+};
+
+struct trap_hook {
+	vmm_trap_fn fn;
+	void *opaque;
+	struct trap_hook *next_retired;
+	uint64_t retired_seq;
 };
 
 /* kvm.c */
@@ -119,6 +132,10 @@ int kvm_open_dev(char *problem, size_t len);
 int kvm_check_ext(int fd, long cap);
 struct kvm_cpuid2 *kvm_supported_cpuid(int kvm_fd);
 bool kvm_probe_int3_exit(void);
+
+/* trap.c: hook records retired up to mark are unreachable after a sync */
+uint64_t trap_hook_mark(struct vm *vm);
+void trap_hook_reclaim(struct vm *vm, uint64_t mark);
 
 /* vcpu.c */
 int vcpu_create(struct vm *vm, unsigned int id);
