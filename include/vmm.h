@@ -134,6 +134,7 @@ void vmm_resume(struct vm *vm);
 int vmm_vcpu_get_regs(struct vm *vm, unsigned int id, struct kvm_regs *regs);
 int vmm_vcpu_set_regs(struct vm *vm, unsigned int id, const struct kvm_regs *regs);
 int vmm_vcpu_get_sregs(struct vm *vm, unsigned int id, struct kvm_sregs *sregs);
+int vmm_vcpu_set_sregs(struct vm *vm, unsigned int id, const struct kvm_sregs *sregs);
 
 /* Hotplug: an offline vCPU's thread stops entering the guest. */
 int vmm_vcpu_offline(struct vm *vm, unsigned int id);

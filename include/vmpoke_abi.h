@@ -283,6 +283,16 @@ struct vmpoke_lab {
 #define VMPOKE_SYM_LAB		"vmpoke_lab"
 #define VMPOKE_SYM_TASKS	"vmpoke_tasks"
 #define VMPOKE_SYM_PERCPU	"vmpoke_percpu"
+/*
+ * The #BP stub (the doorbell, see VMPOKE_PORT_BP) and the guest's own #BP
+ * handler it hands foreign traps to: both are entered with an exception
+ * frame at %rsp, and the VMM decodes them to find that frame at any
+ * instruction.  The VMM may move the stub's stack (saved %rax and frame)
+ * down at the doorbell, the int3 stack gap (vmm/trap.c), so the stub must
+ * address its frame through %rsp only.
+ */
+#define VMPOKE_SYM_BP_ENTRY	"guest_bp_entry"
+#define VMPOKE_SYM_BP_HANDLER	"guest_bp_handler"
 /* [start, end) of text that runs on the trap path: never patchable. */
 #define VMPOKE_SYM_ENTRY_START	"__entry_text_start"
 #define VMPOKE_SYM_ENTRY_END	"__entry_text_end"

@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <capstone/capstone.h>
 
@@ -255,4 +256,120 @@ enum poke_err decode_whole(const uint8_t *bytes, size_t len, uint64_t addr,
 nomem:
 	snprintf(why, whylen, "cannot start Capstone");
 	return POKE_E_INVAL;
+}
+
+/* How insn moves %rsp: true with *delta (bytes, + = up), false if unknown. */
+static bool decode_rsp_delta(const cs_insn *insn, int64_t *delta)
+{
+	const cs_x86 *x = &insn->detail->x86;
+
+	switch (insn->id) {
+	case X86_INS_PUSH:
+		*delta = -8;
+		return true;
+	case X86_INS_POP:
+		*delta = 8;
+		return !(x->op_count == 1 && x->operands[0].type == X86_OP_REG &&
+			 x->operands[0].reg == X86_REG_RSP);
+	case X86_INS_SUB:
+	case X86_INS_ADD:
+		if (x->op_count == 2 && x->operands[0].type == X86_OP_REG &&
+		    x->operands[0].reg == X86_REG_RSP) {
+			if (x->operands[1].type != X86_OP_IMM)
+				return false;
+			*delta = insn->id == X86_INS_ADD ? x->operands[1].imm :
+				 -x->operands[1].imm;
+			return true;
+		}
+		break;
+	default:
+		break;
+	}
+	*delta = 0;
+	/* Anything else that writes %rsp (mov, lea, xchg, ...) loses track. */
+	for (unsigned int i = 0; i < x->op_count; i++)
+		if (x->operands[i].type == X86_OP_REG &&
+		    x->operands[i].reg == X86_REG_RSP &&
+		    (x->operands[i].access & CS_AC_WRITE))
+			return false;
+	return true;
+}
+
+/*
+ * A small objtool: follow every path from the entry (where the frame is at
+ * %rsp) through the stub, pushes, pops and immediate adjustments of %rsp,
+ * branches inside the stub, and record the frame's offset from %rsp at each
+ * instruction start.  A path that leaves the stub or ends (iretq, ret, jmp
+ * out) stops; an instruction reached with two different offsets, or after
+ * an untracked %rsp write, stays unknown rather than guessed.
+ */
+int decode_frame_offsets(const uint8_t *code, size_t size, uint64_t base,
+			 int32_t *off, uint64_t *doorbell)
+{
+	size_t *work, nw = 0, i;
+	cs_insn *insn;
+	csh h;
+	int ret = 0;
+
+	for (i = 0; i < size; i++)
+		off[i] = DECODE_OFF_NONE;
+	*doorbell = 0;
+	if (!size)
+		return 0;
+	if (decode_open(&h, true))
+		return -ENOMEM;
+	insn = cs_malloc(h);
+	work = calloc(size, sizeof(*work));
+	if (!insn || !work) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	off[0] = 0;
+	work[nw++] = 0;
+	while (nw) {
+		size_t at = work[--nw], next;
+		const uint8_t *p = code + at;
+		size_t left = size - at;
+		uint64_t pc = base + at, target;
+		int64_t delta, now = off[at], succ[2];
+		unsigned int ns = 0;
+
+		if (now < 0 || !cs_disasm_iter(h, &p, &left, &pc, insn) ||
+		    !decode_rsp_delta(insn, &delta) || now - delta > INT32_MAX / 2)
+			continue;
+		if (insn->id == X86_INS_IN && !*doorbell)
+			*doorbell = insn->address;
+		next = at + insn->size;
+		if (insn->id == X86_INS_IRETQ || insn->id == X86_INS_IRET ||
+		    insn->id == X86_INS_RET || insn->id == X86_INS_HLT)
+			continue;
+		if (decode_direct_target(h, insn, &target)) {
+			if (target >= base && target < base + size)
+				succ[ns++] = (int64_t)(target - base);
+			if (insn->id == X86_INS_JMP)
+				goto push;
+		} else if (insn->id == X86_INS_JMP) {
+			continue;	/* indirect: leaves what we can follow */
+		}
+		if (next < size)
+			succ[ns++] = (int64_t)next;
+push:
+		for (unsigned int k = 0; k < ns; k++) {
+			int32_t *o = &off[succ[k]];
+			int32_t val = (int32_t)(now - delta);
+
+			if (*o == DECODE_OFF_NONE) {
+				*o = val;
+				work[nw++] = (size_t)succ[k];
+			} else if (*o != val) {
+				*o = DECODE_OFF_CONFLICT;
+			}
+		}
+	}
+out:
+	free(work);
+	if (insn)
+		cs_free(insn, 1);
+	cs_close(&h);
+	return ret;
 }

@@ -76,6 +76,7 @@ void patcher_destroy(struct patcher *p)
 		return;
 	}
 	traptable_destroy(&p->table);
+	shadow_free(p);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 }

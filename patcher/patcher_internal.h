@@ -70,6 +70,18 @@ enum poke_err decode_one(const uint8_t *bytes, size_t len, uint64_t addr,
 enum poke_err decode_whole(const uint8_t *bytes, size_t len, uint64_t addr,
 			   char *why, size_t whylen);
 
+/*
+ * For a trap stub code[0..size) at base, entered with an exception frame at
+ * %rsp: off[i] = the frame's offset from %rsp when an instruction starts at
+ * byte i, DECODE_OFF_NONE where none starts (or no path reaches it) and
+ * DECODE_OFF_CONFLICT where paths disagree.  *doorbell = the first IN
+ * (the VMM's doorbell), or 0.  0 or -ENOMEM.
+ */
+#define DECODE_OFF_NONE		(-1)
+#define DECODE_OFF_CONFLICT	(-2)
+int decode_frame_offsets(const uint8_t *code, size_t size, uint64_t base,
+			 int32_t *off, uint64_t *doorbell);
+
 /* --- emulate.c ---------------------------------------------------------- */
 
 #define POKE_FLAG_CF	(1ull << 0)
@@ -143,6 +155,16 @@ uint64_t traptable_mark(const struct poke_table *t);
 void traptable_reclaim(struct poke_table *t, uint64_t mark);
 size_t traptable_pending(const struct poke_table *t);
 
+/*
+ * Where the exception frame is inside a #BP stub (VMPOKE_SYM_BP_ENTRY /
+ * _HANDLER), decoded once from the guest's text (shadow.c).
+ */
+struct shadow_stub {
+	uint64_t start, size;
+	uint64_t doorbell;	/* the IN; 0 if none */
+	int32_t *off;		/* per byte: decode_frame_offsets() */
+};
+
 /* --- the patcher -------------------------------------------------------- */
 
 struct patcher {
@@ -158,7 +180,11 @@ struct patcher {
 	atomic_uint_fast64_t patches, batches, syncs;
 	atomic_uint_fast64_t trap_hits, ghost_traps, foreign_traps;
 	atomic_uint_fast64_t shadow_retries, shadow_aborts, emu_faults;
+	bool stubs_decoded;		/* under lock */
+	struct shadow_stub stubs[2];	/* #BP entry, #BP handler */
 };
+
+void shadow_free(struct patcher *p);
 
 struct poke_batch {
 	struct patcher *p;

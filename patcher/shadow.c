@@ -16,8 +16,13 @@
  *   1. every vCPU's RIP (offline ones too: they resume there);
  *   2. a vCPU at CPL0 is inside an interrupt or exception; all its gates
  *      are interrupt gates and CPL0 never nests, so the interrupted RIP is
- *      in the one frame at percpu.rsp0 - 40.  A vCPU stopped inside the
- *      #BP doorbell stub also has its frame at rsp + 8;
+ *      in the one frame at percpu.rsp0 - 40.  Inside the #BP stub (which
+ *      may also hold a CPL0-origin frame, moved down by its int3 stack
+ *      gap) the frame is where Capstone says it is at that instruction:
+ *      the stub is decoded once, following pushes, pops and %rsp
+ *      adjustments (decode_frame_offsets()).  A vCPU parked in the stub
+ *      before its doorbell, for a site's own INT3, is not inside: it can
+ *      only resume at the emulated target or, as a ghost, at the site;
  *   3. every RUNNABLE task's saved ctx.rip in vmpoke_tasks.
  *
  * Something inside: back off and retry (sleeping is fine, we hold no vCPU),
@@ -52,7 +57,8 @@ struct shadow_ctx {
  * a report that names only that one hides the context the user planted or
  * is hunting for.  Once the message is full the rest is counted, not lost.
  */
-static bool shadow_hit(struct shadow_ctx *c, uint64_t rip, const char *who)
+static bool shadow_hit(struct shadow_ctx *c, uint64_t rip, const char *who,
+		       bool own_int3)
 {
 	bool hit = false;
 	char at[96];
@@ -62,6 +68,13 @@ static bool shadow_hit(struct shadow_ctx *c, uint64_t rip, const char *who)
 		const struct poke_site *s = &c->sites[i];
 
 		if (s->old_insns <= 1 || !shadow_contains(s->addr, s->len, rip))
+			continue;
+		/*
+		 * Parked in the #BP stub before its doorbell, for this site's
+		 * own INT3: the frame says addr + 1, but the vCPU can only
+		 * resume at the emulated target or, as a ghost, at addr.
+		 */
+		if (own_int3 && rip == s->addr + 1)
 			continue;
 		hit = true;
 		c->culprits++;
@@ -86,41 +99,107 @@ static bool shadow_frame_rip(struct patcher *p, uint64_t frame, uint64_t *rip)
 	return !vmm_gva_read(p->vm, frame, rip, sizeof(*rip));
 }
 
-static bool shadow_in_entry(const struct symtab *st, uint64_t rip)
+void shadow_free(struct patcher *p)
 {
-	const struct sym *lo = symtab_find(st, VMPOKE_SYM_ENTRY_START);
-	const struct sym *hi = symtab_find(st, VMPOKE_SYM_ENTRY_END);
-
-	return lo && hi && rip >= lo->addr && rip < hi->addr;
+	for (size_t i = 0; i < sizeof(p->stubs) / sizeof(p->stubs[0]); i++) {
+		free(p->stubs[i].off);
+		p->stubs[i].off = NULL;
+	}
+	p->stubs_decoded = false;
 }
 
+/* Decode the #BP stubs once (guest text they live in is never patched). */
+static void shadow_decode_stubs(struct patcher *p)
+{
+	static const char *const names[] = { VMPOKE_SYM_BP_ENTRY, VMPOKE_SYM_BP_HANDLER };
+	const struct symtab *st = vmm_symtab(p->vm);
+	size_t i;
+
+	if (p->stubs_decoded)
+		return;
+	p->stubs_decoded = true;
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		const struct sym *fn = st ? symtab_find(st, names[i]) : NULL;
+		struct shadow_stub *sb = &p->stubs[i];
+		uint8_t *code;
+
+		if (!fn || !fn->size || fn->size > 4096)
+			continue;
+		code = malloc(fn->size);
+		sb->off = calloc(fn->size, sizeof(*sb->off));
+		if (!code || !sb->off || vmm_gva_read(p->vm, fn->addr, code, fn->size) ||
+		    decode_frame_offsets(code, fn->size, fn->addr, sb->off, &sb->doorbell)) {
+			free(sb->off);
+			sb->off = NULL;
+		} else {
+			sb->start = fn->addr;
+			sb->size = fn->size;
+		}
+		free(code);
+	}
+}
+
+/*
+ * The frame of a vCPU whose RIP is in a #BP stub: 1 and *frame when the
+ * decoded stub says where it is, -1 when the RIP is in a stub at a place
+ * the decoder could not pin down (the caller then reads nothing from the
+ * stack rather than a wrong slot), 0 when the RIP is in no stub.
+ * *before_doorbell: the stub has yet to ring the VMM for this frame.
+ */
+static int shadow_stub_frame(struct patcher *p, uint64_t rip, uint64_t rsp,
+			     uint64_t *frame, bool *before_doorbell)
+{
+	for (size_t i = 0; i < sizeof(p->stubs) / sizeof(p->stubs[0]); i++) {
+		const struct shadow_stub *sb = &p->stubs[i];
+
+		if (!sb->off || rip < sb->start || rip >= sb->start + sb->size)
+			continue;
+		if (sb->off[rip - sb->start] < 0)
+			return -1;
+		*frame = rsp + (uint64_t)sb->off[rip - sb->start];
+		*before_doorbell = sb->doorbell && rip <= sb->doorbell;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * A vCPU's contexts: its RIP (offline vCPUs too: they resume there), and at
+ * CPL0 the one interrupted context it can hold (every gate is an interrupt
+ * gate, CPL0 never nests).  Inside a #BP stub that frame is where the
+ * decoded stub says, which also covers a trap from CPL0; anywhere else at
+ * CPL0 it is at rsp0 - 40.
+ */
 static bool shadow_vcpu(struct shadow_ctx *c, unsigned int id)
 {
 	const struct symtab *st = vmm_symtab(c->p->vm);
 	const struct sym *pc = st ? symtab_find(st, VMPOKE_SYM_PERCPU) : NULL;
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
-	uint64_t rsp0, rip;
-	bool hit;
+	uint64_t rsp0, rip, frame;
+	bool hit, early;
 	char who[64];
+	int in_stub;
 
 	if (vmm_vcpu_get_regs(c->p->vm, id, &regs))
 		return false;	/* never ran: no context to check */
 	snprintf(who, sizeof(who), "vcpu %u rip", id);
-	hit = shadow_hit(c, regs.rip, who);
+	hit = shadow_hit(c, regs.rip, who, false);
 	if (vmm_vcpu_get_sregs(c->p->vm, id, &sregs) || (sregs.cs.selector & 3))
+		return hit;
+	in_stub = shadow_stub_frame(c->p, regs.rip, regs.rsp, &frame, &early);
+	if (in_stub > 0 && shadow_frame_rip(c->p, frame, &rip)) {
+		snprintf(who, sizeof(who), "vcpu %u #BP frame rip", id);
+		return shadow_hit(c, rip, who, early) || hit;
+	}
+	if (in_stub)
 		return hit;
 	if (pc && (!pc->size || (uint64_t)(id + 1) * sizeof(struct vmpoke_percpu) <= pc->size) &&
 	    !vmm_gva_read(c->p->vm, pc->addr + id * sizeof(struct vmpoke_percpu) +
 			  offsetof(struct vmpoke_percpu, rsp0), &rsp0, sizeof(rsp0)) &&
 	    rsp0 >= 40 && shadow_frame_rip(c->p, rsp0 - 40, &rip)) {
 		snprintf(who, sizeof(who), "vcpu %u interrupted rip", id);
-		hit |= shadow_hit(c, rip, who);
-	}
-	if (st && shadow_in_entry(st, regs.rip) &&
-	    shadow_frame_rip(c->p, regs.rsp + 8, &rip)) {
-		snprintf(who, sizeof(who), "vcpu %u #BP frame rip", id);
-		hit |= shadow_hit(c, rip, who);
+		hit |= shadow_hit(c, rip, who, false);
 	}
 	return hit;
 }
@@ -168,7 +247,7 @@ static int shadow_tasks(struct shadow_ctx *c)
 			continue;
 		snprintf(who, sizeof(who), "task %u (vcpu %u) saved rip",
 			 tasks[i].id, tasks[i].vcpu);
-		if (shadow_hit(c, tasks[i].ctx.rip, who))
+		if (shadow_hit(c, tasks[i].ctx.rip, who, false))
 			ret = 1;
 	}
 	free(tasks);
@@ -209,6 +288,7 @@ enum poke_err shadow_check(struct patcher *p, const struct poke_site *sites,
 		return POKE_OK;	/* single-instruction sites have no shadow */
 	c.msg = why;
 	c.msglen = sizeof(why);
+	shadow_decode_stubs(p);
 	for (attempt = 0;; attempt++) {
 		why[0] = '\0';
 		if (vmm_pause(p->vm)) {

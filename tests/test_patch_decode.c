@@ -229,7 +229,62 @@ static void test_decode_whole(void)
 	CU_ASSERT_EQUAL(decode_whole(multi, 0, AT, why, sizeof(why)), POKE_E_INVAL);
 }
 
+/*
+ * The guest's #BP stub (push %rax; inb; test; jnz; pop; iretq; 1: pop;
+ * jmp out): where the frame is at each instruction, and the doorbell.
+ * The old shadow check assumed %rsp + 8 everywhere in entry text, which is
+ * the CS slot at the first instruction and the iretq.
+ */
+static void test_frame_offsets_bp_stub(void)
+{
+	static const uint8_t stub[] = {
+		0x50,			/* 0  push %rax */
+		0xe4, 0xe0,		/* 1  in $0xe0,%al */
+		0x84, 0xc0,		/* 3  test %al,%al */
+		0x75, 0x03,		/* 5  jne 10 */
+		0x58,			/* 7  pop %rax */
+		0x48, 0xcf,		/* 8  iretq */
+		0x58,			/* 10 pop %rax */
+		0xeb, 0x10,		/* 11 jmp out */
+	};
+	static const int32_t want[sizeof(stub)] = {
+		0, 8, DECODE_OFF_NONE, 8, DECODE_OFF_NONE, 8, DECODE_OFF_NONE, 8, 0,
+		DECODE_OFF_NONE, 8, 0, DECODE_OFF_NONE,
+	};
+	int32_t off[sizeof(stub)];
+	uint64_t doorbell = 0;
+
+	CU_ASSERT_EQUAL_FATAL(decode_frame_offsets(stub, sizeof(stub), 0x1000, off,
+						   &doorbell), 0);
+	for (size_t i = 0; i < sizeof(stub); i++)
+		EXPECT_TRUE_MSG(off[i] == want[i], "byte %zu: offset %d, want %d", i,
+				off[i], want[i]);
+	EXPECT_EQ_U64(0x1001, doorbell);
+}
+
+/* Paths that meet with different depths, and an untracked %rsp write. */
+static void test_frame_offsets_unknown(void)
+{
+	static const uint8_t code[] = {
+		0x75, 0x01,		/* 0 jne 3 */
+		0x50,			/* 2 push %rax */
+		0x90,			/* 3 nop: reached at 0 and at 8 */
+		0x48, 0x89, 0xc4,	/* 4 mov %rax,%rsp */
+		0x90,			/* 7 nop: unknown */
+		0x48, 0xcf,		/* 8 iretq */
+	};
+	int32_t off[sizeof(code)];
+	uint64_t doorbell = 1;
+
+	CU_ASSERT_EQUAL_FATAL(decode_frame_offsets(code, sizeof(code), 0, off, &doorbell), 0);
+	CU_ASSERT_EQUAL(off[2], 0);
+	CU_ASSERT_EQUAL(off[3], DECODE_OFF_CONFLICT);
+	CU_ASSERT_EQUAL(off[7], DECODE_OFF_NONE);
+	EXPECT_EQ_U64(0, doorbell);
+}
+
 TEST_SUITE(patch_decode, "patch_decode", false,
+	   TEST(test_frame_offsets_bp_stub), TEST(test_frame_offsets_unknown),
 	   TEST(test_decode_nops),
 	   TEST(test_decode_jmp_call),
 	   TEST(test_decode_jcc_all),

@@ -486,6 +486,14 @@ static enum poke_err run_one(struct env *e, const struct poke_site *s,
 	return err;
 }
 
+/* KVM, a HOT guest on 2 vCPUs, and its nth multi-instruction site prepared. */
+static bool shadow_boot(struct env *e, const struct patcher_opts *opts, unsigned int nth,
+			struct poke_site *s, const struct vmpoke_site_desc **dp)
+{
+	return testlib_require_kvm() && env_boot(e, VMPOKE_SCN_HOT, 2, opts) &&
+	       multi_site(e, nth, s, dp);
+}
+
 /*
  * After the planted context is gone the batch must go through, but the HOT
  * workload really executes the site, so some other vCPU or task may sit in
@@ -534,8 +542,7 @@ static void test_kvm_shadow_vcpu(void)
 	struct env e = { 0 };
 	char msg[1024];
 
-	if (!testlib_require_kvm() || !env_boot(&e, VMPOKE_SCN_HOT, 2, &opts) ||
-	    !multi_site(&e, 0, &s, &d))
+	if (!shadow_boot(&e, &opts, 0, &s, &d))
 		goto out;
 	CU_ASSERT_EQUAL_FATAL(vmm_vcpu_offline(e.vm, 1), 0);
 	CU_ASSERT_EQUAL_FATAL(vmm_vcpu_get_regs(e.vm, 1, &saved), 0);
@@ -564,6 +571,167 @@ out:
 	env_end(&e);
 }
 
+/* vCPU id's kernel stack top (TSS.RSP0) from the exported percpu array. */
+static uint64_t percpu_rsp0(struct env *e, unsigned int id)
+{
+	const struct sym *pc = symtab_find(vmm_symtab(e->vm), VMPOKE_SYM_PERCPU);
+	uint64_t rsp0 = 0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(pc);
+	CU_ASSERT_EQUAL(vmm_gva_read(e->vm, pc->addr + id * sizeof(struct vmpoke_percpu) +
+				     offsetof(struct vmpoke_percpu, rsp0), &rsp0,
+				     sizeof(rsp0)), 0);
+	return rsp0;
+}
+
+/*
+ * Offline vCPU 1 and make it look as if it were at CPL0 at rip with stack
+ * rsp, the saved state in *regs / *sregs for plant_undo().
+ */
+static void plant_cpl0(struct env *e, uint64_t rip, uint64_t rsp,
+		       struct kvm_regs *regs, struct kvm_sregs *sregs)
+{
+	struct kvm_regs r;
+	struct kvm_sregs sr;
+
+	CU_ASSERT_EQUAL_FATAL(vmm_vcpu_offline(e->vm, 1), 0);
+	CU_ASSERT_EQUAL_FATAL(vmm_vcpu_get_regs(e->vm, 1, regs), 0);
+	CU_ASSERT_EQUAL_FATAL(vmm_vcpu_get_sregs(e->vm, 1, sregs), 0);
+	r = *regs;
+	sr = *sregs;
+	r.rip = rip;
+	r.rsp = rsp;
+	sr.cs.selector = 0x8;		/* the guest's kernel CS: CPL0 */
+	sr.cs.dpl = 0;
+	CU_ASSERT_EQUAL(vmm_vcpu_set_regs(e->vm, 1, &r), 0);
+	CU_ASSERT_EQUAL(vmm_vcpu_set_sregs(e->vm, 1, &sr), 0);
+}
+
+static void plant_undo(struct env *e, const struct kvm_regs *regs,
+		       const struct kvm_sregs *sregs)
+{
+	CU_ASSERT_EQUAL(vmm_vcpu_set_regs(e->vm, 1, regs), 0);
+	CU_ASSERT_EQUAL(vmm_vcpu_set_sregs(e->vm, 1, sregs), 0);
+	CU_ASSERT_EQUAL(vmm_vcpu_online(e->vm, 1), 0);
+}
+
+/*
+ * A vCPU at CPL0 (in an interrupt handler, say) whose interrupted RIP, in
+ * the frame at rsp0 - 40, lies inside a multi-instruction range: planted,
+ * so the CPL0-frame check is covered every run, not by chance.
+ */
+static void test_kvm_shadow_frame(void)
+{
+	struct patcher_opts opts = { .shadow_retries = 2, .shadow_backoff_us = 1000 };
+	const struct vmpoke_site_desc *d;
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	uint64_t frame, saved = 0, fake;
+	struct poke_site s;
+	struct env e = { 0 };
+	char msg[1024];
+
+	if (!shadow_boot(&e, &opts, 0, &s, &d))
+		goto out;
+	frame = percpu_rsp0(&e, 1) - 40;
+	plant_cpl0(&e, d->addr + d->len + 0x100, frame - 64, &regs, &sregs);
+	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, frame, &saved, sizeof(saved)), 0);
+	fake = d->addr + 2;
+	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, frame, &fake, sizeof(fake)), 0);
+	CU_ASSERT_EQUAL(run_one(&e, &s, msg, sizeof(msg)), POKE_E_SHADOW_BUSY);
+	expect_culprit(&e, msg, "vcpu 1 interrupted rip", fake, &s);
+	expect_bytes(&e, d, s.old, "old");
+	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, frame, &saved, sizeof(saved)), 0);
+	plant_undo(&e, &regs, &sregs);
+	CU_ASSERT_EQUAL(run_until_done(&e, &s, msg, sizeof(msg)), POKE_OK);
+	expect_bytes(&e, d, s.new, "new");
+	let_run();
+out:
+	env_end(&e);
+}
+
+/* The address of the first instruction of sym matching byte op after at. */
+static uint64_t stub_insn(struct env *e, const char *sym, uint8_t op, unsigned int nth)
+{
+	const struct sym *fn = symtab_find(vmm_symtab(e->vm), sym);
+	uint8_t code[256];
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(fn);
+	CU_ASSERT_FATAL(fn->size <= sizeof(code));
+	CU_ASSERT_EQUAL_FATAL(vmm_gva_read(e->vm, fn->addr, code, fn->size), 0);
+	for (uint64_t i = 0; i < fn->size; i++)
+		if (code[i] == op && !nth--)
+			return fn->addr + i;
+	CU_FAIL_FATAL("opcode not found in the stub");
+	return 0;
+}
+
+/* vCPU 1 at rip in the stub with stack[0..n) = words: the frame's RIP is inside. */
+static void expect_stub_culprit(struct env *e, const struct poke_site *s,
+				const struct vmpoke_site_desc *d, uint64_t rip,
+				uint64_t stack, const uint64_t *words, unsigned int n)
+{
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	char msg[1024];
+
+	CU_ASSERT_EQUAL(vmm_gva_write(e->vm, stack, words, n * 8), 0);
+	plant_cpl0(e, rip, stack, &regs, &sregs);
+	CU_ASSERT_EQUAL(run_one(e, s, msg, sizeof(msg)), POKE_E_SHADOW_BUSY);
+	expect_culprit(e, msg, "vcpu 1 #BP frame rip", words[n - 2], s);
+	expect_bytes(e, d, s->old, "old");
+	plant_undo(e, &regs, &sregs);
+}
+
+/*
+ * A vCPU parked inside the #BP stub: the frame is found by decoding the
+ * stub (at its first instruction the frame is at %rsp, after the push at
+ * %rsp + 8), and a vCPU that has yet to ring the doorbell for the site's
+ * own INT3 (frame RIP = site + 1) is not inside, while one that got past
+ * the doorbell with that frame (the guest's handler would resume it there)
+ * is.
+ */
+static void test_kvm_shadow_bp_stub(void)
+{
+	struct patcher_opts opts = { .shadow_retries = 2, .shadow_backoff_us = 1000 };
+	const struct vmpoke_site_desc *d;
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	uint64_t stack, entry, in, pop, frame[6], saved[6], cs3 = 0x2b;
+	struct poke_site s;
+	struct env e = { 0 };
+	char msg[1024];
+
+	if (!shadow_boot(&e, &opts, 0, &s, &d))
+		goto out;
+	entry = symtab_find(vmm_symtab(e.vm), VMPOKE_SYM_BP_ENTRY)->addr;
+	in = stub_insn(&e, VMPOKE_SYM_BP_ENTRY, 0xe4, 0);	/* inb $imm8, %al */
+	pop = stub_insn(&e, VMPOKE_SYM_BP_ENTRY, 0x58, 1);	/* the foreign path's pop */
+	stack = percpu_rsp0(&e, 1) - 1024;
+	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, stack, saved, sizeof(saved)), 0);
+
+	/* At the stub's first instruction: the frame is at %rsp. */
+	frame[0] = d->addr + 2;
+	frame[1] = cs3;
+	expect_stub_culprit(&e, &s, d, entry, stack, frame, 2);
+	/* Past the doorbell with frame RIP = site + 1: it resumes inside. */
+	frame[0] = 0;
+	frame[1] = d->addr + 1;
+	frame[2] = cs3;
+	expect_stub_culprit(&e, &s, d, pop, stack, frame, 3);
+
+	/* At the doorbell for the site's own INT3: not inside. */
+	plant_cpl0(&e, in, stack, &regs, &sregs);
+	CU_ASSERT_EQUAL(run_until_done(&e, &s, msg, sizeof(msg)), POKE_OK);
+	EXPECT_TRUE_MSG(!msg[0], "%s", msg);
+	expect_bytes(&e, d, s.new, "new");
+	plant_undo(&e, &regs, &sregs);
+	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, stack, saved, sizeof(saved)), 0);
+	let_run();
+out:
+	env_end(&e);
+}
+
 /* A preempted task whose saved RIP is inside the range (seed 000). */
 static void test_kvm_shadow_task(void)
 {
@@ -578,8 +746,7 @@ static void test_kvm_shadow_task(void)
 	char msg[1024], want[64];
 	uint32_t i;
 
-	if (!testlib_require_kvm() || !env_boot(&e, VMPOKE_SCN_HOT, 2, &opts) ||
-	    !multi_site(&e, 1, &s, &d))
+	if (!shadow_boot(&e, &opts, 1, &s, &d))
 		goto out;
 	tab = symtab_find(vmm_symtab(e.vm), VMPOKE_SYM_TASKS)->addr;
 	/* vCPU 1 parked: its RUNNABLE tasks cannot run while we fake one. */
@@ -766,7 +933,8 @@ TEST_SUITE(patch_kvm, "patch_kvm", true,
 	   TEST(test_kvm_hook_verdicts),
 	   TEST(test_kvm_ghost_traps),
 	   TEST(test_kvm_foreign_int3),
-	   TEST(test_kvm_shadow_vcpu),
+	   TEST(test_kvm_shadow_vcpu), TEST(test_kvm_shadow_frame),
+	   TEST(test_kvm_shadow_bp_stub),
 	   TEST(test_kvm_shadow_task),
 	   TEST(test_kvm_refusals),
 	   TEST(test_kvm_hotplug_during_batches))

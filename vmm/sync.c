@@ -289,7 +289,7 @@ void sync_vcpu_prepare_park(struct vcpu *v)
 	pthread_mutex_lock(&v->vm->park_lock);
 	v->regs = regs;
 	v->sregs = sregs;
-	v->regs_dirty = false;
+	v->regs_dirty = v->sregs_dirty = false;
 	pthread_mutex_unlock(&v->vm->park_lock);
 	atomic_store(&v->last_rip, regs.rip);
 }
@@ -304,7 +304,8 @@ void sync_vcpu_park(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
 	struct kvm_regs regs;
-	bool dirty;
+	struct kvm_sregs sregs;
+	bool dirty, sdirty;
 
 	sync_vcpu_prepare_park(v);
 	pthread_mutex_lock(&vm->park_lock);
@@ -320,9 +321,13 @@ void sync_vcpu_park(struct vcpu *v)
 	 */
 	dirty = v->regs_dirty;
 	regs = v->regs;
-	v->regs_dirty = false;
+	sdirty = v->sregs_dirty;
+	sregs = v->sregs;
+	v->regs_dirty = v->sregs_dirty = false;
 	atomic_store(&v->parked, false);
 	pthread_mutex_unlock(&vm->park_lock);
+	if (sdirty && ioctl(v->fd, KVM_SET_SREGS, &sregs) < 0)
+		vmm_error("vcpu %u: KVM_SET_SREGS: %s", v->id, strerror(errno));
 	if (dirty && ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
 		vmm_error("vcpu %u: KVM_SET_REGS: %s", v->id, strerror(errno));
 }
@@ -447,6 +452,19 @@ int vmm_vcpu_set_regs(struct vm *vm, unsigned int id, const struct kvm_regs *reg
 	pthread_mutex_lock(&vm->park_lock);
 	v->regs = *regs;
 	v->regs_dirty = true;
+	pthread_mutex_unlock(&vm->park_lock);
+	return 0;
+}
+
+int vmm_vcpu_set_sregs(struct vm *vm, unsigned int id, const struct kvm_sregs *sregs)
+{
+	struct vcpu *v = sync_parked_vcpu(vm, id);
+
+	if (!v)
+		return id >= vm->nr_vcpus ? -EINVAL : -EBUSY;
+	pthread_mutex_lock(&vm->park_lock);
+	v->sregs = *sregs;
+	v->sregs_dirty = true;
 	pthread_mutex_unlock(&vm->park_lock);
 	return 0;
 }

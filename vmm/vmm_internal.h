@@ -52,6 +52,7 @@ struct vcpu {
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
 	bool regs_dirty;
+	bool sregs_dirty;		/* vmm_vcpu_set_sregs() (tests plant a CPL) */
 
 	/* Statistics. */
 	_Atomic uint64_t exits, kicks_acked, traps, hcalls;
