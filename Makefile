@@ -25,7 +25,7 @@ TEST_ENV	= VMPOKE=$(BUILD)/vmpoke VMPOKE_IMAGE=$(GUEST_IMG)
 
 DEB_PKGS	:= gcc make pkg-config binutils linux-libc-dev libcapstone-dev \
 		   libcunit1-dev libelf-dev libjson-c-dev liblua5.4-dev
-PKGS		:= capstone libelf json-c
+PKGS		:= capstone libelf json-c lua5.4
 
 PKG_CFLAGS	= $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS	= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -75,10 +75,10 @@ $(BUILD)/libvmpoke.a: $(LIB_OBJS)
 	$(AR) rcs $@ $^
 
 $(BUILD)/vmpoke: $(BUILD)/patcher/cli/main.o $(BUILD)/libvmpoke.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -llua5.4 $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 
 $(BUILD)/vmpoke-tests: $(TEST_OBJS) $(BUILD)/libvmpoke.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcunit -llua5.4 $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcunit $(LDLIBS)
 
 $(BUILD)/guest/%.c.o: guest/%.c $(wildcard include/vmpoke_abi.h guest/*.h)
 	@mkdir -p $(dir $@)

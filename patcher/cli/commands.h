@@ -14,5 +14,6 @@ int cmd_doctor(int argc, char **argv);		/* vmm/cmd_doctor.c */
 int cmd_bench_sync(int argc, char **argv);	/* vmm/cmd_bench_sync.c */
 int cmd_bench_poke(int argc, char **argv);	/* patcher/ */
 int cmd_torture(int argc, char **argv);		/* patcher/ */
+int cmd_campaign(int argc, char **argv);		/* patcher/cli/cmd_campaign.c */
 
 #endif /* VMPOKE_COMMANDS_H */

@@ -26,6 +26,7 @@ static const char main_usage[] =
 "  bench sync [options]     cost of exits, sync and pause\n"
 "  bench poke [options]     cost of live patching\n"
 "  torture [options]        patch every site kind under load and check\n"
+"  campaign SCRIPT [IMAGE]  run a Lua campaign: probe and patch by symbol\n"
 "  help [COMMAND]           this text, or COMMAND --help\n"
 "\n"
 "  --version, --help\n"
@@ -52,6 +53,7 @@ static const struct {
 	{ "doctor", cmd_doctor },
 	{ "bench", cmd_bench },
 	{ "torture", cmd_torture },
+	{ "campaign", cmd_campaign },
 };
 
 static cmd_fn main_find(const char *name)

@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * campaign_internal.h - the campaign core's pieces (see include/campaign.h):
+ *
+ *   campaign.c         lifetime, the interpreter hand-off, run_for, undo
+ *   campaign_lua.c     the Lua API: vm, vmpoke, expect, probe objects
+ *   campaign_where.c   "sym+off" parsing, symbolizing, globs (pure)
+ *   campaign_encode.c  vmpoke.jmp/call/nop encoders (pure)
+ *   campaign_out.c     events (NDJSON) and trace (Chrome JSON) files
+ *   campaign_report.c  the --json report and the summary table
+ *   campaign_kvm.c     the real backend: KVM, patcher, probe engine
+ */
+#ifndef VMPOKE_CAMPAIGN_INTERNAL_H
+#define VMPOKE_CAMPAIGN_INTERNAL_H
+
+#include <json.h>
+#include <lua.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "campaign.h"
+
+#define CAMPAIGN_DEFAULT_INSN_LIMIT	(10ull * 1000 * 1000)
+#define CAMPAIGN_HOOK_EVERY		1000	/* Lua instructions per count hook */
+#define CAMPAIGN_HIT_SAMPLE_PER_S	1000
+
+struct campaign_probe {
+	struct campaign *c;
+	void *h;			/* backend handle; NULL if refused */
+	char where[128];		/* as the script gave it */
+	uint64_t addr;
+	const char *kind;
+	char refused[CAMPAIGN_REASON_LEN];
+	int handler_ref;		/* LUA_NOREF: count only */
+	uint64_t max_hits;
+	atomic_bool remove_req;		/* p:remove() from a handler: deferred */
+	atomic_bool handler_off;	/* the handler raised an error */
+	bool removed;
+	struct campaign_counts final;	/* counts at removal */
+	uint8_t orig;			/* the byte under the probe before it */
+	bool have_orig;
+	uint64_t seq;			/* creation order among probes and batches */
+};
+
+struct campaign_batch {
+	struct campaign_site *sites;
+	size_t n;
+	bool keep, applied, undone;
+	uint64_t syncs;
+	double us;
+	size_t nr_refused;
+	char error[CAMPAIGN_REASON_LEN];
+	uint64_t seq;
+};
+
+struct campaign_expect {
+	char *message;
+	bool ok;
+	int line;
+};
+
+/* Who owns the Lua state right now. */
+enum campaign_interp {
+	INTERP_BUSY = 0,	/* the script (controller thread) */
+	INTERP_IDLE,		/* the script waits in vm:run_for(): hits may take it */
+	INTERP_HANDLER,		/* a probe handler on some vCPU thread */
+};
+
+struct campaign_out {
+	pthread_mutex_t lock;		/* vCPU threads write hit events too */
+	FILE *events, *trace;
+	bool trace_first;
+	uint64_t window_s;		/* hit sampling: the current second */
+	uint64_t window_hits;
+	uint64_t hits_dropped;		/* not written: above the sampling rate */
+};
+
+struct campaign {
+	const struct campaign_opts *o;
+	const struct campaign_ops *ops;
+	void *be;
+	lua_State *L;
+	lua_State *hL;			/* the thread probe handlers run on */
+	const char *script_name;
+
+	struct campaign_boot_cfg cfg;
+	bool booted, boot_failed;
+	int boot_code;			/* exit code if boot failed */
+
+	struct campaign_probe **probes;
+	size_t nr_probes, cap_probes;
+	struct campaign_batch **batches;
+	size_t nr_batches, cap_batches;
+	struct campaign_expect *expects;
+	size_t nr_expects, cap_expects;
+	uint64_t seq;
+
+	atomic_int interp;		/* enum campaign_interp */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool claiming;
+	bool in_handler;		/* only the interpreter's owner reads it */
+	uint64_t handler_insns, insn_limit;
+	char handler_error[512];	/* first handler error, raised by run_for */
+	atomic_bool handler_failed;
+	atomic_bool service;		/* a handler asked for a deferred remove */
+
+	uint64_t t0_ns;
+	struct campaign_out out;
+	struct campaign_guest_stats stats;	/* last sample */
+	bool have_stats;
+
+	bool script_error, host_error, timed_out, restored;
+	char error[1024];
+};
+
+/* campaign.c */
+uint64_t campaign_now_ns(void);
+uint64_t campaign_t_us(struct campaign *c);
+int campaign_boot(struct campaign *c, char *msg, size_t len);
+void campaign_claim(struct campaign *c);
+void campaign_release(struct campaign *c);
+int campaign_run_for(struct campaign *c, double seconds, char *msg, size_t len);
+int campaign_probe_remove(struct campaign *c, struct campaign_probe *cp, char *msg, size_t len);
+void campaign_probe_refresh(struct campaign *c, struct campaign_probe *cp,
+			    struct campaign_counts *cnt);
+bool campaign_stopping(void);
+bool campaign_signalled(void);
+int campaign_add_probe(struct campaign *c, struct campaign_probe *cp);
+int campaign_add_batch(struct campaign *c, struct campaign_batch *b);
+int campaign_add_expect(struct campaign *c, const char *msg, bool ok, int line);
+
+/* campaign_lua.c */
+lua_State *campaign_lua_new(struct campaign *c);
+enum campaign_verdict campaign_lua_handler(struct campaign *c, struct campaign_probe *cp,
+					   struct campaign_hit *h);
+void campaign_lua_hook(lua_State *L, lua_Debug *ar);
+
+/* campaign_where.c */
+/* "sym", "sym+0x1a", "sym+26", "0x401000" or "4198400"; msg names the bad part. */
+int campaign_parse_where(const struct symtab *st, const char *s, uint64_t *addr,
+			 char *msg, size_t len);
+/* "sym+0x1a", "sym" at offset 0, "0x..." outside every symbol. */
+void campaign_symbolize(const struct symtab *st, uint64_t addr, char *buf, size_t len);
+/* Function and object symbols only (nm T t D d B b R r). */
+bool campaign_sym_listed(char type);
+
+/* campaign_encode.c */
+int campaign_encode_rel32(uint8_t op, uint64_t from, uint64_t to, uint8_t out[5],
+			  char *msg, size_t len);
+int campaign_encode_nop(unsigned int n, uint8_t *out, char *msg, size_t len);
+/* Capstone AT&T text of one instruction at addr; length or 0. */
+size_t campaign_disasm_one(const uint8_t *code, size_t size, uint64_t addr,
+			   char *text, size_t textlen);
+
+/* campaign_out.c */
+int campaign_out_open(struct campaign *c, char *msg, size_t len);
+void campaign_out_close(struct campaign *c);
+/* Takes ownership of obj (may be NULL): adds t_us and type, writes a line. */
+void campaign_event(struct campaign *c, const char *type, json_object *obj);
+void campaign_trace_threads(struct campaign *c, unsigned int nr_vcpus);
+void campaign_trace_slice(struct campaign *c, const char *name, const char *cat,
+			  uint64_t start_ns, uint64_t end_ns, json_object *args);
+void campaign_trace_counter(struct campaign *c, const char *name, json_object *args);
+void campaign_out_hit(struct campaign *c, struct campaign_probe *cp, struct campaign_hit *h,
+		      enum campaign_verdict v);
+
+/* campaign_report.c */
+int campaign_exit_code(struct campaign *c);
+void campaign_summary(struct campaign *c, FILE *f);
+int campaign_write_report(struct campaign *c, int exit_code);
+
+#endif /* VMPOKE_CAMPAIGN_INTERNAL_H */

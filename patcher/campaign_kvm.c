@@ -1,0 +1,382 @@
+// SPDX-License-Identifier: MIT
+/*
+ * campaign_kvm.c - the campaign backend on a real guest: boot it on
+ * /dev/kvm, patch through the batch protocol (patcher.h), probe through the
+ * probe engine (probe.h), and read the guest's task table for vm:stats().
+ *
+ * A monitor thread sits in vmm_wait() for the end of the run (a fault, a
+ * triple fault, DONE) and wakes ops->run() so vm:run_for() returns early.
+ * Guest check failures do not end the run: a campaign that patches in new
+ * behaviour expects the guest's own checks to see it, and counts them.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "campaign_internal.h"
+#include "patcher.h"
+#include "probe.h"
+#include "symtab.h"
+#include "vmm.h"
+
+#define KVM_READY_MS	120000	/* boot under nested emulation is slow */
+
+struct kvm_be {
+	struct vm *vm;
+	struct patcher *p;
+	struct campaign *c;
+	pthread_t mon;
+	bool mon_started;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool ended;
+	struct vmm_result res;
+};
+
+static void *kvm_monitor(void *arg)
+{
+	struct kvm_be *k = arg;
+	struct vmm_result res;
+
+	vmm_wait(k->vm, 0, &res);
+	pthread_mutex_lock(&k->lock);
+	k->res = res;
+	k->ended = true;
+	pthread_cond_broadcast(&k->cond);
+	pthread_mutex_unlock(&k->lock);
+	return NULL;
+}
+
+static int kvm_boot(void *be, const struct campaign_boot_cfg *cfg, char *msg, size_t len)
+{
+	struct kvm_be *k = be;
+	struct vm_config vc = {
+		.image = cfg->image,
+		.nr_vcpus = cfg->vcpus,
+		.mem_mib = 64,
+		.tasks = cfg->tasks,
+		.hz = cfg->hz,
+		.scenario = cfg->scenario,
+		.iterations = cfg->iterations,
+		.seed = 1,
+		.trap_path = VMM_TRAP_AUTO,
+		.quiet = cfg->quiet,
+	};
+	int code;
+
+	k->c = cfg->campaign;
+	k->vm = vmm_create(&vc, &code);
+	if (!k->vm) {
+		snprintf(msg, len, "%s: see the message above", cfg->image);
+		return code == VMPOKE_EXIT_USAGE ? -EINVAL : -EIO;
+	}
+	vmm_set_check_fail_fatal(k->vm, false);
+	k->p = patcher_create(k->vm, &(struct patcher_opts){ 0 });
+	if (!k->p) {
+		snprintf(msg, len, "cannot create the patcher");
+		return -ENOMEM;
+	}
+	if (vmm_start(k->vm)) {
+		snprintf(msg, len, "cannot start the vCPUs");
+		return -EIO;
+	}
+	if (pthread_create(&k->mon, NULL, kvm_monitor, k)) {
+		snprintf(msg, len, "cannot start the monitor thread");
+		return -EIO;
+	}
+	k->mon_started = true;
+	if (vmm_wait_hcall(k->vm, VMPOKE_HC_READY, cfg->vcpus, KVM_READY_MS)) {
+		pthread_mutex_lock(&k->lock);
+		snprintf(msg, len, "%s: the guest did not report READY on all %u vCPUs%s%s",
+			 cfg->image, cfg->vcpus, k->ended ? ": " : "",
+			 k->ended ? k->res.message : "");
+		pthread_mutex_unlock(&k->lock);
+		return -EIO;
+	}
+	return 0;
+}
+
+static const struct symtab *kvm_symtab(void *be)
+{
+	struct kvm_be *k = be;
+
+	return k->vm ? vmm_symtab(k->vm) : NULL;
+}
+
+static int kvm_read(void *be, uint64_t addr, void *buf, size_t len)
+{
+	return vmm_gva_read(((struct kvm_be *)be)->vm, addr, buf, len);
+}
+
+static void kvm_phase(struct kvm_be *k, const char *name, uint64_t t0)
+{
+	struct campaign_phase ph = { name, t0, campaign_now_ns(), 1 };
+
+	campaign_phase_done(k->c, &ph);
+}
+
+/*
+ * Prepare every site, then run one batch.  `restore` swaps old and new
+ * (vm:unpatch): the bytes go back with the patched-in instruction as the
+ * one a trap emulates meanwhile, as kprobes' unoptimize does.
+ */
+static int kvm_batch(struct kvm_be *k, struct campaign_site *s, size_t n, bool restore,
+		     struct campaign_patch_out *out)
+{
+	struct poke_site *ps = calloc(n, sizeof(*ps));
+	struct poke_batch *b = NULL;
+	struct poke_stats st0, st1;
+	uint64_t t0 = campaign_now_ns(), t1;
+	bool refused = false;
+	enum poke_err e;
+
+	if (!ps) {
+		snprintf(out->error, sizeof(out->error), "out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const void *old = restore ? s[i].new_bytes : s[i].has_old ? s[i].old : NULL;
+		const void *new = restore ? s[i].old : s[i].new_bytes;
+		const void *emu = s[i].emulate_len ? s[i].emulate : restore ? s[i].new_bytes
+									  : NULL;
+
+		if (s[i].emulate_len && s[i].emulate_len != s[i].len && !restore) {
+			snprintf(s[i].refused, sizeof(s[i].refused), "emulate is %u bytes, new "
+				 "is %u", s[i].emulate_len, s[i].len);
+			refused = true;
+			continue;
+		}
+		s[i].refused[0] = 0;
+		e = poke_site_prepare(k->p, &ps[i], s[i].at, old, new, s[i].len, emu,
+				      s[i].refused, sizeof(s[i].refused));
+		if (e != POKE_OK) {
+			if (!s[i].refused[0])
+				snprintf(s[i].refused, sizeof(s[i].refused), "%s",
+					 poke_strerror(e));
+			refused = true;
+		} else if (!restore) {
+			memcpy(s[i].old, ps[i].old, s[i].len);
+		}
+	}
+	kvm_phase(k, "prepare", t0);
+	if (refused)
+		goto out;
+	b = poke_batch_new(k->p);
+	if (!b) {
+		snprintf(out->error, sizeof(out->error), "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		e = poke_batch_add(b, &ps[i]);
+		if (e != POKE_OK) {
+			snprintf(s[i].refused, sizeof(s[i].refused), "%s", poke_strerror(e));
+			refused = true;
+		}
+	}
+	if (refused)
+		goto out;
+	patcher_stats(k->p, &st0);
+	t1 = campaign_now_ns();
+	e = poke_batch_finish(b, out->error, sizeof(out->error));
+	kvm_phase(k, "protocol", t1);
+	patcher_stats(k->p, &st1);
+	out->syncs = st1.syncs - st0.syncs;
+	out->ok = e == POKE_OK;
+	if (!out->ok && !out->error[0])
+		snprintf(out->error, sizeof(out->error), "%s", poke_strerror(e));
+	if (out->ok)
+		out->error[0] = 0;
+out:
+	out->us = (double)(campaign_now_ns() - t0) / 1000.0;
+	if (b)
+		poke_batch_free(b);
+	free(ps);
+	return 0;
+}
+
+static int kvm_patch(void *be, struct campaign_site *s, size_t n, struct campaign_patch_out *out)
+{
+	return kvm_batch(be, s, n, false, out);
+}
+
+static int kvm_unpatch(void *be, struct campaign_site *s, size_t n,
+		       struct campaign_patch_out *out)
+{
+	return kvm_batch(be, s, n, true, out);
+}
+
+static enum probe_verdict kvm_hit(struct probe_hit_ctx *ctx, void *opaque)
+{
+	struct campaign_hit h = { ctx->vcpu, ctx->task, ctx->regs };
+
+	switch (campaign_probe_hit(opaque, &h)) {
+	case CAMPAIGN_SKIP:
+		return PROBE_SKIP;
+	case CAMPAIGN_MISSED:
+		return PROBE_MISSED;
+	default:
+		return PROBE_RESUME;
+	}
+}
+
+static void *kvm_probe_add(void *be, uint64_t addr, uint64_t max_hits,
+			   struct campaign_probe *cp, const char **kind, char *reason, size_t len)
+{
+	struct kvm_be *k = be;
+	struct probe_opts po = {
+		.handler = kvm_hit,
+		.opaque = cp,
+		.max_hits = max_hits,
+		.kind = PROBE_KIND_AUTO,
+	};
+	const char *why = NULL, *detail;
+	struct probe *pr;
+	char msg[CAMPAIGN_REASON_LEN];
+
+	msg[0] = 0;
+	pr = probe_add(k->p, addr, &po, &why, msg, sizeof(msg));
+	if (!pr) {
+		/* msg is "WHERE: reason: detail"; the core puts its own WHERE first */
+		detail = why ? strstr(msg, why) : NULL;
+		snprintf(reason, len, "%s", detail ? detail : why ? why : msg);
+		return NULL;
+	}
+	*kind = probe_kind_of(pr) == PROBE_KIND_OPTIMIZED ? "optimized" : "int3";
+	return pr;
+}
+
+static int kvm_probe_remove(void *be, void *h, char *msg, size_t len)
+{
+	(void)be;
+	return probe_remove(h, msg, len);
+}
+
+static void kvm_probe_counts(void *be, void *h, struct campaign_counts *c)
+{
+	struct probe_counts pc;
+
+	(void)be;
+	probe_counts(h, &pc);
+	c->hits = pc.hits;
+	c->missed = pc.missed;
+	memcpy(c->per_vcpu, pc.per_vcpu, sizeof(c->per_vcpu));
+	c->removed = probe_removed(h);
+}
+
+static void kvm_probe_reap(void *be)
+{
+	probe_reap(((struct kvm_be *)be)->p);
+}
+
+static void kvm_run(void *be, unsigned int ms)
+{
+	struct kvm_be *k = be;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&k->lock);
+	while (!k->ended && pthread_cond_timedwait(&k->cond, &k->lock, &ts) != ETIMEDOUT)
+		;
+	pthread_mutex_unlock(&k->lock);
+}
+
+static bool kvm_outcome_healthy(enum vmm_outcome o)
+{
+	return o == VMM_RUNNING || o == VMM_DONE || o == VMM_STOPPED || o == VMM_GUEST_CHECK;
+}
+
+/* The guest's task table, every header field checked before an entry is used. */
+static int kvm_stats(void *be, struct campaign_guest_stats *st)
+{
+	struct kvm_be *k = be;
+	const struct sym *s = symtab_find(vmm_symtab(k->vm), VMPOKE_SYM_TASKS);
+	struct vmpoke_task_table *tab = calloc(1, sizeof(*tab));
+	int ret = -EINVAL;
+
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&k->lock);
+	st->ended = k->ended;
+	st->healthy = !k->ended || kvm_outcome_healthy(k->res.outcome);
+	if (k->ended)
+		snprintf(st->outcome, sizeof(st->outcome), "%s", k->res.message);
+	pthread_mutex_unlock(&k->lock);
+	st->guest_faults = vmm_hcall_count(k->vm, VMPOKE_HC_FAULT);
+	if (!st->healthy && !st->guest_faults)
+		st->guest_faults = 1;
+	if (!s || !tab || (s->size && s->size < sizeof(*tab)) ||
+	    vmm_gva_read(k->vm, s->addr, tab, sizeof(*tab)) ||
+	    tab->magic != VMPOKE_TASKS_MAGIC || tab->version != VMPOKE_ABI_VERSION ||
+	    tab->task_size != sizeof(struct vmpoke_task) ||
+	    tab->capacity != VMPOKE_MAX_VCPUS * VMPOKE_MAX_TASKS ||
+	    tab->nr_tasks > tab->capacity)
+		goto out;
+	for (uint32_t i = 0; i < tab->nr_tasks; i++) {
+		const struct vmpoke_task *t = &tab->tasks[i];
+		struct campaign_task_stats *ts = &st->tasks[st->nr_tasks];
+
+		if (t->state == VMPOKE_TASK_UNUSED || t->vcpu >= vmm_nr_vcpus(k->vm))
+			continue;
+		ts->vcpu = t->vcpu;
+		ts->task = t->id;
+		ts->iterations = t->iterations;
+		ts->check_failures = t->check_failures;
+		st->iterations += t->iterations;
+		st->check_failures += t->check_failures;
+		st->nr_tasks++;
+	}
+	ret = 0;
+out:
+	free(tab);
+	return ret;
+}
+
+static void kvm_destroy(void *be)
+{
+	struct kvm_be *k = be;
+
+	if (k->vm)
+		vmm_stop(k->vm);
+	if (k->mon_started)
+		pthread_join(k->mon, NULL);
+	if (k->p)
+		patcher_destroy(k->p);
+	if (k->vm)
+		vmm_destroy(k->vm);
+	pthread_mutex_destroy(&k->lock);
+	pthread_cond_destroy(&k->cond);
+	free(k);
+}
+
+void *campaign_kvm_new(void)
+{
+	struct kvm_be *k = calloc(1, sizeof(*k));
+
+	if (!k)
+		return NULL;
+	pthread_mutex_init(&k->lock, NULL);
+	pthread_cond_init(&k->cond, NULL);
+	return k;
+}
+
+const struct campaign_ops campaign_kvm_ops = {
+	.boot = kvm_boot,
+	.symtab = kvm_symtab,
+	.read = kvm_read,
+	.patch = kvm_patch,
+	.unpatch = kvm_unpatch,
+	.probe_add = kvm_probe_add,
+	.probe_remove = kvm_probe_remove,
+	.probe_counts = kvm_probe_counts,
+	.probe_reap = kvm_probe_reap,
+	.run = kvm_run,
+	.stats = kvm_stats,
+	.destroy = kvm_destroy,
+};

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * campaign_check.h - checks on what a campaign wrote, shared by the unit
+ * tests (fake backend) and the KVM tests: the --json report's keys, the
+ * events file's lines, and the trace against the Chrome trace-event
+ * format's rules (Perfetto's trace_processor is not installable here).
+ */
+#ifndef VMPOKE_CAMPAIGN_CHECK_H
+#define VMPOKE_CAMPAIGN_CHECK_H
+
+#include <json.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Run a Lua script (text) through the fake backend; returns the exit code. */
+struct fake_be;
+int campaign_check_run_fake(const char *lua, const char *json_path, const char *trace_path,
+			    const char *events_path, struct fake_be **fake);
+
+/* 0, or -1 with why: the report has exactly the top-level keys. */
+int campaign_check_report(json_object *r, char *why, size_t len);
+/* Every expectation in the report held, and there were at least min. */
+int campaign_check_expectations(json_object *r, size_t min, char *why, size_t len);
+/* Trace-event JSON: container, fields per phase, X slices nest per tid. */
+int campaign_check_trace(const char *path, char *why, size_t len);
+/* NDJSON: every line an object with t_us and a known type. */
+int campaign_check_events(const char *path, char *why, size_t len);
+
+#endif /* VMPOKE_CAMPAIGN_CHECK_H */

@@ -1,0 +1,295 @@
+// SPDX-License-Identifier: MIT
+/*
+ * campaign_fake.c - the no-KVM campaign backend (campaign_fake.h).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "campaign_fake.h"
+#include "symtab.h"
+
+#define FAKE_MAX_PROBES	64
+
+struct fake_probe {
+	uint64_t addr, max_hits;
+	struct campaign_counts cnt;
+	struct campaign_probe *cp;
+	bool live;
+};
+
+struct fake_be {
+	struct symtab *st;
+	uint8_t mem[FAKE_MEM_SIZE], orig[FAKE_MEM_SIZE];
+	struct fake_probe probes[FAKE_MAX_PROBES];
+	unsigned int nr_probes, vcpus, hits_per_run;
+	uint64_t iterations;
+	bool booted, destroyed;
+};
+
+static const struct sym fake_syms[] = {
+	{ 0x1000, 0x20, 'T', "lib_add" },
+	{ 0x1020, 0x20, 'T', "lib_mul" },
+	{ 0x1040, 0x10, 'T', "lib_sum" },
+	{ 0x2000, 0x8, 'D', "lib_calls_add" },
+	{ 0x2800, 0, 'N', "a_label" },
+};
+
+struct fake_be *fake_be_new(void)
+{
+	struct fake_be *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return NULL;
+	f->hits_per_run = 3;
+	/* lib_add: lea (%rdi,%rsi),%rax; ret; then int3 padding */
+	memset(f->mem, 0xcc, sizeof(f->mem));
+	memcpy(f->mem, "\x48\x8d\x04\x37\xc3", 5);
+	memcpy(f->mem + 0x20, "\x48\x89\xf8\x48\x0f\xaf\xc6\xc3", 8);
+	memcpy(f->mem + 0x40, "\x0f\x1f\x44\x00\x00\x31\xc0\xc3", 8);
+	memcpy(f->orig, f->mem, sizeof(f->mem));
+	return f;
+}
+
+static bool fake_in(uint64_t a, size_t n)
+{
+	return a >= FAKE_MEM_BASE && n <= FAKE_MEM_SIZE && a - FAKE_MEM_BASE <= FAKE_MEM_SIZE - n;
+}
+
+static int fake_boot(void *be, const struct campaign_boot_cfg *cfg, char *msg, size_t len)
+{
+	struct fake_be *f = be;
+
+	(void)msg;
+	(void)len;
+	f->st = symtab_from_array(fake_syms, sizeof(fake_syms) / sizeof(fake_syms[0]));
+	if (!f->st)
+		return -ENOMEM;
+	f->vcpus = cfg->vcpus;
+	f->booted = true;
+	return 0;
+}
+
+static const struct symtab *fake_symtab(void *be)
+{
+	return ((struct fake_be *)be)->st;
+}
+
+static int fake_read(void *be, uint64_t addr, void *buf, size_t len)
+{
+	struct fake_be *f = be;
+
+	if (!fake_in(addr, len))
+		return -EFAULT;
+	memcpy(buf, f->mem + (addr - FAKE_MEM_BASE), len);
+	return 0;
+}
+
+/*
+ * One hit on every live probe, as a vCPU would deliver while the
+ * controller waits for a sync inside a patch: it must come back MISSED.
+ */
+static void fake_hit_all(struct fake_be *f, unsigned int n);
+
+static int fake_apply(struct fake_be *f, struct campaign_site *s, size_t n, bool restore,
+		      struct campaign_patch_out *out)
+{
+	bool refused = false;
+
+	fake_hit_all(f, 1);
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *p = f->mem + (s[i].at - FAKE_MEM_BASE);
+
+		s[i].refused[0] = 0;
+		if (!fake_in(s[i].at, s[i].len)) {
+			snprintf(s[i].refused, sizeof(s[i].refused), "0x%llx: not mapped",
+				 (unsigned long long)s[i].at);
+			refused = true;
+		} else if (!restore && s[i].has_old && memcmp(p, s[i].old, s[i].len)) {
+			snprintf(s[i].refused, sizeof(s[i].refused), "old bytes differ");
+			refused = true;
+		}
+	}
+	out->ok = !refused;
+	out->syncs = refused ? 0 : 3;
+	out->us = 1.5;
+	if (refused)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *p = f->mem + (s[i].at - FAKE_MEM_BASE);
+
+		if (restore) {
+			memcpy(p, s[i].old, s[i].len);
+		} else {
+			memcpy(s[i].old, p, s[i].len);
+			memcpy(p, s[i].new_bytes, s[i].len);
+		}
+	}
+	return 0;
+}
+
+static int fake_patch(void *be, struct campaign_site *s, size_t n, struct campaign_patch_out *out)
+{
+	return fake_apply(be, s, n, false, out);
+}
+
+static int fake_unpatch(void *be, struct campaign_site *s, size_t n,
+			struct campaign_patch_out *out)
+{
+	return fake_apply(be, s, n, true, out);
+}
+
+static void *fake_probe_add(void *be, uint64_t addr, uint64_t max_hits,
+			    struct campaign_probe *cp, const char **kind, char *reason, size_t len)
+{
+	struct fake_be *f = be;
+	struct fake_probe *p;
+
+	if (!fake_in(addr, 1)) {
+		snprintf(reason, len, "not_mapped");
+		return NULL;
+	}
+	if (addr == FAKE_PROBE_REFUSED) {
+		snprintf(reason, len, "not_insn_boundary");
+		return NULL;
+	}
+	if (f->nr_probes == FAKE_MAX_PROBES) {
+		snprintf(reason, len, "too_many_probes");
+		return NULL;
+	}
+	p = &f->probes[f->nr_probes++];
+	p->addr = addr;
+	p->max_hits = max_hits;
+	p->cp = cp;
+	p->live = true;
+	f->mem[addr - FAKE_MEM_BASE] = 0xcc;
+	*kind = "int3";
+	return p;
+}
+
+static int fake_probe_remove(void *be, void *h, char *msg, size_t len)
+{
+	struct fake_be *f = be;
+	struct fake_probe *p = h;
+
+	(void)msg;
+	(void)len;
+	if (p->live)
+		f->mem[p->addr - FAKE_MEM_BASE] = f->orig[p->addr - FAKE_MEM_BASE];
+	p->live = false;
+	p->cnt.removed = true;
+	return 0;
+}
+
+static void fake_probe_counts(void *be, void *h, struct campaign_counts *c)
+{
+	(void)be;
+	*c = ((struct fake_probe *)h)->cnt;
+}
+
+static void fake_probe_reap(void *be)
+{
+	struct fake_be *f = be;
+
+	for (unsigned int i = 0; i < f->nr_probes; i++)
+		if (f->probes[i].live && f->probes[i].max_hits &&
+		    f->probes[i].cnt.hits >= f->probes[i].max_hits)
+			fake_probe_remove(f, &f->probes[i], NULL, 0);
+}
+
+static void fake_hit_all(struct fake_be *f, unsigned int hits)
+{
+	for (unsigned int i = 0; i < f->nr_probes; i++) {
+		struct fake_probe *p = &f->probes[i];
+
+		for (unsigned int n = 0; n < hits; n++) {
+			struct kvm_regs regs = { .rip = p->addr, .rdi = n, .rsi = 2 };
+			unsigned int vcpu = n % (f->vcpus ? f->vcpus : 1);
+			struct campaign_hit h = { vcpu, (int)vcpu * 8, &regs };
+
+			if (!p->live || (p->max_hits && p->cnt.hits >= p->max_hits))
+				break;
+			if (campaign_probe_hit(p->cp, &h) == CAMPAIGN_MISSED) {
+				p->cnt.missed++;
+			} else {
+				p->cnt.hits++;
+				p->cnt.per_vcpu[vcpu]++;
+			}
+		}
+	}
+}
+
+/* Every live probe is hit hits_per_run times, as if by the guest. */
+static void fake_run(void *be, unsigned int ms)
+{
+	struct fake_be *f = be;
+
+	(void)ms;
+	f->iterations += 100;
+	fake_hit_all(f, f->hits_per_run);
+}
+
+static int fake_stats(void *be, struct campaign_guest_stats *st)
+{
+	struct fake_be *f = be;
+
+	memset(st, 0, sizeof(*st));
+	st->iterations = f->iterations;
+	st->healthy = true;
+	st->nr_tasks = 2;
+	st->tasks[0] = (struct campaign_task_stats){ 0, 0, f->iterations / 2, 0 };
+	st->tasks[1] = (struct campaign_task_stats){ 1, 8, f->iterations / 2, 0 };
+	return 0;
+}
+
+static void fake_destroy(void *be)
+{
+	((struct fake_be *)be)->destroyed = true;
+}
+
+bool fake_be_booted(const struct fake_be *f)
+{
+	return f->booted;
+}
+
+bool fake_be_pristine(const struct fake_be *f)
+{
+	return !memcmp(f->mem, f->orig, sizeof(f->mem));
+}
+
+unsigned int fake_be_live_probes(const struct fake_be *f)
+{
+	unsigned int n = 0;
+
+	for (unsigned int i = 0; i < f->nr_probes; i++)
+		n += f->probes[i].live;
+	return n;
+}
+
+void fake_be_set_hits_per_run(struct fake_be *f, unsigned int n)
+{
+	f->hits_per_run = n;
+}
+
+void fake_be_free(struct fake_be *f)
+{
+	if (f)
+		symtab_free(f->st);
+	free(f);
+}
+
+const struct campaign_ops fake_ops = {
+	.boot = fake_boot,
+	.symtab = fake_symtab,
+	.read = fake_read,
+	.patch = fake_patch,
+	.unpatch = fake_unpatch,
+	.probe_add = fake_probe_add,
+	.probe_remove = fake_probe_remove,
+	.probe_counts = fake_probe_counts,
+	.probe_reap = fake_probe_reap,
+	.run = fake_run,
+	.stats = fake_stats,
+	.destroy = fake_destroy,
+};

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * campaign_fake.h - a campaign backend with no KVM (include/campaign.h):
+ * 8 KiB of "guest" memory at 0x1000 holding three functions and a data
+ * object, patches applied by memcpy, and probes whose hits ops->run()
+ * delivers itself (each live probe gets `hits_per_run` hits per call, on
+ * vCPU (n % vcpus), from the calling thread).  For the Lua API's unit tests
+ * and the fuzz_campaign target.
+ *
+ * Refusals it makes, so scripts can test the refusal paths:
+ *   - patch or probe outside the memory: "not mapped";
+ *   - probe at FAKE_PROBE_REFUSED: reason "not_insn_boundary".
+ */
+#ifndef VMPOKE_CAMPAIGN_FAKE_H
+#define VMPOKE_CAMPAIGN_FAKE_H
+
+#include "campaign.h"
+
+#define FAKE_MEM_BASE		0x1000ull
+#define FAKE_MEM_SIZE		0x2000ull
+#define FAKE_PROBE_REFUSED	0x1001ull	/* lib_add+1 */
+
+struct fake_be;
+
+struct fake_be *fake_be_new(void);
+/* After campaign_run(): did it boot, and is the memory as it was? */
+bool fake_be_booted(const struct fake_be *f);
+bool fake_be_pristine(const struct fake_be *f);
+unsigned int fake_be_live_probes(const struct fake_be *f);
+void fake_be_set_hits_per_run(struct fake_be *f, unsigned int n);
+/* Does not free: campaign_run() calls ops->destroy, which only marks it. */
+void fake_be_free(struct fake_be *f);
+
+extern const struct campaign_ops fake_ops;
+
+#endif /* VMPOKE_CAMPAIGN_FAKE_H */

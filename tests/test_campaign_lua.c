@@ -1,0 +1,408 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_campaign_lua.c - the campaign Lua API against the fake backend
+ * (no KVM): every function with good and bad arguments, the report, the
+ * events and trace files, handlers, deferred removal, hits while the
+ * interpreter is busy, the handler instruction bound, exit codes, and the
+ * undo on every way out.  The scripts check themselves with expect(); the
+ * C side checks that every expectation held and that there were enough.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "campaign_check.h"
+#include "campaign_fake.h"
+#include "testlib.h"
+
+#define REPORT	"/tmp/vmpoke-test-campaign.json"
+#define TRACE	"/tmp/vmpoke-test-campaign.trace.json"
+#define EVENTS	"/tmp/vmpoke-test-campaign.ndjson"
+
+/* Run, load the report, check its keys and that >= min expectations held. */
+static json_object *run_ok(const char *lua, size_t min, int want_rc, struct fake_be **f)
+{
+	char why[512];
+	json_object *r;
+	int rc;
+
+	unlink(REPORT);
+	rc = campaign_check_run_fake(lua, REPORT, TRACE, EVENTS, f);
+	EXPECT_EQ_U64(want_rc, rc);
+	r = json_object_from_file(REPORT);
+	EXPECT_TRUE_MSG(r != NULL, "no report written");
+	if (!r)
+		return NULL;
+	EXPECT_TRUE_MSG(!campaign_check_report(r, why, sizeof(why)), "%s", why);
+	EXPECT_TRUE_MSG(!campaign_check_expectations(r, min, why, sizeof(why)), "%s", why);
+	return r;
+}
+
+static bool report_bool(json_object *r, const char *key)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(r, key, &v) && json_object_get_boolean(v);
+}
+
+/* A Lua helper every script starts with: bad(pattern, f, args...) */
+#define LUA_BAD								\
+	"local function bad(pat, f, ...)\n"				\
+	"  local ok, e = pcall(f, ...)\n"				\
+	"  expect(not ok and type(e) == 'string' and e:find(pat, 1, true) ~= nil,\n" \
+	"         'want error \"' .. pat .. '\", got ' .. tostring(e))\n"	\
+	"end\n"
+
+static void test_symbols_and_memory(void)
+{
+	static const char lua[] = LUA_BAD
+		"expect(vm:sym('lib_add') == 0x1000, 'sym')\n"
+		"expect(vm:sym('nosuch') == nil, 'sym nil')\n"
+		"bad('string expected', vm.sym, vm)\n"
+		"bad('vmpoke.vm expected', vm.sym, 'lib_add')\n"
+		"expect(vm:addr('lib_add+0x1a') == 0x101a, 'addr hex')\n"
+		"expect(vm:addr('lib_add+4') == 0x1004, 'addr dec')\n"
+		"expect(vm:addr('0x1234') == 0x1234, 'addr number')\n"
+		"bad(\"unknown symbol 'nosuch' in 'nosuch+0x10'\", vm.addr, vm, 'nosuch+0x10')\n"
+		"bad(\"bad offset 'zz' in 'lib_add+zz'\", vm.addr, vm, 'lib_add+zz')\n"
+		"bad(\"past the end of 'lib_add'\", vm.addr, vm, 'lib_add+0x100')\n"
+		"bad('missing symbol name', vm.addr, vm, '+4')\n"
+		"bad('string expected', vm.addr, vm, {})\n"
+		"expect(vm:symbolize(0x1004) == 'lib_add+0x4', 'symbolize off')\n"
+		"expect(vm:symbolize(0x1000) == 'lib_add', 'symbolize 0')\n"
+		"expect(vm:symbolize(0x9000) == '0x9000', 'symbolize none')\n"
+		"bad('want an integer', vm.symbolize, vm, 'x')\n"
+		"bad('want an integer', vm.symbolize, vm)\n"
+		"local s = vm:syms('lib_*')\n"
+		"expect(#s == 4 and s[1].name == 'lib_add' and s[1].addr == 0x1000 and s[1].size == 0x20, 'syms')\n"
+		"expect(#vm:syms('a_*') == 0, 'syms: labels are neither functions nor objects')\n"
+		"expect(#vm:syms() == 4, 'syms default glob')\n"
+		"bad('string expected', vm.syms, vm, {})\n"
+		"expect(vm:read('lib_add', 5) == '\\x48\\x8d\\x04\\x37\\xc3', 'read')\n"
+		"expect(vm:read(0x1000, 0) == '', 'read 0')\n"
+		"bad('out of range', vm.read, vm, 'lib_add', -1)\n"
+		"bad('out of range', vm.read, vm, 'lib_add', 1 << 21)\n"
+		"bad('want an integer', vm.read, vm, 'lib_add', 'x')\n"
+		"bad('want an integer', vm.read, vm, 'lib_add', 1.5)\n"
+		"bad('not mapped', vm.read, vm, 0x9000, 4)\n"
+		"bad('want an integer address', vm.read, vm, true, 1)\n"
+		"bad(\"unknown symbol 'nope'\", vm.read, vm, 'nope', 1)\n"
+		"local d = vm:disasm('lib_add', 2)\n"
+		"expect(#d == 2 and d[1].addr == 0x1000 and d[1].bytes == '\\x48\\x8d\\x04\\x37', 'disasm bytes')\n"
+		"expect(d[1].text == 'leaq (%rdi, %rsi), %rax', 'disasm AT&T text: ' .. d[1].text)\n"
+		"expect(d[2].addr == 0x1004 and d[2].text:match('^ret'), 'disasm ret: ' .. d[2].text)\n"
+		"bad('out of range', vm.disasm, vm, 'lib_add', 0)\n"
+		"bad('out of range', vm.disasm, vm, 'lib_add', 5000)\n"
+		"bad('not mapped', vm.disasm, vm, 0x9000, 1)\n"
+		"bad('want an integer', vm.disasm, vm, 'lib_add')\n"
+		"expect(tostring(vm) == 'vm (booted)', 'tostring')\n";
+	json_object *r = run_ok(lua, 38, 0, NULL);
+
+	if (r)
+		CU_ASSERT_TRUE(report_bool(r, "restored"));
+	json_object_put(r);
+}
+
+static void test_encoders_and_patch(void)
+{
+	static const char lua[] = LUA_BAD
+		"expect(vmpoke.jmp(0x1000, 0x1006) == '\\xe9\\x01\\x00\\x00\\x00', 'jmp')\n"
+		"expect(vmpoke.jmp(0x1010, 0x1000) == '\\xe9\\xeb\\xff\\xff\\xff', 'jmp back')\n"
+		"expect(vmpoke.call('lib_add', 'lib_mul') == '\\xe8\\x1b\\x00\\x00\\x00', 'call by symbol')\n"
+		"expect(vmpoke.nop(5) == '\\x0f\\x1f\\x44\\x00\\x00', 'nop5')\n"
+		"expect(vmpoke.nop(1) == '\\x90' and #vmpoke.nop(16) == 16, 'nop lengths')\n"
+		"bad('out of rel32 reach', vmpoke.jmp, 0, 1 << 40)\n"
+		"bad(\"unknown symbol 'nosuch'\", vmpoke.jmp, 'nosuch', 1)\n"
+		"bad('want an integer address', vmpoke.call, {}, 1)\n"
+		"bad('out of range', vmpoke.nop, 0)\n"
+		"bad('out of range', vmpoke.nop, 17)\n"
+		"bad('want an integer', vmpoke.nop, 'x')\n"
+		"bad('table expected', vm.patch, vm)\n"
+		"bad('want a list of 1..4096 sites', vm.patch, vm, {})\n"
+		"bad('site 1: want a table', vm.patch, vm, {5})\n"
+		"bad(\"site 1: missing 'at'\", vm.patch, vm, {{new='\\x90'}})\n"
+		"bad('site 1: new: want a byte string', vm.patch, vm, {{at='lib_add'}})\n"
+		"bad('site 1: new is 0 bytes', vm.patch, vm, {{at='lib_add', new=''}})\n"
+		"bad('site 1: new is 17 bytes', vm.patch, vm, {{at='lib_add', new=string.rep('\\x90', 17)}})\n"
+		"bad('site 1: old is 2 bytes, new is 1', vm.patch, vm, {{at='lib_add', new='\\x90', old='\\x90\\x90'}})\n"
+		"bad(\"site: unknown key 'bogus'\", vm.patch, vm, {{at='lib_add', new='\\x90', bogus=1}})\n"
+		"bad(\"options: unknown key 'kep'\", vm.patch, vm, {{at='lib_add', new='\\x90'}}, {kep=true})\n"
+		"bad(\"unknown symbol 'nosuch'\", vm.patch, vm, {{at='nosuch', new='\\x90'}})\n"
+		"local r = vm:patch({{at=0x9000, new='\\x90'}})\n"
+		"expect(r.ok == false and #r.refused == 1 and r.refused[1].at == 0x9000 and\n"
+		"       r.refused[1].reason:find('not mapped'), 'a refusal is a result, not an error')\n"
+		"bad('was not applied', vm.unpatch, vm, r)\n"
+		"local old = vm:read('lib_sum', 5)\n"
+		"local p = vm:patch({{at='lib_sum', new=vmpoke.jmp('lib_sum', 'lib_add'), old=old}})\n"
+		"expect(p.ok and p.syncs == 3 and type(p.us) == 'number' and #p.refused == 0, 'patch ok')\n"
+		"expect(vm:read('lib_sum', 5) == vmpoke.jmp('lib_sum', 'lib_add'), 'patched bytes')\n"
+		"local u = vm:unpatch(p)\n"
+		"expect(u.ok and vm:read('lib_sum', 5) == old, 'unpatch restores')\n"
+		"bad('already undone', vm.unpatch, vm, p)\n"
+		"bad('not a result of vm:patch', vm.unpatch, vm, {})\n"
+		"bad('table expected', vm.unpatch, vm)\n"
+		"local m = vm:patch({{at='lib_mul', new='\\x90', old='\\x91'}})\n"
+		"expect(not m.ok and m.refused[1].reason == 'old bytes differ', 'old mismatch refused')\n"
+		"-- left applied: the exit must undo it\n"
+		"local left = vm:patch({{at='lib_mul', new=vmpoke.nop(3)}})\n"
+		"expect(left.ok, 'left applied')\n";
+	struct fake_be *f = NULL;
+	json_object *r = run_ok(lua, 30, 0, &f), *a, *v;
+
+	if (r) {
+		CU_ASSERT_TRUE(report_bool(r, "restored"));
+		CU_ASSERT_TRUE(json_object_object_get_ex(r, "patches", &a));
+		EXPECT_EQ_U64(4, json_object_array_length(a));
+		json_object_object_get_ex(json_object_array_get_idx(a, 0), "refused", &v);
+		EXPECT_EQ_U64(1, json_object_array_length(v));
+	}
+	CU_ASSERT_TRUE(f && fake_be_pristine(f));
+	fake_be_free(f);
+	json_object_put(r);
+}
+
+static void test_keep_survives_exit(void)
+{
+	static const char lua[] =
+		"local r = vm:patch({{at='lib_sum', new=vmpoke.jmp('lib_sum', 'lib_add')}}, {keep=true})\n"
+		"expect(r.ok, 'kept batch applied')\n";
+	struct fake_be *f = NULL;
+	json_object *r = run_ok(lua, 1, 0, &f);
+
+	if (r)	/* keep=true sites are not counted against "restored" */
+		CU_ASSERT_TRUE(report_bool(r, "restored"));
+	CU_ASSERT_TRUE(f && !fake_be_pristine(f));
+	fake_be_free(f);
+	json_object_put(r);
+}
+
+static void test_probes(void)
+{
+	static const char lua[] = LUA_BAD
+		"bad('want an integer address or \"sym+off\"', vm.probe, vm)\n"
+		"bad('want a handler function or nil', vm.probe, vm, 'lib_add', 5)\n"
+		"bad('table expected', vm.probe, vm, 'lib_add', nil, 5)\n"
+		"bad('opts.max_hits 0 is out of range', vm.probe, vm, 'lib_add', nil, {max_hits=0})\n"
+		"bad(\"unknown key 'maxhits'\", vm.probe, vm, 'lib_add', nil, {maxhits=1})\n"
+		"local ok, e = pcall(vm.probe, vm, 'lib_add+1')\n"
+		"expect(not ok and e == 'lib_add+1: not_insn_boundary', 'refusal: where, colon, reason: ' .. tostring(e))\n"
+		"ok, e = pcall(vm.probe, vm, 4097)\n"
+		"expect(not ok and e:sub(1, 6) == '4097: ', 'refusal of an integer where: ' .. tostring(e))\n"
+		"ok, e = pcall(vm.probe, vm, 'nosuch')\n"
+		"expect(not ok and e:sub(1, 8) == 'nosuch: ', 'refusal of an unknown symbol: ' .. tostring(e))\n"
+		"local seen, vcpus, rdi, sp = 0, {}, 0, nil\n"
+		"local p = vm:probe('lib_add', function(ctx)\n"
+		"  seen = seen + 1; vcpus[ctx.vcpu] = true\n"
+		"  rdi = rdi + ctx.regs.rdi\n"
+		"  assert(ctx.rip == 0x1000 and ctx.regs.rip == 0x1000 and ctx.task >= 0)\n"
+		"  assert(ctx.regs.rflags and ctx.regs.r15 and ctx.regs.rsp)\n"
+		"  ctx.regs.rax = 7\n"
+		"  if seen == 2 then return 'skip' end\n"
+		"end)\n"
+		"expect(p.kind == 'int3' and p.at == 0x1000 and p.where == 'lib_add', 'probe fields')\n"
+		"expect(tostring(p):find('lib_add'), 'probe tostring')\n"
+		"expect(p.nosuch == nil, 'unknown probe field is nil')\n"
+		"local counted = vm:probe('lib_mul', nil, {max_hits=2})\n"
+		"vm:run_for(0.12)\n"
+		"expect(seen > 0 and seen == p.hits, 'handler ran once per hit: ' .. seen .. ' ' .. p.hits)\n"
+		"expect(vcpus[0] and vcpus[1], 'hits on both vCPUs')\n"
+		"expect(p.per_vcpu[0] > 0 and p.per_vcpu[1] > 0, 'per_vcpu')\n"
+		"expect(counted.hits == 2 and counted.removed, 'max_hits removed the probe')\n"
+		"-- the fake hits every probe once inside each patch: the interpreter is busy\n"
+		"local before = p.missed\n"
+		"vm:patch({{at='lib_sum', new=vmpoke.nop(5)}})\n"
+		"expect(p.missed == before + 1, 'a hit while the script waits in vm:patch is missed')\n"
+		"expect(p:remove() == true and p:remove() == false, 'remove, then again')\n"
+		"local h = p.hits\n"
+		"vm:run_for(0.06)\n"
+		"expect(p.hits == h, 'no hits after remove')\n"
+		"bad('vmpoke.probe expected', p.remove, {})\n";
+	struct fake_be *f = NULL;
+	json_object *r = run_ok(lua, 19, 0, &f), *a, *v;
+
+	if (r) {
+		CU_ASSERT_TRUE(json_object_object_get_ex(r, "probes", &a));
+		/* 3 refused + lib_add + lib_mul */
+		EXPECT_EQ_U64(5, json_object_array_length(a));
+		json_object_object_get_ex(json_object_array_get_idx(a, 0), "refused", &v);
+		CU_ASSERT_STRING_EQUAL(json_object_get_string(v), "not_insn_boundary");
+	}
+	CU_ASSERT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
+	fake_be_free(f);
+	json_object_put(r);
+}
+
+static void test_handler_rules(void)
+{
+	static const char lua[] = LUA_BAD
+		"local p, calls, errs = nil, 0, {}\n"
+		"p = vm:probe('lib_add', function(ctx)\n"
+		"  calls = calls + 1\n"
+		"  for _, f in ipairs({'patch', 'probe', 'run_for', 'unpatch'}) do\n"
+		"    local ok, e = pcall(vm[f], vm, {{at='lib_sum', new='\\x90'}})\n"
+		"    errs[f] = e\n"
+		"  end\n"
+		"  p:remove()  -- deferred until the handler returns\n"
+		"end)\n"
+		"vm:run_for(0.12)\n"
+		"for _, f in ipairs({'patch', 'probe', 'run_for', 'unpatch'}) do\n"
+		"  expect(errs[f] and errs[f]:find('vm:' .. f .. ' cannot be called from a probe handler', 1, true),\n"
+		"         f .. ' from a handler: ' .. tostring(errs[f]))\n"
+		"end\n"
+		"expect(calls == 1, 'the handler that removed its probe ran once: ' .. calls)\n"
+		"expect(p.removed, 'deferred remove done by the time run_for returns')\n"
+		"-- a looping handler is cut off, and run_for raises its error\n"
+		"local q = vm:probe('lib_mul', function() while true do end end)\n"
+		"local ok, e = pcall(vm.run_for, vm, 0.1)\n"
+		"expect(not ok and e:find('ran past 200000 Lua instructions', 1, true), 'loop bound: ' .. tostring(e))\n"
+		"q:remove()\n"
+		"-- a handler returning something else than nothing or 'skip'\n"
+		"local w = vm:probe('lib_sum', function() return 'skp' end)\n"
+		"ok, e = pcall(vm.run_for, vm, 0.1)\n"
+		"expect(not ok and e:find('returned \"skp\"', 1, true), 'bad return: ' .. tostring(e))\n"
+		"w:remove()\n"
+		"local z = vm:probe('lib_add+4', function(ctx) ctx.regs.rax = 'x' end)\n"
+		"ok, e = pcall(vm.run_for, vm, 0.1)\n"
+		"expect(not ok and e:find('ctx.regs.rax', 1, true), 'bad register: ' .. tostring(e))\n";
+	struct fake_be *f = NULL;
+	json_object *r = run_ok(lua, 8, 0, &f);
+
+	CU_ASSERT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
+	fake_be_free(f);
+	json_object_put(r);
+}
+
+static void test_run_stats_expect_log(void)
+{
+	static const char lua[] = LUA_BAD
+		"bad('want seconds', vm.run_for, vm, -1)\n"
+		"bad('want seconds', vm.run_for, vm, 'x')\n"
+		"bad('want seconds', vm.run_for, vm)\n"
+		"vm:run_for(0.06)\n"
+		"local s = vm:stats()\n"
+		"expect(s.iterations > 0 and s.check_failures == 0 and s.guest_faults == 0, 'stats')\n"
+		"expect(#s.tasks == 2 and s.tasks[2].vcpu == 1 and s.tasks[2].task == 8 and\n"
+		"       s.tasks[2].iterations > 0 and s.tasks[2].check_failures == 0, 'stats tasks')\n"
+		"bad('want a message string', expect, true, 5)\n"
+		"bad('want expect(cond, message)', expect)\n"
+		"expect(expect(1 == 1, 'returns its verdict') == true, 'expect returns')\n"
+		"bad('string expected', vmpoke.log)\n"
+		"bad('number expected, got string', vmpoke.log, '%d', 'x')\n"
+		"vmpoke.log('hello %s %d', 'world', 42)\n"
+		"expect(type(vmpoke.version) == 'string', 'version')\n";
+	json_object *r = run_ok(lua, 10, 0, NULL);
+	char why[256];
+
+	json_object_put(r);
+	EXPECT_TRUE_MSG(!campaign_check_events(EVENTS, why, sizeof(why)), "%s", why);
+	EXPECT_TRUE_MSG(!campaign_check_trace(TRACE, why, sizeof(why)), "%s", why);
+}
+
+static void test_config_table(void)
+{
+	static const char lua[] = LUA_BAD
+		"campaign = { vcpus = 0 }\n"
+		"bad('campaign.vcpus: want an integer in 1..64, got 0', vm.sym, vm, 'x')\n"
+		"campaign = { vcpus = 3, tasks = 'x' }\n"
+		"bad('campaign.tasks: want an integer in 1..8, got x', vm.sym, vm, 'x')\n"
+		"campaign = { scenario = 'nosuch' }\n"
+		"bad(\"campaign.scenario: unknown scenario 'nosuch'\", vm.sym, vm, 'x')\n"
+		"campaign = 5\n"
+		"bad('campaign: want a table, got number', vm.sym, vm, 'x')\n"
+		"campaign = { vcpus = 3, tasks = 4, hz = 100, iterations = 10 }\n"
+		"expect(vm:sym('lib_add') == 0x1000, 'boots with the fixed table')\n"
+		"campaign.vcpus = 1  -- too late: the guest is booted\n";
+	json_object *r = run_ok(lua, 5, 0, NULL), *g, *v;
+
+	if (r) {
+		CU_ASSERT_TRUE(json_object_object_get_ex(r, "guest", &g));
+		CU_ASSERT_TRUE(json_object_object_get_ex(g, "vcpus", &v));
+		EXPECT_EQ_U64(3, json_object_get_int(v));
+		CU_ASSERT_TRUE(json_object_object_get_ex(g, "tasks", &v));
+		EXPECT_EQ_U64(4, json_object_get_int(v));
+	}
+	json_object_put(r);
+}
+
+/* Script errors: exit 2, "SCRIPT:LINE:", and everything undone first. */
+static void test_exit_codes(void)
+{
+	struct fake_be *f = NULL;
+	json_object *r, *v;
+	int rc;
+
+	rc = campaign_check_run_fake("local x = = 1\n", REPORT, NULL, NULL, NULL);
+	EXPECT_EQ_U64(2, rc);
+	r = json_object_from_file(REPORT);
+	CU_ASSERT_TRUE(r && json_object_object_get_ex(r, "error", &v) &&
+		       strstr(json_object_get_string(v), ".lua:1:"));
+	json_object_put(r);
+
+	rc = campaign_check_run_fake("vm:probe('lib_add')\n"
+				     "vm:patch({{at='lib_sum', new=vmpoke.nop(5)}})\n"
+				     "error('halfway')\n", REPORT, NULL, NULL, &f);
+	EXPECT_EQ_U64(2, rc);
+	r = json_object_from_file(REPORT);
+	CU_ASSERT_TRUE(r && json_object_object_get_ex(r, "error", &v) &&
+		       strstr(json_object_get_string(v), ".lua:3: halfway"));
+	CU_ASSERT_TRUE(r && report_bool(r, "restored"));
+	CU_ASSERT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
+	fake_be_free(f);
+	json_object_put(r);
+
+	rc = campaign_check_run_fake("expect(false, 'no')\nexpect(true, 'yes')\n", REPORT,
+				     NULL, NULL, NULL);
+	EXPECT_EQ_U64(1, rc);
+	rc = campaign_check_run_fake("error({})\n", NULL, NULL, NULL, NULL);
+	EXPECT_EQ_U64(2, rc);
+	/* nothing booted: nothing to restore, still a report */
+	rc = campaign_check_run_fake("local a = 1\n", REPORT, NULL, NULL, NULL);
+	EXPECT_EQ_U64(0, rc);
+}
+
+static void *signal_later(void *arg)
+{
+	struct timespec ts = { 0, 200 * 1000 * 1000 };
+
+	(void)arg;
+	nanosleep(&ts, NULL);
+	campaign_signal(SIGINT);
+	return NULL;
+}
+
+/* A signal while the script loops: exit 4, undone, report written. */
+static void test_signal(void)
+{
+	struct fake_be *f = NULL;
+	json_object *r;
+	pthread_t t;
+	int rc;
+
+	unlink(REPORT);
+	pthread_create(&t, NULL, signal_later, NULL);
+	rc = campaign_check_run_fake("vm:probe('lib_add')\n"
+				     "vm:patch({{at='lib_sum', new=vmpoke.nop(5)}})\n"
+				     "while true do vm:read('lib_add', 1) end\n",
+				     REPORT, NULL, NULL, &f);
+	pthread_join(t, NULL);
+	EXPECT_EQ_U64(4, rc);
+	r = json_object_from_file(REPORT);
+	CU_ASSERT_TRUE(r && report_bool(r, "restored"));
+	CU_ASSERT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
+	fake_be_free(f);
+	json_object_put(r);
+}
+
+TEST_SUITE(campaign_lua, "campaign_lua", false,
+	   TEST(test_symbols_and_memory),
+	   TEST(test_encoders_and_patch),
+	   TEST(test_keep_survives_exit),
+	   TEST(test_probes),
+	   TEST(test_handler_rules),
+	   TEST(test_run_stats_expect_log),
+	   TEST(test_config_table),
+	   TEST(test_exit_codes),
+	   TEST(test_signal))
