@@ -152,6 +152,53 @@ struct campaign_ops {
 	void (*destroy)(void *be);		/* stop the guest, free */
 };
 
+/*
+ * What a campaign writes (events, trace, report) goes through a sink, so the
+ * engine needs no JSON library: the command's sink (patcher/cli/
+ * campaign_files.c) writes the files with json-c.  Fields are key/value
+ * lists; the sink is called with the campaign's output lock held.
+ */
+enum campaign_kv_type { CAMPAIGN_KV_STR, CAMPAIGN_KV_U64, CAMPAIGN_KV_I64, CAMPAIGN_KV_BOOL,
+			CAMPAIGN_KV_DBL };
+
+struct campaign_kv {
+	const char *key;
+	enum campaign_kv_type type;
+	union {
+		const char *s;
+		uint64_t u;
+		int64_t i;
+		bool b;
+		double d;
+	};
+};
+
+#define KV_S(k, v)	{ .key = (k), .type = CAMPAIGN_KV_STR, .s = (v) }
+#define KV_U(k, v)	{ .key = (k), .type = CAMPAIGN_KV_U64, .u = (v) }
+#define KV_I(k, v)	{ .key = (k), .type = CAMPAIGN_KV_I64, .i = (v) }
+#define KV_B(k, v)	{ .key = (k), .type = CAMPAIGN_KV_BOOL, .b = (v) }
+#define KV_D(k, v)	{ .key = (k), .type = CAMPAIGN_KV_DBL, .d = (v) }
+
+struct campaign_sink_ops {
+	int (*open)(struct campaign *c, char *msg, size_t len);
+	/* one line of --events: t_us, type, then kv */
+	void (*event)(struct campaign *c, uint64_t t_us, const char *type,
+		      const struct campaign_kv *kv, size_t n);
+	/*
+	 * One trace event: ph 'X' (a slice, dur_us), 'i' (a thread instant),
+	 * 'C' (a counter, kv the series), 'M' (thread name in name).
+	 * tid 0 is the controller, 1 + N vCPU N.
+	 */
+	void (*trace)(struct campaign *c, char ph, const char *name, const char *cat, int tid,
+		      double ts_us, double dur_us, const struct campaign_kv *kv, size_t n);
+	/* --json, after everything was undone; 0 or -1 */
+	int (*report)(struct campaign *c, int exit_code);
+	void (*close)(struct campaign *c);
+};
+
+/* The command's sink: --events, --trace and --json files, with json-c. */
+extern const struct campaign_sink_ops campaign_files;
+
 struct campaign_opts {
 	const char *script;		/* path */
 	const char *image;		/* NULL: the default */
@@ -165,6 +212,7 @@ struct campaign_opts {
 	uint64_t handler_insn_limit;
 	const char *command;		/* the command line, for the report */
 	int (*scenario_parse)(const char *name);	/* campaign.scenario; -1 if unknown */
+	const struct campaign_sink_ops *sink;		/* NULL: write nothing */
 };
 
 /*

@@ -211,7 +211,6 @@ void campaign_probe_refresh(struct campaign *c, struct campaign_probe *cp,
 int campaign_probe_remove(struct campaign *c, struct campaign_probe *cp, char *msg, size_t len)
 {
 	struct campaign_counts cnt;
-	json_object *ev;
 	int r;
 
 	campaign_probe_refresh(c, cp, &cnt);
@@ -222,13 +221,15 @@ int campaign_probe_remove(struct campaign *c, struct campaign_probe *cp, char *m
 		return r;
 	c->ops->probe_counts(c->be, cp->h, &cp->final);
 	cp->removed = true;
-	ev = json_object_new_object();
-	json_object_object_add(ev, "action", json_object_new_string("removed"));
-	json_object_object_add(ev, "where", json_object_new_string(cp->where));
-	json_object_object_add(ev, "addr", json_object_new_uint64(cp->addr));
-	json_object_object_add(ev, "hits", json_object_new_uint64(cp->final.hits));
-	json_object_object_add(ev, "missed", json_object_new_uint64(cp->final.missed));
-	campaign_event(c, "probe", ev);
+	{
+		struct campaign_kv ev[] = {
+			KV_S("action", "removed"), KV_S("where", cp->where),
+			KV_U("addr", cp->addr), KV_U("hits", cp->final.hits),
+			KV_U("missed", cp->final.missed),
+		};
+
+		campaign_event(c, "probe", ev, KVN(ev));
+	}
 	return 0;
 }
 
@@ -253,18 +254,19 @@ static void campaign_service(struct campaign *c)
 static void campaign_sample(struct campaign *c)
 {
 	bool was_ended = c->have_stats && c->stats.ended;
-	json_object *args, *ev;
 
 	if (!c->booted || c->ops->stats(c->be, &c->stats))
 		return;
 	c->have_stats = true;
-	args = json_object_new_object();
-	json_object_object_add(args, "iterations", json_object_new_uint64(c->stats.iterations));
-	campaign_trace_counter(c, "guest progress", args);
+	{
+		struct campaign_kv kv[] = { KV_U("iterations", c->stats.iterations) };
+
+		campaign_trace_counter(c, "guest progress", kv, KVN(kv));
+	}
 	if (c->stats.ended && !was_ended && !c->stats.healthy) {
-		ev = json_object_new_object();
-		json_object_object_add(ev, "message", json_object_new_string(c->stats.outcome));
-		campaign_event(c, "guest_fault", ev);
+		struct campaign_kv ev[] = { KV_S("message", c->stats.outcome) };
+
+		campaign_event(c, "guest_fault", ev, KVN(ev));
 		fprintf(stderr, "vmpoke campaign: guest: %s\n", c->stats.outcome);
 	}
 }
@@ -490,7 +492,7 @@ int campaign_run(const struct campaign_opts *o, const struct campaign_ops *ops, 
 		fprintf(stderr, "vmpoke campaign: timed out after %u s\n", o->timeout_s);
 	code = campaign_exit_code(c);
 	campaign_summary(c, stdout);
-	if (campaign_write_report(c, code) && code == VMPOKE_EXIT_OK)
+	if (o->sink && o->sink->report(c, code) && code == VMPOKE_EXIT_OK)
 		code = VMPOKE_EXIT_HOST;
 	/* The guest stops before the state its probes call into goes away. */
 	ops->destroy(be);

@@ -6,14 +6,14 @@
  *   campaign_lua.c     the Lua API: vm, vmpoke, expect, probe objects
  *   campaign_where.c   "sym+off" parsing, symbolizing, globs (pure)
  *   campaign_encode.c  vmpoke.jmp/call/nop encoders (pure)
- *   campaign_out.c     events (NDJSON) and trace (Chrome JSON) files
- *   campaign_report.c  the --json report and the summary table
+ *   campaign_out.c     events and trace, through the sink (hit sampling)
+ *   campaign_report.c  the exit code and the summary table
+ *   cli/campaign_files.c  the sink: --events, --trace, --json with json-c
  *   campaign_kvm.c     the real backend: KVM, patcher, probe engine
  */
 #ifndef VMPOKE_CAMPAIGN_INTERNAL_H
 #define VMPOKE_CAMPAIGN_INTERNAL_H
 
-#include <json.h>
 #include <lua.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -69,8 +69,7 @@ enum campaign_interp {
 
 struct campaign_out {
 	pthread_mutex_t lock;		/* vCPU threads write hit events too */
-	FILE *events, *trace;
-	bool trace_first;
+	FILE *events, *trace;		/* the sink's */
 	uint64_t window_s;		/* hit sampling: the current second */
 	uint64_t window_hits;
 	uint64_t hits_dropped;		/* not written: above the sampling rate */
@@ -157,18 +156,19 @@ size_t campaign_disasm_one(const uint8_t *code, size_t size, uint64_t addr,
 /* campaign_out.c */
 int campaign_out_open(struct campaign *c, char *msg, size_t len);
 void campaign_out_close(struct campaign *c);
-/* Takes ownership of obj (may be NULL): adds t_us and type, writes a line. */
-void campaign_event(struct campaign *c, const char *type, json_object *obj);
+void campaign_event(struct campaign *c, const char *type, const struct campaign_kv *kv, size_t n);
 void campaign_trace_threads(struct campaign *c, unsigned int nr_vcpus);
 void campaign_trace_slice(struct campaign *c, const char *name, const char *cat,
-			  uint64_t start_ns, uint64_t end_ns, json_object *args);
-void campaign_trace_counter(struct campaign *c, const char *name, json_object *args);
+			  uint64_t start_ns, uint64_t end_ns, const struct campaign_kv *kv, size_t n);
+void campaign_trace_counter(struct campaign *c, const char *name, const struct campaign_kv *kv,
+			    size_t n);
 void campaign_out_hit(struct campaign *c, struct campaign_probe *cp, struct campaign_hit *h,
 		      enum campaign_verdict v);
+#define KVN(a)	(sizeof(a) / sizeof((a)[0]))
 
 /* campaign_report.c */
 int campaign_exit_code(struct campaign *c);
 void campaign_summary(struct campaign *c, FILE *f);
-int campaign_write_report(struct campaign *c, int exit_code);
+bool campaign_guest_faulted(const struct campaign *c);
 
 #endif /* VMPOKE_CAMPAIGN_INTERNAL_H */

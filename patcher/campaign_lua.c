@@ -431,28 +431,23 @@ static void patch_result(lua_State *L, struct campaign *c, struct campaign_batch
 	lua_pop(L, 1);
 }
 
-static void patch_event(struct campaign *c, struct campaign_batch *b, const char *action)
+static void patch_event(struct campaign *c, const char *phase, size_t n, bool ok,
+			uint64_t syncs, double us, const char *error)
 {
-	json_object *ev = json_object_new_object();
+	struct campaign_kv ev[] = {
+		KV_S("phase", phase), KV_U("sites", n), KV_B("ok", ok), KV_U("syncs", syncs),
+		KV_D("us", us), KV_S("error", error && *error ? error : NULL),
+	};
 
-	json_object_object_add(ev, "phase", json_object_new_string(action));
-	json_object_object_add(ev, "sites", json_object_new_uint64(b->n));
-	json_object_object_add(ev, "ok", json_object_new_boolean(b->applied));
-	json_object_object_add(ev, "syncs", json_object_new_uint64(b->syncs));
-	json_object_object_add(ev, "us", json_object_new_double(b->us));
-	if (b->error[0])
-		json_object_object_add(ev, "error", json_object_new_string(b->error));
-	campaign_event(c, "patch_phase", ev);
+	campaign_event(c, "patch_phase", ev, KVN(ev));
 }
 
 /* The batch as the outer X slice; the backend's phases nest inside it. */
 static void patch_slice(struct campaign *c, const char *name, uint64_t t0, size_t n, bool ok)
 {
-	json_object *args = json_object_new_object();
+	struct campaign_kv kv[] = { KV_U("sites", n), KV_B("ok", ok) };
 
-	json_object_object_add(args, "sites", json_object_new_uint64(n));
-	json_object_object_add(args, "ok", json_object_new_boolean(ok));
-	campaign_trace_slice(c, name, "patch", t0, campaign_now_ns(), args);
+	campaign_trace_slice(c, name, "patch", t0, campaign_now_ns(), kv, KVN(kv));
 }
 
 static int vm_patch(lua_State *L)
@@ -529,7 +524,7 @@ static int vm_patch(lua_State *L)
 	snprintf(b->error, sizeof(b->error), "%s", out.error);
 	for (size_t i = 0; i < b->n; i++)
 		b->nr_refused += b->sites[i].refused[0] != 0;
-	patch_event(c, b, "apply");
+	patch_event(c, "apply", b->n, b->applied, b->syncs, b->us, b->error);
 	patch_result(L, c, b);
 	return 1;
 }
@@ -577,16 +572,7 @@ static int vm_unpatch(lua_State *L)
 		lua_rawseti(L, -2, 1);
 	}
 	lua_setfield(L, -2, "refused");
-	{
-		json_object *ev = json_object_new_object();
-
-		json_object_object_add(ev, "phase", json_object_new_string("undo"));
-		json_object_object_add(ev, "sites", json_object_new_uint64(b->n));
-		json_object_object_add(ev, "ok", json_object_new_boolean(out.ok));
-		json_object_object_add(ev, "syncs", json_object_new_uint64(out.syncs));
-		json_object_object_add(ev, "us", json_object_new_double(out.us));
-		campaign_event(c, "patch_phase", ev);
-	}
+	patch_event(c, "undo", b->n, out.ok, out.syncs, out.us, out.error);
 	return 1;
 }
 
@@ -677,7 +663,6 @@ static int probe_refuse(lua_State *L, struct campaign *c, const char *where,
 			const char *reason, uint64_t addr)
 {
 	struct campaign_probe *cp = calloc(1, sizeof(*cp));
-	json_object *ev;
 
 	if (cp) {
 		cp->c = c;
@@ -689,11 +674,13 @@ static int probe_refuse(lua_State *L, struct campaign *c, const char *where,
 		if (campaign_add_probe(c, cp))
 			free(cp);
 	}
-	ev = json_object_new_object();
-	json_object_object_add(ev, "action", json_object_new_string("refused"));
-	json_object_object_add(ev, "where", json_object_new_string(where));
-	json_object_object_add(ev, "reason", json_object_new_string(reason));
-	campaign_event(c, "probe", ev);
+	{
+		struct campaign_kv ev[] = {
+			KV_S("action", "refused"), KV_S("where", where), KV_S("reason", reason),
+		};
+
+		campaign_event(c, "probe", ev, KVN(ev));
+	}
 	lua_pushfstring(L, "%s: %s", where, reason);
 	return lua_error(L);
 }
@@ -708,7 +695,6 @@ static int vm_probe(lua_State *L)
 	char where[128], msg[CAMPAIGN_REASON_LEN], reason[CAMPAIGN_REASON_LEN];
 	uint64_t max_hits = 0, addr = 0;
 	const char *kind = "int3";
-	json_object *ev;
 
 	not_in_handler(L, c, "probe");
 	if (lua_type(L, 2) != LUA_TNUMBER && lua_type(L, 2) != LUA_TSTRING)
@@ -761,12 +747,14 @@ static int vm_probe(lua_State *L)
 		return probe_refuse(L, c, where, reason[0] ? reason : "refused", addr);
 	}
 	cp->kind = kind;
-	ev = json_object_new_object();
-	json_object_object_add(ev, "action", json_object_new_string("placed"));
-	json_object_object_add(ev, "where", json_object_new_string(where));
-	json_object_object_add(ev, "addr", json_object_new_uint64(addr));
-	json_object_object_add(ev, "kind", json_object_new_string(kind));
-	campaign_event(c, "probe", ev);
+	{
+		struct campaign_kv ev[] = {
+			KV_S("action", "placed"), KV_S("where", where), KV_U("addr", addr),
+			KV_S("kind", kind),
+		};
+
+		campaign_event(c, "probe", ev, KVN(ev));
+	}
 	lp = lua_newuserdatauv(L, sizeof(*lp), 0);
 	lp->cp = cp;
 	luaL_setmetatable(L, PROBE_MT);
@@ -899,7 +887,6 @@ static int vmpoke_nop(lua_State *L)
 static int vmpoke_log(lua_State *L)
 {
 	struct campaign *c = lua_campaign(L);
-	json_object *ev;
 	const char *s;
 
 	luaL_checkstring(L, 1);
@@ -909,9 +896,11 @@ static int vmpoke_log(lua_State *L)
 	s = lua_tostring(L, -1);
 	fprintf(stdout, "%s\n", s);
 	fflush(stdout);
-	ev = json_object_new_object();
-	json_object_object_add(ev, "message", json_object_new_string(s));
-	campaign_event(c, "log", ev);
+	{
+		struct campaign_kv ev[] = { KV_S("message", s) };
+
+		campaign_event(c, "log", ev, KVN(ev));
+	}
 	return 0;
 }
 
@@ -931,7 +920,6 @@ static int lua_expect(lua_State *L)
 	bool ok = lua_toboolean(L, 1);
 	char dflt[48];
 	const char *msg;
-	json_object *ev;
 
 	if (lua_gettop(L) < 1)
 		return fail(L, "expect: want expect(cond, message)");
@@ -948,11 +936,13 @@ static int lua_expect(lua_State *L)
 		return fail(L, "expect: out of memory");
 	if (!ok)
 		fprintf(stderr, "%s:%d: expectation failed: %s\n", c->script_name, line, msg);
-	ev = json_object_new_object();
-	json_object_object_add(ev, "message", json_object_new_string(msg));
-	json_object_object_add(ev, "ok", json_object_new_boolean(ok));
-	json_object_object_add(ev, "line", json_object_new_int(line));
-	campaign_event(c, "expect", ev);
+	{
+		struct campaign_kv ev[] = {
+			KV_S("message", msg), KV_B("ok", ok), KV_I("line", line),
+		};
+
+		campaign_event(c, "expect", ev, KVN(ev));
+	}
 	lua_pushboolean(L, ok);
 	return 1;
 }

@@ -45,6 +45,7 @@ int campaign_check_run_fake(const char *lua, const char *json_path, const char *
 	o.trace = trace_path;
 	o.events = events_path;
 	o.quiet = true;
+	o.sink = &campaign_files;
 	o.handler_insn_limit = 200000;
 	f = fake_be_new();
 	rc = campaign_run(&o, &fake_ops, f);

@@ -59,6 +59,7 @@ int campaign_parse_args(int argc, char **argv, struct campaign_opts *o, bool *he
 	memset(o, 0, sizeof(*o));
 	o->scenario = -1;
 	o->scenario_parse = cli_scenario_parse;
+	o->sink = &campaign_files;
 	*help = false;
 	optind = 0;
 	opterr = 0;
