@@ -127,6 +127,25 @@ static void test_pagewalk_hostile_tables(void)
 	CU_ASSERT_EQUAL(pt_walk(&ram, 0x1000, 0x10000, &gpa, &psz), -EFAULT);
 }
 
+/*
+ * Found by fuzz_guest_tables: with less than 8 bytes of RAM, "off >
+ * size - 8" wrapped and an entry was read past the buffer.  Here the 8
+ * bytes past a 3-byte RAM hold a present 1 GiB entry at every level, so
+ * the old check walked to it and "translated".
+ */
+static void test_pagewalk_ram_smaller_than_entry(void)
+{
+	uint64_t buf[2] = { 0x83, 0 }, gpa = 0, psz = 0;
+	struct guest_ram tiny = { (uint8_t *)buf, 3 };
+
+	CU_ASSERT_EQUAL(pt_walk(&tiny, 0, 0, &gpa, &psz), -EFAULT);
+	tiny.size = 0;
+	CU_ASSERT_EQUAL(pt_walk(&tiny, 0, 0, &gpa, &psz), -EFAULT);
+	tiny.size = 8;		/* one entry fits: a 1 GiB page at 0 */
+	CU_ASSERT_EQUAL(pt_walk(&tiny, 0, 0, &gpa, &psz), 0);
+	EXPECT_EQ_U64(1ull << 30, psz);
+}
+
 static void test_pagewalk_cross_page_write(void)
 {
 	const char msg[] = "0123456789abcdef";
@@ -164,5 +183,6 @@ TEST_SUITE(pagewalk, "pagewalk", false,
 	   TEST(test_pagewalk_not_present),
 	   TEST(test_pagewalk_noncanonical),
 	   TEST(test_pagewalk_hostile_tables),
+	   TEST(test_pagewalk_ram_smaller_than_entry),
 	   TEST(test_pagewalk_cross_page_write),
 	   TEST(test_pagewalk_fault_writes_nothing))

@@ -34,7 +34,8 @@ static int pt_entry(const struct guest_ram *ram, uint64_t table, unsigned int id
 {
 	uint64_t off = table + 8ull * idx;
 
-	if (table >= ram->size || off > ram->size - 8)
+	/* size < 8 first: "size - 8" would wrap and let any entry through. */
+	if (ram->size < 8 || table >= ram->size || off > ram->size - 8)
 		return -EFAULT;
 	memcpy(pte, ram->host + off, sizeof(*pte));
 	return 0;

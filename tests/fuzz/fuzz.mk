@@ -3,7 +3,8 @@
 #
 #   make fuzz [FUZZ_SECONDS=N] [FUZZ_TARGETS="fuzz_elf ..."]
 #                     build every target with clang + ASan + UBSan and run
-#                     each for N seconds; non-zero exit on a crash
+#                     each for N seconds (or FUZZ_RUNS=M executions, if
+#                     that comes first); non-zero exit on a crash
 #   make fuzz-build   only build them, in build-fuzz/
 #
 # Only these targets need clang and its runtime: `make check` stays on gcc.
@@ -12,6 +13,7 @@ FUZZ_DEB_PKGS	:= clang libclang-rt-14-dev
 FUZZ_CC		?= clang
 FUZZ_BUILD	?= build-fuzz
 FUZZ_SECONDS	?= 60
+FUZZ_RUNS	?=
 FUZZ_TARGETS	?= fuzz_elf fuzz_decode fuzz_guest_tables
 FUZZ_SAN	:= -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS	:= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -g \
@@ -29,7 +31,7 @@ fuzz-deps:
 
 fuzz: fuzz-deps
 	@$(MAKE) --no-print-directory fuzz-build
-	@tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+	@FUZZ_RUNS=$(FUZZ_RUNS) tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
 

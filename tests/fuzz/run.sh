@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/fuzz/run.sh BUILD SECONDS TARGET... - run each libFuzzer target for
-# SECONDS (make fuzz).  Prints, per target, its executions, its coverage and
+# SECONDS, or FUZZ_RUNS executions if that is set and comes first (make fuzz).  Prints, per target, its executions, its coverage and
 # whether it crashed; a crash (or leak, or UBSan report) is saved under
 # BUILD/crashes/TARGET/ with the command that reproduces it.  Exits 1 if any
 # target crashed, 2 on a usage or set-up error.
@@ -21,12 +21,16 @@ for t in "$@"; do
 	mkdir -p "$crashes" "$work" "$(dirname "$log")"
 	dict=()
 	[ -f "$src/dict/$t.dict" ] && dict=(-dict="$src/dict/$t.dict")
+	runs=()
+	[ -n "${FUZZ_RUNS:-}" ] && runs=(-runs="$FUZZ_RUNS")
 	before=$(ls "$crashes" | wc -l)
+	start=$(date +%s)
 	# -timeout: an input that runs 10 s is a hang, reported like a crash.
-	"$bin" -max_total_time="$secs" -timeout=10 -print_final_stats=1 \
+	"$bin" -max_total_time="$secs" "${runs[@]}" -timeout=10 -print_final_stats=1 \
 		-artifact_prefix="$crashes/" "${dict[@]}" "$work" "$src/corpus/$t" \
 		>"$log" 2>&1
 	rc=$?
+	took=$(( $(date +%s) - start ))
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
 	# A crash ends the run before the final stats: take the last status line.
 	[ -n "$execs" ] || execs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#')
@@ -41,7 +45,7 @@ for t in "$@"; do
 		failed=1
 	fi
 	printf '%-18s %10s execs in %ss, cov %s edges, ft %s, corpus %s: %s\n' \
-		"$t" "${execs:-?}" "$secs" "${cov:-?}" "${ft:-?}" "${corp:-?}" "$verdict"
+		"$t" "${execs:-?}" "$took" "${cov:-?}" "${ft:-?}" "${corp:-?}" "$verdict"
 	if [ "$verdict" != "no crash" ]; then
 		grep -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error|.*broken promise)' "$log" | head -5 | sed 's/^/    /'
 		for f in $new; do
