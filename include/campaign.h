@@ -213,6 +213,9 @@ struct campaign_opts {
 	const char *command;		/* the command line, for the report */
 	int (*scenario_parse)(const char *name);	/* campaign.scenario; -1 if unknown */
 	const struct campaign_sink_ops *sink;		/* NULL: write nothing */
+	/* vm:run_for() longer than a few seconds: a status line about every second */
+	void (*progress)(const char *line);
+	void (*progress_clear)(void);
 };
 
 /*

@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "campaign_internal.h"
 #include "vmm.h"
@@ -273,9 +272,12 @@ static void campaign_sample(struct campaign *c)
 
 static void campaign_progress(struct campaign *c, double left)
 {
-	fprintf(stderr, "\r\033[Kcampaign: run_for %.0f s left, %" PRIu64
-		" iterations, %" PRIu64 " check failures", left, c->stats.iterations,
-		c->stats.check_failures);
+	char line[160];
+
+	snprintf(line, sizeof(line), "campaign: run_for %.0f s left, %" PRIu64
+		 " iterations, %" PRIu64 " check failures", left, c->stats.iterations,
+		 c->stats.check_failures);
+	c->o->progress(line);
 }
 
 int campaign_run_for(struct campaign *c, double seconds, char *msg, size_t len)
@@ -283,7 +285,7 @@ int campaign_run_for(struct campaign *c, double seconds, char *msg, size_t len)
 	uint64_t now = campaign_now_ns();
 	uint64_t end = now + (uint64_t)(seconds * 1e9);
 	uint64_t next_sample = now, next_progress = now + 1000000000ull;
-	bool progress = seconds > PROGRESS_AFTER_S && isatty(STDERR_FILENO);
+	bool progress = seconds > PROGRESS_AFTER_S && c->o->progress;
 	bool shown = false;
 
 	campaign_sample(c);
@@ -311,8 +313,8 @@ int campaign_run_for(struct campaign *c, double seconds, char *msg, size_t len)
 	campaign_claim(c);
 	campaign_service(c);
 	campaign_sample(c);
-	if (shown)
-		fputs("\r\033[K", stderr);
+	if (shown && c->o->progress_clear)
+		c->o->progress_clear();
 	if (atomic_load(&c->handler_failed)) {
 		/* raised once; a script that catches it may go on with other probes */
 		snprintf(msg, len, "%s", c->handler_error);

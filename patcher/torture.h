@@ -68,7 +68,8 @@ struct torture_opts {
 	double seconds;			/* patch for this long */
 	unsigned int kinds;		/* TORTURE_KINDS_ALL or a subset */
 	bool hotplug;			/* offline/online vCPUs meanwhile */
-	bool json;			/* progress lines go to stderr */
+	bool json;			/* the command's report format */
+	void (*progress)(const char *line);	/* about every second; may be NULL */
 	enum poke_inject inject;
 	/* Set (by a signal handler) to end the patch loop early; may be NULL. */
 	const volatile sig_atomic_t *interrupted;

@@ -184,13 +184,52 @@ int cli_check_image(const char *cmd, const char *path, uint64_t mem_mib)
 	return 0;
 }
 
+bool cli_status_wanted(void)
+{
+	return isatty(STDERR_FILENO);
+}
+
+void cli_status_line(const char *text)
+{
+	char line[256];
+
+	if (!cli_status_wanted())
+		return;
+	/* one line: cut at the terminal's usual width rather than wrap */
+	snprintf(line, sizeof(line), "%.79s", text);
+	fprintf(stderr, "\r\033[K%s", line);
+	fflush(stderr);
+}
+
+void cli_status_clear(void)
+{
+	if (cli_status_wanted()) {
+		fputs("\r\033[K", stderr);
+		fflush(stderr);
+	}
+}
+
 const char *cli_default_image(char *buf, size_t len)
 {
 	const char *dir = getenv("VMPOKE_DATADIR");
+	char exe[4096], *slash;
+	ssize_t n;
 
 	if (!access("images/guest.img", R_OK)) {
 		snprintf(buf, len, "images/guest.img");
 		return buf;
+	}
+	/* beside the executable: build/vmpoke -> build/../images/guest.img */
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n > 0) {
+		exe[n] = 0;
+		slash = strrchr(exe, '/');
+		if (slash) {
+			*slash = 0;
+			if ((size_t)snprintf(buf, len, "%s/../images/guest.img", exe) < len &&
+			    !access(buf, R_OK))
+				return buf;
+		}
 	}
 	snprintf(buf, len, "%s/guest.img", dir && *dir ? dir : VMPOKE_DATADIR);
 	return buf;

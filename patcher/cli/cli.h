@@ -56,7 +56,20 @@ const char *cli_outcome_name(enum vmm_outcome o);
  */
 int cli_check_image(const char *cmd, const char *path, uint64_t mem_mib);
 
-/* images/guest.img if it exists, else $VMPOKE_DATADIR/guest.img. */
+/*
+ * Long runs (run with no end, torture, a campaign's run_for): one status
+ * line on stderr, rewritten in place, only when stderr is a terminal.
+ * cli_status_line() takes the text; cli_status_clear() wipes the line.
+ */
+bool cli_status_wanted(void);
+void cli_status_line(const char *text);
+void cli_status_clear(void);
+
+/*
+ * images/guest.img if it exists, else ../images/guest.img beside the
+ * executable (so build/vmpoke works from any directory), else
+ * $VMPOKE_DATADIR/guest.img.
+ */
 const char *cli_default_image(char *buf, size_t len);
 
 /* Median and 99th percentile of n nanosecond samples, in µs; sorts v. */

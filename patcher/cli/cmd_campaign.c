@@ -36,7 +36,8 @@ static const char campaign_usage[] =
 "  --quiet            do not echo the guest console\n"
 "  -h, --help         this text\n"
 "\n"
-"IMAGE defaults to images/guest.img, else $VMPOKE_DATADIR/guest.img.\n"
+"IMAGE defaults to images/guest.img, else ../images/guest.img beside the\n"
+"executable, else $VMPOKE_DATADIR/guest.img.\n"
 "Exit: 0 every expectation held and the guest stayed healthy, 1 an expectation\n"
 "failed or the guest faulted, 2 script or usage error, 3 host error, 4 signal.\n";
 
@@ -60,6 +61,8 @@ int campaign_parse_args(int argc, char **argv, struct campaign_opts *o, bool *he
 	o->scenario = -1;
 	o->scenario_parse = cli_scenario_parse;
 	o->sink = &campaign_files;
+	o->progress = cli_status_line;
+	o->progress_clear = cli_status_clear;
 	*help = false;
 	optind = 0;
 	opterr = 0;

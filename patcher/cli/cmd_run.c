@@ -11,12 +11,14 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <json.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -230,6 +232,54 @@ static int run_task_iterations(struct vm *vm, unsigned int nr_vcpus, uint64_t *i
 	return 0;
 }
 
+/* --- the status line of a run with no end --------------------------------- */
+
+struct run_status {
+	struct vm *vm;
+	unsigned int nr_vcpus;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;
+};
+
+/* About once a second until stopped: elapsed time and guest iterations. */
+static void *run_status_main(void *arg)
+{
+	struct run_status *rs = arg;
+	uint64_t iters[VMPOKE_MAX_VCPUS], total;
+	struct timespec ts;
+	unsigned int secs = 0;
+	char why[256], line[128];
+
+	pthread_mutex_lock(&rs->lock);
+	while (!rs->stop) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		if (pthread_cond_timedwait(&rs->cond, &rs->lock, &ts) == 0 || rs->stop)
+			continue;
+		secs++;
+		total = 0;
+		if (!run_task_iterations(rs->vm, rs->nr_vcpus, iters, why, sizeof(why)))
+			for (unsigned int i = 0; i < rs->nr_vcpus; i++)
+				total += iters[i];
+		snprintf(line, sizeof(line), "run: %us, %" PRIu64 " iterations (Ctrl-C ends it)",
+			 secs, total);
+		cli_status_line(line);
+	}
+	pthread_mutex_unlock(&rs->lock);
+	return NULL;
+}
+
+static void run_status_stop(struct run_status *rs, pthread_t t)
+{
+	pthread_mutex_lock(&rs->lock);
+	rs->stop = true;
+	pthread_cond_signal(&rs->cond);
+	pthread_mutex_unlock(&rs->lock);
+	pthread_join(t, NULL);
+	cli_status_clear();
+}
+
 /* --- reporting ------------------------------------------------------------ */
 
 struct run_report {
@@ -385,6 +435,10 @@ static int run_check_json_path(const char *path)
 int cmd_run(int argc, char **argv)
 {
 	static struct run_report rep;
+	struct run_status rs = { .lock = PTHREAD_MUTEX_INITIALIZER,
+				 .cond = PTHREAD_COND_INITIALIZER };
+	pthread_t status_thread;
+	bool status = false;
 	struct vmm_result res;
 	struct run_opts o;
 	enum vmm_outcome outcome;
@@ -424,7 +478,14 @@ int cmd_run(int argc, char **argv)
 		fprintf(stderr, "vmpoke run: %s\n", res.message);
 		return run_write_json(&o, NULL, &res, VMPOKE_EXIT_HOST);
 	}
+	if (!o.cfg.iterations && cli_status_wanted()) {
+		rs.vm = vm;
+		rs.nr_vcpus = o.cfg.nr_vcpus;
+		status = !pthread_create(&status_thread, NULL, run_status_main, &rs);
+	}
 	outcome = vmm_wait(vm, o.timeout_s * 1000u, &res);
+	if (status)
+		run_status_stop(&rs, status_thread);
 	res.outcome = outcome;
 	if (outcome == VMM_TIMEOUT && !res.message[0])
 		snprintf(res.message, sizeof(res.message),

@@ -212,8 +212,10 @@ int cmd_torture(int argc, char **argv)
 	if (r)
 		return r > 0 ? VMPOKE_EXIT_OK : VMPOKE_EXIT_USAGE;
 	a.interrupted = &torture_signalled;
+	a.progress = cli_status_line;
 	install_signals();
 	r = torture_run(&a, &rep);
+	cli_status_clear();
 	if (r)
 		return r;
 	if (a.json)
