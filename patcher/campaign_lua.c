@@ -294,9 +294,11 @@ static int vm_syms(lua_State *L)
 
 		if (!campaign_sym_listed(s->type) || fnmatch(glob, s->name, 0))
 			continue;
-		lua_createtable(L, 0, 3);
+		lua_createtable(L, 0, 4);
 		lua_pushstring(L, s->name);
 		lua_setfield(L, -2, "name");
+		lua_pushstring(L, s->type == 'T' || s->type == 't' ? "func" : "object");
+		lua_setfield(L, -2, "type");
 		lua_pushinteger(L, (lua_Integer)s->addr);
 		lua_setfield(L, -2, "addr");
 		lua_pushinteger(L, (lua_Integer)s->size);
@@ -1019,17 +1021,27 @@ enum campaign_verdict campaign_lua_handler(struct campaign *c, struct campaign_p
 	struct kvm_regs saved = *h->regs;
 	enum campaign_verdict v = CAMPAIGN_RESUME;
 	int top = lua_gettop(L);
+	bool failed;
 
 	c->in_handler = true;
 	c->handler_insns = 0;
 	lua_pushcfunction(L, handler_call);
 	lua_pushlightuserdata(L, h);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, cp->handler_ref);
-	if (lua_pcall(L, 2, 1, 0) == LUA_OK) {
+	failed = lua_pcall(L, 2, 1, 0) != LUA_OK;
+	if (!failed) {
 		v = (enum campaign_verdict)lua_tointeger(L, -1);
-	} else {
+		/* resuming on our own INT3 would hit it again, for ever */
+		failed = v == CAMPAIGN_SKIP && h->regs->rip == cp->addr;
+		if (failed)
+			lua_pushfstring(L, "probe handler at %s returned \"skip\" to the probe's "
+					"own address: that would loop; the original instruction "
+					"ran instead", cp->where);
+	}
+	if (failed) {
 		const char *e = lua_tostring(L, -1);
 
+		v = CAMPAIGN_RESUME;
 		*h->regs = saved;	/* a failed handler changes nothing */
 		atomic_store(&cp->handler_off, true);
 		if (!atomic_load(&c->handler_failed)) {

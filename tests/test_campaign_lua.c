@@ -200,7 +200,7 @@ static void test_probes(void)
 		"  assert(ctx.rip == 0x1000 and ctx.regs.rip == 0x1000 and ctx.task >= 0)\n"
 		"  assert(ctx.regs.rflags and ctx.regs.r15 and ctx.regs.rsp)\n"
 		"  ctx.regs.rax = 7\n"
-		"  if seen == 2 then return 'skip' end\n"
+		"  if seen == 2 then ctx.regs.rip = 0x1004; return 'skip' end\n"
 		"end)\n"
 		"expect(p.kind == 'int3' and p.at == 0x1000 and p.where == 'lib_add', 'probe fields')\n"
 		"expect(tostring(p):find('lib_add'), 'probe tostring')\n"
@@ -266,9 +266,16 @@ static void test_handler_rules(void)
 		"w:remove()\n"
 		"local z = vm:probe('lib_add+4', function(ctx) ctx.regs.rax = 'x' end)\n"
 		"ok, e = pcall(vm.run_for, vm, 0.1)\n"
-		"expect(not ok and e:find('ctx.regs.rax', 1, true), 'bad register: ' .. tostring(e))\n";
+		"expect(not ok and e:find('ctx.regs.rax', 1, true), 'bad register: ' .. tostring(e))\n"
+		"z:remove()\n"
+		"-- a handler that sends the vCPU back onto its own probe never loops\n"
+		"local l = vm:probe('lib_sum', function(ctx) ctx.regs.rip = ctx.rip; return 'skip' end)\n"
+		"ok, e = pcall(vm.run_for, vm, 0.1)\n"
+		"expect(not ok and e:find('that would loop', 1, true), 'self loop: ' .. tostring(e))\n"
+		"local s = vm:syms('lib_*')\n"
+		"expect(s[1].type == 'func' and s[4].type == 'object', 'syms type')\n";
 	struct fake_be *f = NULL;
-	json_object *r = run_ok(lua, 8, 0, &f);
+	json_object *r = run_ok(lua, 10, 0, &f);
 
 	CU_ASSERT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
 	fake_be_free(f);
