@@ -18,6 +18,19 @@
 #include "campaign_check.h"
 #include "campaign_fake.h"
 
+char *campaign_check_script(const char *lua)
+{
+	char *p = strdup("/tmp/vmpoke-script-XXXXXX.lua");
+	int fd = p ? mkstemps(p, 4) : -1;
+	ssize_t n = fd >= 0 ? write(fd, lua, strlen(lua)) : -1;
+
+	if (fd >= 0)
+		close(fd);
+	if (n != (ssize_t)strlen(lua))
+		fprintf(stderr, "\n  cannot write a script to %s\n", p ? p : "/tmp");
+	return p;
+}
+
 int campaign_check_run_fake(const char *lua, const char *json_path, const char *trace_path,
 			    const char *events_path, struct fake_be **fake)
 {

@@ -12,6 +12,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* Write a script to a new /tmp/...lua file; its path (malloc'd). */
+char *campaign_check_script(const char *lua);
+
 /* Run a Lua script (text) through the fake backend; returns the exit code. */
 struct fake_be;
 int campaign_check_run_fake(const char *lua, const char *json_path, const char *trace_path,
