@@ -6,6 +6,7 @@
  * Input: a small header (see struct dec_in) then the bytes of one
  * "function".  Each run
  *  1. calls the pure parts on the raw values: decode_scan_function(),
+ *     decode_frame_offsets() (the same bytes as a guest's #BP stub),
  *     decode_one(), decode_whole(), and poke_emulate() over a fuzzed
  *     register file and a fuzzed stack window;
  *  2. runs the real poke_site_prepare() against a VM without KVM: a struct
@@ -154,6 +155,24 @@ static void dec_check_scan(const struct dec_in *d)
 		   "jump target reported outside the range");
 }
 
+/* The same bytes as a #BP stub: where is the frame at each instruction? */
+static void dec_check_frame_offsets(const struct dec_in *d)
+{
+	int32_t *off = malloc(d->size ? d->size * sizeof(*off) : 1);
+	uint64_t bell = 1;
+
+	if (!off)
+		fuzz_fail(T, "out of memory");
+	if (decode_frame_offsets(d->code, d->size, d->addr, off, &bell))
+		fuzz_fail(T, "Capstone did not start");
+	/* Modulo 2^64: a stub may wrap around the top of the address space. */
+	FUZZ_CHECK(T, !bell || bell - d->addr < d->size,
+		   "doorbell 0x%llx outside the stub", (unsigned long long)bell);
+	FUZZ_CHECK(T, !d->size || off[0] == 0 || off[0] == DECODE_OFF_CONFLICT,
+		   "the entry's frame offset is %d", off[0]);
+	free(off);
+}
+
 static void dec_pure(const struct dec_in *d)
 {
 	const struct poke_mem mem = { dec_mem_read, dec_mem_write, NULL };
@@ -165,6 +184,7 @@ static void dec_pure(const struct dec_in *d)
 	int ret;
 
 	dec_check_scan(d);
+	dec_check_frame_offsets(d);
 	why[0] = '\0';
 	memset(&emu, 0xa5, sizeof(emu));
 	err = decode_one(d->new, d->len, d->addr, emulatable, &emu, why, sizeof(why));
