@@ -99,14 +99,14 @@ static int fake_apply(struct fake_be *f, struct campaign_site *s, size_t n, bool
 
 	fake_hit_all(f, 1);
 	for (size_t i = 0; i < n; i++) {
-		uint8_t *p = f->mem + (s[i].at - FAKE_MEM_BASE);
-
 		s[i].refused[0] = 0;
+		/* Check before pointing: mem + (at - base) may be out of bounds. */
 		if (!fake_in(s[i].at, s[i].len)) {
 			snprintf(s[i].refused, sizeof(s[i].refused), "0x%llx: not mapped",
 				 (unsigned long long)s[i].at);
 			refused = true;
-		} else if (!restore && s[i].has_old && memcmp(p, s[i].old, s[i].len)) {
+		} else if (!restore && s[i].has_old &&
+			   memcmp(f->mem + (s[i].at - FAKE_MEM_BASE), s[i].old, s[i].len)) {
 			snprintf(s[i].refused, sizeof(s[i].refused), "old bytes differ");
 			refused = true;
 		}

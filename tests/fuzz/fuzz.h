@@ -21,6 +21,7 @@
 int fuzz_elf_one(const uint8_t *data, size_t size);
 int fuzz_decode_one(const uint8_t *data, size_t size);
 int fuzz_guest_tables_one(const uint8_t *data, size_t size);
+int fuzz_campaign_one(const uint8_t *data, size_t size);
 
 void fuzz_fail(const char *target, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3), noreturn));
@@ -37,5 +38,8 @@ struct fuzz_in {
 };
 
 uint64_t fuzz_take(struct fuzz_in *in, size_t bytes);
+
+/* The bytes as a file that can be opened by path (written into path). */
+void fuzz_file(const char *target, const void *data, size_t size, char *path, size_t len);
 
 #endif /* VMPOKE_FUZZ_H */

@@ -14,12 +14,12 @@ FUZZ_CC		?= clang
 FUZZ_BUILD	?= build-fuzz
 FUZZ_SECONDS	?= 60
 FUZZ_RUNS	?=
-FUZZ_TARGETS	?= fuzz_elf fuzz_decode fuzz_guest_tables
+FUZZ_TARGETS	?= fuzz_elf fuzz_decode fuzz_guest_tables fuzz_campaign
 FUZZ_SAN	:= -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS	:= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -g \
 		   -fno-omit-frame-pointer -Iinclude -DVMPOKE_VERSION='"$(VERSION)"' \
 		   -DVMPOKE_DATADIR='"$(PREFIX)/share/vmpoke"' $(FUZZ_SAN)
-FUZZ_SHARED	:= tests/fuzz/fuzz_util.c
+FUZZ_SHARED	:= tests/fuzz/fuzz_util.c tests/campaign_fake.c
 FUZZ_LIB_OBJS	:= $(LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o) $(FUZZ_SHARED:%.c=$(FUZZ_BUILD)/%.o)
 
 # The entry functions are CUnit-replayed in the normal build too.

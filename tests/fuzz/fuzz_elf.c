@@ -4,15 +4,13 @@
  * table (symtab_load and its lookups) on arbitrary bytes as the image.
  *
  * Both readers take a path, as vmpoke does, so the bytes go into a memfd
- * opened through /proc/self/fd: the code under test is exactly what
- * `vmpoke run IMAGE` runs, with no test-only entry point.
+ * opened through /proc/self/fd (fuzz_file): the code under test is exactly
+ * what `vmpoke run IMAGE` runs, with no test-only entry point.
  */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "elf_load.h"
 #include "fuzz.h"
@@ -23,34 +21,6 @@
 /* Big enough for our guest (about 5.7 MiB with .bss), small enough to fuzz. */
 #define ELF_RAM_SIZE	(8ull << 20)
 #define SYMS_CHECKED	256
-
-static int elf_memfd(char *path, size_t len)
-{
-	static int fd = -1;
-
-	if (fd < 0)
-		fd = memfd_create("fuzz_elf", MFD_CLOEXEC);
-	if (fd < 0)
-		fuzz_fail(T, "memfd_create failed");
-	snprintf(path, len, "/proc/self/fd/%d", fd);
-	return fd;
-}
-
-static bool elf_write(int fd, const uint8_t *data, size_t size)
-{
-	size_t done = 0;
-
-	if (ftruncate(fd, 0))
-		return false;
-	while (done < size) {
-		ssize_t n = pwrite(fd, data + done, size - done, (off_t)done);
-
-		if (n <= 0)
-			return false;
-		done += (size_t)n;
-	}
-	return true;
-}
 
 static void elf_check_image(const struct elf_image *img)
 {
@@ -119,10 +89,8 @@ int fuzz_elf_one(const uint8_t *data, size_t size)
 {
 	char path[64], err[512];
 	struct symtab *st;
-	int fd = elf_memfd(path, sizeof(path));
 
-	if (!elf_write(fd, data, size))
-		fuzz_fail(T, "cannot write the memfd");
+	fuzz_file(T, data, size, path, sizeof(path));
 	elf_load_both(path);
 	err[0] = '\0';
 	st = symtab_load(path, err, sizeof(err));

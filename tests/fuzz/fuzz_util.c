@@ -6,6 +6,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "fuzz.h"
 
@@ -35,4 +37,27 @@ uint64_t fuzz_take(struct fuzz_in *in, size_t bytes)
 		in->left--;
 	}
 	return v;
+}
+
+/*
+ * vmpoke reads images and scripts by path: give it the bytes as a file,
+ * a memfd (one per process, rewritten each time) seen through /proc.
+ */
+void fuzz_file(const char *target, const void *data, size_t size, char *path, size_t len)
+{
+	static int fd = -1;
+	size_t done = 0;
+
+	if (fd < 0)
+		fd = memfd_create("vmpoke-fuzz", MFD_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, 0))
+		fuzz_fail(target, "cannot create the memfd");
+	while (done < size) {
+		ssize_t n = pwrite(fd, (const char *)data + done, size - done, (off_t)done);
+
+		if (n <= 0)
+			fuzz_fail(target, "cannot write the memfd");
+		done += (size_t)n;
+	}
+	snprintf(path, len, "/proc/self/fd/%d", fd);
 }

@@ -1,0 +1,477 @@
+// SPDX-License-Identifier: MIT
+/*
+ * fuzz_campaign.c - target fuzz_campaign: the campaign Lua API's argument
+ * handling, called with fuzzed values, against the no-KVM backend of the
+ * unit tests (tests/campaign_fake.c).
+ *
+ * The input is not Lua text (the Lua parser is not ours): it drives a
+ * generator that writes a script of API calls - vm:sym/addr/symbolize/
+ * syms/read/disasm/patch/unpatch/probe/run_for/stats, probe fields and
+ * p:remove(), vmpoke.jmp/call/nop/log, expect(), the `campaign` table -
+ * each with fuzzed arguments: integers at the edges, floats, NaN, byte
+ * strings, symbol expressions ("lib_add+0x1a", "nosuch+zz"), nested and
+ * malformed tables, handlers that call the API themselves, wrong selves.
+ * Every statement runs under pcall, so one refusal does not end the run.
+ * The script runs through campaign_run() exactly as `vmpoke campaign`
+ * runs it, with the report, events and trace written (to /dev/null).
+ *
+ * After the run: a documented exit code, no probe left live and the fake
+ * guest's memory exactly as it was (every patch and probe undone).
+ */
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "campaign.h"
+#include "fuzz.h"
+#include "vmm.h"
+#include "../campaign_fake.h"
+#include "../../patcher/cli/cli.h"
+
+#define T		"fuzz_campaign"
+#define GEN_MAX		(48u << 10)
+#define GEN_OPS		48
+#define GEN_DEPTH	3
+
+struct gen {
+	struct fuzz_in in;
+	char buf[GEN_MAX + 1024];
+	size_t n;
+	unsigned int depth;
+};
+
+static void emit(struct gen *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void emit(struct gen *g, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (g->n >= GEN_MAX)
+		return;		/* the caller stops adding statements */
+	va_start(ap, fmt);
+	n = vsnprintf(g->buf + g->n, sizeof(g->buf) - g->n, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		g->n += (size_t)n < sizeof(g->buf) - g->n ? (size_t)n : sizeof(g->buf) - g->n - 1;
+}
+
+static unsigned int pick(struct gen *g, unsigned int n)
+{
+	return (unsigned int)(fuzz_take(&g->in, 1) % n);
+}
+
+static const char *one_of(struct gen *g, const char *const *list, unsigned int n)
+{
+	return list[pick(g, n)];
+}
+
+#define ONE_OF(g, list)	one_of(g, list, sizeof(list) / sizeof(list[0]))
+
+static void gen_value(struct gen *g);
+
+static void gen_int(struct gen *g)
+{
+	static const char *const edges[] = {
+		"math.maxinteger", "math.mininteger", "-1", "0", "1", "16", "17",
+		"0x7fffffff", "0x80000000", "0x100000000", "(1 << 21)", "(1 << 40)",
+	};
+
+	switch (pick(g, 5)) {
+	case 0:
+		emit(g, "%u", pick(g, 256));
+		break;
+	case 1:	/* Lua 5.4 hex integer literals wrap: any 64-bit pattern */
+		emit(g, "0x%llx", (unsigned long long)fuzz_take(&g->in, 8));
+		break;
+	case 2:	/* in and around the fake guest's memory */
+		emit(g, "0x%llx", 0xf00ull + fuzz_take(&g->in, 2) % 0x2200);
+		break;
+	case 3:
+		emit(g, "-%llu", (unsigned long long)fuzz_take(&g->in, 2));
+		break;
+	default:
+		emit(g, "%s", ONE_OF(g, edges));
+	}
+}
+
+static void gen_float(struct gen *g)
+{
+	static const char *const floats[] = {
+		"0.5", "1.0", "-0.0", "1e300", "-1e300", "(0/0)", "math.huge",
+		"-math.huge", "4096.0", "0x1p63", "2^53",
+	};
+
+	emit(g, "%s", ONE_OF(g, floats));
+}
+
+/* Any bytes, each as a decimal escape so the literal is always valid Lua. */
+static void gen_string(struct gen *g, unsigned int max)
+{
+	unsigned int len = pick(g, max + 1);
+
+	emit(g, "\"");
+	while (len--)
+		emit(g, "\\%03u", (unsigned int)fuzz_take(&g->in, 1));
+	emit(g, "\"");
+}
+
+static void gen_symexpr(struct gen *g)
+{
+	static const char *const names[] = {
+		"lib_add", "lib_mul", "lib_sum", "lib_calls_add", "a_label", "nosuch",
+		"", "lib_", "lib_*", "*", "0x1004", "0x",
+	};
+	static const char *const tails[] = {
+		"", "+4", "+0x1a", "+0x1f", "+0x20", "+0x100", "-4", "+zz", "+0x", "+",
+		"+0x10000000000000000", "+18446744073709551615", "+-1", "++1", " +4",
+	};
+
+	emit(g, "\"%s%s\"", ONE_OF(g, names), ONE_OF(g, tails));
+}
+
+static void gen_addr(struct gen *g)
+{
+	switch (pick(g, 4)) {
+	case 0:
+	case 1:
+		gen_int(g);
+		break;
+	case 2:
+		gen_symexpr(g);
+		break;
+	default:
+		gen_value(g);
+	}
+}
+
+/* What vm:patch() wants in new/old/emulate, mostly. */
+static void gen_bytes(struct gen *g)
+{
+	switch (pick(g, 6)) {
+	case 0:
+		emit(g, "vmpoke.nop(");
+		gen_int(g);
+		emit(g, ")");
+		break;
+	case 1:
+		emit(g, "vmpoke.jmp(");
+		gen_addr(g);
+		emit(g, ", ");
+		gen_addr(g);
+		emit(g, ")");
+		break;
+	case 2:
+		emit(g, "vmpoke.call(");
+		gen_addr(g);
+		emit(g, ", ");
+		gen_addr(g);
+		emit(g, ")");
+		break;
+	case 3:
+		emit(g, "vm:read(");
+		gen_addr(g);
+		emit(g, ", ");
+		gen_int(g);
+		emit(g, ")");
+		break;
+	case 4:
+		gen_value(g);
+		break;
+	default:
+		gen_string(g, 18);
+	}
+}
+
+static void gen_site(struct gen *g)
+{
+	static const char *const keys[] = { "at", "new", "old", "emulate" };
+	unsigned int fields = pick(g, 16);
+
+	emit(g, "{");
+	for (unsigned int i = 0; i < 4; i++) {
+		if (!(fields & (1u << i)) && i > 1)
+			continue;
+		if (!(fields & (1u << i)) && pick(g, 4) == 0)
+			continue;	/* a required field missing */
+		emit(g, "%s = ", keys[i]);
+		if (i == 0)
+			gen_addr(g);
+		else
+			gen_bytes(g);
+		emit(g, ", ");
+	}
+	if (pick(g, 8) == 0) {
+		emit(g, "surprise = ");
+		gen_value(g);
+	}
+	emit(g, "}");
+}
+
+static void gen_table(struct gen *g)
+{
+	static const char *const keys[] = {
+		"at", "new", "old", "emulate", "keep", "max_hits", "vcpus", "tasks",
+		"hz", "iterations", "scenario", "rip", "rsp", "hits",
+	};
+	unsigned int n = pick(g, 5);
+
+	emit(g, "{");
+	while (n--) {
+		switch (pick(g, 4)) {
+		case 0:
+			break;		/* positional */
+		case 1:
+			emit(g, "[");
+			gen_value(g);
+			emit(g, "] = ");
+			break;
+		default:
+			emit(g, "%s = ", ONE_OF(g, keys));
+		}
+		gen_value(g);
+		emit(g, ", ");
+	}
+	emit(g, "}");
+}
+
+static void gen_handler(struct gen *g);
+
+static void gen_value(struct gen *g)
+{
+	static const char *const objs[] = {
+		"nil", "true", "false", "vm", "P[1]", "P[2]", "B[1]", "B[2]", "vmpoke",
+		"print", "setmetatable({}, {__tostring = function() error('ts') end})",
+	};
+
+	if (g->depth >= GEN_DEPTH) {
+		gen_int(g);
+		return;
+	}
+	g->depth++;
+	switch (pick(g, 10)) {
+	case 0:
+		emit(g, "%s", ONE_OF(g, objs));
+		break;
+	case 1:
+	case 2:
+		gen_int(g);
+		break;
+	case 3:
+		gen_float(g);
+		break;
+	case 4:
+		gen_string(g, 20);
+		break;
+	case 5:
+		gen_symexpr(g);
+		break;
+	case 6:
+		gen_table(g);
+		break;
+	case 7:
+		gen_site(g);
+		break;
+	case 8:
+		gen_bytes(g);
+		break;
+	default:
+		gen_handler(g);
+	}
+	g->depth--;
+}
+
+/* run_for waits in real time against the fake: only short valid waits. */
+static void gen_seconds(struct gen *g)
+{
+	static const char *const secs[] = {
+		"0", "0.0002", "-1", "(0/0)", "math.huge", "1e9", "604801", "'0'",
+		"nil", "{}", "-0.0", "math.mininteger",
+	};
+
+	emit(g, "%s", ONE_OF(g, secs));
+}
+
+static void gen_opts(struct gen *g)
+{
+	switch (pick(g, 4)) {
+	case 0:
+		break;
+	case 1:
+		emit(g, ", {keep = ");
+		gen_value(g);
+		emit(g, ", max_hits = ");
+		gen_value(g);
+		emit(g, "}");
+		break;
+	default:
+		emit(g, ", ");
+		gen_value(g);
+	}
+}
+
+/* One API call, as a statement (the caller wraps it in pcall). */
+static void gen_call(struct gen *g, bool in_handler)
+{
+	static const char *const fields[] = {
+		"hits", "missed", "per_vcpu", "kind", "at", "where", "removed",
+		"remove", "nosuch", "1",
+	};
+	static const char *const regs[] = {
+		"rip", "rsp", "rax", "rflags", "r15", "nosuch",
+	};
+	unsigned int op = pick(g, in_handler ? 20 : 18);
+
+	switch (op) {
+	case 0: emit(g, "vm:sym("); gen_value(g); emit(g, ")"); break;
+	case 1: emit(g, "vm:addr("); gen_addr(g); emit(g, ")"); break;
+	case 2: emit(g, "vm:symbolize("); gen_addr(g); emit(g, ")"); break;
+	case 3: emit(g, "vm:syms("); if (pick(g, 2)) gen_value(g); emit(g, ")"); break;
+	case 4: emit(g, "vm:read("); gen_addr(g); emit(g, ", "); gen_int(g); emit(g, ")"); break;
+	case 5: emit(g, "vm:disasm("); gen_addr(g); emit(g, ", "); gen_int(g); emit(g, ")"); break;
+	case 6:
+		emit(g, "B[#B + 1] = vm:patch({");
+		for (unsigned int n = pick(g, 4); n; n--) {
+			gen_site(g);
+			emit(g, ", ");
+		}
+		emit(g, "}");
+		gen_opts(g);
+		emit(g, ")");
+		break;
+	case 7: emit(g, "B[#B + 1] = vm:patch("); gen_value(g); emit(g, ")"); break;
+	case 8: emit(g, "vm:unpatch(B[%u] or ", pick(g, 3) + 1); gen_value(g); emit(g, ")"); break;
+	case 9:
+		emit(g, "P[#P + 1] = vm:probe(");
+		gen_addr(g);
+		emit(g, ", ");
+		if (pick(g, 4))
+			gen_handler(g);
+		else
+			gen_value(g);
+		gen_opts(g);
+		emit(g, ")");
+		break;
+	case 10: emit(g, "P[%u]:remove()", pick(g, 3) + 1); break;
+	case 11: emit(g, "local _ = P[%u].%s", pick(g, 3) + 1, ONE_OF(g, fields)); break;
+	case 12: emit(g, "vm:run_for("); gen_seconds(g); emit(g, ")"); break;
+	case 13: emit(g, "local s = vm:stats() local _ = s.tasks[1].iterations"); break;
+	case 14:
+		emit(g, "vmpoke.%s(", pick(g, 2) ? "jmp" : "call");
+		gen_addr(g);
+		emit(g, ", ");
+		gen_addr(g);
+		emit(g, ")");
+		break;
+	case 15: emit(g, "vmpoke.nop("); gen_value(g); emit(g, ")"); break;
+	case 16:
+		emit(g, "vmpoke.log(");
+		gen_value(g);
+		emit(g, ", ");
+		gen_value(g);
+		emit(g, ")");
+		break;
+	case 17:
+		/* A method with the wrong self, or none. */
+		emit(g, "vm.%s(", pick(g, 2) ? "read" : "probe");
+		gen_value(g);
+		emit(g, ", ");
+		gen_addr(g);
+		emit(g, ")");
+		break;
+	case 18: emit(g, "ctx.regs.%s = ", ONE_OF(g, regs)); gen_value(g); break;
+	default: emit(g, "return "); gen_value(g); break;
+	}
+}
+
+static void gen_handler(struct gen *g)
+{
+	unsigned int n = pick(g, 4);
+
+	emit(g, "function(ctx) ");
+	while (n--) {
+		emit(g, "pcall(function() ");
+		gen_call(g, true);
+		emit(g, " end) ");
+	}
+	switch (pick(g, 4)) {
+	case 0: emit(g, "return 'skip' "); break;
+	case 1: emit(g, "ctx.regs.rip = ctx.rip + 1 "); break;
+	case 2: emit(g, "return "); gen_value(g); break;
+	default: break;
+	}
+	emit(g, " end");
+}
+
+/* A config field: mostly a valid value, so that most scripts boot. */
+static void gen_cfg(struct gen *g, const char *key, unsigned int valid_max)
+{
+	emit(g, "%s = ", key);
+	if (pick(g, 4))
+		emit(g, "%u", 1 + pick(g, valid_max));
+	else
+		gen_value(g);
+	emit(g, ", ");
+}
+
+static void gen_script(struct gen *g)
+{
+	emit(g, "local P, B = {}, {}\n");
+	if (pick(g, 2)) {
+		emit(g, "campaign = { ");
+		gen_cfg(g, "vcpus", 4);
+		gen_cfg(g, "tasks", 3);
+		gen_cfg(g, "hz", 1000);
+		gen_cfg(g, "iterations", 100);
+		emit(g, "scenario = %s }\n", pick(g, 4) ? "'hot'" : "'nosuch'");
+	}
+	for (unsigned int i = 0; i < GEN_OPS && g->in.left && g->n < GEN_MAX; i++) {
+		emit(g, "pcall(function() ");
+		gen_call(g, false);
+		emit(g, " end)\n");
+	}
+	/* Sometimes end with an error, so the undo runs on that path too. */
+	if (pick(g, 4) == 0)
+		emit(g, "error('end of fuzzed script')\n");
+}
+
+int fuzz_campaign_one(const uint8_t *data, size_t size)
+{
+	static struct gen g;
+	struct campaign_opts o;
+	struct fake_be *f;
+	char path[64];
+	int rc;
+
+	g.n = 0;
+	g.depth = 0;
+	g.in = (struct fuzz_in){ data, size };
+	gen_script(&g);
+	fuzz_file(T, g.buf, g.n, path, sizeof(path));
+	/* To read what a crashing input runs: VMPOKE_FUZZ_SHOW=1 TARGET FILE */
+	if (getenv("VMPOKE_FUZZ_SHOW"))
+		fprintf(stderr, "--- script ---\n%.*s--- end ---\n", (int)g.n, g.buf);
+
+	memset(&o, 0, sizeof(o));
+	o.script = path;
+	o.image = "fake.img";
+	o.scenario = -1;
+	o.quiet = true;
+	o.handler_insn_limit = 100000;
+	o.scenario_parse = cli_scenario_parse;
+	o.sink = &campaign_files;
+	o.json = o.events = o.trace = "/dev/null";
+	f = fake_be_new();
+	if (!f)
+		fuzz_fail(T, "out of memory");
+	rc = campaign_run(&o, &fake_ops, f);
+	FUZZ_CHECK(T, rc >= VMPOKE_EXIT_OK && rc <= VMPOKE_EXIT_SIGNAL,
+		   "exit code %d", rc);
+	FUZZ_CHECK(T, !fake_be_live_probes(f), "%u probes left in the guest",
+		   fake_be_live_probes(f));
+	FUZZ_CHECK(T, fake_be_pristine(f), "the guest's memory was not restored");
+	fake_be_free(f);
+	return 0;
+}
