@@ -142,13 +142,15 @@ static int kvm_batch(struct kvm_be *k, struct campaign_site *s, size_t n, bool r
 		const void *emu = s[i].emulate_len ? s[i].emulate : restore ? s[i].new_bytes
 									  : NULL;
 
-		if (s[i].emulate_len && s[i].emulate_len != s[i].len && !restore) {
-			snprintf(s[i].refused, sizeof(s[i].refused), "emulate is %u bytes, new "
-				 "is %u", s[i].emulate_len, s[i].len);
+		s[i].refused[0] = 0;
+		if (s[i].emulate_len > s[i].len) {
+			snprintf(s[i].refused, sizeof(s[i].refused), "emulate is %u bytes, longer "
+				 "than new (%u)", s[i].emulate_len, s[i].len);
 			refused = true;
 			continue;
 		}
-		s[i].refused[0] = 0;
+		/* a shorter emulated JMP/RET is padded with INT3, as the engine expects */
+		memset(s[i].emulate + s[i].emulate_len, 0xcc, s[i].len - s[i].emulate_len);
 		e = poke_site_prepare(k->p, &ps[i], s[i].at, old, new, s[i].len, emu,
 				      s[i].refused, sizeof(s[i].refused));
 		if (e != POKE_OK) {
