@@ -89,6 +89,13 @@ struct patcher_opts {
 	enum poke_inject inject;
 	unsigned int shadow_retries;	/* bound before undo (default 50) */
 	unsigned int shadow_backoff_us;	/* between retries (default 200) */
+	/*
+	 * Optional: called on the patching thread as each protocol phase of a
+	 * batch ends ("int3", "shadow check", "tails", "heads", each with its
+	 * sync), with CLOCK_MONOTONIC nanoseconds; for timelines.
+	 */
+	void (*phase)(void *opaque, const char *name, uint64_t start_ns, uint64_t end_ns);
+	void *phase_opaque;
 };
 
 struct patcher;

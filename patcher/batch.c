@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "patcher_internal.h"
@@ -386,11 +387,33 @@ static enum poke_err batch_sort(struct batch_run *r)
 	return POKE_OK;
 }
 
+static uint64_t batch_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* A phase has ended: tell whoever draws timelines, and start the next. */
+static void batch_phase(struct batch_run *r, const char *name, uint64_t *t0)
+{
+	const struct patcher_opts *o = &r->p->opts;
+	uint64_t now;
+
+	if (!o->phase)
+		return;
+	now = batch_now_ns();
+	o->phase(o->phase_opaque, name, *t0, now);
+	*t0 = now;
+}
+
 static enum poke_err batch_protocol(struct batch_run *r)
 {
 	static const uint8_t int3 = POKE_INT3;
 	struct patcher *p = r->p;
 	enum poke_inject inject = p->opts.inject;
+	uint64_t t0 = p->opts.phase ? batch_now_ns() : 0;
 	enum poke_err err;
 	bool tails = false;
 	size_t i;
@@ -433,6 +456,7 @@ static enum poke_err batch_protocol(struct batch_run *r)
 	err = batch_sync(r, "INT3", false);
 	if (err)
 		goto undo;
+	batch_phase(r, "int3", &t0);
 	/*
 	 * 3. Multi-instruction sites: the INT3 keeps new entries out, but a
 	 *    context already inside the range would resume in the new tail.
@@ -441,6 +465,7 @@ static enum poke_err batch_protocol(struct batch_run *r)
 		err = shadow_check(p, r->s, r->n, r->msg, r->msglen);
 		if (err)
 			goto undo;
+		batch_phase(r, "shadow check", &t0);
 	}
 	/*
 	 * 4. Tails.  Nobody executes them now, so order does not matter; the
@@ -464,6 +489,7 @@ static enum poke_err batch_protocol(struct batch_run *r)
 		err = batch_sync(r, "tails", false);
 		if (err)
 			goto undo;
+		batch_phase(r, "tails", &t0);
 	}
 	/*
 	 * 5. Heads: INT3 -> new first byte, an INT3/instruction swap that
@@ -488,6 +514,7 @@ static enum poke_err batch_protocol(struct batch_run *r)
 	err = batch_sync(r, "heads", false);
 	if (err)
 		goto undo;
+	batch_phase(r, "heads", &t0);
 	/*
 	 * 6. Retire only now: a vCPU that fetched an INT3 before the last
 	 *    sync has trapped and been handled by the time the sync returns,

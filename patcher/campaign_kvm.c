@@ -49,6 +49,16 @@ static void *kvm_monitor(void *arg)
 	return NULL;
 }
 
+/* The protocol's own phases, nested in the "protocol" slice. */
+static void kvm_protocol_phase(void *opaque, const char *name, uint64_t start_ns,
+			       uint64_t end_ns)
+{
+	struct kvm_be *k = opaque;
+	struct campaign_phase ph = { name, start_ns, end_ns, 2 };
+
+	campaign_phase_done(k->c, &ph);
+}
+
 static int kvm_boot(void *be, const struct campaign_boot_cfg *cfg, char *msg, size_t len)
 {
 	struct kvm_be *k = be;
@@ -73,7 +83,8 @@ static int kvm_boot(void *be, const struct campaign_boot_cfg *cfg, char *msg, si
 		return code == VMPOKE_EXIT_USAGE ? -EINVAL : -EIO;
 	}
 	vmm_set_check_fail_fatal(k->vm, false);
-	k->p = patcher_create(k->vm, &(struct patcher_opts){ 0 });
+	k->p = patcher_create(k->vm, &(struct patcher_opts){ .phase = kvm_protocol_phase,
+							   .phase_opaque = k });
 	if (!k->p) {
 		snprintf(msg, len, "cannot create the patcher");
 		return -ENOMEM;

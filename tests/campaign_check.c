@@ -267,6 +267,24 @@ out:
 	return ret;
 }
 
+bool campaign_check_trace_has(const char *path, const char *ph, const char *name)
+{
+	json_object *t = json_object_from_file(path), *evs, *v;
+	bool found = false;
+
+	if (t && json_object_object_get_ex(t, "traceEvents", &evs))
+		for (size_t i = 0; !found && i < json_object_array_length(evs); i++) {
+			json_object *ev = json_object_array_get_idx(evs, i);
+
+			found = json_object_object_get_ex(ev, "ph", &v) &&
+				!strcmp(json_object_get_string(v), ph) &&
+				json_object_object_get_ex(ev, "name", &v) &&
+				!strcmp(json_object_get_string(v), name);
+		}
+	json_object_put(t);
+	return found;
+}
+
 int campaign_check_events(const char *path, char *why, size_t len)
 {
 	static const char *const types[] = { "probe", "hit", "patch_phase", "expect", "log",

@@ -26,6 +26,8 @@ int campaign_check_report(json_object *r, char *why, size_t len);
 int campaign_check_expectations(json_object *r, size_t min, char *why, size_t len);
 /* Trace-event JSON: container, fields per phase, X slices nest per tid. */
 int campaign_check_trace(const char *path, char *why, size_t len);
+/* The trace has an event of phase ph named name. */
+bool campaign_check_trace_has(const char *path, const char *ph, const char *name);
 /* NDJSON: every line an object with t_us and a known type. */
 int campaign_check_events(const char *path, char *why, size_t len);
 
