@@ -67,7 +67,7 @@ all: $(BUILD)/vmpoke $(GUEST_IMG)
 
 guest: $(GUEST_IMG)
 
-$(BUILD)/%.o: %.c $(wildcard include/*.h patcher/*.h patcher/cli/*.h vmm/*.h)
+$(BUILD)/%.o: %.c $(wildcard include/*.h patcher/*.h patcher/cli/*.h vmm/*.h tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 

@@ -2,8 +2,9 @@
 /*
  * bench_sites.S - patch sites for `vmpoke bench poke`.
  *
- * BENCH_PAD_FUNCS CPL3 functions bench_pad_0 .. bench_pad_63, each made of
- * BENCH_PAD_PER_FUNC NOP5 instructions and a ret: 4096 sites in all.
+ * VMPOKE_BENCH_PAD_FUNCS CPL3 functions bench_pad_0 .. bench_pad_63, each
+ * made of VMPOKE_BENCH_PAD_PER_FUNC NOP5 instructions and a ret: 4096
+ * sites in all (include/vmpoke_abi.h names them for the host).
  * Nobody calls them: the benchmark needs thousands of real
  * instruction-boundary sites (every NOP5 here is one by construction)
  * that no vCPU executes, so a batch of 4096 measures the protocol and not
@@ -12,7 +13,7 @@
  * function would make preparation quadratic in the batch size.
  */
 
-#define BENCH_PAD_PER_FUNC	64
+#include "offsets.h"
 
 .macro bench_pad_fn n
 	.balign 64

@@ -60,6 +60,7 @@ _Static_assert(sizeof(struct vmpoke_site_table) ==
 _Static_assert(VMPOKE_MAX_SITES == MAX_SITES, "max sites");
 _Static_assert(VMPOKE_SITES_MAGIC == SITES_MAGIC, "sites magic");
 _Static_assert(VMPOKE_ABI_VERSION == ABI_VERSION, "abi version");
+_Static_assert(VMPOKE_BENCH_PAD_PER_FUNC == BENCH_PAD_PER_FUNC, "bench pads");
 _Static_assert(VMPOKE_SITE_NOP5_JMP32 == SITE_NOP5_JMP32 &&
 	       VMPOKE_SITE_NOP2_JMP8 == SITE_NOP2_JMP8 &&
 	       VMPOKE_SITE_CALL32 == SITE_CALL32 &&

@@ -22,6 +22,9 @@
 #define VEC_TIMER		0x30
 #define VEC_SPURIOUS		0xff
 
+/* bench_sites.S: VMPOKE_BENCH_PAD_PER_FUNC NOP5s per bench_pad_N. */
+#define BENCH_PAD_PER_FUNC	64
+
 /* Stacks (.bss). */
 #define KSTACK_SIZE		8192	/* per vCPU, CPL0 */
 #define FSTACK_SIZE		1024	/* per vCPU, faults only (IST) */

@@ -150,6 +150,20 @@ int vmm_gva_to_gpa(struct vm *vm, uint64_t gva, uint64_t *gpa);
 /* Host pointer for [gpa, gpa+len) if it lies in guest RAM, else NULL. */
 void *vmm_gpa_ptr(struct vm *vm, uint64_t gpa, size_t len);
 
+/*
+ * The guest's exported tables, through the one validated reader each
+ * (include/guest_tables.h: its rules, and -ENOENT/-EINVAL/-EFAULT with
+ * msg naming the table and field).  Tables are large: callers allocate.
+ */
+int vmm_tasks_read(struct vm *vm, struct vmpoke_task_table *out, char *msg, size_t msglen);
+int vmm_task_read(struct vm *vm, uint32_t id, struct vmpoke_task *out, char *msg,
+		  size_t msglen);
+int vmm_percpu_read(struct vm *vm, unsigned int id, struct vmpoke_percpu *out, char *msg,
+		    size_t msglen);
+int vmm_sites_read(struct vm *vm, struct vmpoke_site_table *out, char *msg, size_t msglen);
+/* The address of vCPU id's CPL0 frame (rsp0 - VMPOKE_CPL0_FRAME_SIZE). */
+int vmm_cpl0_frame(struct vm *vm, unsigned int id, uint64_t *frame);
+
 /* Symbolize a guest address: "sym+0xoff (0xaddr)" or "0xaddr". */
 const char *vmm_symbolize(const struct vm *vm, uint64_t addr, char *buf, size_t len);
 

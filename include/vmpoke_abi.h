@@ -20,6 +20,8 @@
 
 #define VMPOKE_MAX_VCPUS	64
 #define VMPOKE_MAX_TASKS	8	/* per vCPU */
+/* vmpoke_task_table.capacity: exactly this, or the VMM refuses the table. */
+#define VMPOKE_TASKS_CAPACITY	(VMPOKE_MAX_VCPUS * VMPOKE_MAX_TASKS)
 
 /*
  * Guest-physical layout.  The VMM builds the page tables before the first
@@ -173,16 +175,17 @@ struct vmpoke_task {
 
 /*
  * Exported by the guest as the symbol "vmpoke_tasks".  Bounded and
- * versioned: the VMM checks magic, version, nr_tasks <= capacity and
- * task_size == sizeof(struct vmpoke_task) before reading any entry.
+ * versioned: the VMM checks magic, version, capacity, nr_tasks <= capacity,
+ * task_size == sizeof(struct vmpoke_task) and the symbol's size before
+ * reading any entry (include/guest_tables.h).
  */
 struct vmpoke_task_table {
 	uint64_t magic;			/* VMPOKE_TASKS_MAGIC */
 	uint32_t version;		/* VMPOKE_ABI_VERSION */
 	uint32_t task_size;		/* sizeof(struct vmpoke_task) */
-	uint32_t capacity;		/* VMPOKE_MAX_VCPUS * VMPOKE_MAX_TASKS */
+	uint32_t capacity;		/* VMPOKE_TASKS_CAPACITY */
 	uint32_t nr_tasks;		/* entries in use */
-	struct vmpoke_task tasks[VMPOKE_MAX_VCPUS * VMPOKE_MAX_TASKS];
+	struct vmpoke_task tasks[VMPOKE_TASKS_CAPACITY];
 };
 
 /* What a guest fault report carries (VMPOKE_HC_FAULT). */
@@ -196,8 +199,10 @@ struct vmpoke_fault {
  * One per vCPU, exported as the array "vmpoke_percpu".  The kernel stack
  * top (TSS.RSP0) is here so the VMM can find the exception or interrupt
  * frame in flight: all gates are interrupt gates and CPL0 never nests, so
- * a vCPU at CPL0 has at most one frame, at rsp0 - 40.
+ * a vCPU at CPL0 has at most one frame, at rsp0 - VMPOKE_CPL0_FRAME_SIZE.
  */
+/* The frame a CPL3 -> CPL0 interrupt pushes: rip, cs, rflags, rsp, ss. */
+#define VMPOKE_CPL0_FRAME_SIZE	40
 struct vmpoke_percpu {
 	uint64_t rsp0;			/* top of this vCPU's kernel stack */
 	uint32_t vcpu;
@@ -229,15 +234,17 @@ enum vmpoke_site_kind {
 };
 
 #define VMPOKE_MAX_SITES	64
+#define VMPOKE_SITE_MAX_LEN	16	/* bytes a site's variants occupy, at most */
+#define VMPOKE_SITE_MAX_TARGETS	4
 #define VMPOKE_SITES_MAGIC	0x5345544953504d56ull	/* "VMPSITES" */
 
 struct vmpoke_site_desc {
 	uint64_t addr;
 	uint32_t kind;			/* enum vmpoke_site_kind */
 	uint32_t len;			/* bytes the variants occupy */
-	uint32_t nr_targets;		/* 1..4 */
+	uint32_t nr_targets;		/* 1..VMPOKE_SITE_MAX_TARGETS */
 	uint32_t flags;			/* VMPOKE_SITEF_* (informational) */
-	uint64_t target[4];
+	uint64_t target[VMPOKE_SITE_MAX_TARGETS];
 };
 
 #define VMPOKE_SITEF_STRADDLE_8		0x1	/* crosses an 8-byte boundary */
@@ -268,6 +275,12 @@ struct vmpoke_site_table {
  * and falls through reads 31.
  */
 #define VMPOKE_LAB_SITE_LEN	8
+/* The lab's labels (guest/lab.S), as the host finds them. */
+#define VMPOKE_SYM_LAB_SITE		"lab_site"
+#define VMPOKE_SYM_LAB_FALL		"lab_fall"
+#define VMPOKE_SYM_LAB_TAKEN		"lab_taken"
+#define VMPOKE_SYM_LAB_CALLEE		"lab_callee"
+#define VMPOKE_SYM_LAB_RET_TARGET	"lab_ret_target"
 struct vmpoke_lab {
 	uint64_t seq_req;
 	uint64_t seq_done;
@@ -278,6 +291,15 @@ struct vmpoke_lab {
 	uint64_t rsp_in_callee;
 	uint64_t ret_addr;
 };
+
+/*
+ * `vmpoke bench poke`'s sites (guest/bench_sites.S): functions
+ * "bench_pad_0" .. "bench_pad_<VMPOKE_BENCH_PAD_FUNCS - 1>", each
+ * VMPOKE_BENCH_PAD_PER_FUNC NOP5s and a RET, that nothing executes.
+ */
+#define VMPOKE_SYM_BENCH_PAD_FMT	"bench_pad_%u"
+#define VMPOKE_BENCH_PAD_FUNCS		64
+#define VMPOKE_BENCH_PAD_PER_FUNC	64
 
 #define VMPOKE_SYM_SITES	"vmpoke_sites"
 #define VMPOKE_SYM_LAB		"vmpoke_lab"

@@ -16,9 +16,9 @@
  *   1. every vCPU's RIP (offline ones too: they resume there);
  *   2. a vCPU at CPL0 is inside an interrupt or exception; all its gates
  *      are interrupt gates and CPL0 never nests, so the interrupted RIP is
- *      in the one frame at percpu.rsp0 - 40.  Inside the #BP stub (which
- *      may also hold a CPL0-origin frame, moved down by its int3 stack
- *      gap) the frame is where Capstone says it is at that instruction:
+ *      in the one frame at percpu.rsp0 - VMPOKE_CPL0_FRAME_SIZE.  Inside
+ *      the #BP stub (which may also hold a CPL0-origin frame, moved down
+ *      by its int3 stack gap) the frame is where Capstone says it is at that instruction:
  *      the stub is decoded once, following pushes, pops and %rsp
  *      adjustments (decode_frame_offsets()).  A vCPU parked in the stub
  *      before its doorbell, for a site's own INT3, is not inside: it can
@@ -168,15 +168,13 @@ static int shadow_stub_frame(struct patcher *p, uint64_t rip, uint64_t rsp,
  * CPL0 the one interrupted context it can hold (every gate is an interrupt
  * gate, CPL0 never nests).  Inside a #BP stub that frame is where the
  * decoded stub says, which also covers a trap from CPL0; anywhere else at
- * CPL0 it is at rsp0 - 40.
+ * CPL0 it is at rsp0 - VMPOKE_CPL0_FRAME_SIZE.
  */
 static bool shadow_vcpu(struct shadow_ctx *c, unsigned int id)
 {
-	const struct symtab *st = vmm_symtab(c->p->vm);
-	const struct sym *pc = st ? symtab_find(st, VMPOKE_SYM_PERCPU) : NULL;
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
-	uint64_t rsp0, rip, frame;
+	uint64_t rip, frame;
 	bool hit, early;
 	char who[64];
 	int in_stub;
@@ -194,10 +192,8 @@ static bool shadow_vcpu(struct shadow_ctx *c, unsigned int id)
 	}
 	if (in_stub)
 		return hit;
-	if (pc && (!pc->size || (uint64_t)(id + 1) * sizeof(struct vmpoke_percpu) <= pc->size) &&
-	    !vmm_gva_read(c->p->vm, pc->addr + id * sizeof(struct vmpoke_percpu) +
-			  offsetof(struct vmpoke_percpu, rsp0), &rsp0, sizeof(rsp0)) &&
-	    rsp0 >= 40 && shadow_frame_rip(c->p, rsp0 - 40, &rip)) {
+	if (!vmm_cpl0_frame(c->p->vm, id, &frame) &&
+	    !vmm_gva_read(c->p->vm, frame, &rip, sizeof(rip))) {
 		snprintf(who, sizeof(who), "vcpu %u interrupted rip", id);
 		hit |= shadow_hit(c, rip, who, false);
 	}
@@ -208,49 +204,32 @@ static bool shadow_vcpu(struct shadow_ctx *c, unsigned int id)
 static int shadow_tasks(struct shadow_ctx *c)
 {
 	const struct symtab *st = vmm_symtab(c->p->vm);
-	const struct sym *ts = st ? symtab_find(st, VMPOKE_SYM_TASKS) : NULL;
-	const size_t hdr = offsetof(struct vmpoke_task_table, tasks);
-	struct vmpoke_task_table h;
-	struct vmpoke_task *tasks;
+	struct vmpoke_task_table *tab;
 	char who[64];
 	uint32_t i;
 	int ret = 0;
 
-	if (!ts)
+	if (!st || !symtab_find(st, VMPOKE_SYM_TASKS))
 		return 0;	/* a guest without tasks */
-	if (vmm_gva_read(c->p->vm, ts->addr, &h, hdr)) {
-		snprintf(c->msg, c->msglen, "%s: not readable", VMPOKE_SYM_TASKS);
+	tab = malloc(sizeof(*tab));
+	if (!tab) {
+		snprintf(c->msg, c->msglen, "%s: out of memory", VMPOKE_SYM_TASKS);
 		return -1;
 	}
-	if (h.magic != VMPOKE_TASKS_MAGIC || h.version != VMPOKE_ABI_VERSION ||
-	    h.task_size != sizeof(struct vmpoke_task) ||
-	    h.capacity != VMPOKE_MAX_VCPUS * VMPOKE_MAX_TASKS ||
-	    h.nr_tasks > h.capacity) {
-		snprintf(c->msg, c->msglen, "%s: bad header (magic 0x%" PRIx64
-			 " version %u task_size %u capacity %u nr_tasks %u)",
-			 VMPOKE_SYM_TASKS, h.magic, h.version, h.task_size,
-			 h.capacity, h.nr_tasks);
+	if (vmm_tasks_read(c->p->vm, tab, c->msg, c->msglen)) {
+		free(tab);
 		return -1;
 	}
-	if (!h.nr_tasks)
-		return 0;
-	tasks = calloc(h.nr_tasks, sizeof(*tasks));
-	if (!tasks || vmm_gva_read(c->p->vm, ts->addr + hdr, tasks,
-				   h.nr_tasks * sizeof(*tasks))) {
-		free(tasks);
-		snprintf(c->msg, c->msglen, "%s: %u entries not readable",
-			 VMPOKE_SYM_TASKS, h.nr_tasks);
-		return -1;
-	}
-	for (i = 0; i < h.nr_tasks; i++) {
-		if (tasks[i].state != VMPOKE_TASK_RUNNABLE)
+	for (i = 0; i < tab->nr_tasks; i++) {
+		const struct vmpoke_task *t = &tab->tasks[i];
+
+		if (t->state != VMPOKE_TASK_RUNNABLE)
 			continue;
-		snprintf(who, sizeof(who), "task %u (vcpu %u) saved rip",
-			 tasks[i].id, tasks[i].vcpu);
-		if (shadow_hit(c, tasks[i].ctx.rip, who, false))
+		snprintf(who, sizeof(who), "task %u (vcpu %u) saved rip", t->id, t->vcpu);
+		if (shadow_hit(c, t->ctx.rip, who, false))
 			ret = 1;
 	}
-	free(tasks);
+	free(tab);
 	return ret;
 }
 

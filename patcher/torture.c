@@ -123,15 +123,10 @@ static void *hotplug_main(void *arg)
 static int load_sites(struct torture *t, unsigned int kinds)
 {
 	const struct symtab *st = vmm_symtab(t->vm);
-	const struct sym *s = symtab_find(st, VMPOKE_SYM_SITES);
 	struct vmpoke_site_table *tab;
 	char msg[256];
 	int err;
 
-	if (!s) {
-		vmm_error("torture: the image has no symbol %s", VMPOKE_SYM_SITES);
-		return -1;
-	}
 	tab = calloc(1, sizeof(*tab));
 	t->sites = calloc(VMPOKE_MAX_SITES, sizeof(*t->sites));
 	if (!tab || !t->sites) {
@@ -139,14 +134,8 @@ static int load_sites(struct torture *t, unsigned int kinds)
 		vmm_error("torture: out of memory");
 		return -1;
 	}
-	err = vmm_gva_read(t->vm, s->addr, tab, sizeof(*tab));
-	if (err) {
-		vmm_error("torture: reading %s at 0x%" PRIx64 ": %s",
-			  VMPOKE_SYM_SITES, s->addr, strerror(-err));
-		free(tab);
-		return -1;
-	}
-	if (torture_table_check(tab, st, msg, sizeof(msg))) {
+	if (vmm_sites_read(t->vm, tab, msg, sizeof(msg)) ||
+	    torture_table_check(tab, st, msg, sizeof(msg))) {
 		vmm_error("torture: %s", msg);
 		free(tab);
 		return -1;
@@ -380,20 +369,17 @@ static uint64_t check_failures(struct torture *t)
 /* Name what each failing task saw last: the summary alone says only "1". */
 static void report_checks(struct torture *t)
 {
-	const struct sym *s = symtab_find(vmm_symtab(t->vm), VMPOKE_SYM_TASKS);
-	struct vmpoke_task_table *tab;
-	char where[128];
+	struct vmpoke_task_table *tab = malloc(sizeof(*tab));
+	char where[128], msg[256];
 
-	if (!s || !(tab = calloc(1, sizeof(*tab))))
+	if (!tab)
 		return;
-	if (vmm_gva_read(t->vm, s->addr, tab, sizeof(*tab)) ||
-	    tab->magic != VMPOKE_TASKS_MAGIC ||
-	    tab->task_size != sizeof(struct vmpoke_task)) {
+	if (vmm_tasks_read(t->vm, tab, msg, sizeof(msg))) {
+		vmm_error("torture: cannot name the failing tasks: %s", msg);
 		free(tab);
 		return;
 	}
-	for (uint32_t i = 0; i < tab->nr_tasks && i < tab->capacity &&
-	     i < VMPOKE_MAX_VCPUS * VMPOKE_MAX_TASKS; i++) {
+	for (uint32_t i = 0; i < tab->nr_tasks; i++) {
 		struct vmpoke_task *k = &tab->tasks[i];
 
 		if (!k->check_failures)

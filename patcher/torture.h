@@ -43,9 +43,10 @@ const char *torture_inject_name(enum poke_inject inj);
 const char *torture_kind_name(uint32_t kind);
 
 /*
- * Check the table header and every descriptor against the image's symbols:
- * each site and each target must lie inside a function symbol, the site
- * wholly inside one.  Returns 0 or -1 with msg naming the first bad entry.
+ * Check every descriptor of a table vmm_sites_read() accepted against the
+ * image's symbols: each site and each target must lie inside a function
+ * symbol, the site wholly inside one, with its kind's length, and no two
+ * sites overlap.  Returns 0 or -1 with msg naming the first bad entry.
  */
 int torture_table_check(const struct vmpoke_site_table *t,
 			const struct symtab *st, char *msg, size_t msglen);

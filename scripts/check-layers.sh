@@ -22,7 +22,8 @@ cd "$(dirname "$0")/.." || exit 2
 layer_of() {
 	case $1 in
 	include/vmpoke_abi.h)	echo abi ;;
-	include/vmm.h | include/pagewalk.h | include/symtab.h | include/elf_load.h)
+	include/vmm.h | include/pagewalk.h | include/symtab.h | include/elf_load.h | \
+	include/guest_tables.h)
 				echo vmm ;;
 	include/*)		echo patcher ;;	# patcher.h, probe.h, ...
 	vmm/*)			echo vmm-private ;;

@@ -111,11 +111,11 @@ static bool lab_boot(struct lab *l)
 		return false;
 	st = vmm_symtab(l->vm);
 	if (!sym_addr(st, VMPOKE_SYM_LAB, &l->lab) ||
-	    !sym_addr(st, "lab_site", &l->site) ||
-	    !sym_addr(st, "lab_fall", &l->fall) ||
-	    !sym_addr(st, "lab_taken", &l->taken) ||
-	    !sym_addr(st, "lab_callee", &l->callee) ||
-	    !sym_addr(st, "lab_ret_target", &l->ret_target))
+	    !sym_addr(st, VMPOKE_SYM_LAB_SITE, &l->site) ||
+	    !sym_addr(st, VMPOKE_SYM_LAB_FALL, &l->fall) ||
+	    !sym_addr(st, VMPOKE_SYM_LAB_TAKEN, &l->taken) ||
+	    !sym_addr(st, VMPOKE_SYM_LAB_CALLEE, &l->callee) ||
+	    !sym_addr(st, VMPOKE_SYM_LAB_RET_TARGET, &l->ret_target))
 		return false;
 	EXPECT_EQ_U64(l->site + VMPOKE_LAB_SITE_LEN, l->fall);
 	l->p = patcher_create(l->vm, &popts);

@@ -36,8 +36,8 @@ static bool env_boot(struct env *e, enum vmpoke_scenario scn, unsigned int vcpus
 		.image = testlib_image(), .nr_vcpus = vcpus, .mem_mib = 64,
 		.tasks = 2, .hz = 1000, .scenario = scn, .seed = 7, .quiet = true,
 	};
-	const struct sym *s;
-	int code;
+	char msg[256];
+	int code, r;
 
 	memset(e, 0, sizeof(*e));
 	e->nr_vcpus = vcpus;
@@ -47,13 +47,12 @@ static bool env_boot(struct env *e, enum vmpoke_scenario scn, unsigned int vcpus
 		return false;
 	e->p = patcher_create(e->vm, opts);
 	CU_ASSERT_PTR_NOT_NULL(e->p);
-	s = symtab_find(vmm_symtab(e->vm), VMPOKE_SYM_SITES);
-	EXPECT_TRUE_MSG(s != NULL, "%s has no symbol %s", cfg.image, VMPOKE_SYM_SITES);
-	if (!e->p || !s || vmm_gva_read(e->vm, s->addr, &e->sites, sizeof(e->sites)))
+	if (!e->p)
 		return false;
-	EXPECT_TRUE_MSG(e->sites.magic == VMPOKE_SITES_MAGIC &&
-			e->sites.nr_sites <= VMPOKE_MAX_SITES, "bad %s table",
-			VMPOKE_SYM_SITES);
+	r = vmm_sites_read(e->vm, &e->sites, msg, sizeof(msg));
+	EXPECT_TRUE_MSG(r == 0, "%s: %s", cfg.image, msg);
+	if (r)
+		return false;
 	for (uint32_t i = 0; i < e->sites.nr_sites && i < VMPOKE_MAX_SITES; i++)
 		if (e->sites.sites[i].len > POKE_MAX_LEN ||
 		    vmm_gva_read(e->vm, e->sites.sites[i].addr, e->orig[i],
@@ -572,16 +571,13 @@ out:
 }
 
 /* vCPU id's kernel stack top (TSS.RSP0) from the exported percpu array. */
-static uint64_t percpu_rsp0(struct env *e, unsigned int id)
+/* vCPU id's CPL0 frame, through the validated per-vCPU reader. */
+static uint64_t cpl0_frame(struct env *e, unsigned int id)
 {
-	const struct sym *pc = symtab_find(vmm_symtab(e->vm), VMPOKE_SYM_PERCPU);
-	uint64_t rsp0 = 0;
+	uint64_t frame = 0;
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(pc);
-	CU_ASSERT_EQUAL(vmm_gva_read(e->vm, pc->addr + id * sizeof(struct vmpoke_percpu) +
-				     offsetof(struct vmpoke_percpu, rsp0), &rsp0,
-				     sizeof(rsp0)), 0);
-	return rsp0;
+	EXPECT_EQ(vmm_cpl0_frame(e->vm, id, &frame), 0);
+	return frame;
 }
 
 /*
@@ -617,7 +613,7 @@ static void plant_undo(struct env *e, const struct kvm_regs *regs,
 
 /*
  * A vCPU at CPL0 (in an interrupt handler, say) whose interrupted RIP, in
- * the frame at rsp0 - 40, lies inside a multi-instruction range: planted,
+ * the frame at rsp0 - VMPOKE_CPL0_FRAME_SIZE, lies inside a multi-instruction range: planted,
  * so the CPL0-frame check is covered every run, not by chance.
  */
 static void test_kvm_shadow_frame(void)
@@ -633,7 +629,7 @@ static void test_kvm_shadow_frame(void)
 
 	if (!shadow_boot(&e, &opts, 0, &s, &d))
 		goto out;
-	frame = percpu_rsp0(&e, 1) - 40;
+	frame = cpl0_frame(&e, 1);
 	plant_cpl0(&e, d->addr + d->len + 0x100, frame - 64, &regs, &sregs);
 	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, frame, &saved, sizeof(saved)), 0);
 	fake = d->addr + 2;
@@ -707,7 +703,7 @@ static void test_kvm_shadow_bp_stub(void)
 	entry = symtab_find(vmm_symtab(e.vm), VMPOKE_SYM_BP_ENTRY)->addr;
 	in = stub_insn(&e, VMPOKE_SYM_BP_ENTRY, 0xe4, 0);	/* inb $imm8, %al */
 	pop = stub_insn(&e, VMPOKE_SYM_BP_ENTRY, 0x58, 1);	/* the foreign path's pop */
-	stack = percpu_rsp0(&e, 1) - 1024;
+	stack = cpl0_frame(&e, 1) + VMPOKE_CPL0_FRAME_SIZE - 1024;	/* rsp0 - 1024 */
 	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, stack, saved, sizeof(saved)), 0);
 
 	/* At the stub's first instruction: the frame is at %rsp. */
@@ -737,8 +733,8 @@ static void test_kvm_shadow_task(void)
 {
 	struct patcher_opts opts = { .shadow_retries = 2, .shadow_backoff_us = 1000 };
 	const size_t hdr = offsetof(struct vmpoke_task_table, tasks);
+	static struct vmpoke_task_table h;
 	const struct vmpoke_site_desc *d;
-	struct vmpoke_task_table h;
 	struct vmpoke_task task;
 	uint64_t tab, at = 0, saved_rip = 0, fake;
 	struct poke_site s;
@@ -751,10 +747,9 @@ static void test_kvm_shadow_task(void)
 	tab = symtab_find(vmm_symtab(e.vm), VMPOKE_SYM_TASKS)->addr;
 	/* vCPU 1 parked: its RUNNABLE tasks cannot run while we fake one. */
 	CU_ASSERT_EQUAL_FATAL(vmm_vcpu_offline(e.vm, 1), 0);
-	CU_ASSERT_EQUAL_FATAL(vmm_gva_read(e.vm, tab, &h, hdr), 0);
-	for (i = 0; i < h.nr_tasks && i < h.capacity; i++) {
-		CU_ASSERT_EQUAL(vmm_gva_read(e.vm, tab + hdr + i * sizeof(task), &task,
-					     sizeof(task)), 0);
+	EXPECT_EQ_FATAL(vmm_tasks_read(e.vm, &h, msg, sizeof(msg)), 0);
+	for (i = 0; i < h.nr_tasks; i++) {
+		task = h.tasks[i];
 		if (task.vcpu == 1 && task.state == VMPOKE_TASK_RUNNABLE) {
 			at = tab + hdr + i * sizeof(task) +
 			     offsetof(struct vmpoke_task, ctx.rip);

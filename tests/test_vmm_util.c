@@ -4,7 +4,6 @@
  */
 #include <string.h>
 
-#include "symtab.h"
 #include "testlib.h"
 #include "test_vmm_util.h"
 
@@ -54,17 +53,11 @@ bool vmt_wait_ready(struct vm *vm)
 
 bool vmt_read_tasks(struct vm *vm, struct vmpoke_task_table *tab)
 {
-	const struct sym *s = symtab_find(vmm_symtab(vm), VMPOKE_SYM_TASKS);
+	char msg[256];
+	int r = vmm_tasks_read(vm, tab, msg, sizeof(msg));
 
-	EXPECT_TRUE_MSG(s != NULL, "no symbol %s", VMPOKE_SYM_TASKS);
-	if (!s)
-		return false;
-	if (vmm_gva_read(vm, s->addr, tab, sizeof(*tab))) {
-		CU_FAIL("task table unreadable");
-		return false;
-	}
-	EXPECT_EQ_U64(VMPOKE_TASKS_MAGIC, tab->magic);
-	return tab->magic == VMPOKE_TASKS_MAGIC;
+	EXPECT_TRUE_MSG(r == 0, "%s", msg);
+	return r == 0;
 }
 
 void vmt_finish(struct vm *vm)

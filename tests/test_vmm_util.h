@@ -19,7 +19,7 @@ struct vm *vmt_boot(const struct vm_config *cfg);
 struct vm *vmt_boot_ready(unsigned int vcpus, enum vmpoke_scenario scn);
 /* Wait until every vCPU rang VMPOKE_HC_READY. */
 bool vmt_wait_ready(struct vm *vm);
-/* Copy the guest's task table; false (and a failure) if unreadable. */
+/* The guest's task table (vmm_tasks_read); false (and a failure) if refused. */
 bool vmt_read_tasks(struct vm *vm, struct vmpoke_task_table *tab);
 /* Stop, wait for VMM_STOPPED, destroy. */
 void vmt_finish(struct vm *vm);

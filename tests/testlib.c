@@ -25,6 +25,23 @@ void testlib_register(struct test_suite *s)
 	*pp = s;
 }
 
+void testlib_report_cmp(const char *file, int line, const char *a_txt, const char *op,
+			const char *b_txt, long long a_s, unsigned long long a_u,
+			long long b_s, unsigned long long b_u)
+{
+	fprintf(stderr, "\n  %s:%d: %s %s %s failed:\n\t%s is %lld (0x%llx)\n"
+		"\t%s is %lld (0x%llx)\n", file, line, a_txt, op, b_txt,
+		a_txt, a_s, a_u, b_txt, b_s, b_u);
+}
+
+void testlib_report_str(const char *file, int line, const char *a_txt, const char *op,
+			const char *b_txt, const char *a, const char *b)
+{
+	fprintf(stderr, "\n  %s:%d: %s %s %s failed:\n\t%s is \"%s\"\n"
+		"\t%s is \"%s\"\n", file, line, a_txt, op, b_txt, a_txt,
+		a ? a : "(null)", b_txt, b ? b : "(null)");
+}
+
 const char *testlib_kvm_problem(void)
 {
 	static char why[256];

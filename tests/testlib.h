@@ -15,6 +15,7 @@
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 #include <CUnit/CUnit.h>
 
 struct test_case {
@@ -50,15 +51,72 @@ const char *testlib_image(void);
 /* Run a shell command, capture stdout+stderr (NUL-terminated, malloc'd) and exit status. */
 int testlib_run(const char *cmd, char **output);
 
-#define EXPECT_EQ_U64(exp, act) do {						\
-	uint64_t e_ = (uint64_t)(exp), a_ = (uint64_t)(act);			\
-	if (e_ != a_)								\
-		fprintf(stderr, "\n  %s:%d: %s: expected %" PRIu64 " (0x%" PRIx64 \
-			"), actual %" PRIu64 " (0x%" PRIx64 ")\n", __FILE__,	\
-			__LINE__, #act, e_, e_, a_, a_);			\
-	CU_ASSERT_EQUAL(e_, a_);						\
+/*
+ * EXPECT_*: CUnit assertions that print the values when they fail, as the
+ * KVM selftests' TEST_ASSERT_EQ does: "file:line: a == b failed: a is
+ * 3 (0x3), b is 4 (0x4)".  The verdict is C's own comparison of the two
+ * operands, as CU_ASSERT_EQUAL's is; the values are printed as signed and
+ * hex.  The _FATAL forms end the test on failure.
+ */
+void testlib_report_cmp(const char *file, int line, const char *a_txt, const char *op,
+			const char *b_txt, long long a_s, unsigned long long a_u,
+			long long b_s, unsigned long long b_u);
+void testlib_report_str(const char *file, int line, const char *a_txt, const char *op,
+			const char *b_txt, const char *a, const char *b);
+
+#define EXPECT_CMP_(a, op, b, fatal, a_txt, b_txt) do {					\
+	__typeof__(a) a_ = (a);							\
+	__typeof__(b) b_ = (b);							\
+	bool ok_ = a_ op b_;							\
+	if (!ok_)								\
+		testlib_report_cmp(__FILE__, __LINE__, a_txt, #op, b_txt,	\
+				   (long long)a_, (unsigned long long)a_,	\
+				   (long long)b_, (unsigned long long)b_);	\
+	CU_assertImplementation(ok_, __LINE__, a_txt " " #op " " b_txt, __FILE__, \
+				"", fatal);					\
 } while (0)
 
+#define EXPECT_EQ(a, b)		EXPECT_CMP_(a, ==, b, CU_FALSE, #a, #b)
+#define EXPECT_NE(a, b)		EXPECT_CMP_(a, !=, b, CU_FALSE, #a, #b)
+#define EXPECT_LT(a, b)		EXPECT_CMP_(a, <, b, CU_FALSE, #a, #b)
+#define EXPECT_LE(a, b)		EXPECT_CMP_(a, <=, b, CU_FALSE, #a, #b)
+#define EXPECT_GT(a, b)		EXPECT_CMP_(a, >, b, CU_FALSE, #a, #b)
+#define EXPECT_GE(a, b)		EXPECT_CMP_(a, >=, b, CU_FALSE, #a, #b)
+#define EXPECT_EQ_FATAL(a, b)	EXPECT_CMP_(a, ==, b, CU_TRUE, #a, #b)
+
+/* Pointers: the value of the one that should (not) be NULL. */
+#define EXPECT_NULL(p)		EXPECT_CMP_((const void *)(p), ==, (const void *)0, CU_FALSE, #p, "NULL")
+#define EXPECT_NOT_NULL(p)	EXPECT_CMP_((const void *)(p), !=, (const void *)0, CU_FALSE, #p, "NULL")
+#define EXPECT_NOT_NULL_FATAL(p) EXPECT_CMP_((const void *)(p), !=, (const void *)0, CU_TRUE, #p, "NULL")
+
+/* Floating point: a and b within tol of each other. */
+#define EXPECT_NEAR(a, b, tol) do {						\
+	double a_ = (a), b_ = (b);						\
+	bool ok_ = a_ - b_ <= (tol) && b_ - a_ <= (tol);			\
+	if (!ok_)								\
+		fprintf(stderr, "\n  %s:%d: %s ~ %s failed: %s is %g, %s is %g " \
+			"(tolerance %g)\n", __FILE__, __LINE__, #a, #b, #a, a_, \
+			#b, b_, (double)(tol));					\
+	CU_assertImplementation(ok_, __LINE__, #a " ~ " #b, __FILE__, "", CU_FALSE); \
+} while (0)
+
+/* Strings (NULL prints as "(null)" and equals only NULL). */
+#define EXPECT_STR_CMP_(a, b, want_eq, has) do {				\
+	const char *a_ = (a), *b_ = (b);					\
+	bool ok_ = has ? (a_ && b_ && strstr(a_, b_)) :				\
+		   ((a_ && b_) ? !strcmp(a_, b_) : a_ == b_) == (want_eq);	\
+	if (!ok_)								\
+		testlib_report_str(__FILE__, __LINE__, #a,			\
+				   has ? "contains" : (want_eq) ? "==" : "!=",	\
+				   #b, a_, b_);					\
+	CU_assertImplementation(ok_, __LINE__, #a " vs " #b, __FILE__, "", CU_FALSE); \
+} while (0)
+#define EXPECT_STREQ(a, b)	EXPECT_STR_CMP_(a, b, true, false)
+#define EXPECT_STRNE(a, b)	EXPECT_STR_CMP_(a, b, false, false)
+/* hay contains needle */
+#define EXPECT_STR_HAS(hay, needle) EXPECT_STR_CMP_(hay, needle, true, true)
+
+/* A condition with no two values to show: the message says what was seen. */
 #define EXPECT_TRUE_MSG(cond, ...) do {						\
 	bool c_ = (cond);							\
 	if (!c_) {								\
@@ -66,8 +124,12 @@ int testlib_run(const char *cmd, char **output);
 		fprintf(stderr, __VA_ARGS__);					\
 		fputc('\n', stderr);						\
 	}									\
-	CU_ASSERT_TRUE(c_);							\
+	CU_assertImplementation(c_, __LINE__, #cond, __FILE__, "", CU_FALSE);	\
 } while (0)
+
+/* Kept for the existing call sites: EXPECT_EQ with (expected, actual). */
+#define EXPECT_EQ_U64(exp, act)	EXPECT_CMP_((uint64_t)(exp), ==, (uint64_t)(act), CU_FALSE, \
+					    #exp, #act)
 
 /* Fail the current test loudly if KVM is unusable; returns false then. */
 bool testlib_require_kvm(void);

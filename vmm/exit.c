@@ -188,20 +188,16 @@ static const char *exit_code_bytes(struct vcpu *v, uint64_t rip, char *buf, size
 
 /* --- hypercalls ---------------------------------------------------------- */
 
-static int exit_read_percpu(struct vcpu *v, struct vmpoke_percpu *pc)
+/* This vCPU's block; 0, or 1 after ending the run with the reader's reason. */
+static int exit_read_percpu(struct vcpu *v, struct vmpoke_percpu *pc, const char *what)
 {
-	return vmm_gva_read(v->vm, v->vm->percpu_gva + v->id * sizeof(*pc),
-			    pc, sizeof(*pc));
-}
+	char sym[160], why[192];
 
-static int exit_bad_mailbox(struct vcpu *v, const char *what)
-{
-	char sym[160];
-
+	if (!vmm_percpu_read(v->vm, v->id, pc, why, sizeof(why)))
+		return 0;
 	vm_end(v->vm, VMM_UNEXPECTED_EXIT, (int)v->id, NULL,
-	       "bad hypercall: vcpu %u: %s mailbox at 0x%llx unreadable, at %s",
-	       v->id, what, (unsigned long long)v->vm->percpu_gva,
-	       vmm_symbolize(v->vm, exit_rip(v), sym, sizeof(sym)));
+	       "bad hypercall: vcpu %u: %s mailbox unreadable (%s), at %s",
+	       v->id, what, why, vmm_symbolize(v->vm, exit_rip(v), sym, sizeof(sym)));
 	return 1;
 }
 
@@ -265,47 +261,22 @@ static int exit_check_fail(struct vcpu *v, struct vmpoke_check *c)
 	return 1;
 }
 
-/* vmpoke_tasks.tasks[task].last_check, after validating the table. */
+/* vmpoke_tasks.tasks[task].last_check, through the validated reader. */
 static int exit_task_check(struct vcpu *v, uint64_t task, struct vmpoke_check *c)
 {
-	const struct sym *s = symtab_find(v->vm->symtab, VMPOKE_SYM_TASKS);
-	struct vmpoke_task_table hdr;
-	const char *bad = NULL;
-	uint64_t at;
+	struct vmpoke_task t;
+	char why[192];
 
-	if (!s)
-		bad = "no symbol " VMPOKE_SYM_TASKS;
-	else if (vmm_gva_read(v->vm, s->addr, &hdr, offsetof(struct vmpoke_task_table, tasks)))
-		bad = "task table unreadable";
-	else if (hdr.magic != VMPOKE_TASKS_MAGIC)
-		bad = "task table magic";
-	else if (hdr.version != VMPOKE_ABI_VERSION)
-		bad = "task table version";
-	else if (hdr.task_size != sizeof(struct vmpoke_task))
-		bad = "task table entry size";
-	else if (hdr.capacity > VMPOKE_MAX_VCPUS * VMPOKE_MAX_TASKS ||
-		 hdr.nr_tasks > hdr.capacity)
-		bad = "task table capacity";
-	else if (task >= hdr.capacity)
-		bad = "task id out of range";
-	else if (s->size && s->size < offsetof(struct vmpoke_task_table, tasks) +
-		 (task + 1) * sizeof(struct vmpoke_task))
-		bad = "task id beyond the symbol";
-	if (bad) {
-		vm_end(v->vm, VMM_UNEXPECTED_EXIT, (int)v->id, NULL,
-		       "bad check report: vcpu %u task %llu: %s", v->id,
-		       (unsigned long long)task, bad);
-		return -1;
+	if (task > UINT32_MAX)
+		snprintf(why, sizeof(why), "task id out of range");
+	else if (!vmm_task_read(v->vm, (uint32_t)task, &t, why, sizeof(why))) {
+		*c = t.last_check;
+		return 0;
 	}
-	at = s->addr + offsetof(struct vmpoke_task_table, tasks) +
-	     task * sizeof(struct vmpoke_task) + offsetof(struct vmpoke_task, last_check);
-	if (vmm_gva_read(v->vm, at, c, sizeof(*c))) {
-		vm_end(v->vm, VMM_UNEXPECTED_EXIT, (int)v->id, NULL,
-		       "bad check report: vcpu %u task %llu: entry unreadable",
-		       v->id, (unsigned long long)task);
-		return -1;
-	}
-	return 0;
+	vm_end(v->vm, VMM_UNEXPECTED_EXIT, (int)v->id, NULL,
+	       "bad check report: vcpu %u task %llu: %s", v->id,
+	       (unsigned long long)task, why);
+	return -1;
 }
 
 static int exit_done(struct vcpu *v, uint64_t result)
@@ -348,30 +319,30 @@ static int exit_hcall(struct vcpu *v, uint32_t cmd, uint64_t arg, bool from_mmio
 	case VMPOKE_HC_LAB_DONE:
 		return 0;
 	case VMPOKE_HC_PUTS:
-		if (exit_read_percpu(v, &pc))
-			return exit_bad_mailbox(v, "puts");
+		if (exit_read_percpu(v, &pc, "puts"))
+			return 1;
 		pc.mailbox.text[sizeof(pc.mailbox.text) - 1] = '\0';
 		vmm_sanitize_text(pc.mailbox.text, sizeof(pc.mailbox.text));
 		exit_puts(v, pc.mailbox.text);
 		return 0;
 	case VMPOKE_HC_DONE:
 		if (!from_mmio) {
-			if (exit_read_percpu(v, &pc))
-				return exit_bad_mailbox(v, "done");
+			if (exit_read_percpu(v, &pc, "done"))
+				return 1;
 			arg = pc.mailbox.arg[0];
 		}
 		return exit_done(v, arg);
 	case VMPOKE_HC_FAULT:
-		if (exit_read_percpu(v, &pc))
-			return exit_bad_mailbox(v, "fault");
+		if (exit_read_percpu(v, &pc, "fault"))
+			return 1;
 		return exit_fault(v, &pc.mailbox.fault);
 	case VMPOKE_HC_CHECK_FAIL:
 		if (from_mmio) {
 			if (exit_task_check(v, arg, &chk))
 				return 1;
 		} else {
-			if (exit_read_percpu(v, &pc))
-				return exit_bad_mailbox(v, "check");
+			if (exit_read_percpu(v, &pc, "check"))
+				return 1;
 			chk = pc.mailbox.check;
 		}
 		return exit_check_fail(v, &chk);

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <stdio.h>
 
+#include "guest_tables.h"
 #include "symtab.h"
 #include "vmm_internal.h"
 
@@ -39,6 +40,40 @@ void *vmm_gpa_ptr(struct vm *vm, uint64_t gpa, size_t len)
 	if (gpa > vm->ram.size || len > vm->ram.size - gpa)
 		return NULL;
 	return vm->ram.host + gpa;
+}
+
+int vmm_tasks_read(struct vm *vm, struct vmpoke_task_table *out, char *msg, size_t msglen)
+{
+	return gtab_tasks_read(&vm->ram, VMPOKE_PML4_GPA,
+			       symtab_find(vm->symtab, VMPOKE_SYM_TASKS), out, msg, msglen);
+}
+
+int vmm_task_read(struct vm *vm, uint32_t id, struct vmpoke_task *out, char *msg,
+		  size_t msglen)
+{
+	return gtab_task_read(&vm->ram, VMPOKE_PML4_GPA,
+			      symtab_find(vm->symtab, VMPOKE_SYM_TASKS), id, out, msg, msglen);
+}
+
+int vmm_percpu_read(struct vm *vm, unsigned int id, struct vmpoke_percpu *out, char *msg,
+		    size_t msglen)
+{
+	return gtab_percpu_read(&vm->ram, VMPOKE_PML4_GPA, vm->percpu_sym, vm->nr_vcpus,
+				id, out, msg, msglen);
+}
+
+int vmm_sites_read(struct vm *vm, struct vmpoke_site_table *out, char *msg, size_t msglen)
+{
+	return gtab_sites_read(&vm->ram, VMPOKE_PML4_GPA,
+			       symtab_find(vm->symtab, VMPOKE_SYM_SITES), out, msg, msglen);
+}
+
+int vmm_cpl0_frame(struct vm *vm, unsigned int id, uint64_t *frame)
+{
+	struct vmpoke_percpu pc;
+	int err = vmm_percpu_read(vm, id, &pc, NULL, 0);
+
+	return err ? err : gtab_cpl0_frame(&vm->ram, VMPOKE_PML4_GPA, &pc, frame);
 }
 
 const char *vmm_symbolize(const struct vm *vm, uint64_t addr, char *buf, size_t len)

@@ -207,6 +207,7 @@ static int vm_open_kvm(struct vm *vm)
 /* Guest side: image, symbols, tables, boot info. 0 or exit code 2. */
 static int vm_load_image(struct vm *vm)
 {
+	struct vmpoke_percpu pc;
 	const struct sym *s;
 	struct elf_image img;
 	char err[512];
@@ -229,15 +230,13 @@ static int vm_load_image(struct vm *vm)
 			  VMPOKE_SYM_PERCPU);
 		return VMPOKE_EXIT_USAGE;
 	}
-	vm->percpu_gva = s->addr;
-	vm->percpu_size = s->size;
-	if (s->size && s->size < vm->nr_vcpus * sizeof(struct vmpoke_percpu)) {
-		vmm_error("%s: %s holds %llu bytes, too small for %u vCPUs",
-			  vm->image, VMPOKE_SYM_PERCPU,
-			  (unsigned long long)s->size, vm->nr_vcpus);
+	vm->percpu_sym = s;
+	vm_build_page_tables(vm, vm_cpu_has(vm->cpuid, 0x80000001, 'd', 26));
+	/* The last vCPU's block: the reader checks the symbol holds them all. */
+	if (vmm_percpu_read(vm, vm->nr_vcpus - 1, &pc, err, sizeof(err))) {
+		vmm_error("%s: %s", vm->image, err);
 		return VMPOKE_EXIT_USAGE;
 	}
-	vm_build_page_tables(vm, vm_cpu_has(vm->cpuid, 0x80000001, 'd', 26));
 	vm_write_boot_info(vm);
 	return 0;
 }

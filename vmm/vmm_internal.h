@@ -23,6 +23,8 @@
 #include "pagewalk.h"
 #include "vmm.h"
 
+struct sym;
+
 #define VMM_KICK_SIG		(SIGRTMIN + 1)
 #define VMM_STACK_SIZE		(256u * 1024)
 #define VMM_SYNC_RETRY_MS	2000u	/* re-kick a silent vCPU after this */
@@ -74,8 +76,7 @@ struct vm {
 	struct guest_ram ram;
 	struct symtab *symtab;
 	uint64_t entry;
-	uint64_t percpu_gva;		/* vmpoke_percpu */
-	uint64_t percpu_size;		/* symbol size, 0 = unknown */
+	const struct sym *percpu_sym;	/* vmpoke_percpu, in symtab */
 	enum vmm_trap_path trap_path;
 	bool sync_regs;			/* KVM fills run->s.regs on exit */
 	struct kvm_cpuid2 *cpuid;	/* supported CPUID, per-vCPU patched */

@@ -35,8 +35,6 @@
 static const unsigned int batch_sizes[] = { 16, 256, 4096 };
 #define NR_BATCH_SIZES	(sizeof(batch_sizes) / sizeof(batch_sizes[0]))
 
-#define BENCH_PAD_FUNCS		64
-
 struct bench {
 	struct vm *vm;
 	struct patcher *p;
@@ -104,12 +102,12 @@ static int find_pad(struct bench *b, const char *image)
 	const struct symtab *st = vmm_symtab(b->vm);
 	unsigned int cap = 0;
 
-	for (unsigned int f = 0; f < BENCH_PAD_FUNCS; f++) {
+	for (unsigned int f = 0; f < VMPOKE_BENCH_PAD_FUNCS; f++) {
 		const struct sym *s;
 		char name[32];
 		unsigned int per;
 
-		snprintf(name, sizeof(name), "bench_pad_%u", f);
+		snprintf(name, sizeof(name), VMPOKE_SYM_BENCH_PAD_FMT, f);
 		s = symtab_find(st, name);
 		if (!s)
 			break;

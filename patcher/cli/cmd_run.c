@@ -180,55 +180,31 @@ static void run_install_signals(void)
 /* --- the guest's task table --------------------------------------------- */
 
 /*
- * Sum each vCPU's task iterations from "vmpoke_tasks".  The table is guest
- * memory: header fields are checked before any entry is read, and a task
- * naming a vCPU that does not exist is ignored.  0, or -1 with why set.
+ * Sum each vCPU's task iterations from "vmpoke_tasks" (the validated
+ * reader); a task naming a vCPU that does not exist is ignored.  0, or -1
+ * with why set.
  */
 static int run_task_iterations(struct vm *vm, unsigned int nr_vcpus, uint64_t *iters,
 			       char *why, size_t whylen)
 {
-	const struct sym *s = symtab_find(vmm_symtab(vm), VMPOKE_SYM_TASKS);
-	const size_t hdr = offsetof(struct vmpoke_task_table, tasks);
-	struct vmpoke_task_table h;
-	struct vmpoke_task t;
+	struct vmpoke_task_table *tab = malloc(sizeof(*tab));
 
 	memset(iters, 0, nr_vcpus * sizeof(*iters));
-	if (!s) {
-		snprintf(why, whylen, "no symbol %s in the image", VMPOKE_SYM_TASKS);
+	if (!tab) {
+		snprintf(why, whylen, "out of memory");
 		return -1;
 	}
-	if (s->size && s->size < hdr) {
-		snprintf(why, whylen, "%s is %" PRIu64 " bytes, smaller than its header",
-			 VMPOKE_SYM_TASKS, s->size);
+	if (vmm_tasks_read(vm, tab, why, whylen)) {
+		free(tab);
 		return -1;
 	}
-	if (vmm_gva_read(vm, s->addr, &h, hdr)) {
-		snprintf(why, whylen, "%s at 0x%" PRIx64 " is not mapped", VMPOKE_SYM_TASKS,
-			 s->addr);
-		return -1;
+	for (uint32_t i = 0; i < tab->nr_tasks; i++) {
+		const struct vmpoke_task *t = &tab->tasks[i];
+
+		if (t->state != VMPOKE_TASK_UNUSED && t->vcpu < nr_vcpus)
+			iters[t->vcpu] += t->iterations;
 	}
-	if (h.magic != VMPOKE_TASKS_MAGIC || h.version != VMPOKE_ABI_VERSION ||
-	    h.task_size != sizeof(struct vmpoke_task) ||
-	    h.capacity != VMPOKE_MAX_VCPUS * VMPOKE_MAX_TASKS || h.nr_tasks > h.capacity) {
-		snprintf(why, whylen, "%s header is invalid (magic 0x%" PRIx64
-			 ", version %u, task_size %u, capacity %u, nr_tasks %u)",
-			 VMPOKE_SYM_TASKS, h.magic, h.version, h.task_size, h.capacity,
-			 h.nr_tasks);
-		return -1;
-	}
-	if (s->size && hdr + (uint64_t)h.nr_tasks * sizeof(t) > s->size) {
-		snprintf(why, whylen, "%s: %u tasks do not fit in its %" PRIu64 " bytes",
-			 VMPOKE_SYM_TASKS, h.nr_tasks, s->size);
-		return -1;
-	}
-	for (uint32_t i = 0; i < h.nr_tasks; i++) {
-		if (vmm_gva_read(vm, s->addr + hdr + (uint64_t)i * sizeof(t), &t, sizeof(t))) {
-			snprintf(why, whylen, "%s: task %u is not mapped", VMPOKE_SYM_TASKS, i);
-			return -1;
-		}
-		if (t.state != VMPOKE_TASK_UNUSED && t.vcpu < nr_vcpus)
-			iters[t.vcpu] += t.iterations;
-	}
+	free(tab);
 	return 0;
 }
 

@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: MIT
+/*
+ * guest_tables.c - the validated readers of the guest's exported tables.
+ * See include/guest_tables.h for the rule set and the API.
+ *
+ * Why one file: these checks are the host's defence against a hostile
+ * guest.  Written once per user they drifted apart (capacity == vs <=,
+ * version checked or not, the symbol's size bounded or not); here there
+ * is one rule per field, and the next ABI version changes one place.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "guest_tables.h"
+#include "symtab.h"
+
+#define GTAB_TASKS_HDR	offsetof(struct vmpoke_task_table, tasks)
+#define GTAB_SITES_HDR	offsetof(struct vmpoke_site_table, sites)
+
+static int gtab_fail(int err, char *msg, size_t msglen, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int gtab_fail(int err, char *msg, size_t msglen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (msg && msglen) {
+		va_start(ap, fmt);
+		vsnprintf(msg, msglen, fmt, ap);
+		va_end(ap);
+	}
+	return err;
+}
+
+/* The symbol exists and holds at least `need` bytes. */
+static int gtab_sym(const struct sym *sym, const char *name, uint64_t need,
+		    char *msg, size_t msglen)
+{
+	if (!sym)
+		return gtab_fail(-ENOENT, msg, msglen, "no symbol %s in the image", name);
+	if (sym->size < need)
+		return gtab_fail(-EINVAL, msg, msglen, "%s is %" PRIu64 " bytes, smaller "
+				 "than its table (%" PRIu64 ")", name, sym->size, need);
+	return 0;
+}
+
+static int gtab_read(const struct guest_ram *ram, uint64_t cr3, uint64_t gva,
+		     void *buf, size_t len, const char *what, char *msg, size_t msglen)
+{
+	if (gva_read(ram, cr3, gva, buf, len))
+		return gtab_fail(-EFAULT, msg, msglen, "%s at 0x%" PRIx64 " (%zu bytes) "
+				 "is not in guest RAM", what, gva, len);
+	return 0;
+}
+
+/* The header of vmpoke_tasks, checked. */
+static int gtab_tasks_header(const struct guest_ram *ram, uint64_t cr3,
+			     const struct sym *sym, struct vmpoke_task_table *h,
+			     char *msg, size_t msglen)
+{
+	int err = gtab_sym(sym, VMPOKE_SYM_TASKS, sizeof(*h), msg, msglen);
+
+	if (!err)
+		err = gtab_read(ram, cr3, sym->addr, h, GTAB_TASKS_HDR,
+				VMPOKE_SYM_TASKS, msg, msglen);
+	if (err)
+		return err;
+	if (h->magic != VMPOKE_TASKS_MAGIC || h->version != VMPOKE_ABI_VERSION ||
+	    h->task_size != sizeof(struct vmpoke_task) ||
+	    h->capacity != VMPOKE_TASKS_CAPACITY || h->nr_tasks > h->capacity)
+		return gtab_fail(-EINVAL, msg, msglen, "%s header is invalid (magic 0x%"
+				 PRIx64 ", version %u, task_size %u, capacity %u, "
+				 "nr_tasks %u)", VMPOKE_SYM_TASKS, h->magic, h->version,
+				 h->task_size, h->capacity, h->nr_tasks);
+	return 0;
+}
+
+int gtab_tasks_read(const struct guest_ram *ram, uint64_t cr3, const struct sym *sym,
+		    struct vmpoke_task_table *out, char *msg, size_t msglen)
+{
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	err = gtab_tasks_header(ram, cr3, sym, out, msg, msglen);
+	if (err)
+		return err;
+	return gtab_read(ram, cr3, sym->addr + GTAB_TASKS_HDR, out->tasks,
+			 out->nr_tasks * sizeof(out->tasks[0]),
+			 VMPOKE_SYM_TASKS " entries", msg, msglen);
+}
+
+int gtab_task_read(const struct guest_ram *ram, uint64_t cr3, const struct sym *sym,
+		   uint32_t id, struct vmpoke_task *out, char *msg, size_t msglen)
+{
+	struct vmpoke_task_table h;
+	int err = gtab_tasks_header(ram, cr3, sym, &h, msg, msglen);
+
+	if (err)
+		return err;
+	if (id >= h.nr_tasks)
+		return gtab_fail(-EINVAL, msg, msglen, "%s: task %u is not in use "
+				 "(nr_tasks %u)", VMPOKE_SYM_TASKS, id, h.nr_tasks);
+	return gtab_read(ram, cr3, sym->addr + GTAB_TASKS_HDR + (uint64_t)id * sizeof(*out),
+			 out, sizeof(*out), VMPOKE_SYM_TASKS " entry", msg, msglen);
+}
+
+int gtab_percpu_read(const struct guest_ram *ram, uint64_t cr3, const struct sym *sym,
+		     unsigned int nr_vcpus, unsigned int id, struct vmpoke_percpu *out,
+		     char *msg, size_t msglen)
+{
+	int err;
+
+	if (nr_vcpus > VMPOKE_MAX_VCPUS || id >= nr_vcpus)
+		return gtab_fail(-EINVAL, msg, msglen, "%s: vCPU %u of %u", VMPOKE_SYM_PERCPU,
+				 id, nr_vcpus);
+	err = gtab_sym(sym, VMPOKE_SYM_PERCPU, (uint64_t)nr_vcpus * sizeof(*out),
+		       msg, msglen);
+	if (err)
+		return err;
+	return gtab_read(ram, cr3, sym->addr + (uint64_t)id * sizeof(*out), out,
+			 sizeof(*out), VMPOKE_SYM_PERCPU " block", msg, msglen);
+}
+
+int gtab_cpl0_frame(const struct guest_ram *ram, uint64_t cr3,
+		    const struct vmpoke_percpu *pc, uint64_t *frame)
+{
+	uint64_t gpa, psz;
+
+	if (pc->rsp0 < VMPOKE_CPL0_FRAME_SIZE)
+		return -EFAULT;
+	/* The walk bounds-checks the page; the slot must fit in RAM too. */
+	if (pt_walk(ram, cr3, pc->rsp0 - VMPOKE_CPL0_FRAME_SIZE, &gpa, &psz) ||
+	    gpa > ram->size || ram->size - gpa < sizeof(uint64_t))
+		return -EFAULT;
+	*frame = pc->rsp0 - VMPOKE_CPL0_FRAME_SIZE;
+	return 0;
+}
+
+/* [gva, gva + len) is guest memory. */
+static bool gtab_mapped(const struct guest_ram *ram, uint64_t cr3, uint64_t gva,
+			uint64_t len)
+{
+	uint8_t buf[VMPOKE_SITE_MAX_LEN];
+
+	return len <= sizeof(buf) && !gva_read(ram, cr3, gva, buf, len);
+}
+
+static int gtab_site_check(const struct guest_ram *ram, uint64_t cr3,
+			   const struct vmpoke_site_desc *d, uint32_t i,
+			   char *msg, size_t msglen)
+{
+	if (d->kind < VMPOKE_SITE_NOP5_JMP32 || d->kind > VMPOKE_SITE_MULTI)
+		return gtab_fail(-EINVAL, msg, msglen, "%s[%u]: unknown kind %u",
+				 VMPOKE_SYM_SITES, i, d->kind);
+	if (d->len < 1 || d->len > VMPOKE_SITE_MAX_LEN)
+		return gtab_fail(-EINVAL, msg, msglen, "%s[%u] (0x%" PRIx64 "): len %u "
+				 "not in 1..%u", VMPOKE_SYM_SITES, i, d->addr, d->len,
+				 VMPOKE_SITE_MAX_LEN);
+	if (d->nr_targets < 1 || d->nr_targets > VMPOKE_SITE_MAX_TARGETS)
+		return gtab_fail(-EINVAL, msg, msglen, "%s[%u] (0x%" PRIx64 "): "
+				 "nr_targets %u not in 1..%u", VMPOKE_SYM_SITES, i,
+				 d->addr, d->nr_targets, VMPOKE_SITE_MAX_TARGETS);
+	if (!gtab_mapped(ram, cr3, d->addr, d->len))
+		return gtab_fail(-EFAULT, msg, msglen, "%s[%u]: site 0x%" PRIx64 "+%u "
+				 "is not in guest RAM", VMPOKE_SYM_SITES, i, d->addr,
+				 d->len);
+	for (uint32_t k = 0; k < d->nr_targets; k++)
+		if (!gtab_mapped(ram, cr3, d->target[k], 1))
+			return gtab_fail(-EFAULT, msg, msglen, "%s[%u] (0x%" PRIx64 "): "
+					 "target[%u] 0x%" PRIx64 " is not in guest RAM",
+					 VMPOKE_SYM_SITES, i, d->addr, k, d->target[k]);
+	return 0;
+}
+
+int gtab_sites_read(const struct guest_ram *ram, uint64_t cr3, const struct sym *sym,
+		    struct vmpoke_site_table *out, char *msg, size_t msglen)
+{
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	err = gtab_sym(sym, VMPOKE_SYM_SITES, sizeof(*out), msg, msglen);
+	if (!err)
+		err = gtab_read(ram, cr3, sym->addr, out, GTAB_SITES_HDR,
+				VMPOKE_SYM_SITES, msg, msglen);
+	if (err)
+		return err;
+	if (out->magic != VMPOKE_SITES_MAGIC)
+		return gtab_fail(-EINVAL, msg, msglen, "%s: bad magic 0x%" PRIx64,
+				 VMPOKE_SYM_SITES, out->magic);
+	if (out->version != VMPOKE_ABI_VERSION)
+		return gtab_fail(-EINVAL, msg, msglen, "%s: ABI version %u, expected %u",
+				 VMPOKE_SYM_SITES, out->version, VMPOKE_ABI_VERSION);
+	if (out->nr_sites > VMPOKE_MAX_SITES)
+		return gtab_fail(-EINVAL, msg, msglen, "%s: nr_sites %u > %u",
+				 VMPOKE_SYM_SITES, out->nr_sites, VMPOKE_MAX_SITES);
+	err = gtab_read(ram, cr3, sym->addr + GTAB_SITES_HDR, out->sites,
+			out->nr_sites * sizeof(out->sites[0]), VMPOKE_SYM_SITES " entries",
+			msg, msglen);
+	for (uint32_t i = 0; !err && i < out->nr_sites; i++)
+		err = gtab_site_check(ram, cr3, &out->sites[i], i, msg, msglen);
+	return err;
+}
