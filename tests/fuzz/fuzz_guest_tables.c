@@ -6,9 +6,18 @@
  * Input (little-endian):
  *   u64 cr3; u32 ram_size (at most GT_RAM_MAX);
  *   GT_NR_GVAS x { u64 gva; u16 len }     addresses to translate and copy
+ *   u8 syms (bit i: symbol i exists); 3 x { u64 addr; u32 size }: the
+ *       symbols vmpoke_tasks, vmpoke_percpu, vmpoke_sites;
+ *   u8 nr_vcpus; u8 vcpu; u16 task        which entries to read
  *   then chunks { u32 gpa; u16 len; len bytes } written into RAM,
  *   so a seed holds only the pages it needs (page tables, a table) while
  *   the addresses stay those of a real guest.
+ *
+ * The page walk and the copies run on every address; each table reader
+ * of include/guest_tables.h runs on its symbol, and what a reader accepts
+ * must keep its rules (magic, version, counts within capacity, every site
+ * and target in RAM, the CPL0 frame slot in RAM).  Guest console text from
+ * the per-vCPU mailbox goes through vmm_sanitize_text().
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -16,19 +25,30 @@
 #include <string.h>
 
 #include "fuzz.h"
+#include "guest_tables.h"
 #include "pagewalk.h"
+#include "symtab.h"
+#include "vmm.h"
 
 #define T		"fuzz_guest_tables"
 #define GT_RAM_MAX	(8u << 20)
 #define GT_NR_GVAS	4
 #define GT_COPY_MAX	8192u
 #define GT_DIRTY_MAX	64
+#define GT_NR_SYMS	3
+
+static const char *const gt_sym_names[GT_NR_SYMS] = {
+	VMPOKE_SYM_TASKS, VMPOKE_SYM_PERCPU, VMPOKE_SYM_SITES,
+};
 
 struct gt_in {
 	uint64_t cr3;
 	struct guest_ram ram;
 	uint64_t gva[GT_NR_GVAS];
 	size_t len[GT_NR_GVAS];
+	struct sym sym[GT_NR_SYMS];
+	const struct sym *syms[GT_NR_SYMS];	/* NULL: the image has none */
+	unsigned int nr_vcpus, vcpu, task;
 };
 
 /*
@@ -62,6 +82,7 @@ static void gt_clean(void)
 static void gt_parse(const uint8_t *data, size_t size, struct gt_in *g)
 {
 	struct fuzz_in in = { data, size };
+	unsigned int present;
 	size_t i;
 
 	if (!gt_ram && !(gt_ram = calloc(1, GT_RAM_MAX)))
@@ -74,6 +95,17 @@ static void gt_parse(const uint8_t *data, size_t size, struct gt_in *g)
 		g->gva[i] = fuzz_take(&in, 8);
 		g->len[i] = fuzz_take(&in, 2) % (GT_COPY_MAX + 1);
 	}
+	present = (unsigned int)fuzz_take(&in, 1);
+	for (i = 0; i < GT_NR_SYMS; i++) {
+		g->sym[i].addr = fuzz_take(&in, 8);
+		g->sym[i].size = fuzz_take(&in, 4);
+		g->sym[i].type = 'D';
+		g->sym[i].name = gt_sym_names[i];
+		g->syms[i] = present & (1u << i) ? &g->sym[i] : NULL;
+	}
+	g->nr_vcpus = (unsigned int)fuzz_take(&in, 1);
+	g->vcpu = (unsigned int)fuzz_take(&in, 1);
+	g->task = (unsigned int)fuzz_take(&in, 2);
 	while (in.left && g->ram.size) {
 		uint32_t gpa = (uint32_t)(fuzz_take(&in, 4) % g->ram.size);
 		size_t len = fuzz_take(&in, 2);
@@ -171,6 +203,106 @@ static void gt_check_copy(const struct gt_in *g, uint64_t gva, size_t len)
 	}
 }
 
+/* --- the table readers ----------------------------------------------------- */
+
+static bool gt_in_ram(const struct gt_in *g, uint64_t gva, size_t len)
+{
+	uint8_t buf[VMPOKE_SITE_MAX_LEN];
+
+	return len <= sizeof(buf) && !gva_read(&g->ram, g->cr3, gva, buf, len);
+}
+
+/* Every refusal is one of the documented errors, with a message. */
+static void gt_check_ret(const char *what, int ret, const char *msg, const struct sym *sym)
+{
+	FUZZ_CHECK(T, ret == 0 || ret == -ENOENT || ret == -EINVAL || ret == -EFAULT,
+		   "%s returned %d", what, ret);
+	FUZZ_CHECK(T, !ret || msg[0], "%s refused without a message", what);
+	FUZZ_CHECK(T, ret != -ENOENT || !sym, "%s: -ENOENT with a symbol", what);
+}
+
+static void gt_check_tasks(const struct gt_in *g)
+{
+	static struct vmpoke_task_table tt;
+	struct vmpoke_task task;
+	char msg[256] = "", msg2[256] = "";
+	int r, r2;
+
+	r = gtab_tasks_read(&g->ram, g->cr3, g->syms[0], &tt, msg, sizeof(msg));
+	gt_check_ret("gtab_tasks_read", r, msg, g->syms[0]);
+	if (!r)
+		FUZZ_CHECK(T, tt.magic == VMPOKE_TASKS_MAGIC && tt.version == VMPOKE_ABI_VERSION &&
+			   tt.task_size == sizeof(struct vmpoke_task) &&
+			   tt.capacity == VMPOKE_TASKS_CAPACITY && tt.nr_tasks <= tt.capacity &&
+			   (tt.nr_tasks == tt.capacity || !tt.tasks[tt.nr_tasks].state),
+			   "accepted a task table that breaks the rules");
+	r2 = gtab_task_read(&g->ram, g->cr3, g->syms[0], g->task, &task, msg2, sizeof(msg2));
+	gt_check_ret("gtab_task_read", r2, msg2, g->syms[0]);
+	if (!r2)
+		FUZZ_CHECK(T, r || g->task < tt.nr_tasks, "read task %u of %u", g->task,
+			   tt.nr_tasks);
+	/* The table and the entry are the same bytes. */
+	if (!r && g->task < tt.nr_tasks)
+		FUZZ_CHECK(T, !r2 && !memcmp(&task, &tt.tasks[g->task], sizeof(task)),
+			   "task %u differs between the two readers", g->task);
+}
+
+static void gt_check_percpu(const struct gt_in *g)
+{
+	struct vmpoke_percpu pc;
+	char msg[256] = "";
+	uint64_t frame;
+	size_t i;
+	int r;
+
+	r = gtab_percpu_read(&g->ram, g->cr3, g->syms[1], g->nr_vcpus, g->vcpu, &pc,
+			     msg, sizeof(msg));
+	gt_check_ret("gtab_percpu_read", r, msg, g->syms[1]);
+	if (r)
+		return;
+	FUZZ_CHECK(T, g->vcpu < g->nr_vcpus && g->nr_vcpus <= VMPOKE_MAX_VCPUS,
+		   "read vCPU %u of %u", g->vcpu, g->nr_vcpus);
+	/* Console text: nothing that could drive a terminal gets through. */
+	vmm_sanitize_text(pc.mailbox.text, sizeof(pc.mailbox.text));
+	for (i = 0; i < sizeof(pc.mailbox.text) && pc.mailbox.text[i]; i++) {
+		unsigned char c = (unsigned char)pc.mailbox.text[i];
+
+		FUZZ_CHECK(T, (c >= 0x20 && c < 0x7f) || c == '\n' || c == '\t',
+			   "byte 0x%02x survived sanitizing", c);
+	}
+	if (!gtab_cpl0_frame(&g->ram, g->cr3, &pc, &frame))
+		FUZZ_CHECK(T, frame == pc.rsp0 - VMPOKE_CPL0_FRAME_SIZE &&
+			   pc.rsp0 >= VMPOKE_CPL0_FRAME_SIZE && gt_in_ram(g, frame, 8),
+			   "CPL0 frame 0x%llx accepted but its RIP slot is not in RAM",
+			   (unsigned long long)frame);
+}
+
+static void gt_check_sites(const struct gt_in *g)
+{
+	static struct vmpoke_site_table st;
+	char msg[256] = "";
+	int r;
+
+	r = gtab_sites_read(&g->ram, g->cr3, g->syms[2], &st, msg, sizeof(msg));
+	gt_check_ret("gtab_sites_read", r, msg, g->syms[2]);
+	if (r)
+		return;
+	FUZZ_CHECK(T, st.magic == VMPOKE_SITES_MAGIC && st.version == VMPOKE_ABI_VERSION &&
+		   st.nr_sites <= VMPOKE_MAX_SITES, "accepted a bad site table header");
+	for (uint32_t i = 0; i < st.nr_sites; i++) {
+		const struct vmpoke_site_desc *d = &st.sites[i];
+
+		FUZZ_CHECK(T, d->kind >= VMPOKE_SITE_NOP5_JMP32 && d->kind <= VMPOKE_SITE_MULTI &&
+			   d->len >= 1 && d->len <= VMPOKE_SITE_MAX_LEN &&
+			   d->nr_targets >= 1 && d->nr_targets <= VMPOKE_SITE_MAX_TARGETS &&
+			   gt_in_ram(g, d->addr, d->len),
+			   "accepted site %u that breaks the rules", i);
+		for (uint32_t k = 0; k < d->nr_targets; k++)
+			FUZZ_CHECK(T, gt_in_ram(g, d->target[k], 1),
+				   "accepted site %u with target %u outside RAM", i, k);
+	}
+}
+
 int fuzz_guest_tables_one(const uint8_t *data, size_t size)
 {
 	struct gt_in g;
@@ -181,5 +313,8 @@ int fuzz_guest_tables_one(const uint8_t *data, size_t size)
 		gt_check_walk(&g, g.gva[i]);
 		gt_check_copy(&g, g.gva[i], g.len[i]);
 	}
+	gt_check_tasks(&g);
+	gt_check_percpu(&g);
+	gt_check_sites(&g);
 	return 0;
 }

@@ -4,7 +4,8 @@
  * the real guest (make fuzz-seeds; needs /dev/kvm).  It boots the guest,
  * waits until every vCPU is READY, pauses it, and writes
  *   OUT/fuzz_guest_tables/<table>: the page-table pages plus the first
- *       bytes of one exported table, with that table's real address;
+ *       bytes of one exported table (all-tables: all three), with the
+ *       tables' real symbols;
  *   OUT/fuzz_decode/site-<n>: each site of vmpoke_sites with its function's
  *       real bytes and the alternative instruction torture writes there.
  * The input formats are described in fuzz_guest_tables.c and fuzz_decode.c.
@@ -57,47 +58,80 @@ static int save(const char *dir, const char *target, const char *name,
 	return fclose(f);
 }
 
-/* Page tables, then the table bytes at their guest-physical address. */
-static int seed_table(struct vm *vm, const char *dir, const char *name)
+/* The page-table pages, as chunks at their guest-physical addresses. */
+static void put_page_tables(struct seed *s, struct vm *vm)
 {
-	const struct sym *sym = symtab_find(vmm_symtab(vm), name);
-	uint64_t len, gpa, at;
+	for (uint64_t at = VMPOKE_PML4_GPA; at <= VMPOKE_PT_GPA; at += 4096) {
+		put(s, at, 4);
+		put(s, 4096, 2);
+		put_bytes(s, vmm_gpa_ptr(vm, at, 4096), 4096);
+	}
+}
+
+/* The first TABLE_BYTES of a table, as a chunk at its guest-physical address. */
+static int put_table(struct seed *s, struct vm *vm, const struct sym *sym)
+{
+	uint64_t len = sym->size < TABLE_BYTES ? sym->size : TABLE_BYTES, gpa;
+	uint8_t *bytes = malloc(len);
+
+	if (!bytes || vmm_gva_to_gpa(vm, sym->addr, &gpa) ||
+	    vmm_gva_read(vm, sym->addr, bytes, len)) {
+		fprintf(stderr, "mkseeds: cannot read %s\n", sym->name);
+		free(bytes);
+		return -1;
+	}
+	put(s, gpa, 4);
+	put(s, len, 2);
+	put_bytes(s, bytes, len);
+	free(bytes);
+	return 0;
+}
+
+/*
+ * fuzz_guest_tables: the header (addresses around the table `name`, the
+ * three table symbols, vCPU `pick` of 2, task `pick`), the page tables and
+ * the bytes of one table, or of all three (name NULL).
+ */
+static int seed_tables(struct vm *vm, const char *dir, const char *name, unsigned int pick)
+{
+	static const char *const tables[] = { VMPOKE_SYM_TASKS, VMPOKE_SYM_PERCPU,
+					      VMPOKE_SYM_SITES };
+	const struct symtab *st = vmm_symtab(vm);
+	const struct sym *sym = symtab_find(st, name ? name : VMPOKE_SYM_TASKS), *t;
 	struct seed *s = calloc(1, sizeof(*s));
-	uint8_t *bytes;
 	int ret = -1;
 
 	if (!s || !sym) {
 		fprintf(stderr, "mkseeds: no symbol %s\n", name);
 		goto out;
 	}
-	len = sym->size < TABLE_BYTES ? sym->size : TABLE_BYTES;
 	put(s, VMPOKE_PML4_GPA, 8);
 	put(s, 8u << 20, 4);			/* fuzz_guest_tables' RAM size */
 	put(s, sym->addr, 8);			/* the table, */
-	put(s, len, 2);
-	put(s, sym->addr + len - 8, 8);		/* its last word, */
-	put(s, 8, 2);
+	put(s, sym->size < TABLE_BYTES ? sym->size : TABLE_BYTES, 2);
+	put(s, sym->addr + (sym->size < TABLE_BYTES ? sym->size : TABLE_BYTES) - 8, 8);
+	put(s, 8, 2);				/* its last word, */
 	put(s, sym->addr - 4096, 8);		/* the page before it, */
 	put(s, 64, 2);
 	put(s, 0, 8);				/* and NULL, not present */
 	put(s, 8, 2);
-	for (at = VMPOKE_PML4_GPA; at <= VMPOKE_PT_GPA; at += 4096) {
-		put(s, at, 4);
-		put(s, 4096, 2);
-		put_bytes(s, vmm_gpa_ptr(vm, at, 4096), 4096);
+	put(s, 7, 1);				/* all three symbols */
+	for (size_t i = 0; i < 3; i++) {
+		t = symtab_find(st, tables[i]);
+		if (!t)
+			goto out;
+		put(s, t->addr, 8);
+		put(s, t->size, 4);
 	}
-	bytes = malloc(len);
-	if (!bytes || vmm_gva_to_gpa(vm, sym->addr, &gpa) ||
-	    vmm_gva_read(vm, sym->addr, bytes, len)) {
-		fprintf(stderr, "mkseeds: cannot read %s\n", name);
-		free(bytes);
-		goto out;
-	}
-	put(s, gpa, 4);
-	put(s, len, 2);
-	put_bytes(s, bytes, len);
-	free(bytes);
-	ret = save(dir, "fuzz_guest_tables", name, s);
+	put(s, 2, 1);				/* nr_vcpus */
+	put(s, pick % 2, 1);			/* vcpu */
+	put(s, pick, 2);			/* task */
+	put_page_tables(s, vm);
+	for (size_t i = 0; i < 3; i++)
+		if ((!name || !strcmp(name, tables[i])) &&
+		    put_table(s, vm, symtab_find(st, tables[i])))
+			goto out;
+	ret = save(dir, "fuzz_guest_tables", name ? name : "all-tables", s);
 out:
 	free(s);
 	return ret;
@@ -182,12 +216,10 @@ out:
 
 int main(int argc, char **argv)
 {
-	static const char *tables[] = { VMPOKE_SYM_TASKS, VMPOKE_SYM_PERCPU,
-					VMPOKE_SYM_SITES, VMPOKE_SYM_LAB };
 	struct vm_config cfg = { .nr_vcpus = 2, .mem_mib = 64, .tasks = 3,
 				 .scenario = VMPOKE_SCN_IDLE, .quiet = true };
-	struct vmpoke_site_table st;
-	const struct sym *sym;
+	static struct vmpoke_site_table st;
+	char msg[256];
 	struct vm *vm;
 	int code = 0, bad = 0;
 
@@ -205,12 +237,12 @@ int main(int argc, char **argv)
 		vmm_destroy(vm);
 		return 1;
 	}
-	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++)
-		bad |= seed_table(vm, argv[2], tables[i]);
-	sym = symtab_find(vmm_symtab(vm), VMPOKE_SYM_SITES);
-	if (!sym || vmm_gva_read(vm, sym->addr, &st, sizeof(st)) ||
-	    st.nr_sites > VMPOKE_MAX_SITES) {
-		fprintf(stderr, "mkseeds: cannot read %s\n", VMPOKE_SYM_SITES);
+	bad |= seed_tables(vm, argv[2], VMPOKE_SYM_TASKS, 1);
+	bad |= seed_tables(vm, argv[2], VMPOKE_SYM_PERCPU, 0);
+	bad |= seed_tables(vm, argv[2], VMPOKE_SYM_SITES, 0);
+	bad |= seed_tables(vm, argv[2], NULL, 5);
+	if (vmm_sites_read(vm, &st, msg, sizeof(msg))) {
+		fprintf(stderr, "mkseeds: %s\n", msg);
 		bad = 1;
 	} else {
 		for (unsigned int i = 0; i < st.nr_sites; i++)
