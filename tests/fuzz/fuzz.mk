@@ -53,14 +53,19 @@ $(FUZZ_BUILD)/fuzz_%: tests/fuzz/libfuzzer_main.c $(FUZZ_BUILD)/tests/fuzz/fuzz_
 FUZZ_CORPUS	:= tests/fuzz/corpus
 TINY_LDFLAGS	:= -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-Ttext=0x100000
 .PHONY: fuzz-seeds
-fuzz-seeds: all $(BUILD)/mkseeds
+fuzz-seeds: all $(BUILD)/mkseeds $(BUILD)/tests/fuzz/tiny.o
 	@mkdir -p $(FUZZ_TARGETS:%=$(FUZZ_CORPUS)/%)
 	$(BUILD)/mkseeds $(GUEST_IMG) $(FUZZ_CORPUS)
 	strip --strip-debug -o $(FUZZ_CORPUS)/fuzz_elf/guest-nodebug.img $(GUEST_IMG)
 	$(CC) $(TINY_LDFLAGS) -Wl,-z,max-page-size=4096 -o $(FUZZ_CORPUS)/fuzz_elf/tiny.img \
-		tests/fuzz/tiny.S
+		$(BUILD)/tests/fuzz/tiny.o
 	$(CC) $(TINY_LDFLAGS) -Wl,-n -Wl,--no-warn-rwx-segments \
-		-o $(FUZZ_CORPUS)/fuzz_elf/tiny-nmagic.img tests/fuzz/tiny.S
+		-o $(FUZZ_CORPUS)/fuzz_elf/tiny-nmagic.img $(BUILD)/tests/fuzz/tiny.o
+
+# A named object, so the images do not carry a random temporary file name.
+$(BUILD)/tests/fuzz/tiny.o: tests/fuzz/tiny.S
+	@mkdir -p $(dir $@)
+	$(CC) -c -o $@ $<
 
 $(BUILD)/mkseeds: $(BUILD)/tests/fuzz/mkseeds.o $(BUILD)/libvmpoke.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -llua5.4 $(LDLIBS)
