@@ -42,6 +42,9 @@ void guest_spurious_entry(void);
 struct vmpoke_task_ctx *guest_boot(uint64_t vcpu,
 				   const struct vmpoke_boot_info *bi);
 
+/* CPL0 code in a file of CPL3 task code: kept out of the task text (guest.ld). */
+#define __kernel_text __attribute__((section(".text.kernel")))
+
 /* user.c: the CPL3 function a task starts in (chosen at boot). */
 guest_task_fn guest_task_entry(uint32_t scenario, uint32_t vcpu,
 			       uint32_t slot);

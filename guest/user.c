@@ -299,9 +299,11 @@ static void lab_task(struct vmpoke_task *t)
  * HOT, TORTURE, INT3 and IDLE run on every task.  UD, PF, SELFCHECK and
  * LAB run on task 0 of vCPU 0 only, the others park, so one run reports
  * exactly one fault or check.  TRIPLE (vCPU 0) and PING never reach CPL3:
- * boot.c handles them before the tasks exist.
+ * boot.c handles them before the tasks exist.  Kernel text, though it
+ * lives here beside the tasks it names.
  */
-guest_task_fn guest_task_entry(uint32_t scenario, uint32_t vcpu, uint32_t slot)
+__kernel_text guest_task_fn guest_task_entry(uint32_t scenario, uint32_t vcpu,
+					    uint32_t slot)
 {
 	int first = vcpu == 0 && slot == 0;
 

@@ -69,6 +69,31 @@ enum poke_inject {
 	POKE_INJECT_EARLY_RETIRE,	/* retire before the last sync, no ghost handling */
 };
 
+/*
+ * How a site is written.  Breakpoint is the text_poke_bp protocol.
+ * Stop-the-world is what Linux did before it: pause every vCPU, check that
+ * no RIP, frame or task lies strictly inside the site, write the whole
+ * instruction, resume.  It is used for kernel (CPL0) text where the host
+ * cannot trap a CPL0 INT3 (kvm_pvm: the int3 would end the guest).
+ */
+enum poke_method {
+	POKE_METHOD_BREAKPOINT = 0,
+	POKE_METHOD_STOP_THE_WORLD,
+};
+/* "breakpoint" / "stop-the-world": the names results carry. */
+const char *poke_method_name(enum poke_method m);
+
+/* The choice for CPL0 sites: VMPOKE_CPL0_PATCH=auto|breakpoint|stop-the-world. */
+enum poke_cpl0_patch {
+	POKE_CPL0_AUTO = 0,		/* by the host probe */
+	POKE_CPL0_BREAKPOINT,
+	POKE_CPL0_STOP_THE_WORLD,
+};
+/* "auto", "breakpoint", "stop-the-world" (NULL or "" = auto); -1 if unknown. */
+int poke_cpl0_parse(const char *name);
+/* The method for CPL0 sites, from the choice and the host probe's answer. */
+enum poke_method poke_cpl0_decide(enum poke_cpl0_patch choice, bool cpl0_int3_trappable);
+
 struct poke_site {
 	uint64_t addr;
 	uint8_t len;
@@ -76,6 +101,7 @@ struct poke_site {
 	uint8_t new[POKE_MAX_LEN];	/* bytes to write */
 	struct poke_emu emu;		/* what a hit emulates while live */
 	unsigned int old_insns;		/* instructions the range covers now */
+	enum poke_method method;	/* chosen by poke_site_prepare() */
 	char where[96];			/* "sym+0xoff" for messages */
 };
 
@@ -96,13 +122,28 @@ struct patcher_opts {
 	 */
 	void (*phase)(void *opaque, const char *name, uint64_t start_ns, uint64_t end_ns);
 	void *phase_opaque;
+	/* AUTO: VMPOKE_CPL0_PATCH if set, else the host probe decides. */
+	enum poke_cpl0_patch cpl0_patch;
 };
 
 struct patcher;
 struct poke_batch;
 
-/* Registers the trap hook with the VMM. */
+/*
+ * Registers the trap hook with the VMM.  NULL on failure, e.g. a bad
+ * VMPOKE_CPL0_PATCH value (the message names it).
+ */
 struct patcher *patcher_create(struct vm *vm, const struct patcher_opts *opts);
+
+/*
+ * Is addr in kernel (CPL0) text of the guest (vmpoke_abi.h: everything but
+ * the CPL3 task text)?  And may INT3 be written there: true when CPL0 sites
+ * are patched with breakpoints (the host traps a CPL0 INT3, or
+ * VMPOKE_CPL0_PATCH=breakpoint).  INT3 probes in CPL0 text where this is
+ * false are refused with the reason "cpl0_untrappable".
+ */
+bool patcher_addr_is_cpl0(struct patcher *p, uint64_t addr);
+bool patcher_cpl0_trappable(struct patcher *p);
 void patcher_destroy(struct patcher *p);
 void patcher_stats(struct patcher *p, struct poke_stats *st);
 

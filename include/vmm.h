@@ -227,9 +227,18 @@ struct vmm_host_caps {
 	/* Found by running tiny probe VMs: */
 	bool debug_exit_on_int3;	/* USE_SW_BP gives KVM_EXIT_DEBUG */
 	bool singlestep_exits;		/* SINGLESTEP gives KVM_EXIT_DEBUG */
+	bool cpl0_int3;			/* a CPL0 INT3 can be trapped on the auto path */
 	double exit_roundtrip_us;	/* median CPL0 `out` round trip */
 	double kick_us;			/* median kick -> KVM_RUN returns */
 };
+
+/*
+ * Can vmpoke trap an INT3 in CPL0 code on this host, on `path`?  A probe VM,
+ * once per process and path (cached).  Where not (kvm_pvm: the CPL0 int3
+ * ends the guest with KVM_EXIT_INTERNAL_ERROR), CPL0 code must be patched
+ * without INT3 (stop-the-world).
+ */
+bool vmm_cpl0_int3_trappable(enum vmm_trap_path path);
 
 /* Fills caps; never exits the process.  0, or -errno if KVM is unusable. */
 int vmm_probe_host(struct vmm_host_caps *caps);

@@ -315,6 +315,17 @@ struct vmpoke_lab {
  */
 #define VMPOKE_SYM_BP_ENTRY	"guest_bp_entry"
 #define VMPOKE_SYM_BP_HANDLER	"guest_bp_handler"
+/*
+ * Which text runs at which privilege.  [start, end) of VMPOKE_SYM_USER_TEXT
+ * is the CPL3 task text: the sites and everything the tasks execute.  Every
+ * other executable byte of the image is kernel (CPL0) text: boot, the trap
+ * stubs, the scheduler and the library they call.  The VMM patches kernel
+ * text without INT3 (stop-the-world) where the host cannot trap a CPL0 INT3
+ * (vmm_cpl0_int3_trappable()); a guest without these symbols is all
+ * kernel text to it.
+ */
+#define VMPOKE_SYM_USER_TEXT_START	"__user_text_start"
+#define VMPOKE_SYM_USER_TEXT_END	"__user_text_end"
 /* [start, end) of text that runs on the trap path: never patchable. */
 #define VMPOKE_SYM_ENTRY_START	"__entry_text_start"
 #define VMPOKE_SYM_ENTRY_END	"__entry_text_end"

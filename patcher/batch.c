@@ -47,6 +47,11 @@ struct batch_run {
 	uint8_t *head;		/* enum head_state per site */
 	bool *tail;		/* new tail written */
 	bool published;		/* sites are in the trap table */
+	size_t nstw;		/* sites written stop-the-world */
+	struct poke_site *bp;	/* the breakpoint sites (the table's), or s */
+	size_t nbp;
+	bool stw_new;		/* stop-the-world sites carry new bytes */
+	bool stw_undo;		/* batch_stw_write() direction */
 	uint64_t tlb_gva;	/* last page translated, and where it is: */
 	uint64_t tlb_gpa;	/* sorted sites mostly share pages */
 	bool tlb_valid;
@@ -225,8 +230,58 @@ static void batch_retire(struct batch_run *r)
 	if (!r->published)
 		return;
 	/* Only fails on ENOMEM; the sites then stay live, which is safe. */
-	traptable_remove(&r->p->table, r->s, r->n);
+	traptable_remove(&r->p->table, r->bp, r->nbp);
 	r->published = false;
+}
+
+static bool site_stw(const struct poke_site *s)
+{
+	return s->method == POKE_METHOD_STOP_THE_WORLD;
+}
+
+/* Runs with every vCPU paused and none inside a stop-the-world site. */
+static enum poke_err batch_stw_write(void *ctx)
+{
+	struct batch_run *r = ctx;
+	enum poke_err err = POKE_OK;
+
+	for (size_t i = 0; i < r->n && !err; i++) {
+		const struct poke_site *s = &r->s[i];
+
+		if (!site_stw(s))
+			continue;
+		r->stw_new = !r->stw_undo;	/* from the first byte on */
+		err = batch_write(r, s, 0, r->stw_undo ? s->old : s->new, s->len,
+				  r->stw_undo ? "old bytes (stop-the-world)" :
+				  "new bytes (stop-the-world)");
+	}
+	if (r->stw_undo && !err)
+		r->stw_new = false;
+	return err;
+}
+
+/*
+ * Stop-the-world sites (kernel text where a CPL0 INT3 cannot be trapped):
+ * pause, check that no RIP, frame or task lies strictly inside any of
+ * them, write each whole instruction, resume - in one pause, retried like
+ * the shadow check.  A vCPU at the site's first byte executes the whole new
+ * instruction when it resumes; nobody can fetch a mix.
+ */
+static enum poke_err batch_stw(struct batch_run *r, bool undo)
+{
+	struct poke_site *stw = calloc(r->nstw, sizeof(*stw));
+	enum poke_err err;
+	size_t i, k = 0;
+
+	if (!stw)
+		return POKE_E_INVAL;
+	for (i = 0; i < r->n; i++)
+		if (site_stw(&r->s[i]))
+			stw[k++] = r->s[i];
+	r->stw_undo = undo;
+	err = shadow_run(r->p, stw, k, true, batch_stw_write, r, r->msg, r->msglen);
+	free(stw);
+	return err;
 }
 
 /*
@@ -281,6 +336,8 @@ static void batch_rollback(struct batch_run *r)
 	if (any)
 		failed |= batch_sync(r, "old heads", false) != POKE_OK;
 	batch_retire(r);
+	if (r->stw_new)
+		failed |= batch_stw(r, true) != POKE_OK;
 	if (!failed)
 		snprintf(r->msg, r->msglen, "batch undone, old bytes restored");
 	r->msg = msg;
@@ -301,6 +358,8 @@ static enum poke_err batch_direct(struct batch_run *r)
 		struct poke_site *s = &r->s[i];
 		unsigned int half = s->len / 2 ? s->len / 2 : 1;
 
+		if (site_stw(s))
+			continue;
 		if (r->p->opts.inject == POKE_INJECT_NO_INT3) {
 			err = batch_write(r, s, 0, s->new, s->len, "new bytes (no INT3)");
 		} else {
@@ -354,6 +413,8 @@ static enum poke_err batch_recheck(struct batch_run *r, const char *before)
 	for (i = 0; i < r->n; i++) {
 		const struct poke_site *s = &r->s[i];
 
+		if (site_stw(s))
+			continue;
 		memcpy(want, r->tail[i] ? s->new : s->old, s->len);
 		want[0] = r->head[i] == HEAD_INT3 ? POKE_INT3 :
 			  r->head[i] == HEAD_NEW ? s->new[0] : s->old[0];
@@ -408,6 +469,30 @@ static void batch_phase(struct batch_run *r, const char *name, uint64_t *t0)
 	*t0 = now;
 }
 
+/* The breakpoint sites, in order, for the trap table and the shadow check. */
+static enum poke_err batch_split(struct batch_run *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->n; i++)
+		r->nstw += site_stw(&r->s[i]);
+	r->nbp = r->n - r->nstw;
+	if (!r->nstw) {
+		r->bp = r->s;
+		return POKE_OK;
+	}
+	r->bp = calloc(r->nbp ? r->nbp : 1, sizeof(*r->bp));
+	if (!r->bp) {
+		snprintf(r->msg, r->msglen, "%s: out of memory", r->s[0].where);
+		return POKE_E_INVAL;
+	}
+	r->nbp = 0;
+	for (i = 0; i < r->n; i++)
+		if (!site_stw(&r->s[i]))
+			r->bp[r->nbp++] = r->s[i];
+	return POKE_OK;
+}
+
 static enum poke_err batch_protocol(struct batch_run *r)
 {
 	static const uint8_t int3 = POKE_INT3;
@@ -433,20 +518,37 @@ static enum poke_err batch_protocol(struct batch_run *r)
 	err = batch_check_old(r);
 	if (err)
 		return err;
-	if (inject == POKE_INJECT_NO_INT3 || inject == POKE_INJECT_TORN_WRITE)
-		return batch_direct(r);
+	err = batch_split(r);
+	if (err)
+		return err;
+	if (r->nstw) {
+		err = batch_stw(r, false);
+		if (err)
+			goto undo;
+		batch_phase(r, "stop-the-world", &t0);
+		if (!r->nbp)
+			return POKE_OK;
+	}
+	if (inject == POKE_INJECT_NO_INT3 || inject == POKE_INJECT_TORN_WRITE) {
+		err = batch_direct(r);
+		if (err)
+			goto undo;
+		return POKE_OK;
+	}
 	/*
 	 * 2. Publish first, then INT3: a vCPU can hit the INT3 the moment it
 	 *    is written, and the hook must already find the site (invariant
 	 *    3).  After the sync no vCPU can still be executing the old first
 	 *    byte, so the tail is unused by anyone who has not trapped.
 	 */
-	if (traptable_add(&p->table, r->s, r->n)) {
+	if (traptable_add(&p->table, r->bp, r->nbp)) {
 		snprintf(r->msg, r->msglen, "%s: out of memory", r->s[0].where);
 		return POKE_E_INVAL;
 	}
 	r->published = true;
 	for (i = 0; i < r->n; i++) {
+		if (site_stw(&r->s[i]))
+			continue;
 		/* Mapped at phase 1, so the write lands: record it first. */
 		err = batch_write(r, &r->s[i], 0, &int3, 1, "INT3");
 		r->head[i] = HEAD_INT3;
@@ -462,7 +564,7 @@ static enum poke_err batch_protocol(struct batch_run *r)
 	 *    context already inside the range would resume in the new tail.
 	 */
 	if (inject != POKE_INJECT_NO_SHADOW_CHECK) {
-		err = shadow_check(p, r->s, r->n, r->msg, r->msglen);
+		err = shadow_check(p, r->bp, r->nbp, r->msg, r->msglen);
 		if (err)
 			goto undo;
 		batch_phase(r, "shadow check", &t0);
@@ -476,7 +578,7 @@ static enum poke_err batch_protocol(struct batch_run *r)
 	if (err)
 		goto undo;
 	for (i = 0; i < r->n; i++) {
-		if (r->s[i].len < 2)
+		if (r->s[i].len < 2 || site_stw(&r->s[i]))
 			continue;
 		err = batch_write(r, &r->s[i], 1, r->s[i].new + 1,
 				  r->s[i].len - 1u, "new tail");
@@ -500,6 +602,8 @@ static enum poke_err batch_protocol(struct batch_run *r)
 	if (err)
 		goto undo;
 	for (i = 0; i < r->n; i++) {
+		if (site_stw(&r->s[i]))
+			continue;
 		err = batch_write(r, &r->s[i], 0, r->s[i].new, 1, "new head");
 		r->head[i] = HEAD_NEW;
 		if (err)
@@ -510,7 +614,7 @@ static enum poke_err batch_protocol(struct batch_run *r)
 	 * and patcher_create() turned ghost handling off for this mode.
 	 */
 	if (inject == POKE_INJECT_EARLY_RETIRE)
-		traptable_remove(&p->table, r->s, r->n);
+		traptable_remove(&p->table, r->bp, r->nbp);
 	err = batch_sync(r, "heads", false);
 	if (err)
 		goto undo;
@@ -562,6 +666,8 @@ enum poke_err poke_batch_finish(struct poke_batch *b, char *msg, size_t msglen)
 	free(r.map);
 	free(r.head);
 	free(r.tail);
+	if (r.bp != r.s)
+		free(r.bp);
 	atomic_fetch_add(&b->p->batches, 1);
 	if (!err)
 		atomic_fetch_add(&b->p->patches, b->n);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "patcher_internal.h"
+#include "symtab.h"
 
 #define POKE_DEFAULT_RETRIES	50
 #define POKE_DEFAULT_BACKOFF_US	200
@@ -35,6 +36,78 @@ const char *poke_strerror(enum poke_err e)
 	return "unknown error";
 }
 
+const char *poke_method_name(enum poke_method m)
+{
+	return m == POKE_METHOD_STOP_THE_WORLD ? "stop-the-world" : "breakpoint";
+}
+
+int poke_cpl0_parse(const char *name)
+{
+	if (!name || !*name || !strcmp(name, "auto"))
+		return POKE_CPL0_AUTO;
+	if (!strcmp(name, "breakpoint"))
+		return POKE_CPL0_BREAKPOINT;
+	if (!strcmp(name, "stop-the-world"))
+		return POKE_CPL0_STOP_THE_WORLD;
+	return -1;
+}
+
+enum poke_method poke_cpl0_decide(enum poke_cpl0_patch choice, bool cpl0_int3_trappable)
+{
+	switch (choice) {
+	case POKE_CPL0_BREAKPOINT:
+		return POKE_METHOD_BREAKPOINT;
+	case POKE_CPL0_STOP_THE_WORLD:
+		return POKE_METHOD_STOP_THE_WORLD;
+	case POKE_CPL0_AUTO:
+	default:
+		return cpl0_int3_trappable ? POKE_METHOD_BREAKPOINT :
+		       POKE_METHOD_STOP_THE_WORLD;
+	}
+}
+
+/*
+ * The method for CPL0 sites: forced by opts or VMPOKE_CPL0_PATCH, else
+ * probed (once per process) on the trap path this VM uses.  -1 on a bad
+ * variable.
+ */
+static int patcher_cpl0_setup(struct patcher *p)
+{
+	const struct symtab *st = vmm_symtab(p->vm);
+	const struct sym *us = st ? symtab_find(st, VMPOKE_SYM_USER_TEXT_START) : NULL;
+	const struct sym *ue = st ? symtab_find(st, VMPOKE_SYM_USER_TEXT_END) : NULL;
+	enum poke_cpl0_patch choice = p->opts.cpl0_patch;
+	const char *env = getenv("VMPOKE_CPL0_PATCH");
+
+	if (us && ue && us->addr < ue->addr) {
+		p->user_start = us->addr;
+		p->user_end = ue->addr;
+	}
+	if (choice == POKE_CPL0_AUTO) {
+		int c = poke_cpl0_parse(env);
+
+		if (c < 0) {
+			vmm_error("VMPOKE_CPL0_PATCH=%s: expected auto, breakpoint or "
+				  "stop-the-world", env);
+			return -1;
+		}
+		choice = (enum poke_cpl0_patch)c;
+	}
+	p->cpl0_method = poke_cpl0_decide(choice, choice == POKE_CPL0_AUTO &&
+					  vmm_cpl0_int3_trappable(vmm_trap_path(p->vm)));
+	return 0;
+}
+
+bool patcher_addr_is_cpl0(struct patcher *p, uint64_t addr)
+{
+	return !(addr >= p->user_start && addr < p->user_end);
+}
+
+bool patcher_cpl0_trappable(struct patcher *p)
+{
+	return p->cpl0_method == POKE_METHOD_BREAKPOINT;
+}
+
 struct patcher *patcher_create(struct vm *vm, const struct patcher_opts *opts)
 {
 	struct patcher *p = calloc(1, sizeof(*p));
@@ -44,6 +117,10 @@ struct patcher *patcher_create(struct vm *vm, const struct patcher_opts *opts)
 	p->vm = vm;
 	if (opts)
 		p->opts = *opts;
+	if (patcher_cpl0_setup(p)) {
+		free(p);
+		return NULL;
+	}
 	/* Zero selects the default, so a zeroed opts struct is sensible. */
 	if (!p->opts.shadow_retries)
 		p->opts.shadow_retries = POKE_DEFAULT_RETRIES;

@@ -180,6 +180,8 @@ struct patcher {
 	atomic_uint_fast64_t patches, batches, syncs;
 	atomic_uint_fast64_t trap_hits, ghost_traps, foreign_traps;
 	atomic_uint_fast64_t shadow_retries, shadow_aborts, emu_faults;
+	enum poke_method cpl0_method;	/* for sites in kernel text */
+	uint64_t user_start, user_end;	/* CPL3 task text; empty: all CPL0 */
 	bool stubs_decoded;		/* under lock */
 	struct shadow_stub stubs[2];	/* #BP entry, #BP handler */
 };
@@ -204,6 +206,15 @@ void site_where(struct patcher *p, uint64_t addr, char *buf, size_t len);
  */
 enum poke_err shadow_check(struct patcher *p, const struct poke_site *sites,
 			   size_t n, char *msg, size_t msglen);
+
+/*
+ * The same check for every site when `every` (stop-the-world sites: no
+ * context may be inside any of them), and, when nothing is inside, fn(ctx)
+ * runs while the world is still stopped: the writes of stop-the-world.
+ */
+enum poke_err shadow_run(struct patcher *p, const struct poke_site *sites,
+			 size_t n, bool every, enum poke_err (*fn)(void *ctx),
+			 void *ctx, char *msg, size_t msglen);
 
 /* Does rip lie strictly inside the shadow (addr, addr + len)? */
 static inline bool shadow_contains(uint64_t addr, unsigned int len, uint64_t rip)

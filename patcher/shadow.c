@@ -48,6 +48,7 @@ struct shadow_ctx {
 	char *msg;
 	size_t msglen;
 	unsigned int culprits;	/* contexts found inside, this scan */
+	bool every;		/* every site has an inside, not only multi */
 };
 
 /*
@@ -67,7 +68,8 @@ static bool shadow_hit(struct shadow_ctx *c, uint64_t rip, const char *who,
 	for (i = 0; i < c->n; i++) {
 		const struct poke_site *s = &c->sites[i];
 
-		if (s->old_insns <= 1 || !shadow_contains(s->addr, s->len, rip))
+		if ((!c->every && s->old_insns <= 1) ||
+		    !shadow_contains(s->addr, s->len, rip))
 			continue;
 		/*
 		 * Parked in the #BP stub before its doorbell, for this site's
@@ -252,16 +254,19 @@ static int shadow_scan(struct shadow_ctx *c)
 	return hit || ret;
 }
 
-enum poke_err shadow_check(struct patcher *p, const struct poke_site *sites,
-			   size_t n, char *msg, size_t msglen)
+enum poke_err shadow_run(struct patcher *p, const struct poke_site *sites,
+			 size_t n, bool every, enum poke_err (*fn)(void *ctx),
+			 void *ctx, char *msg, size_t msglen)
 {
-	struct shadow_ctx c = { .p = p, .sites = sites, .n = n, .msg = msg, .msglen = msglen };
+	struct shadow_ctx c = { .p = p, .sites = sites, .n = n, .msg = msg,
+				.msglen = msglen, .every = every };
 	char why[768];
 	unsigned int attempt;
+	enum poke_err err;
 	size_t i;
 	int ret;
 
-	for (i = 0; i < n && sites[i].old_insns <= 1; i++)
+	for (i = 0; i < n && !every && sites[i].old_insns <= 1; i++)
 		;
 	if (i == n)
 		return POKE_OK;	/* single-instruction sites have no shadow */
@@ -276,9 +281,11 @@ enum poke_err shadow_check(struct patcher *p, const struct poke_site *sites,
 			return POKE_E_SYNC;
 		}
 		ret = shadow_scan(&c);
+		/* Clear: the world is still stopped for the caller's writes. */
+		err = ret == 0 && fn ? fn(ctx) : POKE_OK;
 		vmm_resume(p->vm);
 		if (ret == 0)
-			return POKE_OK;
+			return err;
 		if (ret < 0) {
 			snprintf(msg, msglen, "%s: shadow check: %s", sites[i].where, why);
 			return POKE_E_INVAL;
@@ -292,4 +299,10 @@ enum poke_err shadow_check(struct patcher *p, const struct poke_site *sites,
 	snprintf(msg, msglen, "%s (%u context%s inside, after %u retries)", why, c.culprits,
 		 c.culprits == 1 ? "" : "s", p->opts.shadow_retries);
 	return POKE_E_SHADOW_BUSY;
+}
+
+enum poke_err shadow_check(struct patcher *p, const struct poke_site *sites,
+			   size_t n, char *msg, size_t msglen)
+{
+	return shadow_run(p, sites, n, false, NULL, NULL, msg, msglen);
 }

@@ -212,6 +212,8 @@ enum poke_err poke_site_prepare(struct patcher *p, struct poke_site *site,
 	memcpy(site->old, code + off, len);
 	memcpy(site->new, new, len);
 	site->old_insns = sc.insns;
+	site->method = patcher_addr_is_cpl0(p, addr) ? p->cpl0_method :
+		       POKE_METHOD_BREAKPOINT;
 	snprintf(site->where, sizeof(site->where), "%s", where);
 out:
 	free(code);

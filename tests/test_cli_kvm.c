@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "testlib.h"
+#include "vmm.h"
 
 /* Run "vmpoke ARGS" (stderr kept apart when json_only); exit code and output. */
 static int vmpoke(const char *args, bool json_only, char **out)
@@ -181,6 +182,8 @@ static void test_cli_kvm_doctor(void)
 	rc = vmpoke("doctor", false, &out);
 	EXPECT_TRUE_MSG(rc == 0, "exit %d:\n%s", rc, out);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "trap path:"));
+	EXPECT_TRUE_MSG(strstr(out, "\ncpl0 int3:          yes\n") ||
+			strstr(out, "\ncpl0 int3:          no"), "no cpl0 int3 line:\n%s", out);
 	free(out);
 	rc = vmpoke("doctor --json", true, &out);
 	EXPECT_TRUE_MSG(rc == 0, "exit %d:\n%s", rc, out);
@@ -191,6 +194,11 @@ static void test_cli_kvm_doctor(void)
 	CU_ASSERT(!strcmp(get_str(j, "trap_path"), "doorbell") ||
 		  !strcmp(get_str(j, "trap_path"), "debug-exit"));
 	CU_ASSERT(json_object_get_double(get(j, "exit_roundtrip_us")) > 0);
+	/* The same answer as this process's own probe on the same path. */
+	CU_ASSERT(json_object_is_type(get(j, "cpl0_int3"), json_type_boolean));
+	CU_ASSERT_EQUAL(json_object_get_boolean(get(j, "cpl0_int3")),
+			vmm_cpl0_int3_trappable(!strcmp(get_str(j, "trap_path"), "debug-exit") ?
+						VMM_TRAP_DEBUG_EXIT : VMM_TRAP_DOORBELL));
 	json_object_put(j);
 	free(out);
 }

@@ -464,7 +464,10 @@ static void cpl0_scan(struct gimg *g, const struct sym *fn,
 
 static void test_guest_cpl0_code(void)
 {
-	const struct sym *todo[MAX_CPL0_FUNCS], *s;
+	static const char *const user_fns[] = {
+		"site_nop5_a", "site_multi_c", "site_nop5_b", "user_park", "lab_task_main",
+	};
+	const struct sym *todo[MAX_CPL0_FUNCS], *s, *us, *ue;
 	const uint64_t *stubs;
 	struct gimg g;
 	unsigned int n = 0, i, saw_boot = 0;
@@ -488,6 +491,20 @@ static void test_guest_cpl0_code(void)
 	}
 	CU_ASSERT(saw_boot);
 	CU_ASSERT(n < MAX_CPL0_FUNCS);
+	/* guest.ld follows the ABI: no CPL0 code in the CPL3 task text... */
+	us = need_sym(&g, VMPOKE_SYM_USER_TEXT_START);
+	ue = need_sym(&g, VMPOKE_SYM_USER_TEXT_END);
+	CU_ASSERT_FATAL(us && ue && us->addr < ue->addr);
+	for (i = 0; i < n; i++)
+		EXPECT_TRUE_MSG(todo[i]->addr + todo[i]->size <= us->addr ||
+				todo[i]->addr >= ue->addr, "CPL0 code %s lies in the "
+				"CPL3 task text", todo[i]->name);
+	/* ...and the sites and the task entry points are in it. */
+	for (i = 0; i < sizeof(user_fns) / sizeof(user_fns[0]); i++) {
+		s = need_sym(&g, user_fns[i]);
+		EXPECT_TRUE_MSG(s && s->addr >= us->addr && s->addr + s->size <= ue->addr,
+				"%s is not in the CPL3 task text", user_fns[i]);
+	}
 
 	/* the IDT's exception vectors enter in .entry.text */
 	s = need_sym(&g, "guest_exc_stubs");

@@ -778,6 +778,137 @@ out:
 	env_end(&e);
 }
 
+static const uint8_t nop5[5] = { 0x0f, 0x1f, 0x44, 0x00, 0x00 };
+
+/*
+ * A 5-byte CALL in guest_boot: kernel (CPL0) text that ran once at boot and
+ * never runs again, so even an INT3 there is safe on kvm_pvm.  Prepared as
+ * NOP5 into *s; its original bytes in orig.
+ */
+static bool cpl0_boot_site(struct env *e, struct poke_site *s, uint8_t *orig)
+{
+	const struct sym *fn = symtab_find(vmm_symtab(e->vm), "guest_boot");
+	uint8_t code[4096];
+	char msg[512];
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(fn);
+	CU_ASSERT_FATAL(fn->size <= sizeof(code));
+	CU_ASSERT_EQUAL_FATAL(vmm_gva_read(e->vm, fn->addr, code, fn->size), 0);
+	for (uint64_t i = 0; i + 5 <= fn->size; i++) {
+		if (code[i] != 0xe8 || poke_site_prepare(e->p, s, fn->addr + i, NULL, nop5,
+							 5, NULL, msg, sizeof(msg)))
+			continue;
+		memcpy(orig, code + i, 5);
+		EXPECT_TRUE_MSG(patcher_addr_is_cpl0(e->p, s->addr), "%s is not CPL0 text",
+				s->where);
+		return true;
+	}
+	CU_FAIL("no patchable CALL in guest_boot");
+	return false;
+}
+
+static uint64_t kvm_syncs(struct env *e)
+{
+	struct poke_stats st;
+
+	patcher_stats(e->p, &st);
+	return st.syncs;
+}
+
+/*
+ * CPL0 text written stop-the-world: no INT3, no sync; a vCPU whose RIP is
+ * inside the instruction makes it retry and give up, old bytes intact; in a
+ * batch with a CPL3 site only that one goes through the breakpoint protocol.
+ */
+static void test_kvm_cpl0_stop_the_world(void)
+{
+	struct patcher_opts opts = { .shadow_retries = 2, .shadow_backoff_us = 1000,
+				     .cpl0_patch = POKE_CPL0_STOP_THE_WORLD };
+	const struct vmpoke_site_desc *d;
+	struct kvm_regs saved, regs;
+	struct poke_site s, back, u;
+	uint8_t orig[5], cur[5], old[POKE_MAX_LEN], new[POKE_MAX_LEN];
+	struct poke_batch *bt;
+	struct env e = { 0 };
+	uint64_t syncs;
+	char msg[1024];
+
+	if (!testlib_require_kvm() || !env_boot(&e, VMPOKE_SCN_HOT, 2, &opts) ||
+	    !cpl0_boot_site(&e, &s, orig))
+		goto out;
+	CU_ASSERT_EQUAL(s.method, POKE_METHOD_STOP_THE_WORLD);
+	CU_ASSERT_FALSE(patcher_cpl0_trappable(e.p));
+	d = site_of(&e, VMPOKE_SITE_NOP5_JMP32, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+	CU_ASSERT_FALSE(patcher_addr_is_cpl0(e.p, d->addr));
+
+	CU_ASSERT_EQUAL_FATAL(vmm_vcpu_offline(e.vm, 1), 0);
+	CU_ASSERT_EQUAL_FATAL(vmm_vcpu_get_regs(e.vm, 1, &saved), 0);
+	regs = saved;
+	regs.rip = s.addr + 2;
+	CU_ASSERT_EQUAL(vmm_vcpu_set_regs(e.vm, 1, &regs), 0);
+	CU_ASSERT_EQUAL(run_one(&e, &s, msg, sizeof(msg)), POKE_E_SHADOW_BUSY);
+	expect_culprit(&e, msg, "vcpu 1 rip", s.addr + 2, &s);
+	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, s.addr, cur, 5), 0);
+	CU_ASSERT(!memcmp(cur, orig, 5));
+	CU_ASSERT_EQUAL(vmm_vcpu_set_regs(e.vm, 1, &saved), 0);
+	CU_ASSERT_EQUAL(vmm_vcpu_online(e.vm, 1), 0);
+
+	/* Mixed: the CPL3 site alone costs the three syncs. */
+	site_variant(&e, d, 0, old);
+	site_variant(&e, d, 1, new);
+	CU_ASSERT_EQUAL_FATAL(poke_site_prepare(e.p, &u, d->addr, old, new, d->len, NULL,
+						msg, sizeof(msg)), POKE_OK);
+	CU_ASSERT_EQUAL(u.method, POKE_METHOD_BREAKPOINT);
+	syncs = kvm_syncs(&e);
+	bt = poke_batch_new(e.p);
+	CU_ASSERT_EQUAL(poke_batch_add(bt, &s), POKE_OK);
+	CU_ASSERT_EQUAL(poke_batch_add(bt, &u), POKE_OK);
+	CU_ASSERT_EQUAL(poke_batch_finish(bt, msg, sizeof(msg)), POKE_OK);
+	poke_batch_free(bt);
+	EXPECT_EQ_U64(3, kvm_syncs(&e) - syncs);
+	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, s.addr, cur, 5), 0);
+	CU_ASSERT(!memcmp(cur, nop5, 5));
+	expect_bytes(&e, d, new, "new");
+
+	/* Back to the CALL, alone: no sync at all. */
+	CU_ASSERT_EQUAL_FATAL(poke_site_prepare(e.p, &back, s.addr, nop5, orig, 5, NULL,
+						msg, sizeof(msg)), POKE_OK);
+	syncs = kvm_syncs(&e);
+	CU_ASSERT_EQUAL(run_one(&e, &back, msg, sizeof(msg)), POKE_OK);
+	EXPECT_EQ_U64(0, kvm_syncs(&e) - syncs);
+	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, s.addr, cur, 5), 0);
+	CU_ASSERT(!memcmp(cur, orig, 5));
+	let_run();
+out:
+	env_end(&e);
+}
+
+/* Forced breakpoint in CPL0 text: the three-sync protocol (safe here: never run). */
+static void test_kvm_cpl0_breakpoint_forced(void)
+{
+	struct patcher_opts opts = { .cpl0_patch = POKE_CPL0_BREAKPOINT };
+	struct poke_site s;
+	uint8_t orig[5], cur[5];
+	struct env e = { 0 };
+	uint64_t syncs;
+	char msg[512];
+
+	if (!testlib_require_kvm() || !env_boot(&e, VMPOKE_SCN_HOT, 2, &opts) ||
+	    !cpl0_boot_site(&e, &s, orig))
+		goto out;
+	CU_ASSERT_EQUAL(s.method, POKE_METHOD_BREAKPOINT);
+	CU_ASSERT_TRUE(patcher_cpl0_trappable(e.p));
+	syncs = kvm_syncs(&e);
+	CU_ASSERT_EQUAL(run_one(&e, &s, msg, sizeof(msg)), POKE_OK);
+	EXPECT_EQ_U64(3, kvm_syncs(&e) - syncs);
+	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, s.addr, cur, 5), 0);
+	CU_ASSERT(!memcmp(cur, nop5, 5));
+	let_run();
+out:
+	env_end(&e);
+}
+
 static void expect_refusal(struct env *e, uint64_t addr, const void *new, size_t len,
 			   enum poke_err want, const char *prefix)
 {
@@ -923,6 +1054,7 @@ out:
 
 TEST_SUITE(patch_kvm, "patch_kvm", true,
 	   TEST(test_kvm_old_mismatch),
+	   TEST(test_kvm_cpl0_stop_the_world), TEST(test_kvm_cpl0_breakpoint_forced),
 	   TEST(test_kvm_batch_all_sites),
 	   TEST(test_kvm_page_crossing),
 	   TEST(test_kvm_hook_verdicts),

@@ -219,7 +219,31 @@ static void test_table_classify(void)
 	traptable_destroy(&t);
 }
 
+/*
+ * How CPL0 sites are written: VMPOKE_CPL0_PATCH forces it, auto follows the
+ * host probe, faked here both ways (kvm_pvm answers "no", the nested KVM
+ * and hardware "yes").
+ */
+static void test_cpl0_decision(void)
+{
+	CU_ASSERT_EQUAL(poke_cpl0_parse(NULL), POKE_CPL0_AUTO);
+	CU_ASSERT_EQUAL(poke_cpl0_parse(""), POKE_CPL0_AUTO);
+	CU_ASSERT_EQUAL(poke_cpl0_parse("auto"), POKE_CPL0_AUTO);
+	CU_ASSERT_EQUAL(poke_cpl0_parse("breakpoint"), POKE_CPL0_BREAKPOINT);
+	CU_ASSERT_EQUAL(poke_cpl0_parse("stop-the-world"), POKE_CPL0_STOP_THE_WORLD);
+	CU_ASSERT_EQUAL(poke_cpl0_parse("stop_the_world"), -1);
+	CU_ASSERT_EQUAL(poke_cpl0_parse("Breakpoint"), -1);
+	CU_ASSERT_EQUAL(poke_cpl0_decide(POKE_CPL0_AUTO, false), POKE_METHOD_STOP_THE_WORLD);
+	CU_ASSERT_EQUAL(poke_cpl0_decide(POKE_CPL0_AUTO, true), POKE_METHOD_BREAKPOINT);
+	CU_ASSERT_EQUAL(poke_cpl0_decide(POKE_CPL0_BREAKPOINT, false), POKE_METHOD_BREAKPOINT);
+	CU_ASSERT_EQUAL(poke_cpl0_decide(POKE_CPL0_STOP_THE_WORLD, true),
+			POKE_METHOD_STOP_THE_WORLD);
+	CU_ASSERT_STRING_EQUAL(poke_method_name(POKE_METHOD_BREAKPOINT), "breakpoint");
+	CU_ASSERT_STRING_EQUAL(poke_method_name(POKE_METHOD_STOP_THE_WORLD), "stop-the-world");
+}
+
 TEST_SUITE(patch_table, "patch_table", false,
+	   TEST(test_cpl0_decision),
 	   TEST(test_table_classify),
 	   TEST(test_table_one_site),
 	   TEST(test_table_out_of_order),

@@ -388,6 +388,115 @@ static bool probe_int3(int kvm_fd)
 	return yes;
 }
 
+/*
+ * Long mode at CPL0 for a probe: identity page tables, a GDT with a 64-bit
+ * code segment, and an IDT whose only present gate is #BP (interrupt gate,
+ * DPL0) to `handler`; anything else triple-faults, which is an exit too.
+ * Real mode will not do: kvm_pvm delivers a real-mode int3 to the IVT but
+ * fails on a 64-bit CPL0 one.
+ */
+#define PROBE_PML4	0x2000u
+#define PROBE_GDT	0x5000u
+#define PROBE_IDT	0x6000u
+#define PROBE_STACK	0x8000u
+
+static int probe_long_mode(struct probe *p, uint64_t handler)
+{
+	uint8_t *m = p->mem;
+	const uint64_t gdt[3] = { 0, 0x00af9a000000ffffull, 0x00cf92000000ffffull };
+	const uint64_t pte[3] = { PROBE_PML4 + 0x1000 + 3, PROBE_PML4 + 0x2000 + 3,
+				  0x83 };	/* PML4 -> PDPT -> PD: one 2 MiB page */
+	uint64_t gate[2] = {
+		(handler & 0xffff) | (0x8ull << 16) | (0x8eull << 40) |
+		((handler >> 16 & 0xffff) << 48), handler >> 32,
+	};
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+
+	memset(m + PROBE_PML4, 0, 0x3000);
+	for (unsigned int i = 0; i < 3; i++)
+		memcpy(m + PROBE_PML4 + 0x1000 * i, &pte[i], 8);
+	memcpy(m + PROBE_GDT, gdt, sizeof(gdt));
+	memset(m + PROBE_IDT, 0, 0x1000);
+	memcpy(m + PROBE_IDT + 16 * 3, gate, sizeof(gate));
+	if (ioctl(p->fd, KVM_GET_SREGS, &sregs) < 0)
+		return -errno;
+	sregs.cr3 = PROBE_PML4;
+	sregs.cr4 = 1u << 5;				/* PAE */
+	sregs.cr0 = 1u | (1u << 31);			/* PE, PG */
+	sregs.efer = (1u << 8) | (1u << 10);		/* LME, LMA */
+	sregs.gdt = (struct kvm_dtable){ .base = PROBE_GDT, .limit = sizeof(gdt) - 1 };
+	sregs.idt = (struct kvm_dtable){ .base = PROBE_IDT, .limit = 0xfff };
+	sregs.cs = (struct kvm_segment){ .base = 0, .limit = 0xffffffff, .selector = 0x8,
+		.type = 0xb, .present = 1, .dpl = 0, .s = 1, .l = 1, .g = 1 };
+	sregs.ss = (struct kvm_segment){ .base = 0, .limit = 0xffffffff, .selector = 0x10,
+		.type = 0x3, .present = 1, .dpl = 0, .s = 1, .db = 1, .g = 1 };
+	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss;
+	if (ioctl(p->fd, KVM_SET_SREGS, &sregs) < 0)
+		return -errno;
+	memset(&regs, 0, sizeof(regs));
+	regs.rip = PROBE_CODE;
+	regs.rsp = PROBE_STACK;
+	regs.rflags = 0x2;
+	return ioctl(p->fd, KVM_SET_REGS, &regs) < 0 ? -errno : 0;
+}
+
+/*
+ * int3 at 64-bit CPL0 with the #BP gate pointing at "out; hlt": does the
+ * host deliver a CPL0 INT3 to the guest's own vector (trap path b)?  On
+ * kvm_pvm it does not: CPL0 is emulated and the emulator fails on int3 with
+ * KVM_EXIT_INTERNAL_ERROR (PLATFORM.md), which would end a real guest.
+ */
+static bool probe_cpl0_int3_vector(int kvm_fd)
+{
+	static const uint8_t code[] = { 0xcc, 0xf4 };		/* int3; hlt */
+	static const uint8_t handler[] = { 0xe6, 0x11, 0xf4 };	/* out %al,$0x11; hlt */
+	struct probe *p = calloc(1, sizeof(*p));
+	bool yes;
+	int r;
+
+	if (!p)
+		return false;
+	r = probe_create(kvm_fd, p, code, sizeof(code), 0);
+	if (r == 0) {
+		memcpy((uint8_t *)p->mem + PROBE_CODE + 0x100, handler, sizeof(handler));
+		r = probe_long_mode(p, PROBE_CODE + 0x100);
+	}
+	if (r == 0) {
+		probe_condattr(&p->cond);
+		r = probe_start(p);
+	}
+	if (r == 0)
+		probe_finish(p, 500);
+	yes = r == 0 && p->err == 0 && p->nr_out == 1 && p->exit_reason == KVM_EXIT_HLT;
+	probe_destroy(p);
+	return yes;
+}
+
+/*
+ * Can a CPL0 INT3 be trapped on `path`?  (a): USE_SW_BP gives an exit for
+ * it (the real-mode int3 probe is at CPL0).  (b): the guest's vector gets
+ * it.  Probed once per process and path: the answer is the host's.
+ */
+bool vmm_cpl0_int3_trappable(enum vmm_trap_path path)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static int cached[2] = { -1, -1 };	/* debug-exit, doorbell */
+	int i = path == VMM_TRAP_DEBUG_EXIT ? 0 : 1;
+	char why[256];
+	int fd;
+
+	pthread_mutex_lock(&lock);
+	if (cached[i] < 0) {
+		fd = kvm_open_dev(why, sizeof(why));
+		cached[i] = fd >= 0 && (i == 0 ? probe_int3(fd) : probe_cpl0_int3_vector(fd));
+		if (fd >= 0)
+			close(fd);
+	}
+	pthread_mutex_unlock(&lock);
+	return cached[i];
+}
+
 bool kvm_probe_int3_exit(void)
 {
 	char why[256];
@@ -498,6 +607,8 @@ int vmm_probe_host(struct vmm_host_caps *caps)
 		caps->debug_exit_on_int3 = probe_int3(fd);
 		caps->singlestep_exits = probe_singlestep(fd);
 	}
+	caps->cpl0_int3 = vmm_cpl0_int3_trappable(caps->debug_exit_on_int3 ?
+						  VMM_TRAP_DEBUG_EXIT : VMM_TRAP_DOORBELL);
 	caps->exit_roundtrip_us = probe_roundtrip(fd);
 	if (caps->cap_immediate_exit)
 		caps->kick_us = probe_kick(fd);

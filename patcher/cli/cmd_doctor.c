@@ -47,6 +47,9 @@ static void doctor_print(const struct vmm_host_caps *c)
 	else
 		printf("trap path:          doorbell (no KVM_EXIT_DEBUG on int3 here; the guest's\n"
 		       "                    #BP stub rings the VMM)\n");
+	printf("cpl0 int3:          %s\n", c->cpl0_int3 ? "yes" :
+	       "no (an INT3 in kernel code would end the guest here: CPL0 sites are "
+	       "patched stop-the-world)");
 	printf("single-step exits:  %s\n", yes(c->singlestep_exits));
 	printf("exit round trip:    %.2f us (median, CPL0 out)\n", c->exit_roundtrip_us);
 	printf("kick latency:       %.2f us (median, kick to KVM_RUN return)\n", c->kick_us);
@@ -73,6 +76,7 @@ static struct json_object *doctor_json(const struct vmm_host_caps *c)
 		c->debug_exit_on_int3 ? "debug-exit" : "doorbell"));
 	json_object_object_add(j, "debug_exit_on_int3",
 			       json_object_new_boolean(c->debug_exit_on_int3));
+	json_object_object_add(j, "cpl0_int3", json_object_new_boolean(c->cpl0_int3));
 	json_object_object_add(j, "singlestep_exits", json_object_new_boolean(c->singlestep_exits));
 	json_object_object_add(j, "exit_roundtrip_us", json_object_new_double(c->exit_roundtrip_us));
 	json_object_object_add(j, "kick_us", json_object_new_double(c->kick_us));

@@ -5,9 +5,11 @@
  * (enum vmpoke_exit); `vmpoke help CMD` is `vmpoke CMD --help`.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
+#include "patcher.h"
 #include "vmm.h"
 
 #ifndef VMPOKE_VERSION
@@ -134,5 +136,11 @@ int main(int argc, char **argv)
 	fn = main_find(argv[1]);
 	if (!fn)
 		return main_unknown("command", argv[1], "vmpoke --help");
+	/* Read by every patcher the command creates: refuse a bad one up front. */
+	if (poke_cpl0_parse(getenv("VMPOKE_CPL0_PATCH")) < 0) {
+		vmm_error("VMPOKE_CPL0_PATCH=%s: expected auto, breakpoint or stop-the-world",
+			  getenv("VMPOKE_CPL0_PATCH"));
+		return VMPOKE_EXIT_USAGE;
+	}
 	return fn(argc - 1, argv + 1);
 }
