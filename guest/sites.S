@@ -258,6 +258,29 @@ FUNC site_nop5_b
 	ret
 ENDF site_nop5_b
 
+/*
+ * Never called: a function with a jump table (an indirect JMP), for the
+ * refusal of multi-instruction sites where a computed jump could land
+ * inside the range (optprobes' can_optimize()).  x + 1 either way.
+ */
+FUNC site_jump_table
+	movl	%edi, %eax
+	addl	$1, %eax
+	leaq	.Ljt_table(%rip), %rcx
+	andl	$1, %edi
+	jmp	*(%rcx,%rdi,8)
+.Ljt_0:
+	ret
+.Ljt_1:
+	ret
+ENDF site_jump_table
+
+	.section .rodata
+	.balign	8
+.Ljt_table:
+	.quad	.Ljt_0, .Ljt_1
+	.section .text.sites, "ax", @progbits
+
 /* The exported table (struct vmpoke_site_table). */
 .macro SITE addr, kind, len, flags, t0, t1=0, t2=0, t3=0, nt=1
 	.quad	\addr

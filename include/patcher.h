@@ -65,8 +65,10 @@ enum poke_inject {
 	POKE_INJECT_NO_INT3,		/* write the new instruction directly */
 	POKE_INJECT_TORN_WRITE,		/* two halves, a pause between, no INT3 */
 	POKE_INJECT_NO_SHADOW_CHECK,
-	POKE_INJECT_NO_SYNC,
-	POKE_INJECT_EARLY_RETIRE,	/* retire before the last sync, no ghost handling */
+	POKE_INJECT_NO_SYNC,		/* skip the INT3, tail and head syncs */
+	POKE_INJECT_EARLY_RETIRE,	/* retire after the tail sync, before the head write */
+	POKE_INJECT_NO_GHOST,		/* trap hook: no ghost handling */
+	POKE_INJECT_LATE_PUBLISH,	/* publish after the INT3 sync, not before the INT3 */
 };
 
 /*

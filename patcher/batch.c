@@ -284,6 +284,16 @@ static enum poke_err batch_stw(struct batch_run *r, bool undo)
 	return err;
 }
 
+static enum poke_err batch_publish(struct batch_run *r)
+{
+	if (traptable_add(&r->p->table, r->bp, r->nbp)) {
+		snprintf(r->msg, r->msglen, "%s: out of memory", r->s[0].where);
+		return POKE_E_INVAL;
+	}
+	r->published = true;
+	return POKE_OK;
+}
+
 /*
  * Undo through the same protocol, from wherever finish() stopped, so every
  * site ends as old bytes and no vCPU sees a mix: heads that are already
@@ -428,6 +438,40 @@ static enum poke_err batch_recheck(struct batch_run *r, const char *before)
 	return POKE_OK;
 }
 
+static int site_key_cmp(const void *key, const void *elem)
+{
+	uint64_t t = *(const uint64_t *)key;
+	const struct poke_site *s = elem;
+
+	return t <= s->addr ? -1 : t >= s->addr + s->len ? 1 : 0;
+}
+
+/*
+ * Invariant 9 across the batch: a new branch of one site must not land
+ * strictly inside another site of the same batch, whose bytes are being
+ * replaced (prepare only saw the function as it was).  Sites are sorted
+ * and disjoint, so a bsearch finds the one a target is inside.
+ */
+static enum poke_err batch_check_targets(struct batch_run *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		const struct poke_site *s = &r->s[i], *in;
+		uint64_t t = s->emu.target;
+
+		if (s->emu.kind != POKE_EMU_JMP && s->emu.kind != POKE_EMU_CALL &&
+		    s->emu.kind != POKE_EMU_JCC)
+			continue;
+		in = bsearch(&t, r->s, r->n, sizeof(r->s[0]), site_key_cmp);
+		if (in && in != s) {
+			snprintf(r->msg, r->msglen, "%s: its new branch targets 0x%llx "
+				 "inside site %s of the same batch; nothing written",
+				 s->where, (unsigned long long)t, in->where);
+			return POKE_E_JUMP_INTO;
+		}
+	}
+	return POKE_OK;
+}
+
 static enum poke_err batch_sort(struct batch_run *r)
 {
 	size_t i;
@@ -445,7 +489,7 @@ static enum poke_err batch_sort(struct batch_run *r)
 			return POKE_E_OVERLAP;
 		}
 	}
-	return POKE_OK;
+	return batch_check_targets(r);
 }
 
 static uint64_t batch_now_ns(void)
@@ -541,11 +585,11 @@ static enum poke_err batch_protocol(struct batch_run *r)
 	 *    3).  After the sync no vCPU can still be executing the old first
 	 *    byte, so the tail is unused by anyone who has not trapped.
 	 */
-	if (traptable_add(&p->table, r->bp, r->nbp)) {
-		snprintf(r->msg, r->msglen, "%s: out of memory", r->s[0].where);
-		return POKE_E_INVAL;
+	if (inject != POKE_INJECT_LATE_PUBLISH) {
+		err = batch_publish(r);
+		if (err)
+			goto undo;
 	}
-	r->published = true;
 	for (i = 0; i < r->n; i++) {
 		if (site_stw(&r->s[i]))
 			continue;
@@ -559,6 +603,15 @@ static enum poke_err batch_protocol(struct batch_run *r)
 	if (err)
 		goto undo;
 	batch_phase(r, "int3", &t0);
+	/*
+	 * INJECT_LATE_PUBLISH: the INT3s were live, and synced, before the
+	 * hook could find their sites: a hit in between is filed foreign.
+	 */
+	if (inject == POKE_INJECT_LATE_PUBLISH) {
+		err = batch_publish(r);
+		if (err)
+			goto undo;
+	}
 	/*
 	 * 3. Multi-instruction sites: the INT3 keeps new entries out, but a
 	 *    context already inside the range would resume in the new tail.
@@ -594,6 +647,14 @@ static enum poke_err batch_protocol(struct batch_run *r)
 		batch_phase(r, "tails", &t0);
 	}
 	/*
+	 * INJECT_EARLY_RETIRE: retired between the tail sync and the head
+	 * write, ghost handling still on.  A vCPU that traps now finds no
+	 * site while the byte is still INT3: filed foreign, the guest's own
+	 * handler resumes it at addr + 1, mid-instruction.
+	 */
+	if (inject == POKE_INJECT_EARLY_RETIRE)
+		batch_retire(r);
+	/*
 	 * 5. Heads: INT3 -> new first byte, an INT3/instruction swap that
 	 *    is safe for concurrent fetches.  The sync is the point where
 	 *    every vCPU has serialized against the final instruction.
@@ -609,20 +670,21 @@ static enum poke_err batch_protocol(struct batch_run *r)
 		if (err)
 			goto undo;
 	}
-	/*
-	 * INJECT_EARLY_RETIRE: a vCPU that fetched INT3 now finds nothing,
-	 * and patcher_create() turned ghost handling off for this mode.
-	 */
-	if (inject == POKE_INJECT_EARLY_RETIRE)
-		traptable_remove(&p->table, r->bp, r->nbp);
 	err = batch_sync(r, "heads", false);
 	if (err)
 		goto undo;
 	batch_phase(r, "heads", &t0);
 	/*
-	 * 6. Retire only now: a vCPU that fetched an INT3 before the last
-	 *    sync has trapped and been handled by the time the sync returns,
-	 *    and a later trap on a retired site is a ghost (traptable.c).
+	 * 6. Retire only now: no vCPU fetches one of these INT3s after the
+	 *    head sync.  The sync does NOT drain traps already in flight on
+	 *    the doorbell path: a kick is a VM exit, not an interrupt, so it
+	 *    can land while a vCPU sits in the #BP stub between the INT3 and
+	 *    the doorbell, and that vCPU rings after this retire.  Ghost
+	 *    handling (traptable.c) is what makes that correct, as in
+	 *    kprobes: the trap finds no live site and a byte that is no
+	 *    longer INT3, and resumes at the site, which holds the final
+	 *    instruction whole.  The trap holds no host pointer, so the
+	 *    snapshot reclaim does not need to wait for it.
 	 */
 	batch_retire(r);
 	/* INJECT_NO_SYNC still must not free a snapshot a hook may hold. */

@@ -98,6 +98,14 @@ int decode_scan_function(const uint8_t *code, size_t size, uint64_t base,
 			if (insn->id == X86_INS_CALL && pc < end && !out->call_at)
 				out->call_at = at;
 		}
+		/*
+		 * optprobes' can_optimize(): an indirect JMP (a jump table,
+		 * a computed goto) may target any byte of the function, and
+		 * its table cannot be read off the code.
+		 */
+		if ((insn->id == X86_INS_JMP || insn->id == X86_INS_LJMP) &&
+		    !decode_direct_target(h, insn, &target) && !out->indirect_at)
+			out->indirect_at = at;
 		/* kprobes insn_jump_into_range(): entries into the shadow. */
 		if (decode_direct_target(h, insn, &target) && target > addr &&
 		    target < end && !out->jump_from) {

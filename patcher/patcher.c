@@ -128,7 +128,7 @@ struct patcher *patcher_create(struct vm *vm, const struct patcher_opts *opts)
 		p->opts.shadow_backoff_us = POKE_DEFAULT_BACKOFF_US;
 	pthread_mutex_init(&p->lock, NULL);
 	traptable_init(&p->table);
-	atomic_init(&p->no_ghost, p->opts.inject == POKE_INJECT_EARLY_RETIRE);
+	atomic_init(&p->no_ghost, p->opts.inject == POKE_INJECT_NO_GHOST);
 	if (vmm_set_trap_hook(vm, traptable_hook, p)) {
 		pthread_mutex_destroy(&p->lock);
 		free(p);

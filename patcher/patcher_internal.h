@@ -43,6 +43,7 @@ struct decode_scan {
 	uint64_t jump_from;	/* a direct branch targeting (addr, addr + len) */
 	uint64_t jump_to;
 	uint64_t call_at;	/* a CALL in the range returning inside it, or 0 */
+	uint64_t indirect_at;	/* an indirect JMP in the function, or 0 */
 };
 
 /*
@@ -176,7 +177,7 @@ struct patcher {
 	 */
 	pthread_mutex_t lock;
 	struct poke_table table;
-	atomic_bool no_ghost;		/* POKE_INJECT_EARLY_RETIRE */
+	atomic_bool no_ghost;		/* POKE_INJECT_NO_GHOST */
 	atomic_uint_fast64_t patches, batches, syncs;
 	atomic_uint_fast64_t trap_hits, ghost_traps, foreign_traps;
 	atomic_uint_fast64_t shadow_retries, shadow_aborts, emu_faults;

@@ -122,6 +122,12 @@ static enum poke_err site_check_scan(struct patcher *p, const char *where,
 		return site_refuse(where, msg, msglen, POKE_E_JUMP_INTO,
 				   "branch at %s targets %s inside the range", w, t);
 	}
+	if (sc->indirect_at) {
+		site_where(p, sc->indirect_at, w, sizeof(w));
+		return site_refuse(where, msg, msglen, POKE_E_JUMP_INTO,
+				   "indirect jump at %s (a jump table) could target "
+				   "the inside of the %u-instruction range", w, sc->insns);
+	}
 	if (sc->call_at) {
 		site_where(p, sc->call_at, w, sizeof(w));
 		return site_refuse(where, msg, msglen, POKE_E_JUMP_INTO,

@@ -27,6 +27,8 @@ static const char *const inject_names[] = {
 	[POKE_INJECT_NO_SHADOW_CHECK] = "no-shadow-check",
 	[POKE_INJECT_NO_SYNC] = "no-sync",
 	[POKE_INJECT_EARLY_RETIRE] = "early-retire",
+	[POKE_INJECT_NO_GHOST] = "no-ghost",
+	[POKE_INJECT_LATE_PUBLISH] = "late-publish",
 };
 
 const char *torture_kind_name(uint32_t kind)

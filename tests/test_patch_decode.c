@@ -185,6 +185,26 @@ static void test_scan_call_inside(void)
 	EXPECT_EQ_U64(AT + 0xd, sc.call_at);
 }
 
+/* A jump table: jmp *(%rcx,%rdi,8) after the range; direct code has none. */
+static void test_scan_indirect_jump(void)
+{
+	static const uint8_t fn[] = {
+		0x89, 0xf8,			/* mov %edi,%eax */
+		0x83, 0xc0, 0x01,		/* add $1,%eax */
+		0xff, 0x24, 0xf9,		/* jmp *(%rcx,%rdi,8) */
+		0xc3,				/* ret */
+	};
+	struct decode_scan sc;
+
+	CU_ASSERT_EQUAL(decode_scan_function(fn, sizeof(fn), AT, AT, 5, &sc), 0);
+	EXPECT_EQ_U64(2, sc.insns);
+	EXPECT_EQ_U64(AT + 5, sc.indirect_at);
+	CU_ASSERT_EQUAL(decode_scan_function(fn, 5, AT, AT, 5, &sc), 0);
+	EXPECT_EQ_U64(0, sc.indirect_at);
+	sc = scan(0xd, 6);
+	EXPECT_EQ_U64(0, sc.indirect_at);
+}
+
 static void test_scan_int3_and_garbage(void)
 {
 	static const uint8_t withbp[] = { 0x90, 0xcc, 0x90, 0xc3 };
@@ -292,7 +312,7 @@ TEST_SUITE(patch_decode, "patch_decode", false,
 	   TEST(test_decode_refusals),
 	   TEST(test_scan_boundaries),
 	   TEST(test_scan_jump_into),
-	   TEST(test_scan_call_inside),
+	   TEST(test_scan_call_inside), TEST(test_scan_indirect_jump),
 	   TEST(test_scan_int3_and_garbage),
 	   TEST(test_scan_padding_not_foreign),
 	   TEST(test_decode_whole))

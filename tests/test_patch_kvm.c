@@ -924,6 +924,50 @@ static void expect_refusal(struct env *e, uint64_t addr, const void *new, size_t
 			"message does not start with \"%s\": %s", prefix, msg);
 }
 
+/*
+ * Jumps the function scan cannot see: a jump table in the function refuses
+ * a multi-instruction range (a single instruction has no inside), and a
+ * site whose new JMP lands inside another site of the same batch refuses
+ * the batch before anything is written.
+ */
+static void expect_jump_refusals(struct env *e, const struct vmpoke_site_desc *n5,
+				 const struct vmpoke_site_desc *ma)
+{
+	static const uint8_t nop2[2] = { 0x66, 0x90 };
+	const struct sym *jt = symtab_find(vmm_symtab(e->vm), "site_jump_table");
+	uint8_t jmp5[5] = { 0xe9 }, old[POKE_MAX_LEN], new[POKE_MAX_LEN];
+	struct poke_site s1, s2;
+	struct poke_batch *bt;
+	uint64_t syncs;
+	char msg[512];
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(jt);
+	put32(jmp5 + 1, (int64_t)(jt->addr + 0x12) - (int64_t)(jt->addr + 5));
+	expect_refusal(e, jt->addr, jmp5, 5, POKE_E_JUMP_INTO, "site_jump_table+0x");
+	EXPECT_TRUE_MSG(poke_site_prepare(e->p, &s1, jt->addr, NULL, nop2, 2, NULL, msg,
+					  sizeof(msg)) == POKE_OK, "%s", msg);
+
+	site_variant(e, n5, 0, old);
+	put32(jmp5 + 1, (int64_t)(ma->addr + 2) - (int64_t)(n5->addr + 5));
+	CU_ASSERT_EQUAL_FATAL(poke_site_prepare(e->p, &s1, n5->addr, old, jmp5, 5, NULL,
+						msg, sizeof(msg)), POKE_OK);
+	site_variant(e, ma, 0, old);
+	site_variant(e, ma, 1, new);
+	CU_ASSERT_EQUAL_FATAL(poke_site_prepare(e->p, &s2, ma->addr, old, new, ma->len,
+						NULL, msg, sizeof(msg)), POKE_OK);
+	syncs = kvm_syncs(e);
+	bt = poke_batch_new(e->p);
+	poke_batch_add(bt, &s1);
+	poke_batch_add(bt, &s2);
+	CU_ASSERT_EQUAL(poke_batch_finish(bt, msg, sizeof(msg)), POKE_E_JUMP_INTO);
+	EXPECT_TRUE_MSG(strstr(msg, "site_nop5_a+0x") == msg && strstr(msg, "site_multi_a"),
+			"message: %s", msg);
+	poke_batch_free(bt);
+	EXPECT_EQ_U64(0, kvm_syncs(e) - syncs);
+	expect_bytes(e, n5, s1.old, "old");
+	expect_bytes(e, ma, s2.old, "old");
+}
+
 static void test_kvm_refusals(void)
 {
 	static const uint8_t ret = 0xc3, nops[5] = { 0x90, 0x90, 0x90, 0x90, 0x90 };
@@ -983,6 +1027,7 @@ static void test_kvm_refusals(void)
 	EXPECT_TRUE_MSG(strstr(msg, "site_nop5_a+0x") == msg, "message: %s", msg);
 	poke_batch_free(bt);
 	expect_bytes(&e, n5, old, "old");
+	expect_jump_refusals(&e, n5, ma);
 out:
 	env_end(&e);
 }

@@ -189,6 +189,8 @@ static void test_parse(void)
 	CU_ASSERT_EQUAL(torture_parse_kinds("", msg, sizeof(msg)), 0);
 	CU_ASSERT_EQUAL(torture_parse_inject("no-int3"), POKE_INJECT_NO_INT3);
 	CU_ASSERT_EQUAL(torture_parse_inject("early-retire"), POKE_INJECT_EARLY_RETIRE);
+	CU_ASSERT_EQUAL(torture_parse_inject("no-ghost"), POKE_INJECT_NO_GHOST);
+	CU_ASSERT_EQUAL(torture_parse_inject("late-publish"), POKE_INJECT_LATE_PUBLISH);
 	CU_ASSERT_EQUAL(torture_parse_inject("none"), -1);
 	CU_ASSERT_EQUAL(torture_parse_inject("bogus"), -1);
 	CU_ASSERT_STRING_EQUAL(torture_inject_name(POKE_INJECT_TORN_WRITE), "torn-write");
@@ -240,7 +242,7 @@ static uint64_t jget_u64(struct json_object *o, const char *key)
 static void check_keys(struct json_object *o)
 {
 	static const char *const keys[] = {
-		"patches", "batches", "sites", "trap_hits", "ghost_traps",
+		"patches", "batches", "syncs", "sites", "trap_hits", "ghost_traps",
 		"foreign_traps", "shadow_retries", "shadow_aborts", "guest_faults",
 		"check_failures", "detected", "first_detection_s", "inject",
 	};
@@ -266,6 +268,10 @@ static void safe_run(const char *args)
 	EXPECT_EQ_U64(0, jget_u64(o, "check_failures"));
 	EXPECT_TRUE_MSG(jget_u64(o, "patches") > 0, "no patch was made");
 	EXPECT_TRUE_MSG(jget_u64(o, "sites") > 0, "no site was used");
+	/* Three syncs per batch (a shadow abort's undo has its own). */
+	EXPECT_TRUE_MSG(jget_u64(o, "syncs") >= 3 * jget_u64(o, "batches"),
+			"%llu syncs for %llu batches", (unsigned long long)jget_u64(o, "syncs"),
+			(unsigned long long)jget_u64(o, "batches"));
 	json_object_object_get_ex(o, "detected", &v);
 	CU_ASSERT_FALSE(json_object_get_boolean(v));
 	json_object_object_get_ex(o, "inject", &v);
@@ -422,13 +428,14 @@ static void test_inject_no_shadow_check(void)
 }
 
 /*
- * no-sync is benign under the nested-KVM harness (QEMU TCG): TCG translates
- * each guest instruction from one snapshot of its bytes, so skipping the
- * syncs between INT3, tails and heads never shows a vCPU a torn
- * instruction, and the one other effect - INT3 hits that arrive after the
- * sites were retired - is absorbed by the ghost-trap handling.  What must
- * hold everywhere: either the guest noticed, or the run demonstrably hit
- * the window the syncs close (ghost traps) and survived it.
+ * no-sync is benign on every host measured (README): host writes reach a
+ * running vCPU at once and the emulators decode each instruction from one
+ * snapshot of its bytes, so no vCPU sees a torn instruction, and the other
+ * effect of a missing sync - an INT3 hit after its site was retired - is
+ * absorbed by ghost handling (which the safe protocol needs as well).  So
+ * assert what the injection does: it really dropped the syncs (the safe
+ * runs above make at least three per batch), and the guest stayed correct.
+ * A host where this fails is one where the syncs are load-bearing: report it.
  */
 static void test_inject_no_sync(void)
 {
@@ -437,26 +444,39 @@ static void test_inject_no_sync(void)
 
 	if (!testlib_require_kvm())
 		return;
-	o = run_json("--seconds 30 --inject no-sync", &status);
+	o = run_json("--seconds 5 --inject no-sync", &status);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
 	check_keys(o);
+	EXPECT_TRUE_MSG(jget_u64(o, "batches") > 0 &&
+			jget_u64(o, "syncs") < 3 * jget_u64(o, "batches"),
+			"no-sync made %llu syncs for %llu batches",
+			(unsigned long long)jget_u64(o, "syncs"),
+			(unsigned long long)jget_u64(o, "batches"));
 	json_object_object_get_ex(o, "detected", &v);
-	if (json_object_get_boolean(v)) {
-		EXPECT_EQ_U64(1, status);
-	} else {
-		EXPECT_EQ_U64(0, status);
-		EXPECT_TRUE_MSG(jget_u64(o, "ghost_traps") > 0, "no-sync was neither "
-				"detected nor did any INT3 hit land after retirement "
-				"(patches %llu, trap_hits %llu)",
-				(unsigned long long)jget_u64(o, "patches"),
-				(unsigned long long)jget_u64(o, "trap_hits"));
-	}
+	EXPECT_TRUE_MSG(!json_object_get_boolean(v), "no-sync was detected here "
+			"(faults %llu, check failures %llu): the syncs are load-bearing "
+			"on this host", (unsigned long long)jget_u64(o, "guest_faults"),
+			(unsigned long long)jget_u64(o, "check_failures"));
+	EXPECT_EQ_U64(0, status);
 	json_object_put(o);
 }
 
+/* Retire between the tail sync and the head write, ghost handling on. */
 static void test_inject_early_retire(void)
 {
 	inject_run("early-retire", "");
+}
+
+/* The safe protocol with the ghost rule off: late traps are filed foreign. */
+static void test_inject_no_ghost(void)
+{
+	inject_run("no-ghost", "");
+}
+
+/* INT3 written (and synced) before its site is published. */
+static void test_inject_late_publish(void)
+{
+	inject_run("late-publish", "");
 }
 
 static void test_torture_usage(void)
@@ -481,4 +501,5 @@ TEST_SUITE(torture, "torture", true,
 	   TEST(test_torture_safe), TEST(test_torture_safe_hotplug),
 	   TEST(test_inject_no_int3), TEST(test_inject_torn_write),
 	   TEST(test_inject_no_shadow_check), TEST(test_inject_no_sync),
-	   TEST(test_inject_early_retire))
+	   TEST(test_inject_early_retire), TEST(test_inject_no_ghost),
+	   TEST(test_inject_late_publish))

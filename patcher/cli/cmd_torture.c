@@ -33,7 +33,8 @@ static void usage(FILE *f)
 		"[--hz HZ] [--seed S]\n"
 		"  LIST:  comma-separated nop5,nop2,call,jcc,multi (default all)\n"
 		"  FAULT: no-int3, torn-write, no-shadow-check, no-sync, "
-		"early-retire\n");
+		"early-retire,\n"
+		"         no-ghost, late-publish\n");
 }
 
 static void emit_json(const struct torture_report *t, enum poke_inject inj)
@@ -43,6 +44,7 @@ static void emit_json(const struct torture_report *t, enum poke_inject inj)
 
 	json_object_object_add(o, "patches", json_object_new_uint64(t->patches));
 	json_object_object_add(o, "batches", json_object_new_uint64(t->batches));
+	json_object_object_add(o, "syncs", json_object_new_uint64(st->syncs));
 	json_object_object_add(o, "sites", json_object_new_int(t->nr_sites));
 	json_object_object_add(o, "trap_hits", json_object_new_uint64(st->trap_hits));
 	json_object_object_add(o, "ghost_traps", json_object_new_uint64(st->ghost_traps));
@@ -67,13 +69,13 @@ static void emit_text(const struct torture_report *t, enum poke_inject inj)
 	double elapsed = t->elapsed;
 
 	printf("torture summary: %.1f s, %u sites, inject %s\n"
-	       "  patches %" PRIu64 " (%.0f/s), batches %" PRIu64 "\n"
+	       "  patches %" PRIu64 " (%.0f/s), batches %" PRIu64 ", syncs %" PRIu64 "\n"
 	       "  trap_hits %" PRIu64 ", ghost_traps %" PRIu64
 	       ", foreign_traps %" PRIu64 "\n"
 	       "  shadow_retries %" PRIu64 ", shadow_aborts %" PRIu64 "\n"
 	       "  guest_faults %" PRIu64 ", check_failures %" PRIu64 "\n",
 	       elapsed, t->nr_sites, torture_inject_name(inj), t->patches,
-	       elapsed > 0 ? t->patches / elapsed : 0.0, t->batches,
+	       elapsed > 0 ? t->patches / elapsed : 0.0, t->batches, st->syncs,
 	       st->trap_hits, st->ghost_traps, st->foreign_traps,
 	       st->shadow_retries, st->shadow_aborts, t->guest_faults,
 	       t->check_failures);
