@@ -34,6 +34,13 @@ char *campaign_check_script(const char *lua)
 int campaign_check_run_fake(const char *lua, const char *json_path, const char *trace_path,
 			    const char *events_path, struct fake_be **fake)
 {
+	return campaign_check_run_fake_timeout(lua, json_path, trace_path, events_path, 0, fake);
+}
+
+int campaign_check_run_fake_timeout(const char *lua, const char *json_path,
+				    const char *trace_path, const char *events_path,
+				    unsigned int timeout_s, struct fake_be **fake)
+{
 	char path[] = "/tmp/vmpoke-campaign-XXXXXX.lua";
 	struct campaign_opts o;
 	struct fake_be *f;
@@ -60,6 +67,7 @@ int campaign_check_run_fake(const char *lua, const char *json_path, const char *
 	o.quiet = true;
 	o.sink = &campaign_files;
 	o.handler_insn_limit = 200000;
+	o.timeout_s = timeout_s;
 	f = fake_be_new();
 	rc = campaign_run(&o, &fake_ops, f);
 	unlink(path);

@@ -19,6 +19,10 @@ char *campaign_check_script(const char *lua);
 struct fake_be;
 int campaign_check_run_fake(const char *lua, const char *json_path, const char *trace_path,
 			    const char *events_path, struct fake_be **fake);
+/* The same with --timeout. */
+int campaign_check_run_fake_timeout(const char *lua, const char *json_path,
+				    const char *trace_path, const char *events_path,
+				    unsigned int timeout_s, struct fake_be **fake);
 
 /* 0, or -1 with why: the report has exactly the top-level keys. */
 int campaign_check_report(json_object *r, char *why, size_t len);

@@ -403,6 +403,27 @@ static void test_signal(void)
 	json_object_put(r);
 }
 
+/* --timeout while the script loops: exit 1, undone, report written. */
+static void test_timeout(void)
+{
+	struct fake_be *f = NULL;
+	json_object *r, *v;
+	int rc;
+
+	unlink(REPORT);
+	rc = campaign_check_run_fake_timeout("vm:probe('lib_add')\n"
+					     "vm:patch({{at='lib_sum', new=vmpoke.nop(5)}})\n"
+					     "while true do end\n", REPORT, NULL, NULL, 1, &f);
+	EXPECT_EQ_U64(1, rc);
+	r = json_object_from_file(REPORT);
+	CU_ASSERT_TRUE(r && report_bool(r, "restored"));
+	CU_ASSERT_TRUE(r && json_object_object_get_ex(r, "exit_code", &v) &&
+		       json_object_get_int(v) == 1);
+	CU_ASSERT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
+	fake_be_free(f);
+	json_object_put(r);
+}
+
 TEST_SUITE(campaign_lua, "campaign_lua", false,
 	   TEST(test_symbols_and_memory),
 	   TEST(test_encoders_and_patch),
@@ -412,4 +433,5 @@ TEST_SUITE(campaign_lua, "campaign_lua", false,
 	   TEST(test_run_stats_expect_log),
 	   TEST(test_config_table),
 	   TEST(test_exit_codes),
-	   TEST(test_signal))
+	   TEST(test_signal),
+	   TEST(test_timeout))
