@@ -1079,6 +1079,13 @@ static const luaL_Reg vmpoke_funcs[] = {
 	{ NULL, NULL },
 };
 
+/* os.exit() would leave the process without undoing anything. */
+static int lua_no_exit(lua_State *L)
+{
+	return fail(L, "os.exit() is not available in a campaign: it would skip undoing "
+		    "the probes and patches (return from the script, or call error())");
+}
+
 static int vm_tostring(lua_State *L)
 {
 	struct campaign *c = vm_self(L);
@@ -1108,6 +1115,15 @@ lua_State *campaign_lua_new(struct campaign *c)
 		return NULL;
 	*(struct campaign **)lua_getextraspace(L) = c;
 	luaL_openlibs(L);
+	/* the undo on exit and the instruction-count hook must stay in place */
+	lua_getglobal(L, "os");
+	lua_pushcfunction(L, lua_no_exit);
+	lua_setfield(L, -2, "exit");
+	lua_pop(L, 1);
+	lua_getglobal(L, "debug");
+	lua_pushnil(L);
+	lua_setfield(L, -2, "sethook");
+	lua_pop(L, 1);
 
 	/* the vm object */
 	luaL_newlib(L, vm_methods);

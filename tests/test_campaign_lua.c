@@ -299,8 +299,10 @@ static void test_run_stats_expect_log(void)
 		"bad('string expected', vmpoke.log)\n"
 		"bad('number expected, got string', vmpoke.log, '%d', 'x')\n"
 		"vmpoke.log('hello %s %d', 'world', 42)\n"
+		"bad('os.exit() is not available in a campaign', os.exit, 0)\n"
+		"expect(debug.sethook == nil, 'the count hook cannot be removed')\n"
 		"expect(type(vmpoke.version) == 'string', 'version')\n";
-	json_object *r = run_ok(lua, 10, 0, NULL);
+	json_object *r = run_ok(lua, 12, 0, NULL);
 	char why[256];
 
 	json_object_put(r);
