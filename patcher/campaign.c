@@ -340,6 +340,26 @@ static bool campaign_bytes_equal(struct campaign *c, uint64_t addr, const uint8_
 }
 
 /*
+ * Was [addr, addr + len) first changed by an earlier batch that is undone
+ * on exit?  Then that batch's old bytes are the original ones, and what a
+ * later probe or batch found there (the patched bytes) is not.
+ */
+static bool campaign_covered_earlier(struct campaign *c, uint64_t addr, size_t len,
+				     uint64_t seq)
+{
+	for (size_t i = 0; i < c->nr_batches; i++) {
+		struct campaign_batch *b = c->batches[i];
+
+		if (b->seq >= seq || !b->applied || b->keep)
+			continue;
+		for (size_t k = 0; k < b->n; k++)
+			if (addr < b->sites[k].at + b->sites[k].len && b->sites[k].at < addr + len)
+				return true;
+	}
+	return false;
+}
+
+/*
  * Undo in reverse order of creation: a probe placed on a patched site goes
  * before the patch under it.  Probes and batches carry no shared sequence
  * number, so this merges the two lists from their ends by the order they
@@ -389,7 +409,8 @@ static void campaign_undo(struct campaign *c)
 	for (size_t i = 0; i < c->nr_probes; i++) {
 		struct campaign_probe *cp = c->probes[i];
 
-		if (cp->h && cp->have_orig && !campaign_bytes_equal(c, cp->addr, &cp->orig, 1))
+		if (cp->h && cp->have_orig && !campaign_covered_earlier(c, cp->addr, 1, cp->seq) &&
+		    !campaign_bytes_equal(c, cp->addr, &cp->orig, 1))
 			c->restored = false;
 	}
 	for (size_t i = 0; i < c->nr_batches; i++) {
@@ -398,7 +419,8 @@ static void campaign_undo(struct campaign *c)
 		if (!b->applied || b->keep)
 			continue;
 		for (size_t k = 0; k < b->n; k++)
-			if (!campaign_bytes_equal(c, b->sites[k].at, b->sites[k].old,
+			if (!campaign_covered_earlier(c, b->sites[k].at, b->sites[k].len, b->seq) &&
+			    !campaign_bytes_equal(c, b->sites[k].at, b->sites[k].old,
 						  b->sites[k].len))
 				c->restored = false;
 	}

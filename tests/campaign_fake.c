@@ -16,6 +16,7 @@ struct fake_probe {
 	uint64_t addr, max_hits;
 	struct campaign_counts cnt;
 	struct campaign_probe *cp;
+	uint8_t saved;			/* the byte the INT3 replaced */
 	bool live;
 };
 
@@ -163,6 +164,7 @@ static void *fake_probe_add(void *be, uint64_t addr, uint64_t max_hits,
 	p->max_hits = max_hits;
 	p->cp = cp;
 	p->live = true;
+	p->saved = f->mem[addr - FAKE_MEM_BASE];
 	f->mem[addr - FAKE_MEM_BASE] = 0xcc;
 	*kind = "int3";
 	return p;
@@ -176,7 +178,7 @@ static int fake_probe_remove(void *be, void *h, char *msg, size_t len)
 	(void)msg;
 	(void)len;
 	if (p->live)
-		f->mem[p->addr - FAKE_MEM_BASE] = f->orig[p->addr - FAKE_MEM_BASE];
+		f->mem[p->addr - FAKE_MEM_BASE] = p->saved;
 	p->live = false;
 	p->cnt.removed = true;
 	return 0;

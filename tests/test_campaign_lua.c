@@ -362,6 +362,18 @@ static void test_exit_codes(void)
 	fake_be_free(f);
 	json_object_put(r);
 
+	/* a probe on a patched site: the original is the patch's old bytes */
+	rc = campaign_check_run_fake("vm:patch({{at='lib_sum', new=vmpoke.jmp('lib_sum', 'lib_add')}})\n"
+				     "vm:probe('lib_sum')\n"
+				     "vm:patch({{at='lib_sum+1', new='\\x90'}})\n"
+				     "error('halfway')\n", REPORT, NULL, NULL, &f);
+	EXPECT_EQ_U64(2, rc);
+	r = json_object_from_file(REPORT);
+	CU_ASSERT_TRUE(r && report_bool(r, "restored"));
+	CU_ASSERT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
+	fake_be_free(f);
+	json_object_put(r);
+
 	rc = campaign_check_run_fake("expect(false, 'no')\nexpect(true, 'yes')\n", REPORT,
 				     NULL, NULL, NULL);
 	EXPECT_EQ_U64(1, rc);
