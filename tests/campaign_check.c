@@ -166,7 +166,7 @@ static int trace_nesting(struct slice *s, size_t n, char *why, size_t len)
 	for (size_t i = 0; i < n; i++) {
 		if (i && s[i].tid != s[i - 1].tid)
 			depth = 0;
-		while (depth && stack[depth - 1]->end <= s[i].ts)
+		while (depth && stack[depth - 1]->end <= s[i].ts + 1e-3)
 			depth--;
 		if (depth && s[i].end > stack[depth - 1]->end + 1e-3) {
 			snprintf(why, len, "X slice at ts %.3f (tid %ld) overlaps its parent "
