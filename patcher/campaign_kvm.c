@@ -18,7 +18,6 @@
 #include "campaign_internal.h"
 #include "patcher.h"
 #include "probe.h"
-#include "symtab.h"
 #include "vmm.h"
 
 #define KVM_READY_MS	120000	/* boot under nested emulation is slow */
@@ -306,13 +305,13 @@ static bool kvm_outcome_healthy(enum vmm_outcome o)
 	return o == VMM_RUNNING || o == VMM_DONE || o == VMM_STOPPED || o == VMM_GUEST_CHECK;
 }
 
-/* The guest's task table, every header field checked before an entry is used. */
+/* The guest's task table, through the one validated reader (guest_tables.h). */
 static int kvm_stats(void *be, struct campaign_guest_stats *st)
 {
 	struct kvm_be *k = be;
-	const struct sym *s = symtab_find(vmm_symtab(k->vm), VMPOKE_SYM_TASKS);
-	struct vmpoke_task_table *tab = calloc(1, sizeof(*tab));
-	int ret = -EINVAL;
+	struct vmpoke_task_table *tab = malloc(sizeof(*tab));
+	char msg[256];
+	int ret = -ENOMEM;
 
 	memset(st, 0, sizeof(*st));
 	pthread_mutex_lock(&k->lock);
@@ -324,14 +323,10 @@ static int kvm_stats(void *be, struct campaign_guest_stats *st)
 	st->guest_faults = vmm_hcall_count(k->vm, VMPOKE_HC_FAULT);
 	if (!st->healthy && !st->guest_faults)
 		st->guest_faults = 1;
-	if (!s || !tab || (s->size && s->size < sizeof(*tab)) ||
-	    vmm_gva_read(k->vm, s->addr, tab, sizeof(*tab)) ||
-	    tab->magic != VMPOKE_TASKS_MAGIC || tab->version != VMPOKE_ABI_VERSION ||
-	    tab->task_size != sizeof(struct vmpoke_task) ||
-	    tab->capacity != VMPOKE_MAX_VCPUS * VMPOKE_MAX_TASKS ||
-	    tab->nr_tasks > tab->capacity)
-		goto out;
-	for (uint32_t i = 0; i < tab->nr_tasks; i++) {
+	if (!tab)
+		return ret;
+	ret = vmm_tasks_read(k->vm, tab, msg, sizeof(msg));
+	for (uint32_t i = 0; !ret && i < tab->nr_tasks; i++) {
 		const struct vmpoke_task *t = &tab->tasks[i];
 		struct campaign_task_stats *ts = &st->tasks[st->nr_tasks];
 
@@ -345,8 +340,6 @@ static int kvm_stats(void *be, struct campaign_guest_stats *st)
 		st->check_failures += t->check_failures;
 		st->nr_tasks++;
 	}
-	ret = 0;
-out:
 	free(tab);
 	return ret;
 }
