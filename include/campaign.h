@@ -237,6 +237,17 @@ void campaign_signal(int sig);
 /* `vmpoke campaign` arguments (cmd_campaign.c); 0 or VMPOKE_EXIT_USAGE. */
 int campaign_parse_args(int argc, char **argv, struct campaign_opts *o, bool *help);
 
+/*
+ * `vmpoke bench probe`'s int3_lua_ns: a Lua handler (handler is Lua source
+ * that returns a function, e.g. "return function(ctx) end") run per hit
+ * exactly as a campaign runs one (campaign_bench.c).
+ */
+struct campaign_bench;
+struct campaign_bench *campaign_bench_new(const char *handler, char *msg, size_t len);
+enum campaign_verdict campaign_bench_hit(struct campaign_bench *b, struct campaign_hit *h);
+bool campaign_bench_failed(struct campaign_bench *b, char *msg, size_t len);
+void campaign_bench_free(struct campaign_bench *b);
+
 /* The real backend (campaign_kvm.c). */
 extern const struct campaign_ops campaign_kvm_ops;
 void *campaign_kvm_new(void);

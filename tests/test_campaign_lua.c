@@ -438,6 +438,39 @@ static void test_timeout(void)
 	json_object_put(r);
 }
 
+/* bench probe's Lua handler path: the same hand-off, ctx and register copy. */
+static void test_bench_handler(void)
+{
+	struct kvm_regs regs = { .rdi = 41, .rip = 0x1000, .rsp = 0x8000 };
+	struct campaign_hit h = { 1, 8, &regs };
+	struct campaign_bench *b;
+	char msg[256];
+
+	b = campaign_bench_new("return function(ctx) ctx.regs.rax = ctx.regs.rdi + ctx.vcpu end",
+			       msg, sizeof(msg));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	EXPECT_EQ_U64(CAMPAIGN_RESUME, campaign_bench_hit(b, &h));
+	EXPECT_EQ_U64(42, regs.rax);
+	CU_ASSERT_FALSE(campaign_bench_failed(b, msg, sizeof(msg)));
+	campaign_bench_free(b);
+
+	b = campaign_bench_new("return function(ctx) ctx.regs.rip = 0x2000; return 'skip' end",
+			       msg, sizeof(msg));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	EXPECT_EQ_U64(CAMPAIGN_SKIP, campaign_bench_hit(b, &h));
+	EXPECT_EQ_U64(0x2000, regs.rip);
+	campaign_bench_free(b);
+
+	b = campaign_bench_new("return function(ctx) error('x') end", msg, sizeof(msg));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	campaign_bench_hit(b, &h);
+	CU_ASSERT_TRUE(campaign_bench_failed(b, msg, sizeof(msg)));
+	campaign_bench_free(b);
+
+	CU_ASSERT_PTR_NULL(campaign_bench_new("return 5", msg, sizeof(msg)));
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "does not return a function"));
+}
+
 TEST_SUITE(campaign_lua, "campaign_lua", false,
 	   TEST(test_symbols_and_memory),
 	   TEST(test_encoders_and_patch),
@@ -448,4 +481,5 @@ TEST_SUITE(campaign_lua, "campaign_lua", false,
 	   TEST(test_config_table),
 	   TEST(test_exit_codes),
 	   TEST(test_signal),
-	   TEST(test_timeout))
+	   TEST(test_timeout),
+	   TEST(test_bench_handler))
