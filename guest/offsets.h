@@ -93,6 +93,6 @@
 #define SITEF_PAGE		0x4
 #define SITES_MAGIC		0x5345544953504d56
 #define MAX_SITES		64
-#define ABI_VERSION		1
+#define ABI_VERSION		2
 
 #endif /* GUEST_OFFSETS_H */

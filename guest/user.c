@@ -20,6 +20,7 @@
 #include "guest.h"
 #include "user.h"
 #include "sites.h"
+#include "probelib.h"
 
 #define INT3_DEFAULT_COUNT	1000
 
@@ -173,6 +174,67 @@ static const site_check_fn site_checks[] = {
 };
 #define NR_CHECKS (sizeof(site_checks) / sizeof(site_checks[0]))
 
+static int lib_expect(struct vmpoke_task *t, uintptr_t fn,
+		      uint64_t expected, uint64_t actual, const char *what)
+{
+	if (expected == actual)
+		return 0;
+	user_check_fail(t, fn, expected, actual, what);
+	return 1;
+}
+
+/* Fletcher-32 again, written as the definition (two sums mod 65535). */
+static uint32_t ref_fletcher(const uint8_t *buf, size_t n)
+{
+	uint64_t lo = 0xffff, hi = 0xffff;
+
+	while (n--) {
+		lo += *buf++;
+		lo -= lo >= 65535 ? 65535 : 0;
+		hi += lo;
+		hi -= hi >= 65535 ? 65535 : 0;
+	}
+	return (uint32_t)(hi << 16 | lo);
+}
+
+/*
+ * One call of every lib_* function (probelib.c), each result checked
+ * against a value computed here independently: a campaign that patches a
+ * library function shows up in the guest's own check failures.
+ */
+static void check_lib(struct vmpoke_task *t, uint64_t x)
+{
+	uint64_t v[LIB_SUM_LEN], ops[10];
+	uint8_t buf[LIB_CSUM_LEN];
+	uint32_t op = (uint32_t)(x % 10);
+	unsigned int i;
+
+	lib_expect(t, (uintptr_t)lib_add, x + 0x1234,
+		   lib_add(x, 0x1234), "lib_add");
+	lib_expect(t, (uintptr_t)lib_mul_add, x * 5 + 7 * 3,
+		   lib_mul_add(x, 5, 7), "lib_mul_add");
+	for (i = 0; i < LIB_CSUM_LEN; i++)
+		buf[i] = (uint8_t)(x >> (i % 8) * 8) + (uint8_t)i;
+	lib_expect(t, (uintptr_t)lib_checksum, ref_fletcher(buf, LIB_CSUM_LEN),
+		   lib_checksum(buf, LIB_CSUM_LEN), "lib_checksum");
+	ops[0] = x + 11;
+	ops[1] = x ^ 0x5a5a;
+	ops[2] = x * 7;
+	ops[3] = x >> 3;
+	ops[4] = x - 1000;
+	ops[5] = ~x;
+	ops[6] = x << 5;
+	ops[7] = x | 0x100;
+	ops[8] = x & 0xff00;
+	ops[9] = x * x;
+	lib_expect(t, (uintptr_t)lib_switch, ops[op], lib_switch(op, x),
+		   "lib_switch");
+	for (i = 0; i < LIB_SUM_LEN; i++)
+		v[i] = x + i;
+	lib_expect(t, (uintptr_t)lib_sum_calls, LIB_SUM_LEN * x + 6,
+		   lib_sum_calls(v, LIB_SUM_LEN), "lib_sum_calls");
+}
+
 /*
  * HOT: every site in table order, a fresh input per call.  TORTURE: the
  * same sites, but each pass starts at a random site and consecutive calls
@@ -194,6 +256,7 @@ static void __attribute__((noreturn)) run_sites(struct vmpoke_task *t,
 			site_checks[i](t, torture ? (x + k) & SITE_X_MASK
 						  : next_x(&rng));
 		}
+		check_lib(t, x);
 		t->iterations++;
 		if (n && t->iterations >= n)
 			break;

@@ -14,7 +14,7 @@
 
 #include <stdint.h>
 
-#define VMPOKE_ABI_VERSION	1
+#define VMPOKE_ABI_VERSION	2
 #define VMPOKE_BOOT_MAGIC	0x4b4f50564d504b56ull	/* "VKPMVPOK" */
 #define VMPOKE_TASKS_MAGIC	0x534b534154504d56ull	/* "VMPTASKS" */
 
@@ -329,5 +329,16 @@ struct vmpoke_lab {
 /* [start, end) of text that runs on the trap path: never patchable. */
 #define VMPOKE_SYM_ENTRY_START	"__entry_text_start"
 #define VMPOKE_SYM_ENTRY_END	"__entry_text_end"
+/*
+ * [start, end) of the VMM-owned executable region (since ABI version 2):
+ * page aligned, inside the image's text segment (so within +-2 GB of all
+ * guest text and executable at CPL3 and CPL0), filled with INT3.  The
+ * guest never writes or jumps into it; the VMM puts out-of-line probe
+ * slots there (later: optimized-probe detours).  The VMM checks its
+ * bounds against the image and VMPOKE_XOL_MAX_SIZE before using it.
+ */
+#define VMPOKE_SYM_XOL_START	"__xol_start"
+#define VMPOKE_SYM_XOL_END	"__xol_end"
+#define VMPOKE_XOL_MAX_SIZE	(1u << 20)
 
 #endif /* VMPOKE_ABI_H */

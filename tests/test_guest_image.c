@@ -517,6 +517,58 @@ static void test_guest_cpl0_code(void)
 	gimg_close(&g);
 }
 
+/*
+ * The probe targets and the VMM-owned region: every lib_* function is CPL3
+ * task text with its lib_calls_ counter; the XOL region is page aligned,
+ * inside the image, all INT3, and holds no other symbol.
+ */
+static void test_guest_probe_abi(void)
+{
+	static const char *const libs[] = {
+		"add", "mul_add", "checksum", "switch", "sum_calls",
+	};
+	const struct sym *lo, *hi, *fn, *calls, *s;
+	const uint8_t *xol;
+	struct gimg g;
+	char name[64];
+	unsigned int i;
+
+	CU_ASSERT_FATAL(gimg_open(&g) == 0);
+	lo = need_sym(&g, VMPOKE_SYM_USER_TEXT_START);
+	hi = need_sym(&g, VMPOKE_SYM_USER_TEXT_END);
+	CU_ASSERT_FATAL(lo && hi);
+	for (i = 0; i < sizeof(libs) / sizeof(libs[0]); i++) {
+		snprintf(name, sizeof(name), "lib_%s", libs[i]);
+		fn = need_sym(&g, name);
+		snprintf(name, sizeof(name), "lib_calls_%s", libs[i]);
+		calls = need_sym(&g, name);
+		if (!fn || !calls)
+			continue;
+		CU_ASSERT(fn->type == 'T' && fn->size > 0);
+		CU_ASSERT(fn->addr >= lo->addr && fn->addr + fn->size <= hi->addr);
+		CU_ASSERT_EQUAL(calls->size, VMPOKE_MAX_VCPUS * sizeof(uint64_t));
+	}
+	lo = need_sym(&g, VMPOKE_SYM_XOL_START);
+	hi = need_sym(&g, VMPOKE_SYM_XOL_END);
+	CU_ASSERT_FATAL(lo && hi);
+	CU_ASSERT_EQUAL(lo->addr % 4096, 0);
+	CU_ASSERT(hi->addr > lo->addr && hi->addr - lo->addr <= VMPOKE_XOL_MAX_SIZE);
+	xol = at(&g, lo->addr, hi->addr - lo->addr);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(xol);
+	for (i = 0; i < hi->addr - lo->addr; i++)
+		if (xol[i] != 0xcc)
+			break;
+	EXPECT_TRUE_MSG(i == hi->addr - lo->addr, "XOL byte %u is 0x%02x, not INT3",
+			i, i < hi->addr - lo->addr ? xol[i] : 0);
+	for (i = 0; i < symtab_count(g.st); i++) {
+		s = symtab_at(g.st, i);
+		if (s != lo && s != hi && s->addr >= lo->addr && s->addr < hi->addr)
+			EXPECT_TRUE_MSG(false, "symbol %s inside the XOL region", s->name);
+	}
+	gimg_close(&g);
+}
+
 TEST_SUITE(guest_image, "guest_image", false,
 	   TEST(test_guest_tables), TEST(test_guest_func_symbols),
-	   TEST(test_guest_sites), TEST(test_guest_cpl0_code))
+	   TEST(test_guest_sites), TEST(test_guest_cpl0_code),
+	   TEST(test_guest_probe_abi))
