@@ -30,13 +30,27 @@ enum poke_emu_kind {
 	POKE_EMU_CALL,		/* CALL rel32 */
 	POKE_EMU_RET,
 	POKE_EMU_JCC,		/* Jcc rel8/rel32, cond = low nibble of opcode */
+	/*
+	 * Probes only (poke_emulate_regs(); kprobes' prepare_emulation() set
+	 * plus PUSH/POP): a batch site never queues these.
+	 */
+	POKE_EMU_RET_IMM,	/* RET imm16: pop rip, then rsp += imm */
+	POKE_EMU_LOOP,		/* cond: 0 LOOPNE, 1 LOOPE, 2 LOOP, 3 JrCXZ; asize */
+	POKE_EMU_JMP_REG,	/* jmp *%reg */
+	POKE_EMU_CALL_REG,	/* call *%reg */
+	POKE_EMU_PUSH,		/* push %reg (64-bit) */
+	POKE_EMU_POP,		/* pop %reg (64-bit) */
 };
 
 struct poke_emu {
 	enum poke_emu_kind kind;
 	uint8_t cond;		/* JCC: 0x0..0xf (o,no,b,ae,e,ne,be,a,s,ns,p,np,l,ge,le,g) */
 	uint8_t len;		/* length of the emulated instruction */
-	uint64_t target;	/* JMP/CALL/JCC absolute target */
+	uint8_t reg;		/* *_REG, PUSH, POP: 0 rax 1 rcx 2 rdx 3 rbx 4 rsp
+				 * 5 rbp 6 rsi 7 rdi 8..15 r8..r15 */
+	uint8_t asize;		/* LOOP: address size in bytes, 4 or 8 */
+	uint16_t imm;		/* RET_IMM */
+	uint64_t target;	/* JMP/CALL/JCC/LOOP absolute target */
 };
 
 /* Refusal reasons; poke_strerror() gives the text. */

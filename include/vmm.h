@@ -195,7 +195,17 @@ struct vmm_trap {
 	uint64_t addr;			/* the INT3 byte */
 	uint64_t rip;			/* in: addr + 1; out: where to resume */
 	uint64_t rsp;			/* interrupted stack pointer */
-	uint64_t rflags;		/* interrupted flags (read-only) */
+	uint64_t rflags;		/* interrupted flags (read-only unless regs_dirty) */
+	/*
+	 * Every register of the interrupted context (rip = addr + 1, rsp and
+	 * rflags as above), at no extra exit: the sync_regs copy of this exit
+	 * where KVM offers KVM_CAP_SYNC_REGS, else the one KVM_GET_REGS the
+	 * trap path makes anyway.  A hook that changes general-purpose
+	 * registers or the arithmetic flags in *regs sets regs_dirty; rip and
+	 * rsp are always taken from the fields above.
+	 */
+	struct kvm_regs *regs;
+	bool regs_dirty;
 };
 
 enum vmm_trap_verdict {

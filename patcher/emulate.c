@@ -73,3 +73,97 @@ int poke_emulate(const struct poke_emu *emu, uint64_t addr,
 	cpu->rip = addr;
 	return -EFAULT;
 }
+
+__u64 *poke_gpr(struct kvm_regs *r, unsigned int n)
+{
+	__u64 *const map[16] = {
+		&r->rax, &r->rcx, &r->rdx, &r->rbx, &r->rsp, &r->rbp, &r->rsi,
+		&r->rdi, &r->r8, &r->r9, &r->r10, &r->r11, &r->r12, &r->r13,
+		&r->r14, &r->r15,
+	};
+
+	return map[n & 15];
+}
+
+/*
+ * LOOP/LOOPE/LOOPNE decrement the count register of the address size
+ * (RCX, or ECX with a 67 prefix, leaving the upper half as it is, as
+ * kprobes' int3_emulate_loop() does) and branch if it is not zero (and
+ * ZF allows); JRCXZ/JECXZ branch if it is zero, without changing it.
+ * The lab test compares each against the real instruction.
+ */
+static bool emulate_loop(const struct poke_emu *emu, struct kvm_regs *r)
+{
+	uint64_t mask = emu->asize == 4 ? 0xffffffffull : ~0ull;
+	uint64_t cx = r->rcx & mask;
+	bool zf = r->rflags & POKE_FLAG_ZF;
+
+	if (emu->cond == 3)
+		return cx == 0;
+	cx = (cx - 1) & mask;
+	r->rcx = (r->rcx & ~mask) | cx;
+	switch (emu->cond) {
+	case 0: return cx && !zf;	/* LOOPNE */
+	case 1: return cx && zf;	/* LOOPE */
+	default: return cx != 0;	/* LOOP */
+	}
+}
+
+int poke_emulate_regs(const struct poke_emu *emu, uint64_t addr,
+		      struct kvm_regs *r, const struct poke_mem *mem)
+{
+	uint64_t next = addr + emu->len, v, sp = r->rsp;
+	struct poke_cpu cpu;
+
+	switch (emu->kind) {
+	case POKE_EMU_JMP:
+	case POKE_EMU_JCC:
+	case POKE_EMU_CALL:
+	case POKE_EMU_RET:
+		cpu = (struct poke_cpu){ .rip = r->rip, .rsp = r->rsp,
+					 .rflags = r->rflags };
+		if (poke_emulate(emu, addr, &cpu, mem))
+			return -EFAULT;
+		r->rip = cpu.rip;
+		r->rsp = cpu.rsp;
+		return 0;
+	case POKE_EMU_RET_IMM:
+		if (mem->read(mem->ctx, sp, &v, sizeof(v)))
+			return -EFAULT;
+		r->rsp = sp + 8 + emu->imm;
+		r->rip = v;
+		return 0;
+	case POKE_EMU_LOOP:
+		r->rip = emulate_loop(emu, r) ? emu->target : next;
+		return 0;
+	case POKE_EMU_JMP_REG:
+		r->rip = *poke_gpr(r, emu->reg);
+		return 0;
+	case POKE_EMU_CALL_REG:
+		/* The target is read before the push: call *%rsp uses the old rsp. */
+		v = *poke_gpr(r, emu->reg);
+		if (mem->write(mem->ctx, sp - 8, &next, sizeof(next)))
+			return -EFAULT;
+		r->rsp = sp - 8;
+		r->rip = v;
+		return 0;
+	case POKE_EMU_PUSH:
+		/* push %rsp pushes the value before the decrement */
+		v = *poke_gpr(r, emu->reg);
+		if (mem->write(mem->ctx, sp - 8, &v, sizeof(v)))
+			return -EFAULT;
+		r->rsp = sp - 8;
+		r->rip = next;
+		return 0;
+	case POKE_EMU_POP:
+		/* pop %rsp loads rsp from the stack: the increment is lost */
+		if (mem->read(mem->ctx, sp, &v, sizeof(v)))
+			return -EFAULT;
+		r->rsp = sp + 8;
+		*poke_gpr(r, emu->reg) = v;
+		r->rip = next;
+		return 0;
+	default:
+		return -EFAULT;
+	}
+}

@@ -112,13 +112,34 @@ struct poke_mem {
 int poke_emulate(const struct poke_emu *emu, uint64_t addr,
 		 struct poke_cpu *cpu, const struct poke_mem *mem);
 
+/*
+ * Every kind, on a whole register file (probes).  0, or -EFAULT if a stack
+ * access faulted: then regs are unchanged and rip is still addr + 1.
+ */
+int poke_emulate_regs(const struct poke_emu *emu, uint64_t addr,
+		      struct kvm_regs *regs, const struct poke_mem *mem);
+/* The general-purpose register with hardware number n (0..15). */
+__u64 *poke_gpr(struct kvm_regs *regs, unsigned int n);
+
 /* --- traptable.c -------------------------------------------------------- */
+
+struct probe;
+
+/* What a trap at a live entry's address is for. */
+enum poke_live_role {
+	LIVE_SITE = 0,		/* a batch site: emulate emu (transient) */
+	LIVE_PROBE,		/* a probe's head: probe_hit() (persistent) */
+	LIVE_PROBE_RET,		/* the INT3 closing a probe's out-of-line slot:
+				 * resume at emu.target (uprobes' IP fix) */
+};
 
 struct poke_live {
 	uint64_t addr;
 	uint8_t len;
+	uint8_t role;			/* enum poke_live_role */
 	uint8_t old[POKE_MAX_LEN];	/* for site.c's recovery of our INT3s */
 	struct poke_emu emu;
+	struct probe *probe;		/* LIVE_PROBE, LIVE_PROBE_RET */
 };
 
 /* Immutable once published. */
@@ -142,6 +163,11 @@ void traptable_destroy(struct poke_table *t);
 /* Publish cur plus these sites / cur minus sites at these addresses. */
 int traptable_add(struct poke_table *t, const struct poke_site *sites, size_t n);
 int traptable_remove(struct poke_table *t, const struct poke_site *sites, size_t n);
+/* The same for ready-made entries (probes) and bare addresses. */
+int traptable_add_live(struct poke_table *t, const struct poke_live *add, size_t n);
+int traptable_remove_addrs(struct poke_table *t, const uint64_t *addrs, size_t n);
+/* A batch site's entry (role LIVE_SITE). */
+void traptable_live_of(const struct poke_site *site, struct poke_live *e);
 /* The entry whose INT3 byte is at addr in snapshot s, or NULL. */
 const struct poke_live *traptable_lookup(const struct poke_snapshot *s, uint64_t addr);
 /* How the hook files a trap; see traptable_classify() for the ordering. */
@@ -155,6 +181,22 @@ enum trap_class traptable_classify(struct poke_table *t, uint64_t addr,
 uint64_t traptable_mark(const struct poke_table *t);
 void traptable_reclaim(struct poke_table *t, uint64_t mark);
 size_t traptable_pending(const struct poke_table *t);
+
+/* --- arm.c ------------------------------------------------------------- */
+
+/*
+ * Arm: publish e, write INT3 at e->addr, sync (the head stays INT3).
+ * Disarm: write e->old[0] back, sync, retire e, sync.  The _locked forms
+ * expect p->lock held.  `where` names the entry in messages.
+ */
+enum poke_err poke_arm(struct patcher *p, const struct poke_live *e,
+		       const char *where, char *msg, size_t msglen);
+enum poke_err poke_disarm(struct patcher *p, const struct poke_live *e,
+			  const char *where, char *msg, size_t msglen);
+enum poke_err poke_arm_locked(struct patcher *p, const struct poke_live *e,
+			      const char *where, char *msg, size_t msglen);
+enum poke_err poke_disarm_locked(struct patcher *p, const struct poke_live *e,
+				 const char *where, char *msg, size_t msglen);
 
 /*
  * Where the exception frame is inside a #BP stub (VMPOKE_SYM_BP_ENTRY /

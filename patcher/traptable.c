@@ -91,43 +91,73 @@ static bool live_sorted(const struct poke_live *e, size_t n)
 	return true;
 }
 
+void traptable_live_of(const struct poke_site *site, struct poke_live *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->addr = site->addr;
+	e->len = site->len;
+	e->role = LIVE_SITE;
+	e->emu = site->emu;
+	memcpy(e->old, site->old, sizeof(site->old));
+}
+
 /*
  * The current snapshot is sorted and batches arrive sorted (finish()
  * sorts them), so adding is a merge, O(have + n): the per-site cost of a
  * batch must stay far below one sync for a 256-site batch to cost about
- * as much as one site.
+ * as much as one site.  add[] is sorted in place if it is not.
  */
-int traptable_add(struct poke_table *t, const struct poke_site *sites, size_t n)
+static int traptable_merge(struct poke_table *t, struct poke_live *add, size_t n)
 {
 	struct poke_snapshot *cur = atomic_load_explicit(&t->cur, memory_order_relaxed);
 	size_t have = cur ? cur->n : 0, i, j = 0, k = 0;
 	struct poke_snapshot *s;
-	struct poke_live *add;
 
-	if (!n)
-		return 0;
 	s = snapshot_alloc(have + n);
-	add = malloc(n * sizeof(*add));
-	if (!s || !add) {
-		free(s);
-		free(add);
+	if (!s)
 		return -ENOMEM;
-	}
-	for (i = 0; i < n; i++) {
-		add[i].addr = sites[i].addr;
-		add[i].len = sites[i].len;
-		add[i].emu = sites[i].emu;
-		memcpy(add[i].old, sites[i].old, sizeof(sites[i].old));
-	}
 	/* Sorted so the hook can bsearch (2aebf5ee43bf: an unsorted array misses). */
 	if (!live_sorted(add, n))
 		qsort(add, n, sizeof(add[0]), live_cmp);
 	for (i = 0; i < have || j < n;)
 		s->e[k++] = j == n || (i < have && cur->e[i].addr <= add[j].addr) ?
 			    cur->e[i++] : add[j++];
-	free(add);
 	traptable_publish(t, s);
 	return 0;
+}
+
+int traptable_add(struct poke_table *t, const struct poke_site *sites, size_t n)
+{
+	struct poke_live *add;
+	size_t i;
+	int r;
+
+	if (!n)
+		return 0;
+	add = malloc(n * sizeof(*add));
+	if (!add)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		traptable_live_of(&sites[i], &add[i]);
+	r = traptable_merge(t, add, n);
+	free(add);
+	return r;
+}
+
+int traptable_add_live(struct poke_table *t, const struct poke_live *e, size_t n)
+{
+	struct poke_live *add;
+	int r;
+
+	if (!n)
+		return 0;
+	add = malloc(n * sizeof(*add));
+	if (!add)
+		return -ENOMEM;
+	memcpy(add, e, n * sizeof(*add));
+	r = traptable_merge(t, add, n);
+	free(add);
+	return r;
 }
 
 static int addr_cmp(const void *a, const void *b)
@@ -141,29 +171,20 @@ static int addr_cmp(const void *a, const void *b)
  * A merge walk over the sorted snapshot and the sorted addresses to drop.
  * Why not a search per entry: retiring a 4096-site batch from a table of
  * 4096 by linear search was 16.7 M compares, the dominant cost of the
- * whole batch (bench poke: 69x a single site).
+ * whole batch (bench poke: 69x a single site).  drop[] is sorted in place.
  */
-int traptable_remove(struct poke_table *t, const struct poke_site *sites, size_t n)
+static int traptable_drop(struct poke_table *t, uint64_t *drop, size_t n)
 {
 	struct poke_snapshot *cur = atomic_load_explicit(&t->cur, memory_order_relaxed);
 	struct poke_snapshot *s;
-	uint64_t *drop;
 	size_t i, j = 0, k = 0;
 	bool sorted = true;
 
-	if (!cur || !n)
-		return 0;
-	drop = malloc(n * sizeof(*drop));
 	s = snapshot_alloc(cur->n);
-	if (!drop || !s) {
-		free(drop);
-		free(s);
+	if (!s)
 		return -ENOMEM;
-	}
-	for (i = 0; i < n; i++) {
-		drop[i] = sites[i].addr;
-		sorted &= !i || drop[i - 1] <= drop[i];
-	}
+	for (i = 1; i < n; i++)
+		sorted &= drop[i - 1] <= drop[i];
 	if (!sorted)
 		qsort(drop, n, sizeof(*drop), addr_cmp);
 	for (i = 0; i < cur->n; i++) {
@@ -173,9 +194,42 @@ int traptable_remove(struct poke_table *t, const struct poke_site *sites, size_t
 			s->e[k++] = cur->e[i];
 	}
 	s->n = k;
-	free(drop);
 	traptable_publish(t, s);
 	return 0;
+}
+
+int traptable_remove(struct poke_table *t, const struct poke_site *sites, size_t n)
+{
+	uint64_t *drop;
+	size_t i;
+	int r;
+
+	if (!atomic_load_explicit(&t->cur, memory_order_relaxed) || !n)
+		return 0;
+	drop = malloc(n * sizeof(*drop));
+	if (!drop)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		drop[i] = sites[i].addr;
+	r = traptable_drop(t, drop, n);
+	free(drop);
+	return r;
+}
+
+int traptable_remove_addrs(struct poke_table *t, const uint64_t *addrs, size_t n)
+{
+	uint64_t *drop;
+	int r;
+
+	if (!atomic_load_explicit(&t->cur, memory_order_relaxed) || !n)
+		return 0;
+	drop = malloc(n * sizeof(*drop));
+	if (!drop)
+		return -ENOMEM;
+	memcpy(drop, addrs, n * sizeof(*drop));
+	r = traptable_drop(t, drop, n);
+	free(drop);
+	return r;
 }
 
 const struct poke_live *traptable_lookup(const struct poke_snapshot *s, uint64_t addr)

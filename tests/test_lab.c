@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "patcher.h"
-#include "../patcher/patcher_test.h"
+#include "../patcher/patcher_internal.h"
 #include "symtab.h"
 #include "testlib.h"
 #include "vmm.h"
@@ -179,6 +179,7 @@ static void lab_form(struct lab *l, const char *name, const uint8_t *insn,
 	uint8_t bytes[VMPOKE_LAB_SITE_LEN];
 	struct poke_stats before, after;
 	struct poke_site site;
+	struct poke_live live;
 	char msg[256];
 	enum poke_err e;
 
@@ -200,7 +201,8 @@ static void lab_form(struct lab *l, const char *name, const uint8_t *insn,
 	EXPECT_TRUE_MSG(e == POKE_OK, "%s: prepare: %s", name, msg);
 	if (e != POKE_OK)
 		return;
-	e = patcher_arm_for_test(l->p, &site, msg, sizeof(msg));
+	traptable_live_of(&site, &live);
+	e = poke_arm(l->p, &live, site.where, msg, sizeof(msg));
 	EXPECT_TRUE_MSG(e == POKE_OK, "%s: arm: %s", name, msg);
 	if (e != POKE_OK)
 		return;
@@ -209,7 +211,7 @@ static void lab_form(struct lab *l, const char *name, const uint8_t *insn,
 		if (!lab_request(l, flag_states[i], &emu[i]))
 			return;
 	patcher_stats(l->p, &after);
-	e = patcher_disarm_for_test(l->p, &site, msg, sizeof(msg));
+	e = poke_disarm(l->p, &live, site.where, msg, sizeof(msg));
 	EXPECT_TRUE_MSG(e == POKE_OK, "%s: disarm: %s", name, msg);
 	/* Every armed request went through the hook, none around it. */
 	EXPECT_EQ_U64(NR_FLAG_STATES, after.trap_hits - before.trap_hits);

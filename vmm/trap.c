@@ -91,15 +91,36 @@ static enum vmm_trap_verdict trap_call_hook(struct vcpu *v, struct vmm_trap *t)
 	return h->fn(t, h->opaque);
 }
 
+/* What the #BP stub leaves at its %rsp while it sits in the inb: its saved
+ * %rax, then the hardware frame. */
 struct trap_frame {
+	uint64_t rax;
 	uint64_t rip, cs, rflags, rsp, ss;
 };
+
+/* The arithmetic flags (CF PF AF ZF SF OF): all a hook may change. */
+#define TRAP_ARITH_FLAGS	0x8d5ull
+
+/*
+ * The interrupted context's registers, from the stub's: the stub changed
+ * only %rax (saved at its %rsp), %rsp and %rip (in the frame), and the
+ * flags the CPU saved in the frame.
+ */
+static void trap_context_regs(const struct kvm_regs *stub, const struct trap_frame *f,
+			      struct kvm_regs *ctx)
+{
+	*ctx = *stub;
+	ctx->rax = f->rax;
+	ctx->rip = f->rip;
+	ctx->rsp = f->rsp;
+	ctx->rflags = f->rflags;
+}
 
 /* Path (b): IN from VMPOKE_PORT_BP/DB; *reply is the byte the IN returns. */
 int trap_doorbell(struct vcpu *v, unsigned int port, uint8_t *reply)
 {
 	struct trap_frame f;
-	struct kvm_regs regs;
+	struct kvm_regs regs, ctx;
 	struct vmm_trap t;
 	uint64_t at;
 	char sym[160];
@@ -114,8 +135,8 @@ int trap_doorbell(struct vcpu *v, unsigned int port, uint8_t *reply)
 		return 1;
 	}
 	atomic_store(&v->last_rip, regs.rip);
-	at = regs.rsp + 8;
-	if (at < regs.rsp || vmm_gva_read(v->vm, at, &f, sizeof(f)) || f.rip == 0) {
+	at = regs.rsp;
+	if (at + sizeof(f) < at || vmm_gva_read(v->vm, at, &f, sizeof(f)) || f.rip == 0) {
 		struct vmm_result d = { .fault = { .vector = 3, .rip = regs.rip,
 			.rsp = regs.rsp, .vcpu = v->id, .task = -1 } };
 
@@ -126,13 +147,29 @@ int trap_doorbell(struct vcpu *v, unsigned int port, uint8_t *reply)
 		       vmm_symbolize(v->vm, regs.rip, sym, sizeof(sym)));
 		return 1;
 	}
+	trap_context_regs(&regs, &f, &ctx);
 	t = (struct vmm_trap){ .vm = v->vm, .vcpu = v->id,
 		.path = VMM_TRAP_DOORBELL, .addr = f.rip - 1, .rip = f.rip,
-		.rsp = f.rsp, .rflags = f.rflags };
+		.rsp = f.rsp, .rflags = f.rflags, .regs = &ctx };
 	if (trap_call_hook(v, &t) != VMM_TRAP_HANDLED)
 		return 0;
 	f.rip = t.rip;
 	f.rsp = t.rsp;
+	if (t.regs_dirty) {
+		/* The stub's own %rip, %rsp and %rax stay; the rest is the context's. */
+		ctx.rip = regs.rip;
+		ctx.rsp = regs.rsp;
+		f.rax = ctx.rax;
+		ctx.rax = regs.rax;
+		f.rflags = (f.rflags & ~TRAP_ARITH_FLAGS) | (ctx.rflags & TRAP_ARITH_FLAGS);
+		ctx.rflags = regs.rflags;
+		if (vcpu_set_regs(v, &ctx)) {
+			vm_end(v->vm, VMM_HOST_ERROR, (int)v->id, NULL,
+			       "host error: vcpu %u: setting registers at #BP doorbell: %s",
+			       v->id, strerror(errno));
+			return 1;
+		}
+	}
 	if (vmm_gva_write(v->vm, at, &f, sizeof(f))) {
 		vm_end(v->vm, VMM_GUEST_FAULT, (int)v->id, NULL,
 		       "guest fault: vcpu %u: #BP frame at 0x%llx not writable",
@@ -152,17 +189,24 @@ int trap_doorbell(struct vcpu *v, unsigned int port, uint8_t *reply)
  */
 int trap_debug_exit(struct vcpu *v)
 {
-	struct kvm_regs regs;
+	struct kvm_regs regs, ctx;
 	struct vmm_trap t;
 
 	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0)
 		goto fail;
 	atomic_store(&v->last_rip, regs.rip);
+	ctx = regs;
+	ctx.rip = v->run->debug.arch.pc + 1;
 	t = (struct vmm_trap){ .vm = v->vm, .vcpu = v->id,
 		.path = VMM_TRAP_DEBUG_EXIT, .addr = v->run->debug.arch.pc,
 		.rip = v->run->debug.arch.pc + 1, .rsp = regs.rsp,
-		.rflags = regs.rflags };
+		.rflags = regs.rflags, .regs = &ctx };
 	if (trap_call_hook(v, &t) == VMM_TRAP_HANDLED) {
+		if (t.regs_dirty) {
+			ctx.rflags = (regs.rflags & ~TRAP_ARITH_FLAGS) |
+				     (ctx.rflags & TRAP_ARITH_FLAGS);
+			regs = ctx;
+		}
 		regs.rip = t.rip;
 		regs.rsp = t.rsp;
 		if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)

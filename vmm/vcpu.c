@@ -188,6 +188,21 @@ int vcpu_get_regs(struct vcpu *v, struct kvm_regs *regs)
 	return ioctl(v->fd, KVM_GET_REGS, regs) < 0 ? -errno : 0;
 }
 
+/*
+ * And back, from the vCPU's own thread: into the sync_regs block (KVM
+ * applies it at the next KVM_RUN, before completing a pending IN) or with
+ * an ioctl.
+ */
+int vcpu_set_regs(struct vcpu *v, const struct kvm_regs *regs)
+{
+	if (v->vm->sync_regs) {
+		v->run->s.regs.regs = *regs;
+		v->run->kvm_dirty_regs |= KVM_SYNC_X86_REGS;
+		return 0;
+	}
+	return ioctl(v->fd, KVM_SET_REGS, regs) < 0 ? -errno : 0;
+}
+
 void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;

@@ -143,6 +143,7 @@ void trap_hook_reclaim(struct vm *vm, uint64_t mark);
 int vcpu_create(struct vm *vm, unsigned int id);
 void *vcpu_thread(void *arg);
 int vcpu_get_regs(struct vcpu *v, struct kvm_regs *regs);
+int vcpu_set_regs(struct vcpu *v, const struct kvm_regs *regs);
 
 /* exit.c: 0 = continue, 1 = the run is over for this thread */
 int exit_handle(struct vcpu *v);

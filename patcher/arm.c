@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: MIT
+/*
+ * arm.c - arming and disarming a persistent trap entry (a probe's head,
+ * the lab's live site) through the protocol, in the same order as
+ * batch.c: publish the entry before its INT3 is written, sync; on the way
+ * out put the original first byte back, sync, and retire the entry only
+ * then, with a second sync as the grace period for its snapshot.
+ *
+ * Between arm and disarm the head stays INT3: the final head of the
+ * protocol is INT3 itself (kprobes' arm_kprobe()), so no tail is written
+ * and the bytes after the head are never touched.  Every hit goes through
+ * the trap hook, which never puts the original bytes back.
+ */
+#include <stdio.h>
+
+#include "patcher_internal.h"
+
+static enum poke_err arm_sync(struct patcher *p, const char *where,
+			      const char *after, char *msg, size_t msglen)
+{
+	uint64_t mark = traptable_mark(&p->table);
+
+	if (vmm_sync(p->vm)) {
+		snprintf(msg, msglen, "%s: sync after %s timed out", where, after);
+		return POKE_E_SYNC;
+	}
+	atomic_fetch_add(&p->syncs, 1);
+	traptable_reclaim(&p->table, mark);
+	return POKE_OK;
+}
+
+static enum poke_err arm_write(struct patcher *p, uint64_t addr, uint8_t byte,
+			       const char *where, char *msg, size_t msglen)
+{
+	uint8_t back;
+
+	if (vmm_gva_write(p->vm, addr, &byte, 1) ||
+	    vmm_gva_read(p->vm, addr, &back, 1)) {
+		snprintf(msg, msglen, "%s: guest memory not mapped", where);
+		return POKE_E_FAULT;
+	}
+	if (back != byte) {
+		snprintf(msg, msglen, "%s: read-back 0x%02x after writing 0x%02x",
+			 where, back, byte);
+		return POKE_E_READBACK;
+	}
+	return POKE_OK;
+}
+
+/* Caller holds p->lock. */
+enum poke_err poke_arm_locked(struct patcher *p, const struct poke_live *e,
+			      const char *where, char *msg, size_t msglen)
+{
+	enum poke_err err;
+
+	if (traptable_add_live(&p->table, e, 1)) {
+		snprintf(msg, msglen, "%s: out of memory", where);
+		return POKE_E_INVAL;
+	}
+	err = arm_write(p, e->addr, POKE_INT3, where, msg, msglen);
+	if (!err)
+		err = arm_sync(p, where, "INT3", msg, msglen);
+	if (err) {
+		/* Undo in the same order as a disarm: byte first, then entry. */
+		if (!arm_write(p, e->addr, e->old[0], where, NULL, 0))
+			arm_sync(p, where, "undo", NULL, 0);
+		traptable_remove_addrs(&p->table, &e->addr, 1);
+	}
+	return err;
+}
+
+enum poke_err poke_disarm_locked(struct patcher *p, const struct poke_live *e,
+				 const char *where, char *msg, size_t msglen)
+{
+	enum poke_err err;
+
+	err = arm_write(p, e->addr, e->old[0], where, msg, msglen);
+	if (!err)
+		err = arm_sync(p, where, "restoring the first byte", msg, msglen);
+	if (err)
+		return err;	/* the entry stays: a vCPU may still trap there */
+	traptable_remove_addrs(&p->table, &e->addr, 1);
+	return arm_sync(p, where, "retire", msg, msglen);
+}
+
+enum poke_err poke_arm(struct patcher *p, const struct poke_live *e,
+		       const char *where, char *msg, size_t msglen)
+{
+	enum poke_err err;
+
+	pthread_mutex_lock(&p->lock);
+	err = poke_arm_locked(p, e, where, msg, msglen);
+	pthread_mutex_unlock(&p->lock);
+	return err;
+}
+
+enum poke_err poke_disarm(struct patcher *p, const struct poke_live *e,
+			  const char *where, char *msg, size_t msglen)
+{
+	enum poke_err err;
+
+	pthread_mutex_lock(&p->lock);
+	err = poke_disarm_locked(p, e, where, msg, msglen);
+	pthread_mutex_unlock(&p->lock);
+	return err;
+}
