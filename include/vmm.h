@@ -121,6 +121,10 @@ int vmm_outcome_exit_code(enum vmm_outcome o);
  */
 int vmm_sync(struct vm *vm);
 
+/* Is the caller a vCPU thread (e.g. inside a trap hook)?  Such a caller
+ * must not sync, pause or take a lock a controller holds while it syncs. */
+bool vmm_on_vcpu_thread(void);
+
 /*
  * vmm_pause - stop the world: every online vCPU leaves guest mode, completes
  * any pending IO/MMIO exit, saves its registers and parks.  Offline vCPUs are

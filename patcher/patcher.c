@@ -146,6 +146,7 @@ void patcher_destroy(struct patcher *p)
 {
 	if (!p)
 		return;
+	probe_destroy_all(p);
 	vmm_set_trap_hook(p->vm, NULL, NULL);
 	if (vmm_sync(p->vm)) {
 		vmm_error("patcher: a vCPU did not acknowledge the final sync; "
@@ -153,6 +154,7 @@ void patcher_destroy(struct patcher *p)
 		return;
 	}
 	traptable_destroy(&p->table);
+	probe_free_all(p);
 	shadow_free(p);
 	pthread_mutex_destroy(&p->lock);
 	free(p);

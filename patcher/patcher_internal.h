@@ -226,6 +226,11 @@ struct patcher {
 	enum poke_method cpl0_method;	/* for sites in kernel text */
 	uint64_t user_start, user_end;	/* CPL3 task text; empty: all CPL0 */
 	bool stubs_decoded;		/* under lock */
+	/*
+	 * Probes (probe.c): set under lock before the first probe entry is
+	 * published, freed only by patcher_destroy() after its final sync.
+	 */
+	struct probe_state *probes;
 	struct shadow_stub stubs[2];	/* #BP entry, #BP handler */
 };
 
@@ -241,12 +246,43 @@ enum vmm_trap_verdict traptable_hook(struct vmm_trap *trap, void *opaque);
 
 /* "sym+0xoff" for addr, or "0x..." (site.c). */
 void site_where(struct patcher *p, uint64_t addr, char *buf, size_t len);
+/*
+ * Put the original bytes of our live entries (sites, probe heads) back
+ * into code[0..size), a copy of guest memory at base (kprobes'
+ * recover_probed_instruction()).  Caller holds p->lock.
+ */
+void site_recover(struct patcher *p, uint8_t *code, uint64_t base, size_t size);
+
+/* The probe engine (probe.c): a trap on a probe's head, and teardown. */
+struct probe_state;
+enum vmm_trap_verdict probe_hit(struct patcher *p, const struct poke_live *e,
+				struct vmm_trap *t);
+void probe_destroy_all(struct patcher *p);	/* disarm what is armed */
+void probe_free_all(struct patcher *p);		/* after the final sync */
 
 /*
  * Probe-shadow check of the multi-instruction sites among sites[0..n)
  * (shadow.c).  POKE_OK, POKE_E_SHADOW_BUSY with msg naming who sat where
  * after opts.shadow_retries, or another error from the VMM.
  */
+/*
+ * The busy-range check (shadow.c), for any ranges: pause every vCPU, look
+ * at every context - vCPU RIPs, the CPL0 frame (or the #BP stub's frame),
+ * every runnable task's saved RIP - and resume.  A context is inside a
+ * range when its RIP is in [lo, hi); a #BP frame parked before the
+ * doorbell with RIP == own_int3 (non-zero) is not.  0: all clear; 1: some
+ * range is busy (its .busy set; msg lists every culprit and culprits
+ * counts them); -1: error (msg says why); -2: a vCPU did not pause.
+ */
+struct busy_range {
+	uint64_t lo, hi;
+	uint64_t own_int3;
+	char what[128];		/* "site foo+0x6 (5 bytes)", "slot 3 of foo+0x4" */
+	bool busy;		/* out */
+};
+int busy_scan(struct patcher *p, struct busy_range *r, size_t n,
+	      char *msg, size_t msglen, unsigned int *culprits);
+
 enum poke_err shadow_check(struct patcher *p, const struct poke_site *sites,
 			   size_t n, char *msg, size_t msglen);
 

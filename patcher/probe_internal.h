@@ -50,4 +50,34 @@ int probe_insn_slot(const struct probe_insn *pi, uint64_t addr, uint64_t slot,
 		    uint8_t *out, size_t outcap, size_t *outlen, size_t *ret_at,
 		    const char **reason);
 
+/* --- xol.c -------------------------------------------------------------- */
+
+enum xol_state { XOL_FREE = 0, XOL_USED, XOL_PENDING };
+
+struct probe_xol {
+	bool ok;			/* the image has a usable region */
+	uint64_t base, end;
+	unsigned int nslots;
+	uint8_t *state;			/* per slot: free, used, pending */
+	uint64_t *ret_entry;		/* per pending slot: its INT3's entry, 0 if none */
+};
+
+int xol_init(struct patcher *p, struct probe_xol *x, char *msg, size_t msglen);
+void xol_free(struct probe_xol *x);
+bool xol_contains(const struct probe_xol *x, uint64_t addr);
+uint64_t xol_slot_addr(const struct probe_xol *x, int slot);
+int xol_alloc(struct patcher *p, struct probe_xol *x, char *msg, size_t msglen);
+void xol_release(struct probe_xol *x, int slot, uint64_t ret_entry);
+void xol_unuse(struct probe_xol *x, int slot);
+int xol_reclaim(struct patcher *p, struct probe_xol *x, char *msg, size_t msglen);
+unsigned int xol_count(const struct probe_xol *x, int state);
+
+/* --- probe.c (for tests) ----------------------------------------------- */
+
+/* The patcher's XOL region (NULL before the first probe_add). */
+struct probe_xol *probe_xol_of(struct patcher *p);
+/* How the probe runs its instruction, and its slot (0 if none). */
+const struct probe_insn *probe_insn_of(const struct probe *pr);
+uint64_t probe_slot_of(const struct probe *pr);
+
 #endif /* VMPOKE_PROBE_INTERNAL_H */

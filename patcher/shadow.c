@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * shadow.c - the probe-shadow check for sites that cover more than one old
- * instruction (seed 000, invariant 8).
+ * shadow.c - the busy-range check: is any context inside these ranges?
+ * Built once for every user: the probe-shadow check of sites that cover
+ * more than one old instruction (seed 000, invariant 8; shadow_check()
+ * below), and the reuse of a probe's out-of-line slot (xol.c: a task can
+ * be preempted inside the slot).  busy_scan() takes any ranges.
  *
  * Once the INT3 at addr is visible everywhere, nothing new can enter
  * (addr, addr + len): a fetch at addr traps and jumps away, branches into
@@ -43,20 +46,19 @@
 
 struct shadow_ctx {
 	struct patcher *p;
-	const struct poke_site *sites;
+	struct busy_range *r;
 	size_t n;
 	char *msg;
 	size_t msglen;
 	unsigned int culprits;	/* contexts found inside, this scan */
-	bool every;		/* every site has an inside, not only multi */
 };
 
 /*
- * Record every multi-instruction site whose shadow holds rip.  All culprits
- * are listed, not just the first: on a host that runs CPL3 natively (kvm_pvm,
- * hardware) a busy vCPU really can sit inside a range when it is paused, and
- * a report that names only that one hides the context the user planted or
- * is hunting for.  Once the message is full the rest is counted, not lost.
+ * Record every range that holds rip.  All culprits are listed, not just
+ * the first: on a host that runs CPL3 natively (kvm_pvm, hardware) a busy
+ * vCPU really can sit inside a range when it is paused, and a report that
+ * names only that one hides the context the user planted or is hunting
+ * for.  Once the message is full the rest is counted, not lost.
  */
 static bool shadow_hit(struct shadow_ctx *c, uint64_t rip, const char *who,
 		       bool own_int3)
@@ -66,26 +68,26 @@ static bool shadow_hit(struct shadow_ctx *c, uint64_t rip, const char *who,
 	size_t i, used;
 
 	for (i = 0; i < c->n; i++) {
-		const struct poke_site *s = &c->sites[i];
+		struct busy_range *r = &c->r[i];
 
-		if ((!c->every && s->old_insns <= 1) ||
-		    !shadow_contains(s->addr, s->len, rip))
+		if (rip < r->lo || rip >= r->hi)
 			continue;
 		/*
-		 * Parked in the #BP stub before its doorbell, for this site's
+		 * Parked in the #BP stub before its doorbell, for a site's
 		 * own INT3: the frame says addr + 1, but the vCPU can only
 		 * resume at the emulated target or, as a ghost, at addr.
 		 */
-		if (own_int3 && rip == s->addr + 1)
+		if (own_int3 && r->own_int3 && rip == r->own_int3)
 			continue;
 		hit = true;
+		r->busy = true;
 		c->culprits++;
 		used = strnlen(c->msg, c->msglen);
 		if (used + 1 >= c->msglen)
 			continue;
 		site_where(c->p, rip, at, sizeof(at));
-		snprintf(c->msg + used, c->msglen - used, "%s%s at %s inside site %s (%u bytes)",
-			 used ? "; " : "", who, at, s->where, s->len);
+		snprintf(c->msg + used, c->msglen - used, "%s%s at %s inside %s",
+			 used ? "; " : "", who, at, r->what);
 	}
 	return hit;
 }
@@ -254,50 +256,98 @@ static int shadow_scan(struct shadow_ctx *c)
 	return hit || ret;
 }
 
+/*
+ * One look at the stopped world; when nothing is inside, fn(ctx) runs
+ * before the world resumes (stop-the-world writes).  Same returns as
+ * busy_scan(); *err is fn's verdict.
+ */
+static int busy_scan_run(struct patcher *p, struct busy_range *r, size_t n,
+			 enum poke_err (*fn)(void *ctx), void *ctx, enum poke_err *err,
+			 char *msg, size_t msglen, unsigned int *culprits)
+{
+	struct shadow_ctx c = { .p = p, .r = r, .n = n, .msg = msg, .msglen = msglen };
+	int ret;
+
+	for (size_t i = 0; i < n; i++)
+		r[i].busy = false;
+	msg[0] = '\0';
+	*err = POKE_OK;
+	shadow_decode_stubs(p);
+	if (vmm_pause(p->vm)) {
+		snprintf(msg, msglen, "vmm_pause failed for the busy-range check");
+		return -2;
+	}
+	ret = shadow_scan(&c);
+	/* Clear: the world is still stopped for the caller's writes. */
+	if (ret == 0 && fn)
+		*err = fn(ctx);
+	vmm_resume(p->vm);
+	if (culprits)
+		*culprits = c.culprits;
+	return ret;
+}
+
+int busy_scan(struct patcher *p, struct busy_range *r, size_t n,
+	      char *msg, size_t msglen, unsigned int *culprits)
+{
+	enum poke_err err;
+
+	return busy_scan_run(p, r, n, NULL, NULL, &err, msg, msglen, culprits);
+}
+
 enum poke_err shadow_run(struct patcher *p, const struct poke_site *sites,
 			 size_t n, bool every, enum poke_err (*fn)(void *ctx),
 			 void *ctx, char *msg, size_t msglen)
 {
-	struct shadow_ctx c = { .p = p, .sites = sites, .n = n, .msg = msg,
-				.msglen = msglen, .every = every };
+	struct busy_range *r;
 	char why[768];
-	unsigned int attempt;
+	unsigned int attempt, culprits = 0;
 	enum poke_err err;
-	size_t i;
+	size_t i, k = 0, first = n;
 	int ret;
 
-	for (i = 0; i < n && !every && sites[i].old_insns <= 1; i++)
-		;
-	if (i == n)
-		return POKE_OK;	/* single-instruction sites have no shadow */
-	c.msg = why;
-	c.msglen = sizeof(why);
-	shadow_decode_stubs(p);
+	r = calloc(n ? n : 1, sizeof(*r));
+	if (!r) {
+		snprintf(msg, msglen, "%s: out of memory", n ? sites[0].where : "");
+		return POKE_E_INVAL;
+	}
+	for (i = 0; i < n; i++) {
+		if (!every && sites[i].old_insns <= 1)
+			continue;	/* single-instruction sites have no shadow */
+		if (first == n)
+			first = i;
+		/* strictly inside: (addr, addr + len) */
+		r[k].lo = sites[i].addr + 1;
+		r[k].hi = sites[i].addr + sites[i].len;
+		r[k].own_int3 = sites[i].addr + 1;
+		snprintf(r[k].what, sizeof(r[k].what), "site %s (%u bytes)",
+			 sites[i].where, sites[i].len);
+		k++;
+	}
+	if (!k) {
+		free(r);
+		return POKE_OK;
+	}
 	for (attempt = 0;; attempt++) {
-		why[0] = '\0';
-		if (vmm_pause(p->vm)) {
-			snprintf(msg, msglen, "%s: vmm_pause failed for the shadow check",
-				 sites[i].where);
-			return POKE_E_SYNC;
-		}
-		ret = shadow_scan(&c);
-		/* Clear: the world is still stopped for the caller's writes. */
-		err = ret == 0 && fn ? fn(ctx) : POKE_OK;
-		vmm_resume(p->vm);
-		if (ret == 0)
+		ret = busy_scan_run(p, r, k, fn, ctx, &err, why, sizeof(why), &culprits);
+		if (ret == 0) {
+			free(r);
 			return err;
+		}
 		if (ret < 0) {
-			snprintf(msg, msglen, "%s: shadow check: %s", sites[i].where, why);
-			return POKE_E_INVAL;
+			snprintf(msg, msglen, "%s: shadow check: %s", sites[first].where, why);
+			free(r);
+			return ret == -2 ? POKE_E_SYNC : POKE_E_INVAL;
 		}
 		if (attempt >= p->opts.shadow_retries)
 			break;
 		atomic_fetch_add(&p->shadow_retries, 1);
 		usleep(p->opts.shadow_backoff_us);
 	}
+	free(r);
 	atomic_fetch_add(&p->shadow_aborts, 1);
-	snprintf(msg, msglen, "%s (%u context%s inside, after %u retries)", why, c.culprits,
-		 c.culprits == 1 ? "" : "s", p->opts.shadow_retries);
+	snprintf(msg, msglen, "%s (%u context%s inside, after %u retries)", why, culprits,
+		 culprits == 1 ? "" : "s", p->opts.shadow_retries);
 	return POKE_E_SHADOW_BUSY;
 }
 

@@ -54,7 +54,7 @@ static bool site_in_entry_text(struct patcher *p, uint64_t addr, size_t len)
 }
 
 /* Put the expected bytes of our live sites back, as the guest meant them. */
-static void site_recover(struct patcher *p, uint8_t *code, uint64_t base,
+void site_recover(struct patcher *p, uint8_t *code, uint64_t base,
 			 size_t size)
 {
 	const struct poke_snapshot *s;

@@ -349,6 +349,13 @@ enum vmm_trap_verdict traptable_hook(struct vmm_trap *trap, void *opaque)
 				   trap->path == VMM_TRAP_DEBUG_EXIT,
 				   hook_read_byte, trap->vm, &e)) {
 	case TRAP_LIVE:
+		if (e->role == LIVE_PROBE)
+			return probe_hit(p, e, trap);
+		if (e->role == LIVE_PROBE_RET) {
+			/* the out-of-line copy ran: go on after the original */
+			trap->rip = e->emu.target;
+			return VMM_TRAP_HANDLED;
+		}
 		cpu.rip = trap->rip;
 		cpu.rsp = trap->rsp;
 		cpu.rflags = trap->rflags;

@@ -233,6 +233,11 @@ static int sync_wait_all(struct vm *vm, bool (*done)(struct vcpu *, uint64_t),
 	return ret;
 }
 
+bool vmm_on_vcpu_thread(void)
+{
+	return tls_run != NULL;
+}
+
 /* A vCPU waiting for itself would wait forever: refuse, loudly. */
 static bool sync_from_vcpu(const char *what)
 {
