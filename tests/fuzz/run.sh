@@ -33,10 +33,10 @@ for t in "$@"; do
 	took=$(( $(date +%s) - start ))
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
 	# A crash ends the run before the final stats: take the last status line.
-	[ -n "$execs" ] || execs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#')
-	cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
-	ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
-	corp=$(grep -o 'corp: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+	[ -n "$execs" ] || execs=$(grep -ao '^#[0-9]*' "$log" | tail -1 | tr -d '#')
+	cov=$(grep -ao 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+	ft=$(grep -ao 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+	corp=$(grep -ao 'corp: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
 	new=$(ls -t "$crashes" | head -n $(( $(ls "$crashes" | wc -l) - before )))
 	if [ "$rc" -eq 0 ] && [ -z "$new" ]; then
 		verdict="no crash"
@@ -47,7 +47,7 @@ for t in "$@"; do
 	printf '%-18s %10s execs in %ss, cov %s edges, ft %s, corpus %s: %s\n' \
 		"$t" "${execs:-?}" "$took" "${cov:-?}" "${ft:-?}" "${corp:-?}" "$verdict"
 	if [ "$verdict" != "no crash" ]; then
-		grep -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error|.*broken promise)' "$log" | head -5 | sed 's/^/    /'
+		grep -aE '^(==[0-9]+==ERROR|SUMMARY|.*runtime error|.*broken promise)' "$log" | head -5 | sed 's/^/    /'
 		for f in $new; do
 			echo "    saved: $crashes/$f"
 			echo "    reproduce: $bin $crashes/$f"
