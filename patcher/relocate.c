@@ -91,6 +91,13 @@ static int relocate_branch(const uint8_t *in, size_t len, uint64_t from, uint64_
 	size_t n, imm;
 	int64_t rel;
 
+	/*
+	 * 66 makes JMP/Jcc/CALL rel16 with IP truncated to 16 bits: the imm
+	 * is not where the rel32 forms have it, and no rel32 form keeps the
+	 * truncation.  Refused, as probe_insn_decode() refuses to emulate it.
+	 */
+	if (has_prefix(in, len, 0x66))
+		return refuse(reason, "unsupported");
 	if (o == 0xeb || (o >= 0x70 && o <= 0x7f)) {		/* rel8 */
 		target = from + len + (int8_t)in[len - 1];
 		n = o == 0xeb ? 5 : 6;

@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_relocate.c - the relocator on byte buffers: what it refuses, and
+ * that a moved branch keeps its absolute target.
+ */
+#include <string.h>
+
+#include "testlib.h"
+#include "../patcher/relocate.h"
+
+#define FROM	0x1011b0ull
+#define TO	0x200000ull
+
+static int reloc(const uint8_t *in, size_t len, uint8_t *out, size_t *n, const char **why)
+{
+	return relocate_insn(in, len, FROM, TO, out, RELOCATE_MAX_OUT, n, why);
+}
+
+/*
+ * Found by fuzz_decode: with 66 the branch is rel16 (IP truncated to 16
+ * bits) and its immediate is not the last 4 bytes; the rel32 was written
+ * over the prefix and the opcode.
+ */
+static void test_relocate_refuses_rel16_branches(void)
+{
+	static const uint8_t jmp16[] = { 0x66, 0xe9, 0x6f, 0x6f };
+	static const uint8_t call16[] = { 0x66, 0xe8, 0x10, 0x00 };
+	static const uint8_t je16[] = { 0x66, 0x0f, 0x84, 0x10, 0x00 };
+	const uint8_t *in[] = { jmp16, call16, je16 };
+	size_t len[] = { sizeof(jmp16), sizeof(call16), sizeof(je16) };
+	uint8_t out[RELOCATE_MAX_OUT];
+
+	for (size_t i = 0; i < 3; i++) {
+		const char *why = NULL;
+		size_t n = 0;
+
+		CU_ASSERT_EQUAL(reloc(in[i], len[i], out, &n, &why), -1);
+		EXPECT_TRUE_MSG(why && !strcmp(why, "unsupported"), "case %zu: reason %s",
+				i, why ? why : "(none)");
+	}
+}
+
+static void test_relocate_branch_keeps_target(void)
+{
+	static const uint8_t jmp8[] = { 0xeb, 0x10 };		/* -> FROM + 2 + 0x10 */
+	static const uint8_t call32[] = { 0xe8, 0x00, 0x01, 0x00, 0x00 };
+	uint8_t out[RELOCATE_MAX_OUT];
+	const char *why = NULL;
+	int32_t rel;
+	size_t n = 0;
+
+	CU_ASSERT_EQUAL(reloc(jmp8, sizeof(jmp8), out, &n, &why), 0);
+	EXPECT_EQ_U64(5, n);
+	CU_ASSERT_EQUAL(out[0], 0xe9);
+	memcpy(&rel, out + 1, 4);
+	EXPECT_EQ_U64(FROM + 2 + 0x10, TO + 5 + (int64_t)rel);
+	CU_ASSERT_EQUAL(reloc(call32, sizeof(call32), out, &n, &why), 0);
+	EXPECT_EQ_U64(5, n);
+	CU_ASSERT_EQUAL(out[0], 0xe8);
+	memcpy(&rel, out + 1, 4);
+	EXPECT_EQ_U64(FROM + 5 + 0x100, TO + 5 + (int64_t)rel);
+}
+
+TEST_SUITE(relocate, "relocate", false,
+	   TEST(test_relocate_refuses_rel16_branches),
+	   TEST(test_relocate_branch_keeps_target))
