@@ -23,6 +23,15 @@ int fuzz_decode_one(const uint8_t *data, size_t size);
 int fuzz_guest_tables_one(const uint8_t *data, size_t size);
 int fuzz_campaign_one(const uint8_t *data, size_t size);
 
+/*
+ * fuzz_decode's probe half (fuzz_relocate.c): code[0..size) at addr as a
+ * probed instruction, relocated to `to`; regs and mem for its emulation.
+ */
+struct kvm_regs;
+struct poke_mem;
+void fuzz_decode_probe(const uint8_t *code, size_t size, uint64_t addr, uint64_t to,
+		       const struct kvm_regs *regs, const struct poke_mem *mem);
+
 void fuzz_fail(const char *target, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3), noreturn));
 

@@ -8,7 +8,9 @@
  *  1. calls the pure parts on the raw values: decode_scan_function(),
  *     decode_frame_offsets() (the same bytes as a guest's #BP stub),
  *     decode_one(), decode_whole(), and poke_emulate() over a fuzzed
- *     register file and a fuzzed stack window;
+ *     register file and a fuzzed stack window; then the same bytes as a
+ *     probed instruction: probe_insn_decode(), poke_emulate_regs(), the
+ *     relocator and the probe's out-of-line slot (fuzz_relocate.c);
  *  2. runs the real poke_site_prepare() against a VM without KVM: a struct
  *     vm that holds only guest RAM (identity page tables as vmpoke_abi.h
  *     lays them out, the function at VMPOKE_IMAGE_BASE) and a symbol table
@@ -43,6 +45,7 @@ enum {
 	DEC_ENTRY_TEXT	= 1 << 3,	/* entry-text symbols around the site */
 	DEC_RSP_RAW	= 1 << 4,	/* rsp anywhere, not in the stack window */
 	DEC_LIVE	= 1 << 5,	/* another live site in the function */
+	DEC_FAR		= 1 << 6,	/* relocate anywhere, not within 2^31 */
 };
 
 struct dec_in {
@@ -206,6 +209,32 @@ static void dec_pure(const struct dec_in *d)
 	dec_check_emulate(&emu, d->addr, &in, &out, ret);
 }
 
+/* The same bytes as the instruction under a probe (fuzz_relocate.c). */
+static void dec_probe(const struct dec_in *d)
+{
+	const struct poke_mem mem = { dec_mem_read, dec_mem_write, NULL };
+	uint64_t w[8], to;
+	struct kvm_regs r;
+
+	/* A register file from the fuzzed stack, new and emulate bytes. */
+	memcpy(w, d->stack, 32);
+	memcpy(w + 4, d->new, 16);
+	memcpy(w + 6, d->emulate, 16);
+	r = (struct kvm_regs){
+		.rax = w[0], .rcx = w[1], .rdx = w[2], .rbx = w[3], .rsp = d->rsp,
+		.rbp = w[4], .rsi = w[5], .rdi = w[6], .r8 = w[7], .r9 = ~w[0],
+		.r10 = ~w[1], .r11 = ~w[2], .r12 = ~w[3], .r13 = ~w[4], .r14 = ~w[5],
+		.r15 = ~w[6], .rflags = d->rflags,
+	};
+	dec_stack = d->stack;
+	dec_stack_len = DEC_STACK_LEN;
+	dec_stack_at = d->rsp - 16;
+	/* Slot addresses near the code (in rel32 reach) and anywhere. */
+	to = d->flags & DEC_FAR ? d->rflags ^ d->rsp :
+	     d->addr + (int64_t)(int32_t)(d->off2 << 16 | d->off) * 16;
+	fuzz_decode_probe(d->code, d->size, d->addr, to, &r, &mem);
+}
+
 /* --- 2. and 3.: site preparation and the trap hook on a RAM-only VM -------- */
 
 static struct vm dec_vm;
@@ -362,6 +391,7 @@ int fuzz_decode_one(const uint8_t *data, size_t size)
 
 	dec_parse(data, size, &d);
 	dec_pure(&d);
+	dec_probe(&d);
 	dec_prepare(&d);
 	return 0;
 }
