@@ -7,7 +7,8 @@
  *       bytes of one exported table (all-tables: all three), with the
  *       tables' real symbols;
  *   OUT/fuzz_decode/site-<n>: each site of vmpoke_sites with its function's
- *       real bytes and the alternative instruction torture writes there.
+ *       real bytes and the alternative instruction torture writes there;
+ *   OUT/fuzz_decode/probe-<fn>: each lib_* function, probed at its start.
  * The input formats are described in fuzz_guest_tables.c and fuzz_decode.c.
  */
 #include <stdio.h>
@@ -214,6 +215,45 @@ out:
 	return ret;
 }
 
+/* fuzz_decode, probe half: each lib_* function, probed at its first instruction. */
+static int seed_probes(struct vm *vm, const char *dir)
+{
+	const struct symtab *st = vmm_symtab(vm);
+	int bad = 0;
+
+	for (size_t i = 0; i < symtab_count(st); i++) {
+		const struct sym *fn = symtab_at(st, i);
+		struct seed *s;
+		uint8_t *code;
+		char name[96];
+
+		if (strncmp(fn->name, "lib_", 4) || fn->type != 'T' || !fn->size ||
+		    fn->size > SEED_MAX / 2)
+			continue;
+		s = calloc(1, sizeof(*s));
+		code = malloc(fn->size);
+		if (!s || !code || vmm_gva_read(vm, fn->addr, code, fn->size)) {
+			bad = 1;
+		} else {
+			put(s, 0, 1);			/* flags */
+			put(s, 1, 1);			/* len */
+			put(s, 0, 4);			/* off, off2 */
+			put(s, fn->addr, 8);
+			put(s, 0x10, 8);		/* rsp */
+			put(s, 0x246, 8);		/* rflags */
+			for (int k = 0; k < 4; k++)	/* stack: return addresses */
+				put(s, fn->addr + fn->size, 8);
+			s->n = 94;			/* new, emulate: zero */
+			put_bytes(s, code, fn->size);
+			snprintf(name, sizeof(name), "probe-%s", fn->name);
+			bad |= save(dir, "fuzz_decode", name, s);
+		}
+		free(code);
+		free(s);
+	}
+	return bad;
+}
+
 int main(int argc, char **argv)
 {
 	struct vm_config cfg = { .nr_vcpus = 2, .mem_mib = 64, .tasks = 3,
@@ -248,6 +288,7 @@ int main(int argc, char **argv)
 		for (unsigned int i = 0; i < st.nr_sites; i++)
 			bad |= seed_site(vm, argv[2], &st.sites[i], i);
 	}
+	bad |= seed_probes(vm, argv[2]);
 	vmm_resume(vm);
 	vmm_stop(vm);
 	vmm_destroy(vm);
