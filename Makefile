@@ -1,7 +1,7 @@
 # vmpoke - top-level Makefile.  See README.md.
 #
 #   make            build vmpoke and images/guest.img
-#   make run        run the default guest (make deps first)
+#   make run        the demo campaign: boot, probe, patch, report
 #   make check      check the layers, build and run the CUnit suites (unit + real KVM)
 #   make check-layers  only the include check between the layers
 #   make check-asan the same under ASan + UBSan, in build-asan/
@@ -109,7 +109,9 @@ deb_install = missing=""; for p in $(1); do \
 deps:
 	@$(call deb_install,$(DEB_PKGS))
 
-RUN_CMD		= ./$(BUILD)/vmpoke run $(GUEST_IMG) --vcpus 2 --tasks 3 --iterations 200000 --timeout 120
+# The demo campaign: boot, probe, patch, report (README shows its output).
+RUN_CMD		= ./$(BUILD)/vmpoke campaign campaigns/demo.lua $(GUEST_IMG) --quiet \
+		  --json $(BUILD)/demo-report.json --trace $(BUILD)/demo-trace.json --timeout 120
 
 run: deps
 	@$(MAKE) --no-print-directory all

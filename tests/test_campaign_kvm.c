@@ -1,0 +1,289 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_campaign_kvm.c - `vmpoke campaign` end to end on the real guest:
+ * every example campaign in campaigns/, a handler returning "skip", a
+ * handler removing its own probe, a script that errors halfway, SIGINT
+ * during a campaign, and the status line only on a terminal.  Every run's
+ * report, events and trace are checked (campaign_check.c), and every run
+ * must end with the guest's text restored.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "campaign_check.h"
+#include "testlib.h"
+
+#define K_REPORT	"/tmp/vmpoke-kvm-campaign.json"
+#define K_TRACE		"/tmp/vmpoke-kvm-campaign.trace.json"
+#define K_EVENTS	"/tmp/vmpoke-kvm-campaign.ndjson"
+
+/*
+ * Run a campaign; its exit code.  *report gets the parsed report, whose
+ * keys, "restored" and files are checked here.
+ */
+static int run_campaign(const char *script, const char *extra, json_object **report)
+{
+	char cmd[4096], why[512], *out = NULL;
+	json_object *r, *v;
+	int rc;
+
+	unlink(K_REPORT);
+	unlink(K_TRACE);
+	unlink(K_EVENTS);
+	snprintf(cmd, sizeof(cmd), "%s campaign %s %s --quiet --json %s --trace %s --events %s %s",
+		 testlib_vmpoke(), script, testlib_image(), K_REPORT, K_TRACE, K_EVENTS,
+		 extra ? extra : "");
+	rc = testlib_run(cmd, &out);
+	r = json_object_from_file(K_REPORT);
+	EXPECT_TRUE_MSG(r != NULL, "%s: no report; output:\n%s", script, out);
+	if (r) {
+		EXPECT_TRUE_MSG(!campaign_check_report(r, why, sizeof(why)), "%s", why);
+		EXPECT_TRUE_MSG(json_object_object_get_ex(r, "restored", &v) &&
+				json_object_get_boolean(v), "%s: text not restored; output:\n%s",
+				script, out);
+		json_object_object_get_ex(r, "exit_code", &v);
+		EXPECT_EQ_U64(rc, json_object_get_int(v));
+	}
+	EXPECT_TRUE_MSG(!campaign_check_trace(K_TRACE, why, sizeof(why)), "%s", why);
+	EXPECT_TRUE_MSG(!campaign_check_events(K_EVENTS, why, sizeof(why)), "%s", why);
+	if (report)
+		*report = r;
+	else
+		json_object_put(r);
+	if (rc)
+		fprintf(stderr, "\n  %s: exit %d; output:\n%s\n", script, rc, out);
+	free(out);
+	return rc;
+}
+
+static void expect_all_held(json_object *r, size_t min)
+{
+	char why[512];
+
+	EXPECT_TRUE_MSG(r && !campaign_check_expectations(r, min, why, sizeof(why)), "%s", why);
+}
+
+/* A script (text) that must exit 0 with at least min expectations, all held. */
+static void script_all_held(const char *lua, size_t min)
+{
+	json_object *r = NULL;
+	char *path;
+
+	if (!testlib_require_kvm())
+		return;
+	path = campaign_check_script(lua);
+	EXPECT_EQ_U64(0, run_campaign(path, NULL, &r));
+	expect_all_held(r, min);
+	json_object_put(r);
+	unlink(path);
+	free(path);
+}
+
+static void example(const char *name, size_t min_expectations)
+{
+	char path[256];
+	json_object *r = NULL;
+
+	if (!testlib_require_kvm())
+		return;
+	snprintf(path, sizeof(path), "campaigns/%s", name);
+	EXPECT_EQ_U64(0, run_campaign(path, NULL, &r));
+	expect_all_held(r, min_expectations);
+	json_object_put(r);
+}
+
+static void test_campaign_probe_count(void)
+{
+	example("probe-count.lua", 5);
+	CU_ASSERT_TRUE(campaign_check_trace_has(K_TRACE, "i", "lib_add"));
+}
+
+/* ... and its trace shows the batch with the protocol's phases nested in it */
+static void test_campaign_patch_redirect(void)
+{
+	static const char *const slices[] = { "vm:patch", "prepare", "protocol", "int3",
+					      "tails", "heads", "vm:unpatch" };
+
+	example("patch-redirect.lua", 6);
+	for (size_t i = 0; i < sizeof(slices) / sizeof(slices[0]); i++)
+		EXPECT_TRUE_MSG(campaign_check_trace_has(K_TRACE, "X", slices[i]),
+				"no X slice '%s' in the trace", slices[i]);
+	CU_ASSERT_TRUE(campaign_check_trace_has(K_TRACE, "C", "guest progress"));
+}
+
+static void test_campaign_recursion(void)
+{
+	example("recursion.lua", 7);
+}
+
+static void test_campaign_demo(void)
+{
+	example("demo.lua", 2);
+}
+
+/*
+ * A handler that returns "skip" emulates lib_add entirely (result in %rax,
+ * return to the caller): the guest's checks still hold, and lib_add's own
+ * call counter moves only by the hits that were missed (those ran the
+ * original).  Without the skip it would move by every hit.
+ */
+static void test_campaign_skip(void)
+{
+	static const char lua[] =
+		"campaign = { vcpus = 2, tasks = 2 }\n"
+		"local function calls()\n"
+		"  local a, n = vm:sym('lib_calls_add'), 0\n"
+		"  for v = 0, 1 do n = n + string.unpack('<I8', vm:read(a + 8 * v, 8)) end\n"
+		"  return n\n"
+		"end\n"
+		"local p = vm:probe('lib_add', function(ctx)\n"
+		"  local r = ctx.regs\n"
+		"  r.rax = r.rdi + r.rsi\n"
+		"  r.rip = string.unpack('<I8', vm:read(r.rsp, 8))\n"
+		"  r.rsp = r.rsp + 8\n"
+		"  return 'skip'\n"
+		"end)\n"
+		"local c0, f0 = calls(), vm:stats().check_failures\n"
+		"vm:run_for(1.5)\n"
+		"local c1 = calls()\n"
+		"local hits, missed = p.hits, p.missed\n"
+		"expect(hits > 0, 'the handler ran: ' .. hits)\n"
+		"expect(c1 - c0 <= missed, 'skipped calls did not run lib_add: counter +' ..\n"
+		"       (c1 - c0) .. ', missed ' .. missed .. ', hits ' .. hits)\n"
+		"expect(vm:stats().check_failures == f0, 'the guest saw correct results')\n";
+	script_all_held(lua, 3);
+}
+
+/* p:remove() inside the handler: deferred, and the handler runs once. */
+static void test_campaign_handler_removes_itself(void)
+{
+	static const char lua[] =
+		"local p, n = nil, 0\n"
+		"p = vm:probe('lib_checksum', function(ctx) n = n + 1; p:remove() end)\n"
+		"vm:run_for(1)\n"
+		"expect(n == 1, 'the handler ran once: ' .. n)\n"
+		"expect(p.removed, 'the probe is gone')\n"
+		"local h = p.hits\n"
+		"vm:run_for(0.3)\n"
+		"expect(p.hits == h, 'no hits after the removal')\n";
+	script_all_held(lua, 3);
+}
+
+/* An error halfway: exit 2 with SCRIPT:LINE:, every probe and patch undone. */
+static void test_campaign_error_halfway(void)
+{
+	static const char lua[] =
+		"local jmp = vmpoke.jmp('lib_add', 'lib_mul_add')\n"
+		"local len = #vm:disasm('lib_add', 1)[1].bytes\n"
+		"local r = vm:patch({ { at = 'lib_add', new = jmp .. vmpoke.nop(len - 5), emulate = jmp } })\n"
+		"assert(r.ok)\n"
+		"for _, s in ipairs(vm:syms('lib_*')) do\n"
+		"  if s.type == 'func' then pcall(vm.probe, vm, s.name, function() end) end\n"
+		"end\n"
+		"vm:run_for(0.5)\n"
+		"error('halfway')\n";
+	char *path, line[64];
+	json_object *r = NULL, *v, *a;
+	size_t placed = 0;
+
+	if (!testlib_require_kvm())
+		return;
+	path = campaign_check_script(lua);
+	EXPECT_EQ_U64(2, run_campaign(path, NULL, &r));
+	snprintf(line, sizeof(line), "%s:9: halfway", path);
+	CU_ASSERT_TRUE(r && json_object_object_get_ex(r, "error", &v) &&
+		       !strcmp(json_object_get_string(v), line));
+	CU_ASSERT_TRUE(r && json_object_object_get_ex(r, "probes", &a));
+	for (size_t i = 0; r && i < json_object_array_length(a); i++)
+		placed += json_object_object_get_ex(json_object_array_get_idx(a, i), "refused", &v) &&
+			  v == NULL;
+	EXPECT_TRUE_MSG(placed >= 3, "%zu probes placed before the error", placed);
+	CU_ASSERT_TRUE(r && json_object_object_get_ex(r, "patches", &a) &&
+		       json_object_array_length(a) == 1 &&
+		       json_object_object_get_ex(json_object_array_get_idx(a, 0), "undone", &v) &&
+		       json_object_get_boolean(v));
+	json_object_put(r);
+	unlink(path);
+	free(path);
+}
+
+/* SIGINT while run_for waits: exit 4, report written, text restored. */
+static void test_campaign_sigint(void)
+{
+	static const char lua[] =
+		"vm:probe('lib_add', function() end)\n"
+		"vm:probe('lib_switch')\n"
+		"local jmp = vmpoke.jmp('lib_checksum', 'lib_add')\n"
+		"local len = #vm:disasm('lib_checksum', 1)[1].bytes\n"
+		"assert(vm:patch({ { at = 'lib_checksum', new = jmp .. string.rep('\\xcc', len - 5) } }).ok)\n"
+		"vmpoke.log('ready')\n"
+		"vm:run_for(600)\n";
+	char cmd[4096], *path, *out = NULL;
+	json_object *r, *v;
+	int rc;
+
+	if (!testlib_require_kvm())
+		return;
+	path = campaign_check_script(lua);
+	unlink(K_REPORT);
+	unlink(K_EVENTS);
+	/* wait (bounded) for "ready" in the events file, then interrupt */
+	snprintf(cmd, sizeof(cmd),
+		 "%s campaign %s %s --quiet --json %s --events %s & pid=$!; "
+		 "for i in $(seq 600); do grep -q ready %s 2>/dev/null && break; sleep 0.1; done; "
+		 "kill -INT $pid; wait $pid",
+		 testlib_vmpoke(), path, testlib_image(), K_REPORT, K_EVENTS, K_EVENTS);
+	rc = testlib_run(cmd, &out);
+	EXPECT_TRUE_MSG(rc == 4, "exit %d, want 4; output:\n%s", rc, out);
+	r = json_object_from_file(K_REPORT);
+	EXPECT_TRUE_MSG(r != NULL, "no report after SIGINT");
+	CU_ASSERT_TRUE(r && json_object_object_get_ex(r, "restored", &v) &&
+		       json_object_get_boolean(v));
+	CU_ASSERT_TRUE(r && json_object_object_get_ex(r, "exit_code", &v) &&
+		       json_object_get_int(v) == 4);
+	json_object_put(r);
+	free(out);
+	unlink(path);
+	free(path);
+}
+
+/* A run_for over 3 s shows a status line on a terminal, and none otherwise. */
+static void test_campaign_status_line(void)
+{
+	static const char lua[] = "vm:run_for(3.5)\n";
+	char cmd[4096], *path, *out = NULL;
+	int rc;
+
+	if (!testlib_require_kvm())
+		return;
+	path = campaign_check_script(lua);
+	snprintf(cmd, sizeof(cmd), "script -qec '%s campaign %s %s --quiet' /dev/null",
+		 testlib_vmpoke(), path, testlib_image());
+	rc = testlib_run(cmd, &out);
+	EXPECT_EQ_U64(0, rc);
+	EXPECT_TRUE_MSG(out && strstr(out, "\r\033[Kcampaign: run_for"),
+			"no status line on a terminal:\n%s", out);
+	free(out);
+	snprintf(cmd, sizeof(cmd), "%s campaign %s %s --quiet", testlib_vmpoke(), path,
+		 testlib_image());
+	rc = testlib_run(cmd, &out);
+	EXPECT_EQ_U64(0, rc);
+	EXPECT_TRUE_MSG(out && !strstr(out, "\033[K"), "a status line without a terminal:\n%s",
+			out);
+	free(out);
+	unlink(path);
+	free(path);
+}
+
+TEST_SUITE(campaign_kvm, "campaign_kvm", true,
+	   TEST(test_campaign_probe_count),
+	   TEST(test_campaign_patch_redirect),
+	   TEST(test_campaign_recursion),
+	   TEST(test_campaign_demo),
+	   TEST(test_campaign_skip),
+	   TEST(test_campaign_handler_removes_itself),
+	   TEST(test_campaign_error_halfway),
+	   TEST(test_campaign_sigint),
+	   TEST(test_campaign_status_line))
