@@ -23,11 +23,14 @@ for t in "$@"; do
 	[ -f "$src/dict/$t.dict" ] && dict=(-dict="$src/dict/$t.dict")
 	runs=()
 	[ -n "${FUZZ_RUNS:-}" ] && runs=(-runs="$FUZZ_RUNS")
+	# Crashes once found run first, under clang's sanitizers, every time.
+	regress=()
+	[ -d "$src/regress/$t" ] && regress=("$src/regress/$t")
 	before=$(ls "$crashes" | wc -l)
 	start=$(date +%s)
 	# -timeout: an input that runs 10 s is a hang, reported like a crash.
 	"$bin" -max_total_time="$secs" "${runs[@]}" -timeout=10 -print_final_stats=1 \
-		-artifact_prefix="$crashes/" "${dict[@]}" "$work" "$src/corpus/$t" \
+		-artifact_prefix="$crashes/" "${dict[@]}" "$work" "$src/corpus/$t" "${regress[@]}" \
 		>"$log" 2>&1
 	rc=$?
 	took=$(( $(date +%s) - start ))
