@@ -156,6 +156,30 @@ static void test_campaign_skip(void)
 	script_all_held(lua, 3);
 }
 
+/* bpftrace 'kprobe:*': every function placed or refused with a reason; the guest lives. */
+static void test_campaign_every_symbol(void)
+{
+	static const char lua[] =
+		"local placed, refused = 0, 0\n"
+		"for _, s in ipairs(vm:syms('*')) do\n"
+		"  if s.type == 'func' then\n"
+		"    local ok, e = pcall(vm.probe, vm, s.name)\n"
+		"    if ok then placed = placed + 1\n"
+		"    else\n"
+		"      refused = refused + 1\n"
+		"      expect(e:sub(1, #s.name + 2) == s.name .. ': ' and #e > #s.name + 2,\n"
+		"             'a refusal names where and why: ' .. e)\n"
+		"    end\n"
+		"  end\n"
+		"end\n"
+		"expect(placed > 0 and refused > 0, placed .. ' placed, ' .. refused .. ' refused')\n"
+		"vm:run_for(1)\n"
+		"local st = vm:stats()\n"
+		"expect(st.guest_faults == 0 and st.iterations > 0, 'the guest never dies of a probe')\n";
+
+	script_all_held(lua, 3);
+}
+
 /* p:remove() inside the handler: deferred, and the handler runs once. */
 static void test_campaign_handler_removes_itself(void)
 {
@@ -283,6 +307,7 @@ TEST_SUITE(campaign_kvm, "campaign_kvm", true,
 	   TEST(test_campaign_recursion),
 	   TEST(test_campaign_demo),
 	   TEST(test_campaign_skip),
+	   TEST(test_campaign_every_symbol),
 	   TEST(test_campaign_handler_removes_itself),
 	   TEST(test_campaign_error_halfway),
 	   TEST(test_campaign_sigint),
