@@ -210,6 +210,12 @@ struct vmm_trap {
 	 */
 	struct kvm_regs *regs;
 	bool regs_dirty;
+	/*
+	 * Privilege of the interrupted code (the frame's CS on path b, CS on
+	 * path a): rsp is that code's own stack either way, and emulated
+	 * stack accesses are checked against the page tables as that CPL.
+	 */
+	unsigned int cpl;
 };
 
 enum vmm_trap_verdict {

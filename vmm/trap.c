@@ -116,14 +116,85 @@ static void trap_context_regs(const struct kvm_regs *stub, const struct trap_fra
 	ctx->rflags = f->rflags;
 }
 
+/*
+ * The doorbell's work on guest memory, pure so it is unit tested: read the
+ * stub's saved %rax and the frame at stub->rsp, let the hook run on the
+ * interrupted context, write the frame back.  *stub comes back as the
+ * stub's registers must be, *set_regs when they changed.
+ *
+ * The int3 stack gap.  A trap from CPL0 pushes its frame on the
+ * interrupted stack itself; when that RSP was 16-byte aligned the frame's
+ * SS slot is exactly where an emulated CALL pushes its return address.
+ * Linux's #BP entry leaves a gap for this (int3_emulate_push()); we move
+ * the stub's stack instead: when the hook wrote below the interrupted RSP
+ * into the stub's saved %rax or frame, both go below the push and the
+ * stub's %rsp follows them.  The stub reaches both only through %rsp
+ * (vmpoke_abi.h), so its "pop %rax; iretq" resumes the callee with the
+ * return address in place.  A CPL3 trap's frame is on RSP0, away from the
+ * user stack.
+ */
+int trap_doorbell_frame(const struct guest_ram *ram, uint64_t cr3, struct kvm_regs *stub,
+			struct vmm_trap *t,
+			enum vmm_trap_verdict (*hook)(void *ctx, struct vmm_trap *t),
+			void *ctx, bool *set_regs)
+{
+	uint64_t at = stub->rsp, lo, hi;
+	struct trap_frame f;
+	struct kvm_regs cx;
+
+	*set_regs = false;
+	if (at + sizeof(f) < at || gva_read(ram, cr3, at, &f, sizeof(f)) || f.rip == 0)
+		return TRAP_DB_BAD_FRAME;
+	trap_context_regs(stub, &f, &cx);
+	t->addr = f.rip - 1;
+	t->rip = f.rip;
+	t->rsp = f.rsp;
+	t->rflags = f.rflags;
+	t->cpl = f.cs & 3;
+	t->regs = &cx;
+	if (hook(ctx, t) != VMM_TRAP_HANDLED)
+		return TRAP_DB_FOREIGN;
+	lo = t->rsp;		/* what the hook may have pushed: [lo, hi) */
+	hi = f.rsp;
+	f.rip = t->rip;
+	f.rsp = t->rsp;
+	if (t->regs_dirty) {
+		/* The stub's own %rip, %rsp and %rax stay; the rest is the context's. */
+		f.rax = cx.rax;
+		f.rflags = (f.rflags & ~TRAP_ARITH_FLAGS) | (cx.rflags & TRAP_ARITH_FLAGS);
+		cx.rip = stub->rip;
+		cx.rsp = stub->rsp;
+		cx.rax = stub->rax;
+		cx.rflags = stub->rflags;
+		*stub = cx;
+		*set_regs = true;
+	}
+	if (t->cpl == 0 && lo < hi && lo < at + sizeof(f) && hi > at) {
+		if (lo < sizeof(f))
+			return TRAP_DB_BAD_FRAME;
+		at = lo - sizeof(f);
+		stub->rsp = at;
+		*set_regs = true;
+	}
+	if (gva_write(ram, cr3, at, &f, sizeof(f)))
+		return TRAP_DB_BAD_FRAME;
+	return TRAP_DB_RESUME;
+}
+
+static enum vmm_trap_verdict trap_doorbell_hook(void *ctx, struct vmm_trap *t)
+{
+	return trap_call_hook(ctx, t);
+}
+
 /* Path (b): IN from VMPOKE_PORT_BP/DB; *reply is the byte the IN returns. */
 int trap_doorbell(struct vcpu *v, unsigned int port, uint8_t *reply)
 {
-	struct trap_frame f;
-	struct kvm_regs regs, ctx;
+	struct kvm_regs regs;
 	struct vmm_trap t;
-	uint64_t at;
+	uint64_t stub_rsp;
 	char sym[160];
+	bool set;
+	int r;
 
 	*reply = VMPOKE_BP_FOREIGN;
 	if (port == VMPOKE_PORT_DB)
@@ -135,45 +206,28 @@ int trap_doorbell(struct vcpu *v, unsigned int port, uint8_t *reply)
 		return 1;
 	}
 	atomic_store(&v->last_rip, regs.rip);
-	at = regs.rsp;
-	if (at + sizeof(f) < at || vmm_gva_read(v->vm, at, &f, sizeof(f)) || f.rip == 0) {
+	stub_rsp = regs.rsp;
+	t = (struct vmm_trap){ .vm = v->vm, .vcpu = v->id, .path = VMM_TRAP_DOORBELL };
+	r = trap_doorbell_frame(&v->vm->ram, VMPOKE_PML4_GPA, &regs, &t,
+				trap_doorbell_hook, v, &set);
+	if (r == TRAP_DB_FOREIGN)
+		return 0;
+	if (r == TRAP_DB_BAD_FRAME) {
 		struct vmm_result d = { .fault = { .vector = 3, .rip = regs.rip,
-			.rsp = regs.rsp, .vcpu = v->id, .task = -1 } };
+			.rsp = stub_rsp, .vcpu = v->id, .task = -1 } };
 
 		vm_end(v->vm, VMM_GUEST_FAULT, (int)v->id, &d,
-		       "guest fault: vcpu %u: #BP doorbell with unreadable frame "
-		       "at rsp 0x%llx, from %s", v->id,
-		       (unsigned long long)regs.rsp,
+		       "guest fault: vcpu %u: #BP doorbell with an unreadable or "
+		       "unwritable frame at rsp 0x%llx, from %s", v->id,
+		       (unsigned long long)stub_rsp,
 		       vmm_symbolize(v->vm, regs.rip, sym, sizeof(sym)));
 		return 1;
 	}
-	trap_context_regs(&regs, &f, &ctx);
-	t = (struct vmm_trap){ .vm = v->vm, .vcpu = v->id,
-		.path = VMM_TRAP_DOORBELL, .addr = f.rip - 1, .rip = f.rip,
-		.rsp = f.rsp, .rflags = f.rflags, .regs = &ctx };
-	if (trap_call_hook(v, &t) != VMM_TRAP_HANDLED)
-		return 0;
-	f.rip = t.rip;
-	f.rsp = t.rsp;
-	if (t.regs_dirty) {
-		/* The stub's own %rip, %rsp and %rax stay; the rest is the context's. */
-		ctx.rip = regs.rip;
-		ctx.rsp = regs.rsp;
-		f.rax = ctx.rax;
-		ctx.rax = regs.rax;
-		f.rflags = (f.rflags & ~TRAP_ARITH_FLAGS) | (ctx.rflags & TRAP_ARITH_FLAGS);
-		ctx.rflags = regs.rflags;
-		if (vcpu_set_regs(v, &ctx)) {
-			vm_end(v->vm, VMM_HOST_ERROR, (int)v->id, NULL,
-			       "host error: vcpu %u: setting registers at #BP doorbell: %s",
-			       v->id, strerror(errno));
-			return 1;
-		}
-	}
-	if (vmm_gva_write(v->vm, at, &f, sizeof(f))) {
-		vm_end(v->vm, VMM_GUEST_FAULT, (int)v->id, NULL,
-		       "guest fault: vcpu %u: #BP frame at 0x%llx not writable",
-		       v->id, (unsigned long long)at);
+	/* Registers a hook changed, or the stack gap: the pending IN completes after. */
+	if (set && vcpu_set_regs(v, &regs)) {
+		vm_end(v->vm, VMM_HOST_ERROR, (int)v->id, NULL,
+		       "host error: vcpu %u: setting registers at #BP doorbell: %s",
+		       v->id, strerror(errno));
 		return 1;
 	}
 	*reply = VMPOKE_BP_RESUME;
@@ -189,10 +243,12 @@ int trap_doorbell(struct vcpu *v, unsigned int port, uint8_t *reply)
  */
 int trap_debug_exit(struct vcpu *v)
 {
+	struct kvm_sregs sregs;
 	struct kvm_regs regs, ctx;
 	struct vmm_trap t;
 
-	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0)
+	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0 ||
+	    ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
 		goto fail;
 	atomic_store(&v->last_rip, regs.rip);
 	ctx = regs;
@@ -200,7 +256,7 @@ int trap_debug_exit(struct vcpu *v)
 	t = (struct vmm_trap){ .vm = v->vm, .vcpu = v->id,
 		.path = VMM_TRAP_DEBUG_EXIT, .addr = v->run->debug.arch.pc,
 		.rip = v->run->debug.arch.pc + 1, .rsp = regs.rsp,
-		.rflags = regs.rflags, .regs = &ctx };
+		.rflags = regs.rflags, .regs = &ctx, .cpl = sregs.cs.selector & 3 };
 	if (trap_call_hook(v, &t) == VMM_TRAP_HANDLED) {
 		if (t.regs_dirty) {
 			ctx.rflags = (regs.rflags & ~TRAP_ARITH_FLAGS) |

@@ -152,6 +152,11 @@ const char *exit_vector_name(uint64_t vector);
 
 /* trap.c */
 int trap_doorbell(struct vcpu *v, unsigned int port, uint8_t *reply);
+enum { TRAP_DB_FOREIGN, TRAP_DB_RESUME, TRAP_DB_BAD_FRAME };
+int trap_doorbell_frame(const struct guest_ram *ram, uint64_t cr3, struct kvm_regs *stub,
+			struct vmm_trap *t,
+			enum vmm_trap_verdict (*hook)(void *ctx, struct vmm_trap *t),
+			void *ctx, bool *set_regs);
 int trap_debug_exit(struct vcpu *v);
 
 /* sync.c */
