@@ -223,6 +223,46 @@ static void __attribute__((noreturn)) ping(struct vmpoke_percpu *pc,
 	boot_done(pc, VMPOKE_RESULT_OK);
 }
 
+extern uint64_t cpl0_site_call_a(uint64_t x);
+extern uint64_t cpl0_site_call_b(uint64_t x);
+
+static int cpl0_result_ok(uint64_t x, uint64_t r)
+{
+	return r == x + 0x100 || r == x + 0x200;
+}
+
+/*
+ * Scenario CPL0: call the CALL sites in kernel text (cpl0_sites.S) for
+ * ever (or `iterations` times) at CPL0, IF=0, and check every result: a
+ * patch that loses the return address, skips the CALL or tears it ends the
+ * run with a check failure or a fault.
+ */
+static void __attribute__((noreturn)) cpl0_loop(struct vmpoke_percpu *pc, uint64_t n)
+{
+	static const char what[] = "cpl0 call site";
+	uint64_t i, ra, rb;
+
+	outl(VMPOKE_PORT_HCALL, VMPOKE_HC_READY);
+	for (i = 0; !n || i < n; i++) {
+		ra = cpl0_site_call_a(i);
+		rb = cpl0_site_call_b(i);
+		if (!cpl0_result_ok(i, ra) || !cpl0_result_ok(i, rb)) {
+			struct vmpoke_check *c = &pc->mailbox.check;
+			int bad_a = !cpl0_result_ok(i, ra);
+
+			c->site = (uintptr_t)(bad_a ? cpl0_site_call_a : cpl0_site_call_b);
+			c->expected = i + 0x100;
+			c->actual = bad_a ? ra : rb;
+			c->vcpu = pc->vcpu;
+			c->task = -1;
+			memcpy(c->what, what, sizeof(what));
+			outl(VMPOKE_PORT_HCALL, VMPOKE_HC_CHECK_FAIL);
+			halt_forever();
+		}
+	}
+	boot_done(pc, VMPOKE_RESULT_OK);
+}
+
 static const char boot_banner[] = "guest online, tasks starting";
 
 struct vmpoke_task_ctx *guest_boot(uint64_t vcpu,
@@ -248,6 +288,8 @@ struct vmpoke_task_ctx *guest_boot(uint64_t vcpu,
 		guest_bad_stack();
 	if (bi->scenario == VMPOKE_SCN_PING)
 		ping(pc, bi->iterations);
+	if (bi->scenario == VMPOKE_SCN_CPL0)
+		cpl0_loop(pc, bi->iterations);
 
 	n = bi->tasks_per_vcpu;
 	guest_cfg.scenario = bi->scenario;

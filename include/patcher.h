@@ -138,6 +138,15 @@ struct patcher_opts {
 	 */
 	void (*phase)(void *opaque, const char *name, uint64_t start_ns, uint64_t end_ns);
 	void *phase_opaque;
+	/*
+	 * Optional, for tests: the write log.  Called on the patching thread
+	 * after every write of a batch to guest memory and before its
+	 * read-back: the site, the offset in it, the bytes, and what the
+	 * write was ("INT3", "new tail", "new head", "old tail", ...).
+	 */
+	void (*write_log)(void *opaque, const struct poke_site *s, unsigned int off,
+			  const uint8_t *bytes, unsigned int n, const char *what);
+	void *write_log_opaque;
 	/* AUTO: VMPOKE_CPL0_PATCH if set, else the host probe decides. */
 	enum poke_cpl0_patch cpl0_patch;
 };

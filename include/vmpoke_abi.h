@@ -111,6 +111,8 @@ enum vmpoke_scenario {
 					 * emulate it (KVM_EXIT_INTERNAL_ERROR) */
 	VMPOKE_SCN_BADSTACK	= 11,	/* CPL0 faults with an unmapped %rsp:
 					 * reported from the IST fault stack */
+	VMPOKE_SCN_CPL0		= 12,	/* every vCPU calls CALL sites in kernel
+					 * text at CPL0, checked (no tasks) */
 	VMPOKE_SCN_MAX,
 };
 

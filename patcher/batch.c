@@ -174,6 +174,8 @@ static enum poke_err batch_write(struct batch_run *r, const struct poke_site *s,
 	uint8_t back[POKE_MAX_LEN];
 
 	site_map_copy(m, off, (uint8_t *)bytes, n, true);
+	if (r->p->opts.write_log)
+		r->p->opts.write_log(r->p->opts.write_log_opaque, s, off, bytes, n, what);
 	site_map_copy(m, off, back, n, false);
 	if (memcmp(back, bytes, n)) {
 		snprintf(r->msg, r->msglen, "%s: read-back of %s differs", s->where, what);

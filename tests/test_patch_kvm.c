@@ -18,6 +18,7 @@
 #include "testlib.h"
 #include "vmm.h"
 #include "../patcher/patcher_internal.h"
+#include "../vmm/vmm_internal.h"
 
 #define BOOT_TIMEOUT_MS	120000	/* nested KVM under TCG is slow */
 
@@ -1032,6 +1033,348 @@ out:
 	env_end(&e);
 }
 
+/* The CALL in function fn of scenario CPL0's kernel text, prepared v1 -> v2 or back. */
+static bool cpl0_call(struct env *e, const char *fn_name, bool to_v2, struct poke_site *s)
+{
+	const struct symtab *st = vmm_symtab(e->vm);
+	const struct sym *fn = symtab_find(st, fn_name);
+	const struct sym *v1 = symtab_find(st, "cpl0_callee_v1");
+	const struct sym *v2 = symtab_find(st, "cpl0_callee_v2");
+	uint8_t code[64], old[5] = { 0xe8 }, new[5] = { 0xe8 };
+	char msg[512];
+
+	CU_ASSERT_FATAL(fn && v1 && v2 && fn->size <= sizeof(code));
+	CU_ASSERT_EQUAL_FATAL(vmm_gva_read(e->vm, fn->addr, code, fn->size), 0);
+	for (uint64_t i = 0; i + 5 <= fn->size; i++) {
+		uint64_t at = fn->addr + i;
+
+		if (code[i] != 0xe8)
+			continue;
+		put32(old + 1, (int64_t)(to_v2 ? v1 : v2)->addr - (int64_t)(at + 5));
+		put32(new + 1, (int64_t)(to_v2 ? v2 : v1)->addr - (int64_t)(at + 5));
+		EXPECT_TRUE_MSG(poke_site_prepare(e->p, s, at, old, new, 5, NULL, msg,
+						  sizeof(msg)) == POKE_OK, "%s", msg);
+		return !msg[0];
+	}
+	CU_FAIL("no CALL in the CPL0 site function");
+	return false;
+}
+
+/*
+ * Scenario CPL0: every vCPU calls the two CALL sites of kernel text (at a
+ * 16- and an 8-byte aligned %rsp) at CPL0 and checks each result, while
+ * both are flipped between their callees, batch after batch, with the
+ * given method.  Any lost return address, skipped or torn CALL ends the
+ * run with a check failure or a fault (env_end).
+ */
+static void cpl0_flips(enum poke_cpl0_patch how, unsigned int batches)
+{
+	struct patcher_opts opts = { .cpl0_patch = how };
+	struct poke_site sa, sb;
+	struct poke_stats st0, st1;
+	struct poke_batch *bt;
+	struct env e = { 0 };
+	char msg[512];
+
+	if (!testlib_require_kvm() || !env_boot(&e, VMPOKE_SCN_CPL0, 2, &opts))
+		goto out;
+	patcher_stats(e.p, &st0);
+	for (unsigned int i = 0; i < batches; i++) {
+		if (!cpl0_call(&e, "cpl0_site_call_a", !(i & 1), &sa) ||
+		    !cpl0_call(&e, "cpl0_site_call_b", !(i & 1), &sb))
+			break;
+		CU_ASSERT_EQUAL(sa.method, how == POKE_CPL0_BREAKPOINT ?
+				POKE_METHOD_BREAKPOINT : POKE_METHOD_STOP_THE_WORLD);
+		bt = poke_batch_new(e.p);
+		poke_batch_add(bt, &sa);
+		poke_batch_add(bt, &sb);
+		EXPECT_TRUE_MSG(poke_batch_finish(bt, msg, sizeof(msg)) == POKE_OK, "%s", msg);
+		poke_batch_free(bt);
+		if (vmm_hcall_count(e.vm, VMPOKE_HC_CHECK_FAIL) ||
+		    vmm_hcall_count(e.vm, VMPOKE_HC_FAULT))
+			break;
+	}
+	patcher_stats(e.p, &st1);
+	if (how == POKE_CPL0_BREAKPOINT) {
+		EXPECT_EQ_U64(3 * batches, st1.syncs - st0.syncs);
+		EXPECT_TRUE_MSG(st1.trap_hits > st0.trap_hits, "no CPL0 INT3 was hit in %u "
+				"batches", batches);
+	} else {
+		EXPECT_EQ_U64(0, st1.syncs - st0.syncs);
+	}
+	let_run();
+out:
+	env_end(&e);
+}
+
+/* Runs everywhere: kernel text patched with every vCPU stopped. */
+static void test_kvm_cpl0_running_stop_the_world(void)
+{
+	cpl0_flips(POKE_CPL0_STOP_THE_WORLD, 200);
+}
+
+/*
+ * Only where a CPL0 INT3 is trapped (the nested KVM, hardware): the CALL
+ * is emulated at CPL0 through the doorbell at both alignments, and the
+ * callee must return to the right place (the int3 stack gap).
+ */
+static void test_kvm_cpl0_running_breakpoint(void)
+{
+	cpl0_flips(POKE_CPL0_BREAKPOINT, 400);
+}
+
+static const char *cpl0_int3_unavailable(void)
+{
+	enum vmm_trap_path path = kvm_probe_int3_exit() ? VMM_TRAP_DEBUG_EXIT :
+			     VMM_TRAP_DOORBELL;
+
+	return vmm_cpl0_int3_trappable(path) ? NULL :
+	       "this host cannot trap a CPL0 INT3 (vmpoke doctor: cpl0 int3: no; kvm_pvm "
+	       "ends the guest on one), so CPL0 breakpoints cannot be tested here: "
+	       "make check runs this suite under the nested KVM";
+}
+
+TEST_SUITE_IF(cpl0_int3, "cpl0_int3_kvm", cpl0_int3_unavailable,
+	      TEST(test_kvm_cpl0_running_breakpoint))
+
+/* --- the write log, and the paths only it can reach -------------------- */
+
+struct wlog_entry {
+	uint64_t addr;
+	unsigned int off, n;
+	uint8_t bytes[POKE_MAX_LEN];
+	char what[32];
+};
+
+struct wlog {
+	struct vm *vm;
+	struct wlog_entry e[512];
+	unsigned int n;
+	const char *corrupt_what;	/* make this write's read-back fail... */
+	uint64_t corrupt_addr;		/* ...on this site */
+	bool corrupted;
+	const char *change_after;	/* a third party writes after this phase */
+	uint64_t change_at;
+	bool changed;
+};
+
+static void wlog_write(void *opaque, const struct poke_site *s, unsigned int off,
+		       const uint8_t *bytes, unsigned int n, const char *what)
+{
+	static const uint8_t cc = POKE_INT3;
+	struct wlog *l = opaque;
+
+	if (l->n < sizeof(l->e) / sizeof(l->e[0])) {
+		struct wlog_entry *e = &l->e[l->n++];
+
+		e->addr = s->addr;
+		e->off = off;
+		e->n = n;
+		memcpy(e->bytes, bytes, n);
+		snprintf(e->what, sizeof(e->what), "%s", what);
+	}
+	/*
+	 * An INT3 where the read-back looks: a live site's INT3 is safe for
+	 * the running guest (the hook emulates), and the write did not land.
+	 */
+	if (l->corrupt_what && !l->corrupted && s->addr == l->corrupt_addr &&
+	    !strcmp(what, l->corrupt_what) && bytes[0] != POKE_INT3) {
+		l->corrupted = true;
+		CU_ASSERT_EQUAL(vmm_gva_write(l->vm, s->addr + off, &cc, 1), 0);
+	}
+}
+
+static void wlog_phase(void *opaque, const char *name, uint64_t t0, uint64_t t1)
+{
+	static const uint8_t cc = POKE_INT3;
+	struct wlog *l = opaque;
+
+	(void)t0;
+	(void)t1;
+	if (l->change_after && !l->changed && !strcmp(name, l->change_after)) {
+		l->changed = true;
+		CU_ASSERT_EQUAL(vmm_gva_write(l->vm, l->change_at, &cc, 1), 0);
+	}
+}
+
+/* The index of the first entry for site addr with what, from `from`; -1 if none. */
+static int wlog_find(const struct wlog *l, uint64_t addr, const char *what, int from)
+{
+	for (int i = from; i < (int)l->n; i++)
+		if (l->e[i].addr == addr && !strcmp(l->e[i].what, what))
+			return i;
+	return -1;
+}
+
+/* Three sites (MULTI, NOP5, NOP2) of a HOT guest, prepared 0 -> 1, logged. */
+static bool wlog_boot(struct env *e, struct wlog *l, struct poke_site *s,
+		      const struct vmpoke_site_desc **d)
+{
+	static const uint32_t kinds[3] = { VMPOKE_SITE_MULTI, VMPOKE_SITE_NOP5_JMP32,
+					   VMPOKE_SITE_NOP2_JMP8 };
+	struct patcher_opts opts = { .write_log = wlog_write, .write_log_opaque = l,
+				     .phase = wlog_phase, .phase_opaque = l };
+	uint8_t old[POKE_MAX_LEN], new[POKE_MAX_LEN];
+	char msg[512];
+
+	memset(l, 0, sizeof(*l));
+	if (!testlib_require_kvm() || !env_boot(e, VMPOKE_SCN_HOT, 2, &opts))
+		return false;
+	l->vm = e->vm;
+	for (int i = 0; i < 3; i++) {
+		d[i] = site_of(e, kinds[i], 0);
+		if (!d[i])
+			return false;
+		site_variant(e, d[i], 0, old);
+		site_variant(e, d[i], 1, new);
+		CU_ASSERT_EQUAL_FATAL(poke_site_prepare(e->p, &s[i], d[i]->addr, old, new,
+							d[i]->len, NULL, msg, sizeof(msg)),
+				      POKE_OK);
+	}
+	return true;
+}
+
+static enum poke_err wlog_batch(struct env *e, struct wlog *l, const struct poke_site *s,
+				char *msg, size_t msglen)
+{
+	enum poke_err err = POKE_E_SHADOW_BUSY;
+
+	/* HOT runs the MULTI site natively: a shadow abort is a retry. */
+	for (int tries = 0; tries < 50 && err == POKE_E_SHADOW_BUSY; tries++) {
+		struct poke_batch *bt = poke_batch_new(e->p);
+
+		l->n = 0;
+		for (int i = 0; i < 3; i++)
+			poke_batch_add(bt, &s[i]);
+		err = poke_batch_finish(bt, msg, msglen);
+		poke_batch_free(bt);
+	}
+	return err;
+}
+
+/*
+ * Every guest write of a batch, in order: per site INT3, then the tail,
+ * then the head, and per phase all sites before the next phase.
+ */
+static void test_kvm_write_log_order(void)
+{
+	const struct vmpoke_site_desc *d[3];
+	struct poke_site s[3];
+	struct wlog *l = calloc(1, sizeof(*l));
+	struct env e = { 0 };
+	int last_int3 = -1, first_tail = 1 << 30, last_tail = -1, first_head = 1 << 30;
+	char msg[512];
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(l);
+	if (!wlog_boot(&e, l, s, d))
+		goto out;
+	CU_ASSERT_EQUAL_FATAL(wlog_batch(&e, l, s, msg, sizeof(msg)), POKE_OK);
+	EXPECT_EQ_U64(9, l->n);
+	for (int i = 0; i < 3; i++) {
+		int a = wlog_find(l, s[i].addr, "INT3", 0);
+		int b = wlog_find(l, s[i].addr, "new tail", 0);
+		int c = wlog_find(l, s[i].addr, "new head", 0);
+
+		EXPECT_TRUE_MSG(a >= 0 && b > a && c > b, "%s: INT3 at %d, tail at %d, "
+				"head at %d", s[i].where, a, b, c);
+		if (a < 0 || b < 0 || c < 0)
+			continue;
+		CU_ASSERT(l->e[a].off == 0 && l->e[a].n == 1 && l->e[a].bytes[0] == POKE_INT3);
+		CU_ASSERT(l->e[b].off == 1 && l->e[b].n == s[i].len - 1u &&
+			  !memcmp(l->e[b].bytes, s[i].new + 1, s[i].len - 1u));
+		CU_ASSERT(l->e[c].off == 0 && l->e[c].n == 1 && l->e[c].bytes[0] == s[i].new[0]);
+		last_int3 = a > last_int3 ? a : last_int3;
+		first_tail = b < first_tail ? b : first_tail;
+		last_tail = b > last_tail ? b : last_tail;
+		first_head = c < first_head ? c : first_head;
+		expect_bytes(&e, d[i], s[i].new, "new");
+	}
+	EXPECT_TRUE_MSG(last_int3 < first_tail && last_tail < first_head,
+			"phases interleave: last INT3 %d, tails %d..%d, first head %d",
+			last_int3, first_tail, last_tail, first_head);
+	let_run();
+out:
+	env_end(&e);
+	free(l);
+}
+
+/*
+ * A read-back failure after tails (and a head) were written: the batch is
+ * undone through the protocol - heads back to INT3, old tails, old heads -
+ * and every site holds its old bytes again.
+ */
+static void rollback_after(const char *what, unsigned int victim)
+{
+	const struct vmpoke_site_desc *d[3];
+	struct poke_site s[3];
+	struct wlog *l = calloc(1, sizeof(*l));
+	struct env e = { 0 };
+	char msg[512];
+	int undo, tail, head;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(l);
+	if (!wlog_boot(&e, l, s, d))
+		goto out;
+	l->corrupt_what = what;
+	l->corrupt_addr = s[victim].addr;
+	CU_ASSERT_EQUAL(wlog_batch(&e, l, s, msg, sizeof(msg)), POKE_E_READBACK);
+	CU_ASSERT(l->corrupted);
+	EXPECT_TRUE_MSG(strstr(msg, "read-back") && strstr(msg, "batch undone, old bytes "
+							     "restored"), "%s", msg);
+	for (int i = 0; i < 3; i++)
+		expect_bytes(&e, d[i], s[i].old, "old");
+	/* Undo order for the victim: (INT3 again,) old tail, then old head. */
+	undo = wlog_find(l, s[victim].addr, "INT3 (undo)", 0);
+	tail = wlog_find(l, s[victim].addr, "old tail", 0);
+	head = wlog_find(l, s[victim].addr, "old head", 0);
+	EXPECT_TRUE_MSG(tail >= 0 && head > tail && (undo < 0 || undo < tail),
+			"undo %d, old tail %d, old head %d", undo, tail, head);
+	let_run();
+out:
+	env_end(&e);
+	free(l);
+}
+
+static void test_kvm_rollback_after_tails(void)
+{
+	rollback_after("new tail", 2);		/* the last site's tail */
+}
+
+static void test_kvm_rollback_after_heads(void)
+{
+	rollback_after("new head", 1);		/* the MULTI site's head is new already */
+}
+
+/*
+ * Someone else writes a site between the tail sync and the heads: the
+ * re-check refuses to go on, the batch is undone, the old bytes are back.
+ */
+static void test_kvm_bytes_change_between_phases(void)
+{
+	const struct vmpoke_site_desc *d[3];
+	struct poke_site s[3];
+	struct wlog *l = calloc(1, sizeof(*l));
+	struct env e = { 0 };
+	char msg[512];
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(l);
+	if (!wlog_boot(&e, l, s, d))
+		goto out;
+	l->change_after = "tails";
+	l->change_at = s[1].addr + 2;	/* in the NOP5's new tail, under its INT3 */
+	CU_ASSERT_EQUAL(wlog_batch(&e, l, s, msg, sizeof(msg)), POKE_E_OLD_MISMATCH);
+	CU_ASSERT(l->changed);
+	EXPECT_TRUE_MSG(strstr(msg, "bytes changed under the batch before the heads") &&
+			strstr(msg, "old bytes restored"), "%s", msg);
+	for (int i = 0; i < 3; i++)
+		expect_bytes(&e, d[i], s[i].old, "old");
+	EXPECT_TRUE_MSG(wlog_find(l, s[0].addr, "new head", 0) < 0, "a head was written");
+	let_run();
+out:
+	env_end(&e);
+	free(l);
+}
+
 struct hotplug_arg {
 	struct vm *vm;
 	atomic_bool stop;
@@ -1100,6 +1443,9 @@ out:
 TEST_SUITE(patch_kvm, "patch_kvm", true,
 	   TEST(test_kvm_old_mismatch),
 	   TEST(test_kvm_cpl0_stop_the_world), TEST(test_kvm_cpl0_breakpoint_forced),
+	   TEST(test_kvm_cpl0_running_stop_the_world),
+	   TEST(test_kvm_write_log_order), TEST(test_kvm_rollback_after_tails),
+	   TEST(test_kvm_rollback_after_heads), TEST(test_kvm_bytes_change_between_phases),
 	   TEST(test_kvm_batch_all_sites),
 	   TEST(test_kvm_page_crossing),
 	   TEST(test_kvm_hook_verdicts),

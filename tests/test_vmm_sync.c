@@ -247,7 +247,47 @@ static void test_record_intervals(void)
 	vmt_finish(vm);
 }
 
+/*
+ * A sync while a vCPU sits in HLT (after its DONE the guest halts with
+ * IF=0, and the in-kernel irqchip keeps it inside KVM_RUN): the kick must
+ * bring it out to acknowledge, every time.  vCPU 1 is held offline so the
+ * run does not end when vCPU 0 is done.
+ */
+static void test_sync_halted_vcpu(void)
+{
+	struct vm_config cfg;
+	struct vmm_vcpu_stats st0, st1;
+	struct kvm_regs regs;
+	uint64_t failed = 0;
+	uint8_t op = 0;
+	struct vm *vm;
+
+	if (!testlib_require_kvm())
+		return;
+	vmt_config(&cfg, 2, VMPOKE_SCN_PING, 2000);
+	vm = vmt_boot(&cfg);
+	if (!vm)
+		return;
+	CU_ASSERT_EQUAL_FATAL(vmm_vcpu_offline(vm, 1), 0);
+	CU_ASSERT_EQUAL_FATAL(vmm_wait_hcall(vm, VMPOKE_HC_DONE, 1, VMT_WAIT_MS), 0);
+	vmm_vcpu_stats(vm, 0, &st0);
+	for (unsigned int r = 0; r < 200; r++)
+		failed += vmm_sync(vm) != 0;
+	vmm_vcpu_stats(vm, 0, &st1);
+	EXPECT_EQ_U64(0, failed);
+	EXPECT_EQ_U64(200, st1.kicks_acked - st0.kicks_acked);
+	/* It really was halted: paused, its RIP is just past a hlt. */
+	CU_ASSERT_EQUAL_FATAL(vmm_pause(vm), 0);
+	CU_ASSERT_EQUAL(vmm_vcpu_get_regs(vm, 0, &regs), 0);
+	CU_ASSERT_EQUAL(vmm_gva_read(vm, regs.rip - 1, &op, 1), 0);
+	EXPECT_EQ_U64(0xf4, op);
+	vmm_resume(vm);
+	CU_ASSERT_EQUAL(vmm_vcpu_online(vm, 1), 0);
+	EXPECT_EQ_U64(VMM_DONE, vmm_wait(vm, VMT_WAIT_MS, NULL));
+	vmm_destroy(vm);
+}
+
 TEST_SUITE(vmm_sync, "vmm_sync", true,
-	   TEST(test_sync_10000), TEST(test_pause_resume_1000),
+	   TEST(test_sync_10000), TEST(test_sync_halted_vcpu), TEST(test_pause_resume_1000),
 	   TEST(test_hotplug), TEST(test_hotplug_during_sync),
 	   TEST(test_record_intervals))

@@ -124,14 +124,43 @@ int testlib_run(const char *cmd, char **output)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* Loud, after the summary: these tests were neither run nor passed. */
+static void testlib_not_run(unsigned int n)
+{
+	const struct test_suite *s;
+
+	if (!n)
+		return;
+	fprintf(stderr, "\n*** NOT RUN on this host (not counted as passed):\n");
+	for (s = suites; s; s = s->next) {
+		unsigned int k = 0;
+
+		if (!s->not_run_why)
+			continue;
+		while (s->cases[k].name)
+			k++;
+		fprintf(stderr, "***   suite %s (%u test%s): %s\n", s->name, k,
+			k == 1 ? "" : "s", s->not_run_why);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	const char *only = argc > 1 ? argv[1] : NULL;
 	const char *kvm_why = testlib_kvm_problem();
-	unsigned int kvm_suites = 0;
+	unsigned int kvm_suites = 0, not_run = 0;
 	struct test_suite *s;
 	int failed;
 
+	/* For make check: the names of the suites this host cannot run. */
+	if (argc > 1 && !strcmp(argv[1], "--list-not-run")) {
+		only = argc > 2 ? argv[2] : NULL;
+		for (s = suites; s; s = s->next)
+			if ((!only || strstr(s->name, only)) && !kvm_why && s->unavailable &&
+			    s->unavailable())
+				printf("%s\n", s->name);
+		return 0;
+	}
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 3;
 	for (s = suites; s; s = s->next) {
@@ -139,6 +168,10 @@ int main(int argc, char **argv)
 
 		if (only && !strstr(s->name, only))
 			continue;
+		if (!kvm_why && s->unavailable && (s->not_run_why = s->unavailable())) {
+			not_run++;
+			continue;
+		}
 		cs = CU_add_suite(s->name, NULL, NULL);
 		if (!cs)
 			return 3;
@@ -149,11 +182,18 @@ int main(int argc, char **argv)
 	if (kvm_why && kvm_suites)
 		fprintf(stderr, "\n*** %s\n*** %u suite(s) need KVM; their tests "
 			"will FAIL.\n\n", kvm_why, kvm_suites);
+	testlib_not_run(not_run);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
 	if (kvm_why && kvm_suites)
 		fprintf(stderr, "\n*** KVM was unusable: %s\n", kvm_why);
+	testlib_not_run(not_run);
 	CU_cleanup_registry();
+	if (not_run && getenv("VMPOKE_TESTS_MUST_RUN")) {
+		fprintf(stderr, "*** VMPOKE_TESTS_MUST_RUN is set: %u suite(s) not run is a "
+			"failure\n", not_run);
+		return 1;
+	}
 	return failed ? 1 : 0;
 }

@@ -114,7 +114,7 @@ static const char *const scenario_names[VMPOKE_SCN_MAX] = {
 	[VMPOKE_SCN_TORTURE] = "torture", [VMPOKE_SCN_PING] = "ping",
 	[VMPOKE_SCN_IDLE] = "idle",	[VMPOKE_SCN_LAB] = "lab",
 	[VMPOKE_SCN_EMUFAIL] = "emufail",
-	[VMPOKE_SCN_BADSTACK] = "badstack",
+	[VMPOKE_SCN_BADSTACK] = "badstack", [VMPOKE_SCN_CPL0] = "cpl0",
 };
 
 static int name_index(const char *const *names, unsigned int n, const char *s)
