@@ -10,6 +10,7 @@
 #ifndef VMPOKE_PAGEWALK_H
 #define VMPOKE_PAGEWALK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,5 +36,14 @@ int pt_walk(const struct guest_ram *ram, uint64_t cr3, uint64_t gva,
  */
 int gva_read(const struct guest_ram *ram, uint64_t cr3, uint64_t gva, void *buf, size_t len);
 int gva_write(const struct guest_ram *ram, uint64_t cr3, uint64_t gva, const void *buf, size_t len);
+
+/*
+ * May code at this privilege access [gva, gva+len) as the page tables say?
+ * user: CPL3, every level must have U/S set; write: every level R/W, for
+ * CPL3 always and for CPL0 only with CR0.WP (wp).  0, -EFAULT if not
+ * mapped, -EACCES if the rights forbid it.  SMAP is not modelled.
+ */
+int gva_access_ok(const struct guest_ram *ram, uint64_t cr3, uint64_t gva, size_t len,
+		  bool write, bool user, bool wp);
 
 #endif /* VMPOKE_PAGEWALK_H */

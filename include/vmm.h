@@ -150,6 +150,9 @@ bool vmm_vcpu_is_online(struct vm *vm, unsigned int id);
 /* Through the guest's page tables (boot CR3); -EFAULT if unmapped/outside RAM. */
 int vmm_gva_read(struct vm *vm, uint64_t gva, void *buf, size_t len);
 int vmm_gva_write(struct vm *vm, uint64_t gva, const void *buf, size_t len);
+/* Could code at cpl (0 or 3) make this access?  0, -EFAULT or -EACCES. */
+int vmm_gva_access_ok(struct vm *vm, uint64_t gva, size_t len, bool write,
+		      unsigned int cpl);
 int vmm_gva_to_gpa(struct vm *vm, uint64_t gva, uint64_t *gpa);
 /* Host pointer for [gpa, gpa+len) if it lies in guest RAM, else NULL. */
 void *vmm_gpa_ptr(struct vm *vm, uint64_t gpa, size_t len);

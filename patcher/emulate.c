@@ -34,7 +34,8 @@ bool poke_cond_true(uint8_t cc, uint64_t rflags)
 }
 
 /*
- * A CALL whose push faults, or a RET whose pop faults, is not finished
+ * A CALL whose push faults, or a RET whose pop faults or would return to
+ * a non-canonical address, is not finished
  * here: we leave rip at the INT3 (addr) and the stack untouched.  While
  * the site is live the vCPU traps again, which is harmless and bounded by
  * the batch; once the real instruction is in place the guest executes it
@@ -62,7 +63,14 @@ int poke_emulate(const struct poke_emu *emu, uint64_t addr,
 		cpu->rip = emu->target;
 		return 0;
 	case POKE_EMU_RET:
-		if (mem->read(mem->ctx, cpu->rsp, &v, sizeof(v)))
+		/*
+		 * A non-canonical return address: the CPU raises #GP at the
+		 * RET itself.  Handing it to the frame or KVM_SET_REGS would
+		 * fault later and elsewhere (the stub's iretq, a VM-entry
+		 * failure), so leave the RET to the guest, as a faulting pop.
+		 */
+		if (mem->read(mem->ctx, cpu->rsp, &v, sizeof(v)) ||
+		    (uint64_t)((int64_t)(v << 16) >> 16) != v)
 			break;
 		cpu->rsp += 8;
 		cpu->rip = v;

@@ -271,14 +271,28 @@ size_t traptable_pending(const struct poke_table *t)
 	return n;
 }
 
+/*
+ * The emulated CALL's push and RET's pop go to the interrupted code's own
+ * stack with that code's rights: a CPL3 stack page must be user and, for
+ * the push, writable at every level, as the CPU would check.  A refusal
+ * leaves the instruction to the guest, which then takes the real #PF.
+ */
 static int hook_read(void *ctx, uint64_t gva, void *buf, size_t len)
 {
-	return vmm_gva_read(ctx, gva, buf, len);
+	const struct vmm_trap *t = ctx;
+
+	if (vmm_gva_access_ok(t->vm, gva, len, false, t->cpl))
+		return -EFAULT;
+	return vmm_gva_read(t->vm, gva, buf, len);
 }
 
 static int hook_write(void *ctx, uint64_t gva, const void *buf, size_t len)
 {
-	return vmm_gva_write(ctx, gva, buf, len);
+	const struct vmm_trap *t = ctx;
+
+	if (vmm_gva_access_ok(t->vm, gva, len, true, t->cpl))
+		return -EFAULT;
+	return vmm_gva_write(t->vm, gva, buf, len);
 }
 
 /*
@@ -341,7 +355,7 @@ enum vmm_trap_verdict traptable_hook(struct vmm_trap *trap, void *opaque)
 {
 	struct patcher *p = opaque;
 	const struct poke_live *e;
-	struct poke_mem mem = { hook_read, hook_write, trap->vm };
+	struct poke_mem mem = { hook_read, hook_write, trap };
 	struct poke_cpu cpu;
 	bool ghosts = !atomic_load_explicit(&p->no_ghost, memory_order_relaxed);
 

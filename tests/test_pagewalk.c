@@ -176,7 +176,36 @@ static void test_pagewalk_fault_writes_nothing(void)
 	ram.host = NULL;
 }
 
+/*
+ * The rights the CPU would check for an emulated stack access: U/S and
+ * R/W must be set at every level for CPL3, R/W for CPL0 only with CR0.WP.
+ */
+static void test_access_rights(void)
+{
+	ram_setup();
+	pte_set(0x1000, 0, 0x2000 | P | 2 | 4);
+	pte_set(0x2000, 0, 0x3000 | P | 2 | 4);
+	pte_set(0x3000, 0, 0x4000 | P | 2 | 4);
+	pte_set(0x4000, 0x10, 0x20000 | P | 2 | 4);	/* user, writable */
+	pte_set(0x4000, 0x11, 0x7000 | P | 4);		/* user, read-only */
+	pte_set(0x4000, 0x12, 0x8000 | P | 2);		/* supervisor */
+	CU_ASSERT_EQUAL(gva_access_ok(&ram, 0x1000, 0x10ff8, 8, true, true, false), 0);
+	CU_ASSERT_EQUAL(gva_access_ok(&ram, 0x1000, 0x11ff8, 8, false, true, false), 0);
+	CU_ASSERT_EQUAL(gva_access_ok(&ram, 0x1000, 0x11ff8, 8, true, true, false), -EACCES);
+	CU_ASSERT_EQUAL(gva_access_ok(&ram, 0x1000, 0x11ff8, 8, true, false, false), 0);
+	CU_ASSERT_EQUAL(gva_access_ok(&ram, 0x1000, 0x11ff8, 8, true, false, true), -EACCES);
+	CU_ASSERT_EQUAL(gva_access_ok(&ram, 0x1000, 0x12000, 8, false, true, false), -EACCES);
+	CU_ASSERT_EQUAL(gva_access_ok(&ram, 0x1000, 0x12000, 8, true, false, true), 0);
+	/* Straddling into the read-only page, and into an unmapped one. */
+	CU_ASSERT_EQUAL(gva_access_ok(&ram, 0x1000, 0x10ffc, 8, true, true, false), -EACCES);
+	CU_ASSERT_EQUAL(gva_access_ok(&ram, 0x1000, 0x12ffc, 8, false, false, false), -EFAULT);
+	/* A level above the PTE without U/S: no user access at all. */
+	pte_set(0x3000, 0, 0x4000 | P | 2);
+	CU_ASSERT_EQUAL(gva_access_ok(&ram, 0x1000, 0x10ff8, 8, false, true, false), -EACCES);
+}
+
 TEST_SUITE(pagewalk, "pagewalk", false,
+	   TEST(test_access_rights),
 	   TEST(test_pagewalk_4k),
 	   TEST(test_pagewalk_2m),
 	   TEST(test_pagewalk_1g),

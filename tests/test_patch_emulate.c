@@ -151,6 +151,33 @@ static void test_emulate_stack_fault(void)
 	EXPECT_EQ_U64(0x10, cpu.rsp);
 }
 
+/*
+ * RET to a non-canonical address: not emulated (the CPU faults at the RET
+ * itself), so the guest takes its own #GP at the RET once the site is
+ * retired, a clean fault report instead of a fault at the stub's iretq or
+ * a VM-entry failure.  Canonical high-half addresses still return.
+ */
+static void test_emulate_ret_noncanonical(void)
+{
+	static const uint64_t bad[] = { 0x0000800000000000ull, 0x8000000000000000ull,
+					0x00007fffffffffffull + 1, 0xdead000000000000ull };
+	struct poke_emu ret = { .kind = POKE_EMU_RET, .len = 1 };
+	struct poke_cpu cpu;
+	uint64_t good = 0xffff800000001000ull;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memcpy(fake + 0x800, &bad[i], 8);
+		cpu = (struct poke_cpu){ .rip = SITE + 1, .rsp = FAKE_BASE + 0x800 };
+		CU_ASSERT_EQUAL(poke_emulate(&ret, SITE, &cpu, &fake_mem), -EFAULT);
+		EXPECT_EQ_U64(SITE, cpu.rip);
+		EXPECT_EQ_U64(FAKE_BASE + 0x800, cpu.rsp);
+	}
+	memcpy(fake + 0x800, &good, 8);
+	cpu = (struct poke_cpu){ .rip = SITE + 1, .rsp = FAKE_BASE + 0x800 };
+	CU_ASSERT_EQUAL(poke_emulate(&ret, SITE, &cpu, &fake_mem), 0);
+	EXPECT_EQ_U64(good, cpu.rip);
+}
+
 static void test_emulate_jcc(void)
 {
 	unsigned int cc;
@@ -180,5 +207,5 @@ TEST_SUITE(patch_emulate, "patch_emulate", false,
 	   TEST(test_cond_jng_jnle),
 	   TEST(test_emulate_jmp_and_nop),
 	   TEST(test_emulate_call_ret),
-	   TEST(test_emulate_stack_fault),
+	   TEST(test_emulate_stack_fault), TEST(test_emulate_ret_noncanonical),
 	   TEST(test_emulate_jcc))

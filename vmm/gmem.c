@@ -28,6 +28,16 @@ int vmm_gva_write(struct vm *vm, uint64_t gva, const void *buf, size_t len)
 	return gva_write(&vm->ram, VMPOKE_PML4_GPA, gva, buf, len);
 }
 
+/*
+ * Our guest runs with CR0.WP clear (vcpu.c), so CPL0 writes ignore R/W
+ * as on hardware; CPL3 accesses need U/S, and writes R/W, at every level.
+ */
+int vmm_gva_access_ok(struct vm *vm, uint64_t gva, size_t len, bool write,
+		      unsigned int cpl)
+{
+	return gva_access_ok(&vm->ram, VMPOKE_PML4_GPA, gva, len, write, cpl == 3, false);
+}
+
 int vmm_gva_to_gpa(struct vm *vm, uint64_t gva, uint64_t *gpa)
 {
 	uint64_t psz;

@@ -12,6 +12,8 @@
 #include "pagewalk.h"
 
 #define PTE_PRESENT	0x1ull
+#define PTE_RW		0x2ull
+#define PTE_US		0x4ull
 #define PTE_PS		0x80ull
 /* Bits 51:12 hold the next table / page frame (MAXPHYADDR <= 52). */
 #define PTE_ADDR_MASK	0x000ffffffffff000ull
@@ -41,12 +43,15 @@ static int pt_entry(const struct guest_ram *ram, uint64_t table, unsigned int id
 	return 0;
 }
 
-int pt_walk(const struct guest_ram *ram, uint64_t cr3, uint64_t gva,
-	    uint64_t *gpa, uint64_t *page_size)
+/* The walk; *rights = the AND of the R/W and U/S bits of every level. */
+static int pt_walk_rights(const struct guest_ram *ram, uint64_t cr3, uint64_t gva,
+			  uint64_t *gpa, uint64_t *page_size, uint64_t *rights)
 {
 	uint64_t table = cr3 & PTE_ADDR_MASK;
 	uint64_t pte, size = 0, base;
 	int level;
+
+	*rights = PTE_RW | PTE_US;
 
 	if (!ram || !ram->host || !gva_is_canonical(gva))
 		return -EFAULT;
@@ -59,6 +64,7 @@ int pt_walk(const struct guest_ram *ram, uint64_t cr3, uint64_t gva,
 			return -EFAULT;
 		if (!(pte & PTE_PRESENT))
 			return -EFAULT;
+		*rights &= pte;
 		if (level == 2 && (pte & PTE_PS)) {
 			size = PAGE_1G;
 			break;
@@ -86,6 +92,43 @@ int pt_walk(const struct guest_ram *ram, uint64_t cr3, uint64_t gva,
 	return 0;
 }
 
+int pt_walk(const struct guest_ram *ram, uint64_t cr3, uint64_t gva,
+	    uint64_t *gpa, uint64_t *page_size)
+{
+	uint64_t rights;
+
+	return pt_walk_rights(ram, cr3, gva, gpa, page_size, &rights);
+}
+
+static int gva_range_ok(uint64_t gva, size_t len)
+{
+	uint64_t end;
+
+	return len == 0 || !__builtin_add_overflow(gva, (uint64_t)len - 1, &end);
+}
+
+int gva_access_ok(const struct guest_ram *ram, uint64_t cr3, uint64_t gva, size_t len,
+		  bool write, bool user, bool wp)
+{
+	if (!gva_range_ok(gva, len))
+		return -EFAULT;
+	while (len) {
+		uint64_t gpa, psz, rights, n;
+
+		if (pt_walk_rights(ram, cr3, gva, &gpa, &psz, &rights))
+			return -EFAULT;
+		if ((user && !(rights & PTE_US)) ||
+		    (write && (user || wp) && !(rights & PTE_RW)))
+			return -EACCES;
+		n = psz - (gva & (psz - 1));
+		if (n >= len)
+			break;
+		gva += n;
+		len -= n;
+	}
+	return 0;
+}
+
 /*
  * Translate [gva, gva+len) chunk by chunk.  A chunk ends at the end of its
  * page or of RAM, whichever is first, so a large page that runs past the
@@ -106,12 +149,6 @@ static int gva_chunk(const struct guest_ram *ram, uint64_t cr3, uint64_t gva,
 	return 0;
 }
 
-static int gva_range_ok(uint64_t gva, size_t len)
-{
-	uint64_t end;
-
-	return len == 0 || !__builtin_add_overflow(gva, (uint64_t)len - 1, &end);
-}
 
 /*
  * Copy page by page between buf and guest memory: dir < 0 reads from the
