@@ -71,7 +71,10 @@ $(BUILD)/%.o: %.c $(wildcard include/*.h patcher/*.h patcher/cli/*.h vmm/*.h tes
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
+# Rebuilt from scratch: "ar r" never drops a member, so an object whose
+# source moved away would stay in the archive and could be linked instead.
 $(BUILD)/libvmpoke.a: $(LIB_OBJS)
+	@rm -f $@
 	$(AR) rcs $@ $^
 
 $(BUILD)/vmpoke: $(BUILD)/patcher/cli/main.o $(BUILD)/libvmpoke.a
