@@ -69,7 +69,10 @@ enum poke_err {
 	POKE_E_SHADOW_BUSY,		/* shadow check gave up; batch undone */
 	POKE_E_SYNC,			/* a vCPU did not acknowledge a sync */
 	POKE_E_READBACK,		/* read-back after a write differed */
-	POKE_E_INVAL,
+	POKE_E_INVAL,			/* a bad argument (length 0, NULL batch) */
+	POKE_E_NOMEM,			/* out of memory */
+	POKE_E_HOST,			/* Capstone could not start */
+	POKE_E_GUEST_TABLE,		/* a guest table failed validation */
 };
 const char *poke_strerror(enum poke_err e);
 
@@ -125,6 +128,7 @@ struct poke_stats {
 	uint64_t patches, batches, syncs;
 	uint64_t trap_hits, ghost_traps, foreign_traps;
 	uint64_t shadow_retries, shadow_aborts;
+	uint64_t emu_faults;		/* trap hits whose emulation faulted */
 };
 
 struct patcher_opts {

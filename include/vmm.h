@@ -80,7 +80,7 @@ struct vmm_result {
 
 struct vmm_vcpu_stats {
 	uint64_t exits;
-	uint64_t kicks_acked;		/* sync generations acknowledged */
+	uint64_t syncs_acked;		/* sync generations acknowledged */
 	uint64_t traps;			/* INT3s handed to the trap hook */
 	uint64_t hcalls;
 	bool online;
@@ -98,6 +98,13 @@ int vmm_start(struct vm *vm);		/* spawn vCPU threads */
 /* Wait for the run to end, at most timeout_ms (0 = forever). */
 enum vmm_outcome vmm_wait(struct vm *vm, unsigned int timeout_ms,
 			  struct vmm_result *res);
+/*
+ * Start the vCPUs and wait until every one has reported READY (its tasks
+ * run), at most timeout_ms: the boot every workload command needs.  0;
+ * -ETIMEDOUT; -ESRCH if the run ended first (then *res, if given, holds
+ * its outcome, read without pausing anything); or vmm_start()'s error.
+ */
+int vmm_start_ready(struct vm *vm, unsigned int timeout_ms, struct vmm_result *res);
 void vmm_stop(struct vm *vm);		/* ask every vCPU to leave; async-safe */
 void vmm_destroy(struct vm *vm);	/* joins threads, frees everything */
 
@@ -117,9 +124,19 @@ int vmm_outcome_exit_code(enum vmm_outcome o);
  * when the call starts is kicked out at least once; returns when every
  * online vCPU has acknowledged a generation >= the one this call started.
  * Returns 0, or -ETIMEDOUT after naming the laggard vCPU and its RIP.
- * Must not be called from a vCPU thread.
+ * Must not be called from a vCPU thread (-EDEADLK).
+ *
+ * Why this is enough where Linux runs sync_core() on every CPU: see
+ * docs/design.md, "Why a sync is enough".  In short, an ack means the vCPU
+ * left guest mode after the bytes were written and entered it again; on
+ * hardware KVM that VM entry, and the IRETQ that ends our #BP stub, are
+ * serializing, so the vCPU fetches the new bytes; on kvm_pvm host writes
+ * are visible at once and CPL0 is emulated from one fresh snapshot per
+ * instruction.  The torture test is the experiment that checks it.
  */
 int vmm_sync(struct vm *vm);
+/* The same; on -ETIMEDOUT *laggard is the vCPU named (else -1). */
+int vmm_sync_laggard(struct vm *vm, int *laggard);
 
 /* Is the caller a vCPU thread (e.g. inside a trap hook)?  Such a caller
  * must not sync, pause or take a lock a controller holds while it syncs. */

@@ -55,7 +55,7 @@ enum poke_err poke_arm_locked(struct patcher *p, const struct poke_live *e,
 
 	if (traptable_add_live(&p->table, e, 1)) {
 		snprintf(msg, msglen, "%s: out of memory", where);
-		return POKE_E_INVAL;
+		return POKE_E_NOMEM;
 	}
 	err = arm_write(p, e->addr, POKE_INT3, where, msg, msglen);
 	if (!err)

@@ -93,7 +93,7 @@ enum poke_err poke_batch_add(struct poke_batch *b, const struct poke_site *site)
 
 		ns = realloc(b->sites, cap * sizeof(*ns));
 		if (!ns)
-			return POKE_E_INVAL;
+			return POKE_E_NOMEM;
 		b->sites = ns;
 		b->cap = cap;
 	}
@@ -101,7 +101,7 @@ enum poke_err poke_batch_add(struct poke_batch *b, const struct poke_site *site)
 	return POKE_OK;
 }
 
-static int site_cmp(const void *a, const void *b)
+static int batch_site_cmp(const void *a, const void *b)
 {
 	const struct poke_site *x = a, *y = b;
 
@@ -123,7 +123,7 @@ static int batch_translate(struct batch_run *r, uint64_t gva, uint64_t *gpa)
 	return 0;
 }
 
-static int site_map_build(struct batch_run *r, const struct poke_site *s,
+static int batch_map_build(struct batch_run *r, const struct poke_site *s,
 			  struct site_map *m)
 {
 	struct vm *vm = r->p->vm;
@@ -145,7 +145,7 @@ static int site_map_build(struct batch_run *r, const struct poke_site *s,
 }
 
 /* Copy bytes [off, off + n) of a site between guest and buf. */
-static void site_map_copy(const struct site_map *m, unsigned int off,
+static void batch_map_copy(const struct site_map *m, unsigned int off,
 			  uint8_t *buf, unsigned int n, bool to_guest)
 {
 	for (unsigned int i = 0; i < n; i++) {
@@ -159,10 +159,10 @@ static void site_map_copy(const struct site_map *m, unsigned int off,
 	}
 }
 
-static void site_read(struct batch_run *r, const struct poke_site *s,
+static void batch_site_read(struct batch_run *r, const struct poke_site *s,
 		      uint8_t *buf)
 {
-	site_map_copy(&r->map[s - r->s], 0, buf, s->len, false);
+	batch_map_copy(&r->map[s - r->s], 0, buf, s->len, false);
 }
 
 /* Write, then read back: a write that did not land must not pass silently. */
@@ -173,33 +173,15 @@ static enum poke_err batch_write(struct batch_run *r, const struct poke_site *s,
 	const struct site_map *m = &r->map[s - r->s];
 	uint8_t back[POKE_MAX_LEN];
 
-	site_map_copy(m, off, (uint8_t *)bytes, n, true);
+	batch_map_copy(m, off, (uint8_t *)bytes, n, true);
 	if (r->p->opts.write_log)
 		r->p->opts.write_log(r->p->opts.write_log_opaque, s, off, bytes, n, what);
-	site_map_copy(m, off, back, n, false);
+	batch_map_copy(m, off, back, n, false);
 	if (memcmp(back, bytes, n)) {
 		snprintf(r->msg, r->msglen, "%s: read-back of %s differs", s->where, what);
 		return POKE_E_READBACK;
 	}
 	return POKE_OK;
-}
-
-/* The online vCPU that has acknowledged the fewest sync generations. */
-static int batch_laggard(struct vm *vm)
-{
-	unsigned int id, nr = vmm_nr_vcpus(vm);
-	struct vmm_vcpu_stats st;
-	uint64_t min = UINT64_MAX;
-	int who = -1;
-
-	for (id = 0; id < nr; id++) {
-		vmm_vcpu_stats(vm, id, &st);
-		if (st.online && st.kicks_acked < min) {
-			min = st.kicks_acked;
-			who = (int)id;
-		}
-	}
-	return who;
 }
 
 /*
@@ -210,17 +192,18 @@ static enum poke_err batch_sync(struct batch_run *r, const char *after, bool for
 {
 	struct patcher *p = r->p;
 	uint64_t mark;
+	int laggard;
 
 	/* INJECT_NO_SYNC: the protocol's syncs are skipped on purpose. */
 	if (p->opts.inject == POKE_INJECT_NO_SYNC && !force)
 		return POKE_OK;
 	mark = traptable_mark(&p->table);
 	atomic_fetch_add(&p->syncs, 1);
-	if (vmm_sync(p->vm)) {
+	if (vmm_sync_laggard(p->vm, &laggard)) {
+		/* The vCPU vmm_sync named on stderr, not a guess from counters. */
 		snprintf(r->msg, r->msglen, "%s%s: sync after %s timed out: vcpu %d "
 			 "did not acknowledge", r->s[0].where,
-			 r->n > 1 ? " (and the rest of the batch)" : "", after,
-			 batch_laggard(p->vm));
+			 r->n > 1 ? " (and the rest of the batch)" : "", after, laggard);
 		return POKE_E_SYNC;
 	}
 	traptable_reclaim(&p->table, mark);
@@ -276,7 +259,7 @@ static enum poke_err batch_stw(struct batch_run *r, bool undo)
 	size_t i, k = 0;
 
 	if (!stw)
-		return POKE_E_INVAL;
+		return POKE_E_NOMEM;
 	for (i = 0; i < r->n; i++)
 		if (site_stw(&r->s[i]))
 			stw[k++] = r->s[i];
@@ -290,7 +273,7 @@ static enum poke_err batch_publish(struct batch_run *r)
 {
 	if (traptable_add(&r->p->table, r->bp, r->nbp)) {
 		snprintf(r->msg, r->msglen, "%s: out of memory", r->s[0].where);
-		return POKE_E_INVAL;
+		return POKE_E_NOMEM;
 	}
 	r->published = true;
 	return POKE_OK;
@@ -396,12 +379,12 @@ static enum poke_err batch_check_old(struct batch_run *r)
 	for (i = 0; i < r->n; i++) {
 		const struct poke_site *s = &r->s[i];
 
-		if (site_map_build(r, s, &r->map[i])) {
+		if (batch_map_build(r, s, &r->map[i])) {
 			snprintf(r->msg, r->msglen, "%s: not mapped in guest memory",
 				 s->where);
 			return POKE_E_FAULT;
 		}
-		site_read(r, s, cur);
+		batch_site_read(r, s, cur);
 		if (memcmp(cur, s->old, s->len)) {
 			snprintf(r->msg, r->msglen, "%s: guest bytes differ from the "
 				 "expected old bytes (first byte 0x%02x, expected "
@@ -413,7 +396,7 @@ static enum poke_err batch_check_old(struct batch_run *r)
 }
 
 /*
- * Invariant 7 between phases: every site must hold exactly what we left
+ * Invariant 7 (docs/design.md) between phases: every site must hold exactly what we left
  * there.  A difference means someone else wrote the code under us; go no
  * further and undo.
  */
@@ -430,7 +413,7 @@ static enum poke_err batch_recheck(struct batch_run *r, const char *before)
 		memcpy(want, r->tail[i] ? s->new : s->old, s->len);
 		want[0] = r->head[i] == HEAD_INT3 ? POKE_INT3 :
 			  r->head[i] == HEAD_NEW ? s->new[0] : s->old[0];
-		site_read(r, s, cur);
+		batch_site_read(r, s, cur);
 		if (memcmp(cur, want, s->len)) {
 			snprintf(r->msg, r->msglen, "%s: bytes changed under the "
 				 "batch before %s", s->where, before);
@@ -483,7 +466,7 @@ static enum poke_err batch_sort(struct batch_run *r)
 		if (r->s[i - 1].addr > r->s[i].addr)
 			break;
 	if (i < r->n)
-		qsort(r->s, r->n, sizeof(r->s[0]), site_cmp);
+		qsort(r->s, r->n, sizeof(r->s[0]), batch_site_cmp);
 	for (i = 1; i < r->n; i++) {
 		if (r->s[i - 1].addr + r->s[i - 1].len > r->s[i].addr) {
 			snprintf(r->msg, r->msglen, "%s: overlaps site %s of the same batch",
@@ -530,7 +513,7 @@ static enum poke_err batch_split(struct batch_run *r)
 	r->bp = calloc(r->nbp ? r->nbp : 1, sizeof(*r->bp));
 	if (!r->bp) {
 		snprintf(r->msg, r->msglen, "%s: out of memory", r->s[0].where);
-		return POKE_E_INVAL;
+		return POKE_E_NOMEM;
 	}
 	r->nbp = 0;
 	for (i = 0; i < r->n; i++)
@@ -722,7 +705,7 @@ enum poke_err poke_batch_finish(struct poke_batch *b, char *msg, size_t msglen)
 		free(r.map);
 		free(r.head);
 		free(r.tail);
-		return POKE_E_INVAL;
+		return POKE_E_NOMEM;
 	}
 	pthread_mutex_lock(&b->p->lock);
 	err = batch_protocol(&r);

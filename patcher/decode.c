@@ -122,7 +122,7 @@ done:
 	return 0;
 }
 
-static int32_t rd32(const uint8_t *b)
+static int32_t decode_rd32(const uint8_t *b)
 {
 	return (int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 |
 			 (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24);
@@ -155,14 +155,14 @@ static enum poke_emu_kind decode_classify(const uint8_t *b, unsigned int size,
 		emu->target = next;
 	} else if (size == 5 && (b[0] == 0xe9 || b[0] == 0xe8)) {
 		emu->kind = b[0] == 0xe9 ? POKE_EMU_JMP : POKE_EMU_CALL;
-		emu->target = next + (int64_t)rd32(b + 1);
+		emu->target = next + (int64_t)decode_rd32(b + 1);
 	} else if (size == 5 && !memcmp(b, nop5, 5)) {
 		emu->kind = POKE_EMU_JMP;	/* NOP5: jump to next */
 		emu->target = next;
 	} else if (size == 6 && b[0] == 0x0f && (b[1] & 0xf0) == 0x80) {
 		emu->kind = POKE_EMU_JCC;
 		emu->cond = b[1] & 0x0f;
-		emu->target = next + (int64_t)rd32(b + 2);
+		emu->target = next + (int64_t)decode_rd32(b + 2);
 	}
 	return emu->kind;
 }
@@ -184,7 +184,7 @@ enum poke_err decode_one(const uint8_t *bytes, size_t len, uint64_t addr,
 	}
 	if (decode_open(&h, false)) {
 		snprintf(why, whylen, "cannot start Capstone");
-		return POKE_E_INVAL;
+		return POKE_E_HOST;
 	}
 	count = cs_disasm(h, bytes, len, addr, 1, &insn);
 	if (!count) {
@@ -263,7 +263,7 @@ enum poke_err decode_whole(const uint8_t *bytes, size_t len, uint64_t addr,
 	return err;
 nomem:
 	snprintf(why, whylen, "cannot start Capstone");
-	return POKE_E_INVAL;
+	return POKE_E_HOST;
 }
 
 /* How insn moves %rsp: true with *delta (bytes, + = up), false if unknown. */

@@ -29,6 +29,9 @@ const char *poke_strerror(enum poke_err e)
 		[POKE_E_SYNC]		= "a vCPU did not acknowledge a sync",
 		[POKE_E_READBACK]	= "read-back after a write differed",
 		[POKE_E_INVAL]		= "invalid argument",
+		[POKE_E_NOMEM]		= "out of memory",
+		[POKE_E_HOST]		= "the disassembler (Capstone) could not start",
+		[POKE_E_GUEST_TABLE]	= "a guest table failed validation",
 	};
 
 	if ((unsigned int)e < sizeof(text) / sizeof(text[0]) && text[e])
@@ -171,6 +174,7 @@ void patcher_stats(struct patcher *p, struct poke_stats *st)
 	st->foreign_traps = atomic_load(&p->foreign_traps);
 	st->shadow_retries = atomic_load(&p->shadow_retries);
 	st->shadow_aborts = atomic_load(&p->shadow_aborts);
+	st->emu_faults = atomic_load(&p->emu_faults);
 }
 
 enum poke_err poke_single(struct patcher *p, uint64_t addr, const void *old,
@@ -185,7 +189,7 @@ enum poke_err poke_single(struct patcher *p, uint64_t addr, const void *old,
 		return err;
 	b = poke_batch_new(p);
 	if (!b)
-		return POKE_E_INVAL;
+		return POKE_E_NOMEM;
 	err = poke_batch_add(b, &site);
 	if (!err)
 		err = poke_batch_finish(b, msg, msglen);

@@ -272,7 +272,8 @@ void probe_free_all(struct patcher *p);		/* after the final sync */
  * range when its RIP is in [lo, hi); a #BP frame parked before the
  * doorbell with RIP == own_int3 (non-zero) is not.  0: all clear; 1: some
  * range is busy (its .busy set; msg lists every culprit and culprits
- * counts them); -1: error (msg says why); -2: a vCPU did not pause.
+ * counts them); -1: the guest's task table failed validation, -3: out
+ * of memory (msg says why); -2: a vCPU did not pause.
  */
 struct busy_range {
 	uint64_t lo, hi;

@@ -204,7 +204,7 @@ static bool shadow_vcpu(struct shadow_ctx *c, unsigned int id)
 	return hit;
 }
 
-/* -1: the table is malformed (msg says why); 0: clear; 1: hit. */
+/* -1: the table is malformed, -3: out of memory (msg says why); 0: clear; 1: hit. */
 static int shadow_tasks(struct shadow_ctx *c)
 {
 	const struct symtab *st = vmm_symtab(c->p->vm);
@@ -218,7 +218,7 @@ static int shadow_tasks(struct shadow_ctx *c)
 	tab = malloc(sizeof(*tab));
 	if (!tab) {
 		snprintf(c->msg, c->msglen, "%s: out of memory", VMPOKE_SYM_TASKS);
-		return -1;
+		return -3;
 	}
 	if (vmm_tasks_read(c->p->vm, tab, c->msg, c->msglen)) {
 		free(tab);
@@ -238,7 +238,7 @@ static int shadow_tasks(struct shadow_ctx *c)
 }
 
 /*
- * One look at the stopped world: -1 error, 0 clear, 1 something inside.
+ * One look at the stopped world: -1/-3 error, 0 clear, 1 something inside.
  * Every context is looked at, so the message lists every culprit.
  */
 static int shadow_scan(struct shadow_ctx *c)
@@ -309,7 +309,7 @@ enum poke_err shadow_run(struct patcher *p, const struct poke_site *sites,
 	r = calloc(n ? n : 1, sizeof(*r));
 	if (!r) {
 		snprintf(msg, msglen, "%s: out of memory", n ? sites[0].where : "");
-		return POKE_E_INVAL;
+		return POKE_E_NOMEM;
 	}
 	for (i = 0; i < n; i++) {
 		if (!every && sites[i].old_insns <= 1)
@@ -337,7 +337,8 @@ enum poke_err shadow_run(struct patcher *p, const struct poke_site *sites,
 		if (ret < 0) {
 			snprintf(msg, msglen, "%s: shadow check: %s", sites[first].where, why);
 			free(r);
-			return ret == -2 ? POKE_E_SYNC : POKE_E_INVAL;
+			return ret == -2 ? POKE_E_SYNC : ret == -3 ? POKE_E_NOMEM :
+			       POKE_E_GUEST_TABLE;
 		}
 		if (attempt >= p->opts.shadow_retries)
 			break;

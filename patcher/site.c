@@ -10,7 +10,7 @@
  *    recover_probed_instruction(), so a live site does not look foreign;
  *  - no foreign INT3 in the range: someone else's breakpoint;
  *  - not in trap-entry text: patching the code that handles the trap is
- *    the recursion of seed 001;
+ *    the recursion of seed 001 (docs/design.md);
  *  - a range of more than one instruction must not be a branch target or
  *    hold a CALL whose return address falls inside it (insn_jump_into_range);
  *  - the new bytes are one instruction of len, and the emulated one is a
@@ -170,7 +170,7 @@ enum poke_err poke_site_prepare(struct patcher *p, struct poke_site *site,
 				   VMPOKE_SYM_ENTRY_START, VMPOKE_SYM_ENTRY_END);
 	code = malloc(fn->size);
 	if (!code)
-		return site_refuse(where, msg, msglen, POKE_E_INVAL, "out of memory");
+		return site_refuse(where, msg, msglen, POKE_E_NOMEM, "out of memory");
 	pthread_mutex_lock(&p->lock);
 	if (vmm_gva_read(p->vm, fn->addr, code, fn->size)) {
 		pthread_mutex_unlock(&p->lock);
@@ -182,7 +182,7 @@ enum poke_err poke_site_prepare(struct patcher *p, struct poke_site *site,
 	pthread_mutex_unlock(&p->lock);
 
 	if (decode_scan_function(code, fn->size, fn->addr, addr, len, &sc)) {
-		err = site_refuse(where, msg, msglen, POKE_E_INVAL, "cannot start Capstone");
+		err = site_refuse(where, msg, msglen, POKE_E_HOST, "cannot start Capstone");
 		goto out;
 	}
 	err = site_check_scan(p, where, &sc, len, msg, msglen);

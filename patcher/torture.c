@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "symtab.h"
 #include "torture.h"
 #include "vmm.h"
@@ -33,7 +34,7 @@ struct torture {
 	void (*progress)(const char *line);
 	const volatile sig_atomic_t *interrupted;
 
-	/* Cache of prepared transitions [site][from][to]; see transition(). */
+	/* Cache of prepared transitions [site][from][to]; see torture_transition(). */
 	struct poke_site *prep;
 	uint8_t *prep_state;		/* enum prep_state */
 	unsigned int refused;		/* transitions the engine refused */
@@ -56,16 +57,13 @@ enum prep_state {
 	PREP_REFUSED,
 };
 
-static double now_s(void)
+static double torture_now_s(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
+	return clock_now_ns() / 1e9;
 }
 
 /* The monitor: blocks in vmm_wait() until the run ends for any reason. */
-static void *monitor_main(void *arg)
+static void *torture_monitor(void *arg)
 {
 	struct torture *t = arg;
 
@@ -79,7 +77,7 @@ static void *monitor_main(void *arg)
  * Only one is offline at a time, so never all.  The pauses are condvar
  * timed waits on the stop flag, not sleeps, so the run ends promptly.
  */
-static void *hotplug_main(void *arg)
+static void *torture_hotplug(void *arg)
 {
 	struct torture *t = arg;
 	uint64_t rng = t->seed ^ 0x686f74706c7567ull;
@@ -94,10 +92,7 @@ static void *hotplug_main(void *arg)
 		pthread_mutex_unlock(&t->lock);
 		err = vmm_vcpu_offline(t->vm, id);
 		pthread_mutex_lock(&t->lock);
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += us * 1000;
-		ts.tv_sec += ts.tv_nsec / 1000000000;
-		ts.tv_nsec %= 1000000000;
+		clock_deadline(&ts, (uint64_t)us * CLOCK_NS_PER_US);
 		while (!atomic_load(&t->stop) &&
 		       pthread_cond_timedwait(&t->cond, &t->lock, &ts) != ETIMEDOUT)
 			;
@@ -107,10 +102,7 @@ static void *hotplug_main(void *arg)
 			t->hotplug_cycles++;
 		}
 		pthread_mutex_lock(&t->lock);
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += (long)(torture_rand(&rng) % 3000) * 1000;
-		ts.tv_sec += ts.tv_nsec / 1000000000;
-		ts.tv_nsec %= 1000000000;
+		clock_deadline(&ts, (torture_rand(&rng) % 3000) * CLOCK_NS_PER_US);
 		while (!atomic_load(&t->stop) &&
 		       pthread_cond_timedwait(&t->cond, &t->lock, &ts) != ETIMEDOUT)
 			;
@@ -120,7 +112,7 @@ static void *hotplug_main(void *arg)
 }
 
 /* Read and check vmpoke_sites; build the sites of the wanted kinds. */
-static int load_sites(struct torture *t, unsigned int kinds)
+static int torture_load_sites(struct torture *t, unsigned int kinds)
 {
 	const struct symtab *st = vmm_symtab(t->vm);
 	struct vmpoke_site_table *tab;
@@ -178,7 +170,7 @@ static int load_sites(struct torture *t, unsigned int kinds)
 	return 0;
 }
 
-static size_t prep_index(const struct torture *t, unsigned int i,
+static size_t torture_prep_index(const struct torture *t, unsigned int i,
 			 unsigned int to)
 {
 	return ((size_t)i * TORTURE_MAX_VARIANTS + t->sites[i].cur) *
@@ -194,16 +186,16 @@ static size_t prep_index(const struct torture *t, unsigned int i,
  * (the site stays where it is); the summary says how many there were, so
  * a refusal never silently shrinks the workload.
  */
-static bool multi_revert(const struct torture_site *ts, unsigned int to)
+static bool torture_multi_revert(const struct torture_site *ts, unsigned int to)
 {
 	return ts->desc.kind == VMPOKE_SITE_MULTI && to == 0;
 }
 
-static const struct poke_site *transition(struct torture *t, unsigned int i,
+static const struct poke_site *torture_transition(struct torture *t, unsigned int i,
 					  unsigned int to)
 {
 	struct torture_site *ts = &t->sites[i];
-	size_t k = prep_index(t, i, to);
+	size_t k = torture_prep_index(t, i, to);
 	char msg[256];
 	enum poke_err e;
 
@@ -218,7 +210,7 @@ static const struct poke_site *transition(struct torture *t, unsigned int i,
 	 */
 	e = poke_site_prepare(t->p, &t->prep[k], ts->desc.addr,
 			      ts->variant[ts->cur], ts->variant[to],
-			      ts->desc.len, multi_revert(ts, to) ?
+			      ts->desc.len, torture_multi_revert(ts, to) ?
 			      ts->variant[ts->cur] : NULL, msg, sizeof(msg));
 	if (e != POKE_OK) {
 		vmm_error("torture: %s site %u, variant %u -> %u refused: %s",
@@ -232,7 +224,7 @@ static const struct poke_site *transition(struct torture *t, unsigned int i,
 }
 
 /* A variant other than the current one, not known to be refused; -1 if none. */
-static int pick_variant(struct torture *t, unsigned int i, uint64_t *rng)
+static int torture_pick_variant(struct torture *t, unsigned int i, uint64_t *rng)
 {
 	struct torture_site *ts = &t->sites[i];
 	unsigned int step = 1 + (unsigned int)(torture_rand(rng) %
@@ -243,14 +235,14 @@ static int pick_variant(struct torture *t, unsigned int i, uint64_t *rng)
 
 		if (to == ts->cur)
 			to = (to + 1) % ts->nr_variants;
-		if (t->prep_state[prep_index(t, i, to)] != PREP_REFUSED)
+		if (t->prep_state[torture_prep_index(t, i, to)] != PREP_REFUSED)
 			return (int)to;
 	}
 	return -1;
 }
 
 /* After a failed batch: find out which variant each site holds now. */
-static int resync(struct torture *t, const unsigned int *idx, unsigned int n)
+static int torture_resync(struct torture *t, const unsigned int *idx, unsigned int n)
 {
 	for (unsigned int j = 0; j < n; j++) {
 		struct torture_site *ts = &t->sites[idx[j]];
@@ -276,7 +268,7 @@ static int resync(struct torture *t, const unsigned int *idx, unsigned int n)
 }
 
 /* Batch size: mostly small, sometimes everything, seeded. */
-static unsigned int batch_size(unsigned int n, uint64_t *rng)
+static unsigned int torture_batch_size(unsigned int n, uint64_t *rng)
 {
 	switch (torture_rand(rng) % 4) {
 	case 0:
@@ -290,7 +282,7 @@ static unsigned int batch_size(unsigned int n, uint64_t *rng)
 	}
 }
 
-static void idx_swap(unsigned int *idx, unsigned int a, unsigned int b)
+static void torture_idx_swap(unsigned int *idx, unsigned int a, unsigned int b)
 {
 	unsigned int tmp = idx[a];
 
@@ -299,17 +291,17 @@ static void idx_swap(unsigned int *idx, unsigned int a, unsigned int b)
 }
 
 /* One batch over a random subset.  0, 1 = the guest ended, -1 = error. */
-static int flip_batch(struct torture *t, unsigned int *idx, unsigned int *to,
+static int torture_flip_batch(struct torture *t, unsigned int *idx, unsigned int *to,
 		      uint64_t *rng)
 {
-	unsigned int n = t->nr_sites, k = batch_size(n, rng);
+	unsigned int n = t->nr_sites, k = torture_batch_size(n, rng);
 	struct poke_batch *b;
 	char msg[512];
 	enum poke_err e = POKE_OK;
 
 	/* Partial Fisher-Yates: idx[0..k) is a random subset. */
 	for (unsigned int j = 0; j < k; j++)
-		idx_swap(idx, j, j + (unsigned int)(torture_rand(rng) % (n - j)));
+		torture_idx_swap(idx, j, j + (unsigned int)(torture_rand(rng) % (n - j)));
 	b = poke_batch_new(t->p);
 	if (!b) {
 		vmm_error("torture: out of memory");
@@ -319,16 +311,16 @@ static int flip_batch(struct torture *t, unsigned int *idx, unsigned int *to,
 	unsigned int used = 0;
 
 	for (unsigned int j = 0; j < k && e == POKE_OK; j++) {
-		int v = pick_variant(t, idx[j], rng);
+		int v = torture_pick_variant(t, idx[j], rng);
 		const struct poke_site *ps;
 
 		if (v < 0)
 			continue;
 		to[used] = (unsigned int)v;
-		ps = transition(t, idx[j], to[used]);
+		ps = torture_transition(t, idx[j], to[used]);
 		if (!ps)
 			continue;
-		idx_swap(idx, used++, j);
+		torture_idx_swap(idx, used++, j);
 		e = poke_batch_add(b, ps);
 	}
 	k = used;
@@ -357,17 +349,17 @@ static int flip_batch(struct torture *t, unsigned int *idx, unsigned int *to,
 		return 0;
 	}
 	vmm_error("torture: batch of %u: %s (%s)", k, msg, poke_strerror(e));
-	resync(t, idx, k);
+	torture_resync(t, idx, k);
 	return -1;
 }
 
-static uint64_t check_failures(struct torture *t)
+static uint64_t torture_check_failures(struct torture *t)
 {
 	return vmm_hcall_count(t->vm, VMPOKE_HC_CHECK_FAIL);
 }
 
 /* Name what each failing task saw last: the summary alone says only "1". */
-static void report_checks(struct torture *t)
+static void torture_report_checks(struct torture *t)
 {
 	struct vmpoke_task_table *tab = malloc(sizeof(*tab));
 	char where[128], msg[256];
@@ -395,14 +387,14 @@ static void report_checks(struct torture *t)
 	free(tab);
 }
 
-static bool outcome_is_fault(enum vmm_outcome o)
+static bool torture_outcome_is_fault(enum vmm_outcome o)
 {
 	return o == VMM_GUEST_FAULT || o == VMM_TRIPLE_FAULT ||
 	       o == VMM_INTERNAL_ERROR || o == VMM_UNEXPECTED_EXIT ||
 	       o == VMM_GUEST_SELFCHECK || o == VMM_GUEST_CHECK;
 }
 
-static void progress(struct torture *t, double now)
+static void torture_progress(struct torture *t, double now)
 {
 	struct poke_stats st;
 	char line[256];
@@ -412,11 +404,11 @@ static void progress(struct torture *t, double now)
 	patcher_stats(t->p, &st);
 	snprintf(line, sizeof(line), "torture: %.0fs patches %" PRIu64 " traps %" PRIu64
 		 " ghost %" PRIu64 " check_failures %" PRIu64, now - t->t0, t->patches,
-		 st.trap_hits, st.ghost_traps, check_failures(t));
+		 st.trap_hits, st.ghost_traps, torture_check_failures(t));
 	t->progress(line);
 }
 
-static void patch_loop(struct torture *t, double seconds)
+static void torture_patch_loop(struct torture *t, double seconds)
 {
 	unsigned int *idx = calloc(t->nr_sites, sizeof(*idx));
 	unsigned int *to = calloc(t->nr_sites, sizeof(*to));
@@ -430,14 +422,14 @@ static void patch_loop(struct torture *t, double seconds)
 	}
 	for (unsigned int i = 0; i < t->nr_sites; i++)
 		idx[i] = i;
-	t->t0 = now = now_s();
+	t->t0 = now = torture_now_s();
 	next_progress = now + 1;
 	while (now - t->t0 < seconds && !*t->interrupted &&
 	       !atomic_load(&t->ended)) {
-		int r = flip_batch(t, idx, to, &rng);
+		int r = torture_flip_batch(t, idx, to, &rng);
 
-		now = now_s();
-		if (t->first_detection < 0 && check_failures(t))
+		now = torture_now_s();
+		if (t->first_detection < 0 && torture_check_failures(t))
 			t->first_detection = now - t->t0;
 		if (r > 0)
 			break;
@@ -446,7 +438,7 @@ static void patch_loop(struct torture *t, double seconds)
 			break;
 		}
 		if (now >= next_progress) {
-			progress(t, now);
+			torture_progress(t, now);
 			next_progress = now + 1;
 		}
 	}
@@ -455,7 +447,7 @@ out:
 	free(to);
 }
 
-static void stop_hotplug(struct torture *t, pthread_t hot, bool *started)
+static void torture_stop_hotplug(struct torture *t, pthread_t hot, bool *started)
 {
 	if (!*started)
 		return;
@@ -474,7 +466,7 @@ static int torture_session(struct torture *t, const struct torture_opts *a,
 	struct patcher_opts popts = { .inject = a->inject };
 	pthread_t mon, hot;
 	bool hot_started = false, mon_started = false;
-	int code, ret = VMPOKE_EXIT_HOST;
+	int code, err, ret = VMPOKE_EXIT_HOST;
 
 	memset(&hot, 0, sizeof(hot));
 
@@ -487,43 +479,43 @@ static int torture_session(struct torture *t, const struct torture_opts *a,
 		vmm_error("torture: cannot create the patcher");
 		goto out_vm;
 	}
-	if (vmm_start(t->vm))
-		goto out_patcher;
-	if (pthread_create(&mon, NULL, monitor_main, t))
-		goto out_stop;
-	mon_started = true;
-	if (vmm_wait_hcall(t->vm, VMPOKE_HC_READY, a->cfg.nr_vcpus,
-			   TORTURE_READY_MS)) {
+	err = vmm_start_ready(t->vm, TORTURE_READY_MS, NULL);
+	if (err && err != -ETIMEDOUT && err != -ESRCH)
+		goto out_patcher;	/* vmm_start() failed */
+	if (err) {
 		vmm_error("torture: %s: the guest did not report READY on all "
 			  "%u vCPUs within %u s", a->cfg.image, a->cfg.nr_vcpus,
 			  TORTURE_READY_MS / 1000);
 		ret = VMPOKE_EXIT_GUEST;
 		goto out_stop;
 	}
-	if (load_sites(t, a->kinds))
+	if (pthread_create(&mon, NULL, torture_monitor, t))
+		goto out_stop;
+	mon_started = true;
+	if (torture_load_sites(t, a->kinds))
 		goto out_stop;
 	if (a->hotplug) {
-		if (pthread_create(&hot, NULL, hotplug_main, t))
+		if (pthread_create(&hot, NULL, torture_hotplug, t))
 			goto out_stop;
 		hot_started = true;
 	}
 
-	patch_loop(t, a->seconds);
-	r->elapsed = now_s() - t->t0;
+	torture_patch_loop(t, a->seconds);
+	r->elapsed = torture_now_s() - t->t0;
 
-	stop_hotplug(t, hot, &hot_started);
+	torture_stop_hotplug(t, hot, &hot_started);
 	patcher_stats(t->p, &r->st);
-	r->check_failures = check_failures(t);
+	r->check_failures = torture_check_failures(t);
 	if (r->check_failures)
-		report_checks(t);
+		torture_report_checks(t);
 	vmm_stop(t->vm);
 	pthread_join(mon, NULL);
 	mon_started = false;
-	if (outcome_is_fault(t->res.outcome)) {
+	if (torture_outcome_is_fault(t->res.outcome)) {
 		r->guest_faults = 1;
 		vmm_error("torture: guest: %s", t->res.message);
 		if (t->first_detection < 0)
-			t->first_detection = now_s() - t->t0;
+			t->first_detection = torture_now_s() - t->t0;
 	}
 	if (t->res.outcome == VMM_HOST_ERROR)
 		t->host_error = true;
@@ -540,7 +532,7 @@ static int torture_session(struct torture *t, const struct torture_opts *a,
 	ret = 0;
 
 out_stop:
-	stop_hotplug(t, hot, &hot_started);
+	torture_stop_hotplug(t, hot, &hot_started);
 	vmm_stop(t->vm);
 	if (mon_started)
 		pthread_join(mon, NULL);
@@ -566,7 +558,7 @@ int torture_run(const struct torture_opts *o, struct torture_report *r)
 	t.interrupted = o->interrupted ? o->interrupted : &never;
 	t.first_detection = -1;
 	pthread_mutex_init(&t.lock, NULL);
-	pthread_cond_init(&t.cond, NULL);
+	clock_cond_init(&t.cond);	/* hotplug pacing: clock_deadline() */
 	ret = torture_session(&t, o, r);
 	free(t.sites);
 	free(t.prep);

@@ -103,7 +103,7 @@ void torture_put_le32(uint8_t *buf, int32_t rel)
 }
 
 /* [addr, addr + len) inside one function symbol. */
-static bool in_function(const struct symtab *st, uint64_t addr, uint64_t len)
+static bool torture_in_function(const struct symtab *st, uint64_t addr, uint64_t len)
 {
 	uint64_t off;
 	const struct sym *s = symtab_lookup(st, addr, &off);
@@ -113,7 +113,7 @@ static bool in_function(const struct symtab *st, uint64_t addr, uint64_t len)
 	return off + len <= s->size;
 }
 
-static uint32_t kind_len(uint32_t kind)
+static uint32_t torture_kind_len(uint32_t kind)
 {
 	switch (kind) {
 	case VMPOKE_SITE_NOP5_JMP32:
@@ -134,7 +134,7 @@ int torture_table_check(const struct vmpoke_site_table *t,
 	/* vmm_sites_read() checked the header, kinds, counts and RAM. */
 	for (uint32_t i = 0; i < t->nr_sites && i < VMPOKE_MAX_SITES; i++) {
 		const struct vmpoke_site_desc *d = &t->sites[i];
-		uint32_t want = kind_len(d->kind);
+		uint32_t want = torture_kind_len(d->kind);
 
 		if (want ? d->len != want : (d->len < 5 || d->len > POKE_MAX_LEN)) {
 			snprintf(msg, msglen, "%s[%u] (%s at 0x%llx): bad len %u",
@@ -142,14 +142,14 @@ int torture_table_check(const struct vmpoke_site_table *t,
 				 (unsigned long long)d->addr, d->len);
 			return -1;
 		}
-		if (!in_function(st, d->addr, d->len)) {
+		if (!torture_in_function(st, d->addr, d->len)) {
 			snprintf(msg, msglen, "%s[%u]: 0x%llx+%u is not inside a "
 				 "function of the image", VMPOKE_SYM_SITES, i,
 				 (unsigned long long)d->addr, d->len);
 			return -1;
 		}
 		for (uint32_t k = 0; k < d->nr_targets; k++) {
-			if (!in_function(st, d->target[k], 1)) {
+			if (!torture_in_function(st, d->target[k], 1)) {
 				snprintf(msg, msglen, "%s[%u] (0x%llx): target[%u] "
 					 "0x%llx is not inside a function",
 					 VMPOKE_SYM_SITES, i,
@@ -172,7 +172,7 @@ int torture_table_check(const struct vmpoke_site_table *t,
 	return 0;
 }
 
-static int build_fail(char *msg, size_t msglen, const struct vmpoke_site_desc *d,
+static int torture_build_fail(char *msg, size_t msglen, const struct vmpoke_site_desc *d,
 		      const char *why)
 {
 	snprintf(msg, msglen, "%s site 0x%llx: %s", torture_kind_name(d->kind),
@@ -199,7 +199,7 @@ int torture_site_build(struct torture_site *ts,
 	case VMPOKE_SITE_MULTI:
 		/* Remember the original bytes; the alternative is a JMP. */
 		if (!torture_rel32(d->addr + 5, d->target[0], &rel))
-			return build_fail(msg, msglen, d, "target out of rel32 range");
+			return torture_build_fail(msg, msglen, d, "target out of rel32 range");
 		ts->variant[1][0] = 0xe9;
 		torture_put_le32(&ts->variant[1][1], rel);
 		/* A JMP may be padded, but only with INT3 (as Linux does). */
@@ -210,7 +210,7 @@ int torture_site_build(struct torture_site *ts,
 		int64_t d8 = (int64_t)(d->target[0] - end);
 
 		if (d8 < -128 || d8 > 127)
-			return build_fail(msg, msglen, d, "target out of rel8 range");
+			return torture_build_fail(msg, msglen, d, "target out of rel8 range");
 		ts->variant[1][0] = 0xeb;
 		ts->variant[1][1] = (uint8_t)(int8_t)d8;
 		ts->nr_variants = 2;
@@ -222,18 +222,18 @@ int torture_site_build(struct torture_site *ts,
 		unsigned int oplen = d->kind == VMPOKE_SITE_CALL32 ? 1 : 2;
 
 		if (d->kind == VMPOKE_SITE_CALL32 && orig[0] != 0xe8)
-			return build_fail(msg, msglen, d, "not a CALL rel32");
+			return torture_build_fail(msg, msglen, d, "not a CALL rel32");
 		if (d->kind == VMPOKE_SITE_JCC32 &&
 		    (orig[0] != 0x0f || (orig[1] & 0xf0) != 0x80))
-			return build_fail(msg, msglen, d, "not a Jcc rel32");
+			return torture_build_fail(msg, msglen, d, "not a Jcc rel32");
 		if (d->nr_targets < 2)
-			return build_fail(msg, msglen, d, "only one target");
+			return torture_build_fail(msg, msglen, d, "only one target");
 		ts->nr_variants = 0;
 		for (uint32_t k = 0; k < d->nr_targets; k++) {
 			uint8_t *v = ts->variant[k];
 
 			if (!torture_rel32(end, d->target[k], &rel))
-				return build_fail(msg, msglen, d,
+				return torture_build_fail(msg, msglen, d,
 						  "target out of rel32 range");
 			memcpy(v, orig, oplen);
 			torture_put_le32(v + oplen, rel);
@@ -242,7 +242,7 @@ int torture_site_build(struct torture_site *ts,
 		break;
 	}
 	default:
-		return build_fail(msg, msglen, d, "unknown kind");
+		return torture_build_fail(msg, msglen, d, "unknown kind");
 	}
 
 	/*
@@ -262,6 +262,6 @@ int torture_site_build(struct torture_site *ts,
 			return 0;
 		}
 	}
-	return build_fail(msg, msglen, d, "current bytes match no variant "
+	return torture_build_fail(msg, msglen, d, "current bytes match no variant "
 			  "(CALL/Jcc not aimed at target[0]?)");
 }

@@ -54,14 +54,14 @@ void traptable_destroy(struct poke_table *t)
 	atomic_store_explicit(&t->cur, NULL, memory_order_relaxed);
 }
 
-static int live_cmp(const void *a, const void *b)
+static int traptable_live_cmp(const void *a, const void *b)
 {
 	const struct poke_live *x = a, *y = b;
 
 	return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
-static struct poke_snapshot *snapshot_alloc(size_t n)
+static struct poke_snapshot *traptable_snapshot_alloc(size_t n)
 {
 	struct poke_snapshot *s = calloc(1, sizeof(*s) + n * sizeof(s->e[0]));
 
@@ -83,7 +83,7 @@ static void traptable_publish(struct poke_table *t, struct poke_snapshot *s)
 	t->retired = old;
 }
 
-static bool live_sorted(const struct poke_live *e, size_t n)
+static bool traptable_live_sorted(const struct poke_live *e, size_t n)
 {
 	for (size_t i = 1; i < n; i++)
 		if (e[i - 1].addr > e[i].addr)
@@ -113,12 +113,12 @@ static int traptable_merge(struct poke_table *t, struct poke_live *add, size_t n
 	size_t have = cur ? cur->n : 0, i, j = 0, k = 0;
 	struct poke_snapshot *s;
 
-	s = snapshot_alloc(have + n);
+	s = traptable_snapshot_alloc(have + n);
 	if (!s)
 		return -ENOMEM;
 	/* Sorted so the hook can bsearch (2aebf5ee43bf: an unsorted array misses). */
-	if (!live_sorted(add, n))
-		qsort(add, n, sizeof(add[0]), live_cmp);
+	if (!traptable_live_sorted(add, n))
+		qsort(add, n, sizeof(add[0]), traptable_live_cmp);
 	for (i = 0; i < have || j < n;)
 		s->e[k++] = j == n || (i < have && cur->e[i].addr <= add[j].addr) ?
 			    cur->e[i++] : add[j++];
@@ -160,7 +160,7 @@ int traptable_add_live(struct poke_table *t, const struct poke_live *e, size_t n
 	return r;
 }
 
-static int addr_cmp(const void *a, const void *b)
+static int traptable_addr_cmp(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 
@@ -180,13 +180,13 @@ static int traptable_drop(struct poke_table *t, uint64_t *drop, size_t n)
 	size_t i, j = 0, k = 0;
 	bool sorted = true;
 
-	s = snapshot_alloc(cur->n);
+	s = traptable_snapshot_alloc(cur->n);
 	if (!s)
 		return -ENOMEM;
 	for (i = 1; i < n; i++)
 		sorted &= drop[i - 1] <= drop[i];
 	if (!sorted)
-		qsort(drop, n, sizeof(*drop), addr_cmp);
+		qsort(drop, n, sizeof(*drop), traptable_addr_cmp);
 	for (i = 0; i < cur->n; i++) {
 		while (j < n && drop[j] < cur->e[i].addr)
 			j++;
@@ -238,7 +238,7 @@ const struct poke_live *traptable_lookup(const struct poke_snapshot *s, uint64_t
 
 	if (!s || !s->n)
 		return NULL;
-	return bsearch(&key, s->e, s->n, sizeof(s->e[0]), live_cmp);
+	return bsearch(&key, s->e, s->n, sizeof(s->e[0]), traptable_live_cmp);
 }
 
 uint64_t traptable_mark(const struct poke_table *t)
@@ -277,7 +277,7 @@ size_t traptable_pending(const struct poke_table *t)
  * the push, writable at every level, as the CPU would check.  A refusal
  * leaves the instruction to the guest, which then takes the real #PF.
  */
-static int hook_read(void *ctx, uint64_t gva, void *buf, size_t len)
+static int traptable_hook_read(void *ctx, uint64_t gva, void *buf, size_t len)
 {
 	const struct vmm_trap *t = ctx;
 
@@ -286,7 +286,7 @@ static int hook_read(void *ctx, uint64_t gva, void *buf, size_t len)
 	return vmm_gva_read(t->vm, gva, buf, len);
 }
 
-static int hook_write(void *ctx, uint64_t gva, const void *buf, size_t len)
+static int traptable_hook_write(void *ctx, uint64_t gva, const void *buf, size_t len)
 {
 	const struct vmm_trap *t = ctx;
 
@@ -340,7 +340,7 @@ enum trap_class traptable_classify(struct poke_table *t, uint64_t addr,
 	return *live ? TRAP_LIVE : TRAP_FOREIGN;
 }
 
-static int hook_read_byte(void *ctx, uint64_t gva, uint8_t *byte)
+static int traptable_hook_read_byte(void *ctx, uint64_t gva, uint8_t *byte)
 {
 	return vmm_gva_read(ctx, gva, byte, 1);
 }
@@ -355,13 +355,13 @@ enum vmm_trap_verdict traptable_hook(struct vmm_trap *trap, void *opaque)
 {
 	struct patcher *p = opaque;
 	const struct poke_live *e;
-	struct poke_mem mem = { hook_read, hook_write, trap };
+	struct poke_mem mem = { traptable_hook_read, traptable_hook_write, trap };
 	struct poke_cpu cpu;
 	bool ghosts = !atomic_load_explicit(&p->no_ghost, memory_order_relaxed);
 
 	switch (traptable_classify(&p->table, trap->addr, ghosts,
 				   trap->path == VMM_TRAP_DEBUG_EXIT,
-				   hook_read_byte, trap->vm, &e)) {
+				   traptable_hook_read_byte, trap->vm, &e)) {
 	case TRAP_LIVE:
 		if (e->role == LIVE_PROBE)
 			return probe_hit(p, e, trap);

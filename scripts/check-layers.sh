@@ -23,7 +23,7 @@ layer_of() {
 	case $1 in
 	include/vmpoke_abi.h)	echo abi ;;
 	include/vmm.h | include/pagewalk.h | include/symtab.h | include/elf_load.h | \
-	include/guest_tables.h)
+	include/guest_tables.h | include/clock.h | include/stats.h)
 				echo vmm ;;
 	include/*)		echo patcher ;;	# patcher.h, probe.h, ...
 	vmm/*)			echo vmm-private ;;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "../patcher/cli/cli.h"
+#include "stats.h"
 #include "testlib.h"
 
 #define ARGV(...)	((char *[]){ __VA_ARGS__, NULL })
@@ -176,22 +177,22 @@ static void test_cli_names(void)
 	CU_ASSERT_STRING_EQUAL(cli_outcome_name(VMM_HOST_ERROR), "host_error");
 }
 
-static void test_cli_stats(void)
+static void test_stats(void)
 {
 	uint64_t v[100];
-	struct cli_stats st;
+	struct stats st;
 
 	/* 100..1 µs in reverse: median 50.5, p99 (nearest rank) 99. */
 	for (unsigned int i = 0; i < 100; i++)
 		v[i] = (100 - i) * 1000ull;
-	cli_stats_ns(v, 100, &st);
+	stats_ns(v, 100, &st);
 	CU_ASSERT_DOUBLE_EQUAL(st.median_us, 50.5, 1e-9);
 	CU_ASSERT_DOUBLE_EQUAL(st.p99_us, 99.0, 1e-9);
 	v[0] = 3000;
-	cli_stats_ns(v, 1, &st);
+	stats_ns(v, 1, &st);
 	CU_ASSERT_DOUBLE_EQUAL(st.median_us, 3.0, 1e-9);
 	CU_ASSERT_DOUBLE_EQUAL(st.p99_us, 3.0, 1e-9);
-	cli_stats_ns(v, 0, &st);
+	stats_ns(v, 0, &st);
 	CU_ASSERT_DOUBLE_EQUAL(st.median_us, 0.0, 1e-9);
 }
 
@@ -225,5 +226,5 @@ TEST_SUITE(cli, "cli_args", false,
 	   TEST(test_cli_run_bad),
 	   TEST(test_cli_bench_sync_args),
 	   TEST(test_cli_names),
-	   TEST(test_cli_stats),
+	   TEST(test_stats),
 	   TEST(test_cli_json_write))

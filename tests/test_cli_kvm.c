@@ -64,7 +64,7 @@ static void test_cli_kvm_run_ok(void)
 	rc = vmpoke(args, false, &out);
 	EXPECT_TRUE_MSG(rc == 0, "exit %d:\n%s", rc, out);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "result:"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, "kicks-acked"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "syncs-acked"));
 	j = json_object_from_file(path);
 	EXPECT_TRUE_MSG(j != NULL, "%s is not JSON", path);
 	CU_ASSERT_STRING_EQUAL(get_str(j, "outcome"), "done");

@@ -243,8 +243,9 @@ static void check_keys(struct json_object *o)
 {
 	static const char *const keys[] = {
 		"patches", "batches", "syncs", "sites", "trap_hits", "ghost_traps",
-		"foreign_traps", "shadow_retries", "shadow_aborts", "guest_faults",
-		"check_failures", "detected", "first_detection_s", "inject",
+		"foreign_traps", "shadow_retries", "shadow_aborts", "emu_faults",
+		"guest_faults", "check_failures", "detected", "first_detection_s",
+		"inject",
 	};
 
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)

@@ -10,7 +10,9 @@
  * counters and registers must not move while paused), and an offline vCPU
  * that still runs.
  */
+#include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -32,7 +34,7 @@ static void test_sync_10000(void)
 		return;
 	for (unsigned int i = 0; i < 2; i++) {
 		vmm_vcpu_stats(vm, i, &st);
-		acked0[i] = st.kicks_acked;
+		acked0[i] = st.syncs_acked;
 	}
 	for (unsigned int r = 0; r < SYNC_ROUNDS; r++) {
 		uint64_t before = atomic_load(&vm->sync_gen);
@@ -50,7 +52,7 @@ static void test_sync_10000(void)
 	for (unsigned int i = 0; i < 2; i++) {
 		vmm_vcpu_stats(vm, i, &st);
 		/* Every generation acknowledged exactly once: none lost. */
-		EXPECT_EQ_U64(SYNC_ROUNDS, st.kicks_acked - acked0[i]);
+		EXPECT_EQ_U64(SYNC_ROUNDS, st.syncs_acked - acked0[i]);
 		EXPECT_EQ_U64(SYNC_ROUNDS, atomic_load(&vm->vcpus[i].acked_gen));
 	}
 	EXPECT_EQ_U64(VMM_TIMEOUT, vmm_wait(vm, 1, NULL));	/* still running */
@@ -277,7 +279,7 @@ static void test_sync_halted_vcpu(void)
 		failed += vmm_sync(vm) != 0;
 	vmm_vcpu_stats(vm, 0, &st1);
 	EXPECT_EQ_U64(0, failed);
-	EXPECT_EQ_U64(200, st1.kicks_acked - st0.kicks_acked);
+	EXPECT_EQ_U64(200, st1.syncs_acked - st0.syncs_acked);
 	/*
 	 * It really sits in the guest's halt loop ("cli; hlt; jmp .-3"): a
 	 * kick may wake it to go round once, so RIP is at one of the three.
@@ -295,7 +297,72 @@ static void test_sync_halted_vcpu(void)
 	vmm_destroy(vm);
 }
 
+/*
+ * A vCPU that cannot acknowledge (its thread is held in the trap hook):
+ * vmm_sync_laggard() times out and names that vCPU, the one its message
+ * names, so the patcher's error can name the same one.
+ */
+struct stuck_hook {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool held, release;
+};
+
+static enum vmm_trap_verdict stuck_hook(struct vmm_trap *t, void *opaque)
+{
+	struct stuck_hook *h = opaque;
+	struct timespec ts;
+
+	if (t->vcpu != 1)
+		return VMM_TRAP_FOREIGN;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 60;	/* bounded: a broken test must not hang */
+	pthread_mutex_lock(&h->lock);
+	h->held = true;
+	pthread_cond_broadcast(&h->cond);
+	while (!h->release && pthread_cond_timedwait(&h->cond, &h->lock, &ts) == 0)
+		;
+	pthread_mutex_unlock(&h->lock);
+	return VMM_TRAP_FOREIGN;
+}
+
+static void test_sync_names_laggard(void)
+{
+	struct stuck_hook h = { .lock = PTHREAD_MUTEX_INITIALIZER,
+				.cond = PTHREAD_COND_INITIALIZER };
+	struct vm_config cfg;
+	struct timespec ts;
+	struct vm *vm;
+	int laggard = -2, code;
+	bool held;
+
+	if (!testlib_require_kvm())
+		return;
+	vmt_config(&cfg, 2, VMPOKE_SCN_INT3, 0);
+	vm = vmm_create(&cfg, &code);
+	EXPECT_NOT_NULL_FATAL(vm);
+	vmm_set_trap_hook(vm, stuck_hook, &h);
+	EXPECT_EQ_FATAL(vmm_start(vm), 0);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += VMT_WAIT_MS / 1000;
+	pthread_mutex_lock(&h.lock);
+	while (!h.held && pthread_cond_timedwait(&h.cond, &h.lock, &ts) == 0)
+		;
+	held = h.held;
+	pthread_mutex_unlock(&h.lock);
+	EXPECT_TRUE_MSG(held, "vcpu 1 never trapped in scenario INT3");
+	if (held) {
+		EXPECT_EQ(vmm_sync_laggard(vm, &laggard), -ETIMEDOUT);
+		EXPECT_EQ(laggard, 1);
+	}
+	pthread_mutex_lock(&h.lock);
+	h.release = true;
+	pthread_cond_broadcast(&h.cond);
+	pthread_mutex_unlock(&h.lock);
+	vmt_finish(vm);
+}
+
 TEST_SUITE(vmm_sync, "vmm_sync", true,
 	   TEST(test_sync_10000), TEST(test_sync_halted_vcpu), TEST(test_pause_resume_1000),
 	   TEST(test_hotplug), TEST(test_hotplug_during_sync),
-	   TEST(test_record_intervals))
+	   TEST(test_record_intervals), TEST(test_sync_names_laggard))

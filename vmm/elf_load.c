@@ -19,10 +19,10 @@
 
 #include "elf_load.h"
 
-static int load_fail(char *err, size_t errlen, int ret, const char *path,
+static int elf_fail(char *err, size_t errlen, int ret, const char *path,
 		     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-static int load_fail(char *err, size_t errlen, int ret, const char *path,
+static int elf_fail(char *err, size_t errlen, int ret, const char *path,
 		     const char *fmt, ...)
 {
 	char what[256];
@@ -44,24 +44,24 @@ static int elf_check_header(Elf *e, const char *path, GElf_Ehdr *eh,
 	size_t n;
 
 	if (elf_kind(e) != ELF_K_ELF)
-		return load_fail(err, errlen, -EINVAL, path, "not an ELF file");
+		return elf_fail(err, errlen, -EINVAL, path, "not an ELF file");
 	ident = elf_getident(e, &n);
 	if (!ident || n < EI_NIDENT)
-		return load_fail(err, errlen, -EINVAL, path, "truncated ELF header");
+		return elf_fail(err, errlen, -EINVAL, path, "truncated ELF header");
 	if (ident[EI_CLASS] != ELFCLASS64)
-		return load_fail(err, errlen, -EINVAL, path,
+		return elf_fail(err, errlen, -EINVAL, path,
 				 "ELF class %d is not ELF64 (a 32-bit image cannot be a vmpoke guest)",
 				 ident[EI_CLASS]);
 	if (ident[EI_DATA] != ELFDATA2LSB)
-		return load_fail(err, errlen, -EINVAL, path, "not little-endian");
+		return elf_fail(err, errlen, -EINVAL, path, "not little-endian");
 	if (!gelf_getehdr(e, eh))
-		return load_fail(err, errlen, -EINVAL, path, "truncated or bad ELF header: %s",
+		return elf_fail(err, errlen, -EINVAL, path, "truncated or bad ELF header: %s",
 				 elf_errmsg(-1));
 	if (eh->e_machine != EM_X86_64)
-		return load_fail(err, errlen, -EINVAL, path,
+		return elf_fail(err, errlen, -EINVAL, path,
 				 "e_machine is %u, not x86-64 (%u)", eh->e_machine, EM_X86_64);
 	if (eh->e_type != ET_EXEC)
-		return load_fail(err, errlen, -EINVAL, path,
+		return elf_fail(err, errlen, -EINVAL, path,
 				 "e_type is %u, not an executable (ET_EXEC); link with -static -no-pie",
 				 eh->e_type);
 	return 0;
@@ -75,18 +75,18 @@ static int elf_check_segment(const GElf_Phdr *ph, size_t i, size_t file_size,
 	uint64_t fend, mend;
 
 	if (ph->p_filesz > ph->p_memsz)
-		return load_fail(err, errlen, -EINVAL, path,
+		return elf_fail(err, errlen, -EINVAL, path,
 				 "segment %zu: p_filesz 0x%llx > p_memsz 0x%llx", i,
 				 (unsigned long long)ph->p_filesz,
 				 (unsigned long long)ph->p_memsz);
 	if (__builtin_add_overflow(ph->p_offset, ph->p_filesz, &fend) || fend > file_size)
-		return load_fail(err, errlen, -EINVAL, path,
+		return elf_fail(err, errlen, -EINVAL, path,
 				 "truncated: segment %zu needs file bytes [0x%llx, +0x%llx) but the file has 0x%zx",
 				 i, (unsigned long long)ph->p_offset,
 				 (unsigned long long)ph->p_filesz, file_size);
 	if (ph->p_paddr < min_gpa ||
 	    __builtin_add_overflow(ph->p_paddr, ph->p_memsz, &mend) || mend > ram_size)
-		return load_fail(err, errlen, -EINVAL, path,
+		return elf_fail(err, errlen, -EINVAL, path,
 				 "segment %zu at [0x%llx, +0x%llx) is outside guest RAM [0x%llx, 0x%llx); "
 				 "use a larger --mem or relink the image",
 				 i, (unsigned long long)ph->p_paddr,
@@ -109,9 +109,9 @@ static int elf_check_and_load(Elf *e, const char *path, void *ram, uint64_t ram_
 		return ret;
 	raw = elf_rawfile(e, &file_size);
 	if (!raw)
-		return load_fail(err, errlen, -EINVAL, path, "cannot read: %s", elf_errmsg(-1));
+		return elf_fail(err, errlen, -EINVAL, path, "cannot read: %s", elf_errmsg(-1));
 	if (elf_getphdrnum(e, &phnum))
-		return load_fail(err, errlen, -EINVAL, path, "bad program headers: %s",
+		return elf_fail(err, errlen, -EINVAL, path, "bad program headers: %s",
 				 elf_errmsg(-1));
 	memset(img, 0, sizeof(*img));
 	img->entry = eh.e_entry;
@@ -122,7 +122,7 @@ static int elf_check_and_load(Elf *e, const char *path, void *ram, uint64_t ram_
 			GElf_Phdr ph;
 
 			if (!gelf_getphdr(e, (int)i, &ph))
-				return load_fail(err, errlen, -EINVAL, path,
+				return elf_fail(err, errlen, -EINVAL, path,
 						 "truncated: program header %zu: %s", i,
 						 elf_errmsg(-1));
 			if (ph.p_type != PT_LOAD || ph.p_memsz == 0)
@@ -150,9 +150,9 @@ static int elf_check_and_load(Elf *e, const char *path, void *ram, uint64_t ram_
 			       ph.p_memsz - ph.p_filesz);
 		}
 		if (pass == 0 && !img->nr_segments)
-			return load_fail(err, errlen, -EINVAL, path, "no loadable segments");
+			return elf_fail(err, errlen, -EINVAL, path, "no loadable segments");
 		if (pass == 0 && !entry_ok)
-			return load_fail(err, errlen, -EINVAL, path,
+			return elf_fail(err, errlen, -EINVAL, path,
 					 "entry point 0x%llx is outside every executable segment",
 					 (unsigned long long)eh.e_entry);
 	}
@@ -169,13 +169,13 @@ int elf_load(const char *path, void *ram, uint64_t ram_size, uint64_t min_gpa,
 	if (!img)
 		img = &tmp;
 	if (elf_version(EV_CURRENT) == EV_NONE)
-		return load_fail(err, errlen, -EINVAL, path, "libelf: %s", elf_errmsg(-1));
+		return elf_fail(err, errlen, -EINVAL, path, "libelf: %s", elf_errmsg(-1));
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return load_fail(err, errlen, -ENOENT, path, "cannot open: %s", strerror(errno));
+		return elf_fail(err, errlen, -ENOENT, path, "cannot open: %s", strerror(errno));
 	e = elf_begin(fd, ELF_C_READ, NULL);
 	if (!e) {
-		ret = load_fail(err, errlen, -EINVAL, path, "not an ELF file (%s)",
+		ret = elf_fail(err, errlen, -EINVAL, path, "not an ELF file (%s)",
 				elf_errmsg(-1));
 	} else {
 		ret = elf_check_and_load(e, path, ram, ram_size, min_gpa, img, err, errlen);

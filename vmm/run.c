@@ -129,10 +129,22 @@ static void run_timeout_message(struct vm *vm, unsigned int ms,
 		vmm_resume(vm);
 }
 
+int vmm_start_ready(struct vm *vm, unsigned int timeout_ms, struct vmm_result *res)
+{
+	int err = vmm_start(vm);
+
+	if (!err)
+		err = vmm_wait_hcall(vm, VMPOKE_HC_READY, vm->nr_vcpus, timeout_ms);
+	/* Ended: vmm_wait() returns at once, and never pauses an ended VM. */
+	if (err == -ESRCH && res)
+		vmm_wait(vm, 0, res);
+	return err;
+}
+
 enum vmm_outcome vmm_wait(struct vm *vm, unsigned int timeout_ms,
 			  struct vmm_result *res)
 {
-	uint64_t deadline = vm_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	uint64_t deadline = clock_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	struct vmm_result tmp;
 
 	if (!res)
@@ -150,7 +162,7 @@ enum vmm_outcome vmm_wait(struct vm *vm, unsigned int timeout_ms,
 			return res->outcome;
 		}
 		if (timeout_ms) {
-			uint64_t now = vm_now_ns();
+			uint64_t now = clock_now_ns();
 
 			if (now >= deadline) {
 				run_timeout_message(vm, timeout_ms, res);

@@ -31,37 +31,37 @@ struct symtab {
 	char *pool;		/* all names */
 };
 
-static bool sym_is_text(char t)
+static bool symtab_is_text(char t)
 {
 	return t == 'T' || t == 't' || t == 'W' || t == 'w';
 }
 
 /* Higher is preferred when several symbols contain an address. */
-static int sym_rank(const struct sym *s)
+static int symtab_rank(const struct sym *s)
 {
 	if (!s->size)
 		return 0;
-	return sym_is_text(s->type) ? 2 : 1;
+	return symtab_is_text(s->type) ? 2 : 1;
 }
 
-static uint64_t sym_span(const struct sym *s)
+static uint64_t symtab_span(const struct sym *s)
 {
 	return s->size ? s->size : 1;
 }
 
-static int sym_cmp_addr(const void *a, const void *b)
+static int symtab_cmp_addr(const void *a, const void *b)
 {
 	const struct sym *x = a, *y = b;
 
 	if (x->addr != y->addr)
 		return x->addr < y->addr ? -1 : 1;
-	if (sym_rank(x) != sym_rank(y))
-		return sym_rank(y) - sym_rank(x);
+	if (symtab_rank(x) != symtab_rank(y))
+		return symtab_rank(y) - symtab_rank(x);
 	return strcmp(x->name, y->name);
 }
 
 /* Global (upper-case) before local when names collide, then by address. */
-static int sym_cmp_name(const void *a, const void *b)
+static int symtab_cmp_name(const void *a, const void *b)
 {
 	const struct sym *x = *(const struct sym * const *)a;
 	const struct sym *y = *(const struct sym * const *)b;
@@ -101,14 +101,14 @@ struct symtab *symtab_from_array(const struct sym *syms, size_t n)
 		st->syms[i] = syms[i];
 		st->syms[i].name = memcpy(p, name, len);
 		p += len;
-		if (sym_span(&syms[i]) > st->max_span)
-			st->max_span = sym_span(&syms[i]);
+		if (symtab_span(&syms[i]) > st->max_span)
+			st->max_span = symtab_span(&syms[i]);
 	}
 	st->n = n;
-	qsort(st->syms, n, sizeof(*st->syms), sym_cmp_addr);
+	qsort(st->syms, n, sizeof(*st->syms), symtab_cmp_addr);
 	for (i = 0; i < n; i++)
 		st->by_name[i] = &st->syms[i];
-	qsort(st->by_name, n, sizeof(*st->by_name), sym_cmp_name);
+	qsort(st->by_name, n, sizeof(*st->by_name), symtab_cmp_name);
 	return st;
 }
 
@@ -179,10 +179,10 @@ const struct sym *symtab_lookup(const struct symtab *st, uint64_t addr, uint64_t
 
 		if (addr - s->addr >= st->max_span)
 			break;
-		if (addr - s->addr >= sym_span(s))
+		if (addr - s->addr >= symtab_span(s))
 			continue;
 		/* Later (innermost) start wins ties: only replace on higher rank. */
-		if (!best || sym_rank(s) > sym_rank(best))
+		if (!best || symtab_rank(s) > symtab_rank(best))
 			best = s;
 	}
 	if (best && off)
@@ -209,7 +209,7 @@ const char *symtab_format(const struct symtab *st, uint64_t addr, char *buf, siz
 /* --- loading from ELF --------------------------------------------------- */
 
 /* nm's letter for a defined symbol in section shndx; 0 to skip it. */
-static char sym_letter(Elf *e, const GElf_Sym *gs)
+static char symtab_letter(Elf *e, const GElf_Sym *gs)
 {
 	int bind = GELF_ST_BIND(gs->st_info);
 	int type = GELF_ST_TYPE(gs->st_info);
@@ -295,7 +295,7 @@ static struct symtab *symtab_read(Elf *e, const char *path, char *err, size_t er
 		if (!gelf_getsym(data, (int)i, &gs))
 			continue;
 		name = elf_strptr(e, sh.sh_link, gs.st_name);
-		c = sym_letter(e, &gs);
+		c = symtab_letter(e, &gs);
 		if (!c || !name || !*name)
 			continue;
 		tmp[n++] = (struct sym){ gs.st_value, gs.st_size, c, name };

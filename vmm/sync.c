@@ -3,6 +3,15 @@
  * sync.c - kick, sync, pause/resume and hotplug: the VMM's stand-in for the
  * kernel's IPI-sync that text_poke_bp relies on.
  *
+ * WHY IT IS ENOUGH where Linux runs sync_core() on every CPU (the full
+ * argument: docs/design.md, "Why a sync is enough").  An ack proves the
+ * vCPU left guest mode after the write and re-enters only after the ack.
+ * On hardware KVM it re-enters through VM entry, and a vCPU that trapped
+ * on our INT3 leaves the #BP stub through IRETQ, which is serializing; on
+ * kvm_pvm host writes reach running vCPUs at once and CPL0 is emulated
+ * from one snapshot of the bytes per instruction.  That the vCPU then
+ * fetches the new bytes is an assumption the torture test checks.
+ *
  * THE PRIMITIVE.  A kick is pthread_kill(thread, VMM_KICK_SIG); the handler
  * sets the target thread's kvm_run->immediate_exit = 1 (through a TLS
  * pointer).  KVM polls immediate_exit when KVM_RUN starts and a pending
@@ -51,7 +60,7 @@
  * then scans the others (seq_cst), so at least one sees the generation
  * complete and wakes; the timed wait bounds any other surprise.
  *
- * No deadlock (seed 003): controllers (sync, pause, hotplug) serialize on
+ * No deadlock (seed 003, docs/design.md): controllers (sync, pause, hotplug) serialize on
  * ctl_lock, which no vCPU thread ever takes; while they wait they hold
  * nothing else.  vCPU threads take park_lock only around short critical
  * sections that never wait on a controller.  So a vCPU handling an exit (or
@@ -174,7 +183,7 @@ void sync_vcpu_ack(struct vcpu *v)
 	g = atomic_load(&v->vm->sync_gen);
 	if (g != atomic_load_explicit(&v->acked_gen, memory_order_relaxed)) {
 		atomic_store(&v->acked_gen, g);
-		atomic_fetch_add_explicit(&v->kicks_acked, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&v->syncs_acked, 1, memory_order_relaxed);
 		if (sync_all_acked(v->vm, g))
 			sync_notify(v->vm);
 	}
@@ -182,7 +191,7 @@ void sync_vcpu_ack(struct vcpu *v)
 
 static uint64_t sync_now_ms(void)
 {
-	return vm_now_ns() / 1000000u;
+	return clock_now_ns() / 1000000u;
 }
 
 /*
@@ -190,7 +199,7 @@ static uint64_t sync_now_ms(void)
  * VMM_SYNC_RETRY_MS; gives up after VMM_SYNC_GIVEUP_MS naming the first.
  */
 static int sync_wait_all(struct vm *vm, bool (*done)(struct vcpu *, uint64_t),
-			 uint64_t arg, const char *what)
+			 uint64_t arg, const char *what, int *laggard)
 {
 	uint64_t start = sync_now_ms(), last_kick = start;
 	int ret = 0;
@@ -216,6 +225,8 @@ static int sync_wait_all(struct vm *vm, bool (*done)(struct vcpu *, uint64_t),
 				  VMM_SYNC_GIVEUP_MS,
 				  vmm_symbolize(vm, atomic_load(&lag->last_rip),
 						sym, sizeof(sym)));
+			if (laggard)
+				*laggard = (int)lag->id;
 			ret = -ETIMEDOUT;
 			break;
 		}
@@ -249,9 +260,16 @@ static bool sync_from_vcpu(const char *what)
 
 int vmm_sync(struct vm *vm)
 {
+	return vmm_sync_laggard(vm, NULL);
+}
+
+int vmm_sync_laggard(struct vm *vm, int *laggard)
+{
 	uint64_t gen, mark;
 	int ret;
 
+	if (laggard)
+		*laggard = -1;
 	if (sync_from_vcpu("vmm_sync"))
 		return -EDEADLK;
 	mark = trap_hook_mark(vm);
@@ -262,7 +280,7 @@ int vmm_sync(struct vm *vm)
 	pthread_mutex_lock(&vm->ctl_lock);
 	gen = atomic_fetch_add(&vm->sync_gen, 1) + 1;
 	sync_kick_all(vm);
-	ret = sync_wait_all(vm, sync_acked, gen, "sync");
+	ret = sync_wait_all(vm, sync_acked, gen, "sync", laggard);
 	pthread_mutex_unlock(&vm->ctl_lock);
 	/* The grace period of replaced trap hooks (trap.c). */
 	if (!ret)
@@ -380,7 +398,7 @@ int vmm_pause(struct vm *vm)
 	}
 	sync_request(vm, &vm->pause_req);
 	sync_kick_all(vm);
-	ret = sync_wait_all(vm, sync_is_parked, 0, "pause");
+	ret = sync_wait_all(vm, sync_is_parked, 0, "pause", NULL);
 	if (ret) {
 		atomic_store(&vm->pause_req, false);
 		sync_release(vm);
@@ -491,7 +509,7 @@ int vmm_vcpu_offline(struct vm *vm, unsigned int id)
 		return 0;
 	}
 	sync_kick(v);
-	ret = sync_wait_all(vm, sync_is_parked_one, id, "offline");
+	ret = sync_wait_all(vm, sync_is_parked_one, id, "offline", NULL);
 	pthread_mutex_unlock(&vm->ctl_lock);
 	return ret;
 }

@@ -37,14 +37,6 @@
 
 #define VM_MAX_MEM_MIB	3072u	/* stay below the MMIO doorbell */
 
-uint64_t vm_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static bool vm_cpu_has(const struct kvm_cpuid2 *c, uint32_t leaf, int reg, int bit)
 {
 	for (uint32_t i = 0; i < c->nent; i++) {
@@ -253,19 +245,14 @@ static enum vmm_trap_path vm_pick_trap_path(struct vm *vm)
 
 static void vm_init_locks(struct vm *vm)
 {
-	pthread_condattr_t ca;
-
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_mutex_init(&vm->ctl_lock, NULL);
 	pthread_mutex_init(&vm->park_lock, NULL);
 	pthread_cond_init(&vm->park_cond, NULL);
 	pthread_mutex_init(&vm->end_lock, NULL);
 	pthread_mutex_init(&vm->hc_lock, NULL);
 	pthread_mutex_init(&vm->hook_lock, NULL);
-	pthread_cond_init(&vm->hc_cond, &ca);
+	clock_cond_init(&vm->hc_cond);	/* vmm_wait_hcall's deadline */
 	pthread_mutex_init(&vm->out_lock, NULL);
-	pthread_condattr_destroy(&ca);
 }
 
 struct vm *vmm_create(const struct vm_config *cfg, int *exit_code)
@@ -391,7 +378,7 @@ void vmm_vcpu_stats(struct vm *vm, unsigned int id, struct vmm_vcpu_stats *st)
 		return;
 	v = &vm->vcpus[id];
 	st->exits = atomic_load(&v->exits);
-	st->kicks_acked = atomic_load(&v->kicks_acked);
+	st->syncs_acked = atomic_load(&v->syncs_acked);
 	st->traps = atomic_load(&v->traps);
 	st->hcalls = atomic_load(&v->hcalls);
 	st->online = !atomic_load(&v->offline_req);

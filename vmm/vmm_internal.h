@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <linux/kvm.h>
 
+#include "clock.h"
 #include "pagewalk.h"
 #include "vmm.h"
 
@@ -57,7 +58,7 @@ struct vcpu {
 	bool sregs_dirty;		/* vmm_vcpu_set_sregs() (tests plant a CPL) */
 
 	/* Statistics. */
-	_Atomic uint64_t exits, kicks_acked, traps, hcalls;
+	_Atomic uint64_t exits, syncs_acked, traps, hcalls;
 
 	/* Hypercall interval recording (vmm_record_hcall_intervals). */
 	_Atomic bool rec_armed;
@@ -133,6 +134,8 @@ struct trap_hook {
 int kvm_open_dev(char *problem, size_t len);
 int kvm_check_ext(int fd, long cap);
 struct kvm_cpuid2 *kvm_supported_cpuid(int kvm_fd);
+
+/* probe.c: does an int3 give KVM_EXIT_DEBUG here?  Probed once per process. */
 bool kvm_probe_int3_exit(void);
 
 /* trap.c: hook records retired up to mark are unreachable after a sync */
@@ -149,6 +152,11 @@ int vcpu_set_regs(struct vcpu *v, const struct kvm_regs *regs);
 int exit_handle(struct vcpu *v);
 void exit_dump_regs(struct vcpu *v, const char *why);
 const char *exit_vector_name(uint64_t vector);
+/* The vCPU's RIP now (its vCPU thread), or the last one seen. */
+uint64_t exit_rip(struct vcpu *v);
+
+/* hcall.c: one hypercall; 0 = resume, 1 = the run ended. */
+int hcall_handle(struct vcpu *v, uint32_t cmd, uint64_t arg, bool from_mmio);
 
 /* trap.c */
 int trap_doorbell(struct vcpu *v, unsigned int port, uint8_t *reply);
@@ -169,11 +177,10 @@ void sync_vcpu_prepare_park(struct vcpu *v);
 void sync_set_run(struct kvm_run *run);
 void sync_notify(struct vm *vm);
 
-/* vm.c */
+/* run.c */
 /* End the run (first caller wins); d, if set, supplies fault/check/result_code. */
 void vm_end(struct vm *vm, enum vmm_outcome o, int vcpu,
 	    const struct vmm_result *d, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
-uint64_t vm_now_ns(void);
 
 #endif /* VMPOKE_VMM_INTERNAL_H */

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * cli.c - number, list and name parsing, image pre-checks, statistics and
- * JSON output for the vmpoke sub-commands.  See cli.h.
+ * cli.c - number, list and name parsing, image pre-checks and JSON output
+ * for the vmpoke sub-commands.  See cli.h.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -117,7 +117,7 @@ static const char *const scenario_names[VMPOKE_SCN_MAX] = {
 	[VMPOKE_SCN_BADSTACK] = "badstack", [VMPOKE_SCN_CPL0] = "cpl0",
 };
 
-static int name_index(const char *const *names, unsigned int n, const char *s)
+static int cli_name_index(const char *const *names, unsigned int n, const char *s)
 {
 	for (unsigned int i = 0; s && i < n; i++)
 		if (names[i] && !strcmp(names[i], s))
@@ -127,7 +127,7 @@ static int name_index(const char *const *names, unsigned int n, const char *s)
 
 int cli_scenario_parse(const char *s)
 {
-	return name_index(scenario_names, VMPOKE_SCN_MAX, s);
+	return cli_name_index(scenario_names, VMPOKE_SCN_MAX, s);
 }
 
 const char *cli_scenario_name(unsigned int scn)
@@ -143,7 +143,7 @@ static const char *const trap_path_names[] = {
 
 int cli_trap_path_parse(const char *s)
 {
-	return name_index(trap_path_names, 3, s);
+	return cli_name_index(trap_path_names, 3, s);
 }
 
 const char *cli_trap_path_name(enum vmm_trap_path p)
@@ -233,27 +233,6 @@ const char *cli_default_image(char *buf, size_t len)
 	}
 	snprintf(buf, len, "%s/guest.img", dir && *dir ? dir : VMPOKE_DATADIR);
 	return buf;
-}
-
-static int u64_cmp(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-void cli_stats_ns(uint64_t *v, size_t n, struct cli_stats *st)
-{
-	size_t p99;
-
-	st->median_us = st->p99_us = 0;
-	if (!n)
-		return;
-	qsort(v, n, sizeof(*v), u64_cmp);
-	st->median_us = (n & 1) ? v[n / 2] / 1e3 : (v[n / 2 - 1] + v[n / 2]) / 2e3;
-	/* Nearest rank: the smallest sample >= 99% of all samples. */
-	p99 = (n * 99 + 99) / 100;
-	st->p99_us = v[p99 - 1] / 1e3;
 }
 
 int cli_json_write(const char *cmd, const char *path, struct json_object *obj)

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * cli.h - option parsing and output helpers shared by the vmpoke
- * sub-commands (run, syms, doctor, bench sync).  Everything here is pure
- * so tests/test_cli.c checks every bad-argument case without KVM.
+ * cli.h - option parsing and output helpers shared by every vmpoke
+ * sub-command (patcher/cli/cmd_*.c).  Everything here is pure so
+ * tests/test_cli.c checks every bad-argument case without KVM.
  */
 #ifndef VMPOKE_CLI_H
 #define VMPOKE_CLI_H
@@ -71,13 +71,6 @@ void cli_status_clear(void);
  * $VMPOKE_DATADIR/guest.img.
  */
 const char *cli_default_image(char *buf, size_t len);
-
-/* Median and 99th percentile of n nanosecond samples, in µs; sorts v. */
-struct cli_stats {
-	double median_us;
-	double p99_us;
-};
-void cli_stats_ns(uint64_t *v, size_t n, struct cli_stats *st);
 
 /* Write obj to path ("-" = stdout), pretty-printed; 0 or VMPOKE_EXIT_HOST. */
 int cli_json_write(const char *cmd, const char *path, struct json_object *obj);

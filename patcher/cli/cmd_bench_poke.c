@@ -22,6 +22,8 @@
 #include <json-c/json.h>
 
 #include "cli.h"
+#include "clock.h"
+#include "stats.h"
 #include "commands.h"
 #include "symtab.h"
 #include "../torture.h"
@@ -52,36 +54,15 @@ struct bench {
  * mode, or a pause right after a resume finds them still parked and
  * measures nothing.  A sleep, not a wait on vCPUs: nothing is polled.
  */
-static void bench_gap(void)
+static void bench_poke_gap(void)
 {
 	struct timespec ts = { 0, 2 * 1000 * 1000 };
 
 	nanosleep(&ts, NULL);
 }
 
-static double now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, size_t n)
-{
-	qsort(v, n, sizeof(*v), cmp_double);
-	return n ? v[n / 2] : 0;
-}
-
 /* The bytes of site i in state s: NOP5, or JMP rel32 to the next insn. */
-static void site_bytes(const struct bench *b, unsigned int i, int s, uint8_t *out)
+static void bench_poke_site_bytes(const struct bench *b, unsigned int i, int s, uint8_t *out)
 {
 	(void)i;
 	if (!s) {
@@ -92,12 +73,12 @@ static void site_bytes(const struct bench *b, unsigned int i, int s, uint8_t *ou
 	torture_put_le32(out + 1, 0);
 }
 
-static uint64_t site_addr(const struct bench *b, unsigned int i)
+static uint64_t bench_poke_site_addr(const struct bench *b, unsigned int i)
 {
 	return b->addr[i];
 }
 
-static int find_pad(struct bench *b, const char *image)
+static int bench_poke_find_pad(struct bench *b, const char *image)
 {
 	const struct symtab *st = vmm_symtab(b->vm);
 	unsigned int cap = 0;
@@ -149,7 +130,7 @@ static int find_pad(struct bench *b, const char *image)
 	return b->state ? 0 : -1;
 }
 
-static void bench_free(struct bench *b)
+static void bench_poke_free(struct bench *b)
 {
 	free(b->addr);
 	free(b->state);
@@ -160,7 +141,7 @@ static void bench_free(struct bench *b)
 }
 
 /* The prepared flip of site i from its current state; NULL on refusal. */
-static const struct poke_site *bench_prepared(struct bench *b, unsigned int i)
+static const struct poke_site *bench_poke_prepared(struct bench *b, unsigned int i)
 {
 	int s = b->state[i];
 	uint8_t old[5], new[5];
@@ -169,9 +150,9 @@ static const struct poke_site *bench_prepared(struct bench *b, unsigned int i)
 
 	if (b->prep_ok[s][i])
 		return &b->prep[s][i];
-	site_bytes(b, i, s, old);
-	site_bytes(b, i, !s, new);
-	e = poke_site_prepare(b->p, &b->prep[s][i], site_addr(b, i), old, new, 5,
+	bench_poke_site_bytes(b, i, s, old);
+	bench_poke_site_bytes(b, i, !s, new);
+	e = poke_site_prepare(b->p, &b->prep[s][i], bench_poke_site_addr(b, i), old, new, 5,
 			      NULL, msg, sizeof(msg));
 	if (e != POKE_OK) {
 		vmm_error("bench poke: prepare: %s (%s)", msg, poke_strerror(e));
@@ -181,42 +162,42 @@ static const struct poke_site *bench_prepared(struct bench *b, unsigned int i)
 	return &b->prep[s][i];
 }
 
-static double bench_sync(struct bench *b)
+static double bench_poke_sync(struct bench *b)
 {
-	double t[BENCH_SYNCS];
+	uint64_t t[BENCH_SYNCS];
 
 	for (int i = 0; i < BENCH_SYNCS; i++) {
-		double t0;
+		uint64_t t0;
 
-		bench_gap();
-		t0 = now_us();
+		bench_poke_gap();
+		t0 = clock_now_ns();
 		if (vmm_sync(b->vm))
 			return -1;
-		t[i] = now_us() - t0;
+		t[i] = clock_now_ns() - t0;
 	}
-	return median(t, BENCH_SYNCS);
+	return stats_median_us(t, BENCH_SYNCS);
 }
 
-/* One batch toggling sites [0, n): add + finish, timed. */
-static double bench_batch_once(struct bench *b, unsigned int n)
+/* One batch toggling sites [0, n): add + finish, timed in ns; -1 on error. */
+static int64_t bench_poke_batch_once(struct bench *b, unsigned int n)
 {
 	struct poke_batch *batch;
 	char msg[256];
 	enum poke_err e = POKE_OK;
-	double t0, dt;
+	uint64_t t0, dt;
 
 	for (unsigned int i = 0; i < n; i++)
-		if (!bench_prepared(b, i))
+		if (!bench_poke_prepared(b, i))
 			return -1;
-	t0 = now_us();
+	t0 = clock_now_ns();
 	batch = poke_batch_new(b->p);
 	if (!batch)
 		return -1;
 	for (unsigned int i = 0; i < n && e == POKE_OK; i++)
-		e = poke_batch_add(batch, bench_prepared(b, i));
+		e = poke_batch_add(batch, bench_poke_prepared(b, i));
 	if (e == POKE_OK)
 		e = poke_batch_finish(batch, msg, sizeof(msg));
-	dt = now_us() - t0;
+	dt = clock_now_ns() - t0;
 	poke_batch_free(batch);
 	if (e != POKE_OK) {
 		vmm_error("bench poke: batch of %u: %s (%s)", n, msg, poke_strerror(e));
@@ -224,42 +205,45 @@ static double bench_batch_once(struct bench *b, unsigned int n)
 	}
 	for (unsigned int i = 0; i < n; i++)
 		b->state[i] ^= 1;
-	return dt;
+	return (int64_t)dt;
 }
 
 /* What validation costs per site (excluded from the batch figures). */
-static double bench_prepare(struct bench *b)
+static double bench_poke_prepare(struct bench *b)
 {
-	double t[BENCH_SINGLES];
+	uint64_t t[BENCH_SINGLES];
 	struct poke_site site;
 	uint8_t old[5], new[5];
 	char msg[256];
 
-	site_bytes(b, 1, b->state[1], old);
-	site_bytes(b, 1, !b->state[1], new);
+	bench_poke_site_bytes(b, 1, b->state[1], old);
+	bench_poke_site_bytes(b, 1, !b->state[1], new);
 	for (int i = 0; i < BENCH_SINGLES; i++) {
-		double t0 = now_us();
+		uint64_t t0 = clock_now_ns();
 
-		if (poke_site_prepare(b->p, &site, site_addr(b, 1), old, new, 5,
+		if (poke_site_prepare(b->p, &site, bench_poke_site_addr(b, 1), old, new, 5,
 				      NULL, msg, sizeof(msg)) != POKE_OK)
 			return -1;
-		t[i] = now_us() - t0;
+		t[i] = clock_now_ns() - t0;
 	}
-	return median(t, BENCH_SINGLES);
+	return stats_median_us(t, BENCH_SINGLES);
 }
 
-static double bench_batch(struct bench *b, unsigned int n)
+static double bench_poke_batch(struct bench *b, unsigned int n)
 {
 	unsigned int reps = n >= 4096 ? 5 : n >= 256 ? 11 : 51;
-	double t[51];
+	uint64_t t[51];
 
 	for (unsigned int r = 0; r < reps; r++) {
-		bench_gap();
-		t[r] = bench_batch_once(b, n);
-		if (t[r] < 0)
+		int64_t ns;
+
+		bench_poke_gap();
+		ns = bench_poke_batch_once(b, n);
+		if (ns < 0)
 			return -1;
+		t[r] = (uint64_t)ns;
 	}
-	return median(t, reps);
+	return stats_median_us(t, reps);
 }
 
 /*
@@ -267,46 +251,49 @@ static double bench_batch(struct bench *b, unsigned int n)
  * (prepared before the clock, same gap), so the ratios compare the
  * protocol with itself; what validation costs is reported on its own.
  */
-static double bench_single(struct bench *b)
+static double bench_poke_single(struct bench *b)
 {
-	double t[BENCH_SINGLES];
+	uint64_t t[BENCH_SINGLES];
 
 	for (int i = 0; i < BENCH_SINGLES; i++) {
-		bench_gap();
-		t[i] = bench_batch_once(b, 1);
-		if (t[i] < 0)
+		int64_t ns;
+
+		bench_poke_gap();
+		ns = bench_poke_batch_once(b, 1);
+		if (ns < 0)
 			return -1;
+		t[i] = (uint64_t)ns;
 	}
-	return median(t, BENCH_SINGLES);
+	return stats_median_us(t, BENCH_SINGLES);
 }
 
 /* Stop the world on the single site: pause, write, resume. */
-static double bench_stw(struct bench *b)
+static double bench_poke_stw(struct bench *b)
 {
-	double t[BENCH_STW];
+	uint64_t t[BENCH_STW];
 
 	for (int i = 0; i < BENCH_STW; i++) {
 		uint8_t new[5];
-		double t0;
+		uint64_t t0;
 		int err;
 
-		site_bytes(b, 0, !b->state[0], new);
-		bench_gap();
-		t0 = now_us();
+		bench_poke_site_bytes(b, 0, !b->state[0], new);
+		bench_poke_gap();
+		t0 = clock_now_ns();
 		err = vmm_pause(b->vm);
 		if (err)
 			return -1;
-		err = vmm_gva_write(b->vm, site_addr(b, 0), new, 5);
+		err = vmm_gva_write(b->vm, bench_poke_site_addr(b, 0), new, 5);
 		vmm_resume(b->vm);
-		t[i] = now_us() - t0;
+		t[i] = clock_now_ns() - t0;
 		if (err)
 			return -1;
 		b->state[0] ^= 1;
 	}
-	return median(t, BENCH_STW);
+	return stats_median_us(t, BENCH_STW);
 }
 
-static uint64_t kicks_acked(struct bench *b)
+static uint64_t bench_poke_syncs_acked(struct bench *b)
 {
 	uint64_t sum = 0;
 
@@ -314,7 +301,7 @@ static uint64_t kicks_acked(struct bench *b)
 		struct vmm_vcpu_stats st;
 
 		vmm_vcpu_stats(b->vm, i, &st);
-		sum += st.kicks_acked;
+		sum += st.syncs_acked;
 	}
 	return sum;
 }
@@ -328,7 +315,7 @@ struct bench_result {
 	double kick_us;
 };
 
-static void emit(const struct bench_result *r, bool json)
+static void bench_poke_emit(const struct bench_result *r, bool json)
 {
 	double bp_out = r->kicks_per_patch * r->kick_us;
 
@@ -379,22 +366,22 @@ static void emit(const struct bench_result *r, bool json)
 	       bp_out, r->kicks_per_patch, r->kick_us, r->stw_us);
 }
 
-static int run_bench(struct bench *b, struct bench_result *r, unsigned int nr_vcpus)
+static int bench_poke_run(struct bench *b, struct bench_result *r, unsigned int nr_vcpus)
 {
 	struct vmm_host_caps caps;
 	uint64_t k0;
 
 	memset(r, 0, sizeof(*r));
-	r->sync_us = bench_sync(b);
+	r->sync_us = bench_poke_sync(b);
 	if (r->sync_us < 0)
 		return -1;
 	vmm_info("bench poke: sync %.1f us; single-site patches next", r->sync_us);
-	k0 = kicks_acked(b);
-	r->single_us = bench_single(b);
+	k0 = bench_poke_syncs_acked(b);
+	r->single_us = bench_poke_single(b);
 	if (r->single_us < 0)
 		return -1;
 	vmm_info("bench poke: single %.1f us; batches next", r->single_us);
-	r->kicks_per_patch = (double)(kicks_acked(b) - k0) / BENCH_SINGLES / nr_vcpus;
+	r->kicks_per_patch = (double)(bench_poke_syncs_acked(b) - k0) / BENCH_SINGLES / nr_vcpus;
 	for (size_t i = 0; i < NR_BATCH_SIZES; i++) {
 		unsigned int n = batch_sizes[i];
 
@@ -404,13 +391,13 @@ static int run_bench(struct bench *b, struct bench_result *r, unsigned int nr_vc
 			n = b->nr_pad;
 		}
 		r->batch_sites[i] = n;
-		r->batch_us[i] = bench_batch(b, n);
+		r->batch_us[i] = bench_poke_batch(b, n);
 		if (r->batch_us[i] < 0)
 			return -1;
 		vmm_info("bench poke: batch of %u: %.1f us", n, r->batch_us[i]);
 	}
-	r->prepare_us = bench_prepare(b);
-	r->stw_us = bench_stw(b);
+	r->prepare_us = bench_poke_prepare(b);
+	r->stw_us = bench_poke_stw(b);
 	if (r->stw_us < 0)
 		return -1;
 	vmm_info("bench poke: stop-the-world %.1f us; probing the kick cost",
@@ -436,7 +423,7 @@ static int run_bench(struct bench *b, struct bench_result *r, unsigned int nr_vc
 	return 0;
 }
 
-static void usage(FILE *f)
+static void bench_poke_usage(FILE *f)
 {
 	fprintf(f, "usage: vmpoke bench poke [IMAGE] [--json] [--vcpus N]\n");
 }
@@ -458,7 +445,8 @@ int cmd_bench_poke(int argc, char **argv)
 	struct bench_result r;
 	char img[4096];
 	bool json = false;
-	int c, code, ret = VMPOKE_EXIT_HOST;
+	struct vmm_result res = { 0 };
+	int c, code, err, ret = VMPOKE_EXIT_HOST;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -472,14 +460,14 @@ int cmd_bench_poke(int argc, char **argv)
 				return VMPOKE_EXIT_USAGE;
 			break;
 		case 'h':
-			usage(stdout);
+			bench_poke_usage(stdout);
 			return VMPOKE_EXIT_OK;
 		default:
 			return cli_getopt_error("bench poke", c, argv);
 		}
 	}
 	if (argc - optind > 1) {
-		usage(stderr);
+		bench_poke_usage(stderr);
 		return VMPOKE_EXIT_USAGE;
 	}
 	cfg.image = optind < argc ? argv[optind] : cli_default_image(img, sizeof(img));
@@ -492,12 +480,13 @@ int cmd_bench_poke(int argc, char **argv)
 	b.p = patcher_create(b.vm, &popts);
 	if (!b.p)
 		goto out_vm;
-	if (find_pad(&b, cfg.image) || vmm_start(b.vm))
+	if (bench_poke_find_pad(&b, cfg.image))
 		goto out;
-	if (vmm_wait_hcall(b.vm, VMPOKE_HC_READY, cfg.nr_vcpus, BENCH_READY_MS)) {
-		struct vmm_result res = { 0 };
-
-		if (vmm_wait(b.vm, 1, &res) != VMM_TIMEOUT && res.message[0])
+	err = vmm_start_ready(b.vm, BENCH_READY_MS, &res);
+	if (err && err != -ETIMEDOUT && err != -ESRCH)
+		goto out;
+	if (err) {
+		if (err == -ESRCH && res.message[0])
 			vmm_error("bench poke: %s: boot failed: %s", cfg.image,
 				  res.message);
 		else
@@ -507,8 +496,8 @@ int cmd_bench_poke(int argc, char **argv)
 		ret = VMPOKE_EXIT_GUEST;
 		goto out;
 	}
-	if (run_bench(&b, &r, cfg.nr_vcpus) == 0) {
-		emit(&r, json);
+	if (bench_poke_run(&b, &r, cfg.nr_vcpus) == 0) {
+		bench_poke_emit(&r, json);
 		ret = VMPOKE_EXIT_OK;
 	}
 out:
@@ -516,6 +505,6 @@ out:
 	patcher_destroy(b.p);
 out_vm:
 	vmm_destroy(b.vm);
-	bench_free(&b);
+	bench_poke_free(&b);
 	return ret;
 }

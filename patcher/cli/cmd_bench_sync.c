@@ -17,8 +17,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "commands.h"
 #include "cli.h"
+#include "stats.h"
 #include "vmm.h"
 
 #define BENCH_BOOT_MS		60000u	/* CPL0 boot is emulated: be generous */
@@ -90,27 +92,19 @@ int bench_sync_parse_args(int argc, char **argv, struct bench_sync_opts *o)
 	return 0;
 }
 
-static void bench_gap(void)
+static void bench_sync_gap(void)
 {
 	struct timespec ts = { 0, BENCH_GAP_NS };
 
 	nanosleep(&ts, NULL);
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 struct bench_row {
 	unsigned int vcpus;
-	struct cli_stats sync, pause;
+	struct stats sync, pause;
 };
 
-static struct vm *bench_boot(const char *image, unsigned int nr_vcpus,
+static struct vm *bench_sync_boot(const char *image, unsigned int nr_vcpus,
 			     enum vmpoke_scenario scn, int *code)
 {
 	struct vm_config cfg = {
@@ -122,19 +116,22 @@ static struct vm *bench_boot(const char *image, unsigned int nr_vcpus,
 	return vmm_create(&cfg, code);
 }
 
-/* Why a VM that should be busy went silent: its outcome, if it ended. */
-static void bench_why(struct vm *vm, const char *what)
+/*
+ * Why a VM that should be busy went silent (err from the wait): its
+ * outcome if it ended (-ESRCH: vmm_wait returns at once, pausing nothing).
+ */
+static void bench_sync_why(struct vm *vm, int err, const char *what)
 {
 	struct vmm_result res = { 0 };
 
-	if (vmm_wait(vm, 1, &res) != VMM_TIMEOUT && res.message[0])
+	if (err == -ESRCH && vmm_wait(vm, 0, &res) != VMM_TIMEOUT && res.message[0])
 		fprintf(stderr, "vmpoke bench sync: %s: %s\n", what, res.message);
 	else
 		fprintf(stderr, "vmpoke bench sync: %s: timed out\n", what);
 }
 
 /* (1) median/p99 of the intervals between NOP hypercalls on vCPU 0. */
-static int bench_roundtrip(const char *image, unsigned int rounds, struct cli_stats *st)
+static int bench_sync_roundtrip(const char *image, unsigned int rounds, struct stats *st)
 {
 	uint64_t *buf = calloc(rounds, sizeof(*buf));
 	struct vm *vm;
@@ -142,7 +139,7 @@ static int bench_roundtrip(const char *image, unsigned int rounds, struct cli_st
 
 	if (!buf)
 		return VMPOKE_EXIT_HOST;
-	vm = bench_boot(image, 1, VMPOKE_SCN_PING, &code);
+	vm = bench_sync_boot(image, 1, VMPOKE_SCN_PING, &code);
 	if (!vm) {
 		free(buf);
 		return code ? code : VMPOKE_EXIT_HOST;
@@ -162,15 +159,17 @@ static int bench_roundtrip(const char *image, unsigned int rounds, struct cli_st
 		 * fault, a triple fault, DONE) comes back at once every time,
 		 * so retrying it would spin for ever.
 		 */
-		if (vmm_wait_hcall(vm, VMPOKE_HC_NOP,
-				   vmm_hcall_count(vm, VMPOKE_HC_NOP) + missing,
-				   BENCH_BOOT_MS)) {
-			bench_why(vm, "scenario ping");
+		int err = vmm_wait_hcall(vm, VMPOKE_HC_NOP,
+					 vmm_hcall_count(vm, VMPOKE_HC_NOP) + missing,
+					 BENCH_BOOT_MS);
+
+		if (err) {
+			bench_sync_why(vm, err, "scenario ping");
 			code = VMPOKE_EXIT_GUEST;
 			goto out;
 		}
 	}
-	cli_stats_ns(buf, rounds, st);
+	stats_ns(buf, rounds, st);
 out:
 	vmm_stop(vm);
 	vmm_destroy(vm);
@@ -184,46 +183,43 @@ static int bench_sync_pause(const char *image, unsigned int nr_vcpus, unsigned i
 {
 	uint64_t *buf = calloc(rounds, sizeof(*buf));
 	struct vm *vm;
-	int code = VMPOKE_EXIT_HOST;
+	int code = VMPOKE_EXIT_HOST, err;
 
 	row->vcpus = nr_vcpus;
 	if (!buf)
 		return VMPOKE_EXIT_HOST;
-	vm = bench_boot(image, nr_vcpus, VMPOKE_SCN_IDLE, &code);
+	vm = bench_sync_boot(image, nr_vcpus, VMPOKE_SCN_IDLE, &code);
 	if (!vm) {
 		free(buf);
 		return code ? code : VMPOKE_EXIT_HOST;
 	}
-	code = 0;
-	if (vmm_start(vm)) {
-		code = VMPOKE_EXIT_HOST;
-		goto out;
-	}
 	/* Every vCPU reports READY once its tasks run at CPL3. */
-	if (vmm_wait_hcall(vm, VMPOKE_HC_READY, nr_vcpus, BENCH_BOOT_MS)) {
-		bench_why(vm, "scenario idle boot");
-		code = VMPOKE_EXIT_GUEST;
+	err = vmm_start_ready(vm, BENCH_BOOT_MS, NULL);
+	code = err == -ETIMEDOUT || err == -ESRCH ? VMPOKE_EXIT_GUEST :
+	       err ? VMPOKE_EXIT_HOST : 0;
+	if (code == VMPOKE_EXIT_GUEST)
+		bench_sync_why(vm, err, "scenario idle boot");
+	if (code)
 		goto out;
-	}
 	for (unsigned int i = 0; i < rounds; i++) {
 		uint64_t t0;
 
-		bench_gap();
-		t0 = now_ns();
+		bench_sync_gap();
+		t0 = clock_now_ns();
 		if (vmm_sync(vm)) {
 			fprintf(stderr, "vmpoke bench sync: vmm_sync failed with %u vCPUs\n",
 				nr_vcpus);
 			code = VMPOKE_EXIT_GUEST;
 			goto out;
 		}
-		buf[i] = now_ns() - t0;
+		buf[i] = clock_now_ns() - t0;
 	}
-	cli_stats_ns(buf, rounds, &row->sync);
+	stats_ns(buf, rounds, &row->sync);
 	for (unsigned int i = 0; i < rounds; i++) {
 		uint64_t t0;
 
-		bench_gap();
-		t0 = now_ns();
+		bench_sync_gap();
+		t0 = clock_now_ns();
 		if (vmm_pause(vm)) {
 			fprintf(stderr, "vmpoke bench sync: vmm_pause failed with %u vCPUs\n",
 				nr_vcpus);
@@ -231,9 +227,9 @@ static int bench_sync_pause(const char *image, unsigned int nr_vcpus, unsigned i
 			goto out;
 		}
 		vmm_resume(vm);
-		buf[i] = now_ns() - t0;
+		buf[i] = clock_now_ns() - t0;
 	}
-	cli_stats_ns(buf, rounds, &row->pause);
+	stats_ns(buf, rounds, &row->pause);
 out:
 	vmm_stop(vm);
 	vmm_destroy(vm);
@@ -241,12 +237,12 @@ out:
 	return code;
 }
 
-static double ratio(double x, double unit)
+static double bench_sync_ratio(double x, double unit)
 {
 	return unit > 0 ? x / unit : 0;
 }
 
-static struct json_object *bench_row_json(unsigned int vcpus, const struct cli_stats *s,
+static struct json_object *bench_sync_row_json(unsigned int vcpus, const struct stats *s,
 					  double unit)
 {
 	struct json_object *o = json_object_new_object();
@@ -254,11 +250,11 @@ static struct json_object *bench_row_json(unsigned int vcpus, const struct cli_s
 	json_object_object_add(o, "vcpus", json_object_new_int64(vcpus));
 	json_object_object_add(o, "median_us", json_object_new_double(s->median_us));
 	json_object_object_add(o, "p99_us", json_object_new_double(s->p99_us));
-	json_object_object_add(o, "ratio", json_object_new_double(ratio(s->median_us, unit)));
+	json_object_object_add(o, "ratio", json_object_new_double(bench_sync_ratio(s->median_us, unit)));
 	return o;
 }
 
-static int bench_print_json(const struct cli_stats *rt, const struct bench_row *rows, size_t n)
+static int bench_sync_print_json(const struct stats *rt, const struct bench_row *rows, size_t n)
 {
 	struct json_object *j = json_object_new_object();
 	struct json_object *rto = json_object_new_object();
@@ -270,9 +266,9 @@ static int bench_print_json(const struct cli_stats *rt, const struct bench_row *
 	json_object_object_add(rto, "p99", json_object_new_double(rt->p99_us));
 	json_object_object_add(j, "exit_roundtrip_us", rto);
 	for (size_t i = 0; i < n; i++) {
-		json_object_array_add(sync, bench_row_json(rows[i].vcpus, &rows[i].sync,
+		json_object_array_add(sync, bench_sync_row_json(rows[i].vcpus, &rows[i].sync,
 							   rt->median_us));
-		json_object_array_add(pause, bench_row_json(rows[i].vcpus, &rows[i].pause,
+		json_object_array_add(pause, bench_sync_row_json(rows[i].vcpus, &rows[i].pause,
 							    rt->median_us));
 	}
 	json_object_object_add(j, "sync", sync);
@@ -282,7 +278,7 @@ static int bench_print_json(const struct cli_stats *rt, const struct bench_row *
 	return ret;
 }
 
-static void bench_print_table(const struct cli_stats *rt, unsigned int rounds,
+static void bench_sync_print_table(const struct stats *rt, unsigned int rounds,
 			      const struct bench_row *rows, size_t n)
 {
 	printf("exit round trip: median %.2f us, p99 %.2f us (%u samples)\n\n",
@@ -292,16 +288,16 @@ static void bench_print_table(const struct cli_stats *rt, unsigned int rounds,
 	for (size_t i = 0; i < n; i++)
 		printf("%5u  %9.2fus %9.2fus %6.1fx  %9.2fus %9.2fus %6.1fx\n", rows[i].vcpus,
 		       rows[i].sync.median_us, rows[i].sync.p99_us,
-		       ratio(rows[i].sync.median_us, rt->median_us),
+		       bench_sync_ratio(rows[i].sync.median_us, rt->median_us),
 		       rows[i].pause.median_us, rows[i].pause.p99_us,
-		       ratio(rows[i].pause.median_us, rt->median_us));
+		       bench_sync_ratio(rows[i].pause.median_us, rt->median_us));
 }
 
 int cmd_bench_sync(int argc, char **argv)
 {
 	struct bench_row rows[CLI_MAX_LIST];
 	struct bench_sync_opts o;
-	struct cli_stats rt;
+	struct stats rt;
 	char defimg[4096];
 	const char *image;
 	int code;
@@ -318,13 +314,13 @@ int cmd_bench_sync(int argc, char **argv)
 	if (code)
 		return code;
 
-	code = bench_roundtrip(image, o.rounds, &rt);
+	code = bench_sync_roundtrip(image, o.rounds, &rt);
 	for (size_t i = 0; !code && i < o.nr_counts; i++)
 		code = bench_sync_pause(image, o.vcpus[i], o.rounds, &rows[i]);
 	if (code)
 		return code;
 	if (o.json)
-		return bench_print_json(&rt, rows, o.nr_counts);
-	bench_print_table(&rt, o.rounds, rows, o.nr_counts);
+		return bench_sync_print_json(&rt, rows, o.nr_counts);
+	bench_sync_print_table(&rt, o.rounds, rows, o.nr_counts);
 	return 0;
 }

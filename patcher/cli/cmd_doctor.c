@@ -30,7 +30,7 @@ static const char doctor_advice[] =
 "    virtualization if this machine is itself a VM;\n"
 "  - give your user access: sudo usermod -aG kvm $USER (then log in again).\n";
 
-static const char *yes(bool b)
+static const char *doctor_yes(bool b)
 {
 	return b ? "yes" : "no";
 }
@@ -40,8 +40,8 @@ static void doctor_print(const struct vmm_host_caps *c)
 	printf("/dev/kvm:           ok (API version %d)\n", c->api_version);
 	printf("capabilities:       irqchip %s, immediate_exit %s, set_guest_debug %s,\n"
 	       "                    user_memory %s, pit2 %s\n",
-	       yes(c->cap_irqchip), yes(c->cap_immediate_exit), yes(c->cap_set_guest_debug),
-	       yes(c->cap_user_memory), yes(c->cap_pit2));
+	       doctor_yes(c->cap_irqchip), doctor_yes(c->cap_immediate_exit), doctor_yes(c->cap_set_guest_debug),
+	       doctor_yes(c->cap_user_memory), doctor_yes(c->cap_pit2));
 	if (c->debug_exit_on_int3)
 		printf("trap path:          debug-exit (KVM_EXIT_DEBUG on a guest int3)\n");
 	else
@@ -50,7 +50,7 @@ static void doctor_print(const struct vmm_host_caps *c)
 	printf("cpl0 int3:          %s\n", c->cpl0_int3 ? "yes" :
 	       "no (an INT3 in kernel code would end the guest here: CPL0 sites are "
 	       "patched stop-the-world)");
-	printf("single-step exits:  %s\n", yes(c->singlestep_exits));
+	printf("single-step exits:  %s\n", doctor_yes(c->singlestep_exits));
 	printf("exit round trip:    %.2f us (median, CPL0 out)\n", c->exit_roundtrip_us);
 	printf("kick latency:       %.2f us (median, kick to KVM_RUN return)\n", c->kick_us);
 }

@@ -152,7 +152,7 @@ int run_parse_args(int argc, char **argv, struct run_opts *o)
 static _Atomic(struct vm *) run_vm;
 static volatile sig_atomic_t run_signalled;
 
-static void run_on_signal(int sig)
+static void cmd_run_on_signal(int sig)
 {
 	struct vm *vm = atomic_load(&run_vm);
 
@@ -162,7 +162,7 @@ static void run_on_signal(int sig)
 		vmm_stop(vm);	/* async-signal-safe by contract */
 }
 
-static void run_install_signals(void)
+static void cmd_run_install_signals(void)
 {
 	struct sigaction sa;
 
@@ -171,7 +171,7 @@ static void run_install_signals(void)
 	 * No SA_RESETHAND: timeout(1) signals both the command and its
 	 * process group, so one "stop" can arrive twice.
 	 */
-	sa.sa_handler = run_on_signal;
+	sa.sa_handler = cmd_run_on_signal;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -184,7 +184,7 @@ static void run_install_signals(void)
  * reader); a task naming a vCPU that does not exist is ignored.  0, or -1
  * with why set.
  */
-static int run_task_iterations(struct vm *vm, unsigned int nr_vcpus, uint64_t *iters,
+static int cmd_run_task_iterations(struct vm *vm, unsigned int nr_vcpus, uint64_t *iters,
 			       char *why, size_t whylen)
 {
 	struct vmpoke_task_table *tab = malloc(sizeof(*tab));
@@ -219,7 +219,7 @@ struct run_status {
 };
 
 /* About once a second until stopped: elapsed time and guest iterations. */
-static void *run_status_main(void *arg)
+static void *cmd_run_status_main(void *arg)
 {
 	struct run_status *rs = arg;
 	uint64_t iters[VMPOKE_MAX_VCPUS], total;
@@ -235,7 +235,7 @@ static void *run_status_main(void *arg)
 			continue;
 		secs++;
 		total = 0;
-		if (!run_task_iterations(rs->vm, rs->nr_vcpus, iters, why, sizeof(why)))
+		if (!cmd_run_task_iterations(rs->vm, rs->nr_vcpus, iters, why, sizeof(why)))
 			for (unsigned int i = 0; i < rs->nr_vcpus; i++)
 				total += iters[i];
 		snprintf(line, sizeof(line), "run: %us, %" PRIu64 " iterations (Ctrl-C ends it)",
@@ -246,7 +246,7 @@ static void *run_status_main(void *arg)
 	return NULL;
 }
 
-static void run_status_stop(struct run_status *rs, pthread_t t)
+static void cmd_run_status_stop(struct run_status *rs, pthread_t t)
 {
 	pthread_mutex_lock(&rs->lock);
 	rs->stop = true;
@@ -269,7 +269,7 @@ struct run_report {
 };
 
 /* On timeout: stop the world and name where every vCPU is. */
-static void run_collect_rips(struct vm *vm, struct run_report *r)
+static void cmd_run_collect_rips(struct vm *vm, struct run_report *r)
 {
 	if (vmm_pause(vm)) {
 		fprintf(stderr, "vmpoke run: cannot pause the VM to read RIPs\n");
@@ -287,25 +287,25 @@ static void run_collect_rips(struct vm *vm, struct run_report *r)
 	vmm_resume(vm);
 }
 
-static void run_collect(struct vm *vm, enum vmm_outcome outcome, struct run_report *r)
+static void cmd_run_collect(struct vm *vm, enum vmm_outcome outcome, struct run_report *r)
 {
 	r->nr_vcpus = vmm_nr_vcpus(vm);
 	if (r->nr_vcpus > VMPOKE_MAX_VCPUS)
 		r->nr_vcpus = VMPOKE_MAX_VCPUS;
 	if (outcome == VMM_TIMEOUT)
-		run_collect_rips(vm, r);
-	r->iters_ok = !run_task_iterations(vm, r->nr_vcpus, r->iters, r->iters_why,
+		cmd_run_collect_rips(vm, r);
+	r->iters_ok = !cmd_run_task_iterations(vm, r->nr_vcpus, r->iters, r->iters_why,
 					   sizeof(r->iters_why));
 	for (unsigned int i = 0; i < r->nr_vcpus; i++)
 		vmm_vcpu_stats(vm, i, &r->st[i]);
 }
 
-static void run_print(const struct run_report *r, const struct vmm_result *res)
+static void cmd_run_print(const struct run_report *r, const struct vmm_result *res)
 {
 	uint64_t tot[4] = { 0 };
 
 	printf("%4s %16s %12s %12s %10s%s\n", "vCPU", "iterations", "exits",
-	       "kicks-acked", "traps", r->have_rip ? "  rip" : "");
+	       "syncs-acked", "traps", r->have_rip ? "  rip" : "");
 	for (unsigned int i = 0; i < r->nr_vcpus; i++) {
 		const struct vmm_vcpu_stats *s = &r->st[i];
 		char it[32];
@@ -315,11 +315,11 @@ static void run_print(const struct run_report *r, const struct vmm_result *res)
 		else
 			snprintf(it, sizeof(it), "-");
 		printf("%4u %16s %12" PRIu64 " %12" PRIu64 " %10" PRIu64 "%s%s%s\n", i, it,
-		       s->exits, s->kicks_acked, s->traps, r->have_rip ? "  " : "",
+		       s->exits, s->syncs_acked, s->traps, r->have_rip ? "  " : "",
 		       r->have_rip ? r->rip[i] : "", s->online ? "" : " (offline)");
 		tot[0] += r->iters[i];
 		tot[1] += s->exits;
-		tot[2] += s->kicks_acked;
+		tot[2] += s->syncs_acked;
 		tot[3] += s->traps;
 	}
 	if (r->iters_ok)
@@ -332,7 +332,7 @@ static void run_print(const struct run_report *r, const struct vmm_result *res)
 	printf("result: %s\n", res->message[0] ? res->message : cli_outcome_name(res->outcome));
 }
 
-static struct json_object *run_json(const struct run_opts *o, const struct run_report *r,
+static struct json_object *cmd_run_json(const struct run_opts *o, const struct run_report *r,
 				    const struct vmm_result *res, int code)
 {
 	struct json_object *j = json_object_new_object();
@@ -365,8 +365,11 @@ static struct json_object *run_json(const struct run_opts *o, const struct run_r
 		json_object_object_add(v, "iterations", r->iters_ok ?
 				       json_object_new_uint64(r->iters[i]) : NULL);
 		json_object_object_add(v, "exits", json_object_new_uint64(r->st[i].exits));
+		json_object_object_add(v, "syncs_acked",
+				       json_object_new_uint64(r->st[i].syncs_acked));
+		/* The old name of syncs_acked, kept for existing readers. */
 		json_object_object_add(v, "kicks_acked",
-				       json_object_new_uint64(r->st[i].kicks_acked));
+				       json_object_new_uint64(r->st[i].syncs_acked));
 		json_object_object_add(v, "traps", json_object_new_uint64(r->st[i].traps));
 		json_object_object_add(v, "online", json_object_new_boolean(r->st[i].online));
 		if (r->have_rip)
@@ -377,7 +380,7 @@ static struct json_object *run_json(const struct run_opts *o, const struct run_r
 	return j;
 }
 
-static int run_write_json(const struct run_opts *o, const struct run_report *r,
+static int cmd_run_write_json(const struct run_opts *o, const struct run_report *r,
 			  const struct vmm_result *res, int code)
 {
 	struct json_object *j;
@@ -385,7 +388,7 @@ static int run_write_json(const struct run_opts *o, const struct run_report *r,
 
 	if (!o->json)
 		return code;
-	j = run_json(o, r, res, code);
+	j = cmd_run_json(o, r, res, code);
 	ret = cli_json_write("run", o->json, j);
 	json_object_put(j);
 	/* The run's own failure is the more useful exit code. */
@@ -393,7 +396,7 @@ static int run_write_json(const struct run_opts *o, const struct run_report *r,
 }
 
 /* Fail on an unwritable --json before booting anything. */
-static int run_check_json_path(const char *path)
+static int cmd_run_check_json_path(const char *path)
 {
 	FILE *f;
 
@@ -430,18 +433,18 @@ int cmd_run(int argc, char **argv)
 	}
 	code = cli_check_image("run", o.cfg.image, o.cfg.mem_mib);
 	if (!code)
-		code = run_check_json_path(o.json);
+		code = cmd_run_check_json_path(o.json);
 	if (code)
 		return code;
 
 	memset(&res, 0, sizeof(res));
 	res.vcpu = -1;
-	run_install_signals();
+	cmd_run_install_signals();
 	vm = vmm_create(&o.cfg, &code);
 	if (!vm) {
 		res.outcome = VMM_HOST_ERROR;
 		snprintf(res.message, sizeof(res.message), "could not create the VM (see above)");
-		return run_write_json(&o, NULL, &res, code ? code : VMPOKE_EXIT_HOST);
+		return cmd_run_write_json(&o, NULL, &res, code ? code : VMPOKE_EXIT_HOST);
 	}
 	atomic_store(&run_vm, vm);
 	if (run_signalled)
@@ -452,22 +455,19 @@ int cmd_run(int argc, char **argv)
 		res.outcome = VMM_HOST_ERROR;
 		snprintf(res.message, sizeof(res.message), "could not start the vCPUs");
 		fprintf(stderr, "vmpoke run: %s\n", res.message);
-		return run_write_json(&o, NULL, &res, VMPOKE_EXIT_HOST);
+		return cmd_run_write_json(&o, NULL, &res, VMPOKE_EXIT_HOST);
 	}
 	if (!o.cfg.iterations && cli_status_wanted()) {
 		rs.vm = vm;
 		rs.nr_vcpus = o.cfg.nr_vcpus;
-		status = !pthread_create(&status_thread, NULL, run_status_main, &rs);
+		status = !pthread_create(&status_thread, NULL, cmd_run_status_main, &rs);
 	}
 	outcome = vmm_wait(vm, o.timeout_s * 1000u, &res);
 	if (status)
-		run_status_stop(&rs, status_thread);
+		cmd_run_status_stop(&rs, status_thread);
 	res.outcome = outcome;
-	if (outcome == VMM_TIMEOUT && !res.message[0])
-		snprintf(res.message, sizeof(res.message),
-			 "timeout: the run did not finish in %u s", o.timeout_s);
 	memset(&rep, 0, sizeof(rep));
-	run_collect(vm, outcome, &rep);
+	cmd_run_collect(vm, outcome, &rep);
 	vmm_stop(vm);
 	atomic_store(&run_vm, NULL);
 	vmm_destroy(vm);
@@ -476,6 +476,6 @@ int cmd_run(int argc, char **argv)
 		code = VMPOKE_EXIT_SIGNAL;
 	else
 		code = vmm_outcome_exit_code(outcome);
-	run_print(&rep, &res);
-	return run_write_json(&o, &rep, &res, code);
+	cmd_run_print(&rep, &res);
+	return cmd_run_write_json(&o, &rep, &res, code);
 }

@@ -19,13 +19,13 @@
 
 static volatile sig_atomic_t torture_signalled;
 
-static void torture_on_signal(int sig)
+static void cmd_torture_on_signal(int sig)
 {
 	(void)sig;
 	torture_signalled = 1;
 }
 
-static void usage(FILE *f)
+static void cmd_torture_usage(FILE *f)
 {
 	fprintf(f, "usage: vmpoke torture IMAGE [--vcpus N] [--seconds S] "
 		"[--kinds LIST] [--hotplug]\n"
@@ -37,7 +37,7 @@ static void usage(FILE *f)
 		"         no-ghost, late-publish\n");
 }
 
-static void emit_json(const struct torture_report *t, enum poke_inject inj)
+static void cmd_torture_json(const struct torture_report *t, enum poke_inject inj)
 {
 	const struct poke_stats *st = &t->st;
 	struct json_object *o = json_object_new_object();
@@ -51,6 +51,7 @@ static void emit_json(const struct torture_report *t, enum poke_inject inj)
 	json_object_object_add(o, "foreign_traps", json_object_new_uint64(st->foreign_traps));
 	json_object_object_add(o, "shadow_retries", json_object_new_uint64(st->shadow_retries));
 	json_object_object_add(o, "shadow_aborts", json_object_new_uint64(st->shadow_aborts));
+	json_object_object_add(o, "emu_faults", json_object_new_uint64(st->emu_faults));
 	json_object_object_add(o, "guest_faults", json_object_new_uint64(t->guest_faults));
 	json_object_object_add(o, "check_failures", json_object_new_uint64(t->check_failures));
 	json_object_object_add(o, "detected", json_object_new_boolean(t->detected));
@@ -63,7 +64,7 @@ static void emit_json(const struct torture_report *t, enum poke_inject inj)
 	json_object_put(o);
 }
 
-static void emit_text(const struct torture_report *t, enum poke_inject inj)
+static void cmd_torture_text(const struct torture_report *t, enum poke_inject inj)
 {
 	const struct poke_stats *st = &t->st;
 	double elapsed = t->elapsed;
@@ -71,12 +72,12 @@ static void emit_text(const struct torture_report *t, enum poke_inject inj)
 	printf("torture summary: %.1f s, %u sites, inject %s\n"
 	       "  patches %" PRIu64 " (%.0f/s), batches %" PRIu64 ", syncs %" PRIu64 "\n"
 	       "  trap_hits %" PRIu64 ", ghost_traps %" PRIu64
-	       ", foreign_traps %" PRIu64 "\n"
+	       ", foreign_traps %" PRIu64 ", emu_faults %" PRIu64 "\n"
 	       "  shadow_retries %" PRIu64 ", shadow_aborts %" PRIu64 "\n"
 	       "  guest_faults %" PRIu64 ", check_failures %" PRIu64 "\n",
 	       elapsed, t->nr_sites, torture_inject_name(inj), t->patches,
 	       elapsed > 0 ? t->patches / elapsed : 0.0, t->batches, st->syncs,
-	       st->trap_hits, st->ghost_traps, st->foreign_traps,
+	       st->trap_hits, st->ghost_traps, st->foreign_traps, st->emu_faults,
 	       st->shadow_retries, st->shadow_aborts, t->guest_faults,
 	       t->check_failures);
 	if (t->detected)
@@ -85,7 +86,7 @@ static void emit_text(const struct torture_report *t, enum poke_inject inj)
 		printf("  no failure seen\n");
 }
 
-static int parse_args(int argc, char **argv, struct torture_opts *a)
+static int cmd_torture_parse(int argc, char **argv, struct torture_opts *a)
 {
 	static const struct option opts[] = {
 		{ "vcpus", required_argument, NULL, 'v' },
@@ -174,7 +175,7 @@ static int parse_args(int argc, char **argv, struct torture_opts *a)
 			a->cfg.seed = seed;
 			break;
 		case 'h':
-			usage(stdout);
+			cmd_torture_usage(stdout);
 			return 1;
 		default:
 			cli_getopt_error("torture", c, argv);
@@ -182,7 +183,7 @@ static int parse_args(int argc, char **argv, struct torture_opts *a)
 		}
 	}
 	if (optind != argc - 1) {
-		usage(stderr);
+		cmd_torture_usage(stderr);
 		return -1;
 	}
 	a->cfg.image = argv[optind];
@@ -193,12 +194,12 @@ static int parse_args(int argc, char **argv, struct torture_opts *a)
 	return cli_check_image("torture", a->cfg.image, a->cfg.mem_mib) ? -1 : 0;
 }
 
-static void install_signals(void)
+static void cmd_torture_signals(void)
 {
 	struct sigaction sa;
 
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = torture_on_signal;
+	sa.sa_handler = cmd_torture_on_signal;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -209,21 +210,21 @@ int cmd_torture(int argc, char **argv)
 	struct torture_opts a;
 	struct torture_report rep;
 	FILE *notes;
-	int r = parse_args(argc, argv, &a);
+	int r = cmd_torture_parse(argc, argv, &a);
 
 	if (r)
 		return r > 0 ? VMPOKE_EXIT_OK : VMPOKE_EXIT_USAGE;
 	a.interrupted = &torture_signalled;
 	a.progress = cli_status_line;
-	install_signals();
+	cmd_torture_signals();
 	r = torture_run(&a, &rep);
 	cli_status_clear();
 	if (r)
 		return r;
 	if (a.json)
-		emit_json(&rep, a.inject);
+		cmd_torture_json(&rep, a.inject);
 	else
-		emit_text(&rep, a.inject);
+		cmd_torture_text(&rep, a.inject);
 	notes = a.json ? stderr : stdout;
 	if (a.hotplug)
 		fprintf(notes, "torture: %" PRIu64 " hotplug cycles\n",

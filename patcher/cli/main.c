@@ -44,7 +44,7 @@ static const char bench_usage[] =
 
 typedef int (*cmd_fn)(int argc, char **argv);
 
-static int cmd_bench(int argc, char **argv);
+static int main_bench(int argc, char **argv);
 
 static const struct {
 	const char *name;
@@ -53,7 +53,7 @@ static const struct {
 	{ "run", cmd_run },
 	{ "syms", cmd_syms },
 	{ "doctor", cmd_doctor },
-	{ "bench", cmd_bench },
+	{ "bench", main_bench },
 	{ "torture", cmd_torture },
 	{ "campaign", cmd_campaign },
 };
@@ -73,7 +73,7 @@ static int main_unknown(const char *what, const char *name, const char *hint)
 }
 
 /* argv[0] is "bench"; argv[1] the benchmark. */
-static int cmd_bench(int argc, char **argv)
+static int main_bench(int argc, char **argv)
 {
 	if (argc < 2) {
 		fputs(bench_usage, stderr);
@@ -105,7 +105,7 @@ static int main_help(int argc, char **argv)
 	if (!fn)
 		return main_unknown("command", argv[1], "vmpoke help");
 	args[0] = argv[1];
-	if (fn == cmd_bench && argc > 2) {
+	if (fn == main_bench && argc > 2) {
 		args[1] = argv[2];
 		args[2] = help;
 		return fn(3, args);
