@@ -34,7 +34,8 @@
  * running, or waiting in vm:patch()/vm:probe()/p:remove() for a sync, or
  * another handler holds it) campaign_probe_hit() returns CAMPAIGN_MISSED at
  * once and the original instruction runs.  No vCPU ever waits for a
- * controller that waits for it: seed 003's deadlock cannot be built.
+ * controller that waits for it: seed 003's deadlock (docs/design.md) cannot
+ * be built.
  */
 #ifndef VMPOKE_CAMPAIGN_H
 #define VMPOKE_CAMPAIGN_H

@@ -4,7 +4,7 @@
  * interpreter to probe handlers while the script waits in vm:run_for(),
  * and on every way out undo every probe and patch before the report.
  *
- * The interpreter hand-off (seed 003).  c->interp says who owns the Lua
+ * The interpreter hand-off (seed 003, docs/design.md).  c->interp says who owns the Lua
  * state.  A vCPU that hits a probe with a Lua handler takes it only by a
  * compare-and-swap IDLE -> HANDLER, which succeeds only while the script
  * sits in vm:run_for(); in every other state the hit is counted as missed

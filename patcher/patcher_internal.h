@@ -12,6 +12,10 @@
  *   batch.c      the text_poke_bp protocol
  *   patcher.c    lifetime, stats, strings
  *
+ * Built on the engine, with headers of their own: probe.c (include/probe.h),
+ * campaign*.c (include/campaign.h, campaign_internal.h) and the torture
+ * engine, torture.c and torture_sites.c (torture.h).
+ *
  * The pure parts take no struct vm so the unit tests need no VM.
  */
 #ifndef VMPOKE_PATCHER_INTERNAL_H

@@ -397,7 +397,7 @@ static void test_guest_sites(void)
 	gimg_close(&g);
 }
 
-/* Registers and instructions our KVM cannot run at CPL0 (PLATFORM.md). */
+/* Registers and instructions our KVM cannot run at CPL0 (docs/design.md, Platform facts). */
 static const char *cpl0_forbidden(const cs_insn *in)
 {
 	static const char *const bad_mn[] = {

@@ -819,7 +819,7 @@ out:
 	env_end(&e);
 }
 
-/* A preempted task whose saved RIP is inside the range (seed 000). */
+/* A preempted task whose saved RIP is inside the range (seed 000, docs/design.md). */
 static void test_kvm_shadow_task(void)
 {
 	struct patcher_opts opts = { .shadow_retries = 2, .shadow_backoff_us = 1000 };

@@ -4,7 +4,7 @@
  *
  * Why two paths: on hardware KVM, KVM_GUESTDBG_USE_SW_BP turns every guest
  * int3 into KVM_EXIT_DEBUG (path a).  On kvm_pvm that never happens
- * (PLATFORM.md), so our guest's #BP stub rings a doorbell instead:
+ * (docs/design.md, "Platform facts"), so our guest's #BP stub rings a doorbell instead:
  * "push %rax; inb $VMPOKE_PORT_BP, %al" with the hardware frame
  * [rip, cs, rflags, rsp, ss] at RSP+8 (path b).  Both build the same
  * struct vmm_trap and call the patcher's hook on the vCPU's own thread with
