@@ -432,7 +432,7 @@ static int site_key_cmp(const void *key, const void *elem)
 }
 
 /*
- * Invariant 9 across the batch: a new branch of one site must not land
+ * Invariant 9 (docs/design.md) across the batch: a new branch of one site must not land
  * strictly inside another site of the same batch, whose bytes are being
  * replaced (prepare only saw the function as it was).  Sites are sorted
  * and disjoint, so a bsearch finds the one a target is inside.

@@ -4,9 +4,10 @@
  *
  * Placement (probe_add, controller thread, under p->lock):
  *   1. the point must be trappable code: in a function symbol, not in the
- *      trap-entry text (seed 001: the code that runs the tracer), not in
- *      the XOL region (the trap path runs slots), and - on the doorbell
- *      path, where a CPL0 int3 kills a kvm_pvm guest - not in CPL0 text;
+ *      trap-entry text (seed 001 in docs/design.md: the code that runs the
+ *      tracer), not in the XOL region (the trap path runs slots), and - on
+ *      the doorbell path, where a CPL0 int3 kills a kvm_pvm guest - not in
+ *      CPL0 text;
  *   2. decoding the containing function from its start, with the bytes
  *      under our own INT3s recovered, must land on the point (boundary),
  *      and the byte there must not be a foreign INT3 or a live entry;
@@ -172,7 +173,8 @@ static bool sym_range(const struct symtab *st, const char *a, const char *b,
 /*
  * Can the host trap an INT3 at addr at all?  Not in CPL0 text where the
  * host probe says a CPL0 int3 cannot be trapped (kvm_pvm: the guest ends
- * with KVM_EXIT_INTERNAL_ERROR; PLATFORM.md): patcher_cpl0_trappable().
+ * with KVM_EXIT_INTERNAL_ERROR; docs/design.md, "Platform facts"):
+ * patcher_cpl0_trappable().
  */
 static bool probe_trappable(struct patcher *p, uint64_t addr)
 {

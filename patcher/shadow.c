@@ -2,9 +2,9 @@
 /*
  * shadow.c - the busy-range check: is any context inside these ranges?
  * Built once for every user: the probe-shadow check of sites that cover
- * more than one old instruction (seed 000, invariant 8; shadow_check()
- * below), and the reuse of a probe's out-of-line slot (xol.c: a task can
- * be preempted inside the slot).  busy_scan() takes any ranges.
+ * more than one old instruction (seed 000, invariant 8 in docs/design.md;
+ * shadow_check() below), and the reuse of a probe's out-of-line slot
+ * (xol.c: a task can be preempted inside the slot).  busy_scan() takes any ranges.
  *
  * Once the INT3 at addr is visible everywhere, nothing new can enter
  * (addr, addr + len): a fetch at addr traps and jumps away, branches into

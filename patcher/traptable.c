@@ -6,7 +6,7 @@
  * and vmm_pause() for those very threads to come round their loop, so if
  * the hook could block on anything the patching thread holds while it
  * waits, a vCPU trapping on one of our INT3s would never acknowledge and
- * the patcher would never let go: the deadlock of seed 003 (a CPU spinning
+ * the patcher would never let go: the deadlock of seed 003 (docs/design.md; a CPU spinning
  * in #BP while the patching CPU waits for it).  Here it cannot happen by
  * construction: the hook takes no lock at all.  It loads the current
  * snapshot with one acquire load, bsearches an immutable array, emulates,
@@ -349,7 +349,7 @@ static int traptable_hook_read_byte(void *ctx, uint64_t gva, uint8_t *byte)
  * Live site: emulate the queued instruction.  No live site and the byte is
  * no longer INT3: a ghost - the vCPU fetched our INT3 before the last
  * sync, the site has been retired since; resume at addr, which now holds
- * the final instruction (invariant 4).  Otherwise the INT3 is not ours.
+ * the final instruction (invariant 4, docs/design.md).  Otherwise the INT3 is not ours.
  */
 enum vmm_trap_verdict traptable_hook(struct vmm_trap *trap, void *opaque)
 {

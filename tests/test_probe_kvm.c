@@ -250,7 +250,7 @@ out:
 }
 
 /*
- * Recursion, seed 001: a handler that sends the vCPU straight back to the
+ * Recursion, seed 001 (docs/design.md): a handler that sends the vCPU straight back to the
  * probe (SKIP with rip unchanged) must not loop: the hit right after the
  * SKIP counts as missed and runs the original.  Exactly one hit and one
  * miss per call.
@@ -268,7 +268,7 @@ struct reenter {
 	char reason[32];
 };
 
-/* Seed 003: a handler that calls back into the controller API. */
+/* Seed 003 (docs/design.md): a handler that calls back into the controller API. */
 static enum probe_verdict call_controller(struct probe_hit_ctx *ctx, void *opaque)
 {
 	struct reenter *r = opaque;
