@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "patcher_internal.h"
 
 enum head_state { HEAD_OLD, HEAD_INT3, HEAD_NEW };
@@ -477,14 +478,6 @@ static enum poke_err batch_sort(struct batch_run *r)
 	return batch_check_targets(r);
 }
 
-static uint64_t batch_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* A phase has ended: tell whoever draws timelines, and start the next. */
 static void batch_phase(struct batch_run *r, const char *name, uint64_t *t0)
 {
@@ -493,7 +486,7 @@ static void batch_phase(struct batch_run *r, const char *name, uint64_t *t0)
 
 	if (!o->phase)
 		return;
-	now = batch_now_ns();
+	now = clock_now_ns();
 	o->phase(o->phase_opaque, name, *t0, now);
 	*t0 = now;
 }
@@ -527,7 +520,7 @@ static enum poke_err batch_protocol(struct batch_run *r)
 	static const uint8_t int3 = POKE_INT3;
 	struct patcher *p = r->p;
 	enum poke_inject inject = p->opts.inject;
-	uint64_t t0 = p->opts.phase ? batch_now_ns() : 0;
+	uint64_t t0 = p->opts.phase ? clock_now_ns() : 0;
 	enum poke_err err;
 	bool tails = false;
 	size_t i;

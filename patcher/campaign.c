@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "campaign_internal.h"
+#include "clock.h"
 #include "vmm.h"
 
 #define RUN_SLICE_MS		50
@@ -37,10 +38,7 @@ static _Atomic uint64_t campaign_deadline_ns;
 
 uint64_t campaign_now_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return clock_now_ns();
 }
 
 uint64_t campaign_t_us(struct campaign *c)

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "campaign_internal.h"
+#include "clock.h"
 #include "patcher.h"
 #include "probe.h"
 #include "vmm.h"
@@ -73,7 +74,8 @@ static int kvm_boot(void *be, const struct campaign_boot_cfg *cfg, char *msg, si
 		.trap_path = VMM_TRAP_AUTO,
 		.quiet = cfg->quiet,
 	};
-	int code;
+	struct vmm_result res = { 0 };
+	int code, err;
 
 	k->c = cfg->campaign;
 	k->vm = vmm_create(&vc, &code);
@@ -88,7 +90,15 @@ static int kvm_boot(void *be, const struct campaign_boot_cfg *cfg, char *msg, si
 		snprintf(msg, len, "cannot create the patcher");
 		return -ENOMEM;
 	}
-	if (vmm_start(k->vm)) {
+	/* Boot and READY first; the monitor then reports how the run ends. */
+	err = vmm_start_ready(k->vm, KVM_READY_MS, &res);
+	if (err == -ETIMEDOUT || err == -ESRCH) {
+		snprintf(msg, len, "%s: the guest did not report READY on all %u vCPUs%s%s",
+			 cfg->image, cfg->vcpus, err == -ESRCH ? ": " : "",
+			 err == -ESRCH ? res.message : "");
+		return -EIO;
+	}
+	if (err) {
 		snprintf(msg, len, "cannot start the vCPUs");
 		return -EIO;
 	}
@@ -97,14 +107,6 @@ static int kvm_boot(void *be, const struct campaign_boot_cfg *cfg, char *msg, si
 		return -EIO;
 	}
 	k->mon_started = true;
-	if (vmm_wait_hcall(k->vm, VMPOKE_HC_READY, cfg->vcpus, KVM_READY_MS)) {
-		pthread_mutex_lock(&k->lock);
-		snprintf(msg, len, "%s: the guest did not report READY on all %u vCPUs%s%s",
-			 cfg->image, cfg->vcpus, k->ended ? ": " : "",
-			 k->ended ? k->res.message : "");
-		pthread_mutex_unlock(&k->lock);
-		return -EIO;
-	}
 	return 0;
 }
 
@@ -287,13 +289,7 @@ static void kvm_run(void *be, unsigned int ms)
 	struct kvm_be *k = be;
 	struct timespec ts;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	clock_deadline(&ts, ms * CLOCK_NS_PER_MS);
 	pthread_mutex_lock(&k->lock);
 	while (!k->ended && pthread_cond_timedwait(&k->cond, &k->lock, &ts) != ETIMEDOUT)
 		;
@@ -368,7 +364,7 @@ void *campaign_kvm_new(void)
 	if (!k)
 		return NULL;
 	pthread_mutex_init(&k->lock, NULL);
-	pthread_cond_init(&k->cond, NULL);
+	clock_cond_init(&k->cond);	/* kvm_run's deadline */
 	return k;
 }
 

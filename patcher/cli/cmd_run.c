@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "commands.h"
 #include "symtab.h"
 #include "vmm.h"
@@ -229,8 +230,7 @@ static void *cmd_run_status_main(void *arg)
 
 	pthread_mutex_lock(&rs->lock);
 	while (!rs->stop) {
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 1;
+		clock_deadline(&ts, 1000 * CLOCK_NS_PER_MS);
 		if (pthread_cond_timedwait(&rs->cond, &rs->lock, &ts) == 0 || rs->stop)
 			continue;
 		secs++;
@@ -414,8 +414,7 @@ static int cmd_run_check_json_path(const char *path)
 int cmd_run(int argc, char **argv)
 {
 	static struct run_report rep;
-	struct run_status rs = { .lock = PTHREAD_MUTEX_INITIALIZER,
-				 .cond = PTHREAD_COND_INITIALIZER };
+	struct run_status rs = { .lock = PTHREAD_MUTEX_INITIALIZER };
 	pthread_t status_thread;
 	bool status = false;
 	struct vmm_result res;
@@ -423,6 +422,8 @@ int cmd_run(int argc, char **argv)
 	enum vmm_outcome outcome;
 	struct vm *vm;
 	int code;
+
+	clock_cond_init(&rs.cond);	/* the status line's deadline */
 
 	code = run_parse_args(argc, argv, &o);
 	if (code)
