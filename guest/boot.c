@@ -13,6 +13,7 @@
  * has to wait for another (waiting at CPL0 would be emulated spinning).
  */
 #include "guest.h"
+#include "jump_label.h"
 
 struct tss64 {
 	uint32_t rsvd0;
@@ -288,6 +289,8 @@ struct vmpoke_task_ctx *guest_boot(uint64_t vcpu,
 		guest_bad_stack();
 	if (bi->scenario == VMPOKE_SCN_PING)
 		ping(pc, bi->iterations);
+	if (vcpu == 0)
+		jl_boot_corrupt();
 	if (bi->scenario == VMPOKE_SCN_CPL0)
 		cpl0_loop(pc, bi->iterations);
 

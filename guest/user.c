@@ -21,6 +21,7 @@
 #include "user.h"
 #include "sites.h"
 #include "probelib.h"
+#include "jump_label.h"
 
 #define INT3_DEFAULT_COUNT	1000
 
@@ -257,6 +258,7 @@ static void __attribute__((noreturn)) run_sites(struct vmpoke_task *t,
 						  : next_x(&rng));
 		}
 		check_lib(t, x);
+		jl_check_all(t);
 		t->iterations++;
 		if (n && t->iterations >= n)
 			break;

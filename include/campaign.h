@@ -123,6 +123,13 @@ struct campaign_phase {
 	unsigned int depth;	/* 0 = the batch */
 };
 
+/* A static key (jump label) of the guest, for vm:static_keys(). */
+struct campaign_static_key {
+	char name[64];
+	bool enabled;
+	size_t sites;
+};
+
 struct campaign_ops {
 	int (*boot)(void *be, const struct campaign_boot_cfg *cfg, char *msg, size_t len);
 	const struct symtab *(*symtab)(void *be);
@@ -151,6 +158,18 @@ struct campaign_ops {
 	void (*run)(void *be, unsigned int ms);
 	int (*stats)(void *be, struct campaign_guest_stats *st);
 	void (*destroy)(void *be);		/* stop the guest, free */
+	/*
+	 * Optional (NULL: the backend has none).  static_keys: every key of the
+	 * image's __jump_table, by name, with its state now (*keys malloc'd).
+	 * static_key_set: static_key_enable()/disable() of one key in one
+	 * batch; -ENOENT for an unknown name, a refusal ("unexpected op at
+	 * ...") is out->ok = false with out->error.  *changed: false if the key
+	 * already had that state; *sites: sites rewritten.
+	 */
+	int (*static_keys)(void *be, struct campaign_static_key **keys, size_t *n,
+			   char *msg, size_t len);
+	int (*static_key_set)(void *be, const char *name, bool enable, bool *changed,
+			      size_t *sites, struct campaign_patch_out *out);
 };
 
 /*

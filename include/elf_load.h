@@ -27,4 +27,18 @@ struct elf_image {
 int elf_load(const char *path, void *ram, uint64_t ram_size, uint64_t min_gpa,
 	     struct elf_image *img, char *err, size_t errlen);
 
+/* A section's bytes, copied out of the image; free(data) when done. */
+struct elf_section {
+	uint64_t addr;		/* sh_addr */
+	uint64_t size;
+	uint8_t *data;
+};
+
+/*
+ * Read the PROGBITS section `name` of the image at path.  0, -ENOENT if it
+ * has none, another negative errno with err naming the file otherwise.
+ */
+int elf_section_read(const char *path, const char *name, struct elf_section *out,
+		     char *err, size_t errlen);
+
 #endif /* VMPOKE_ELF_LOAD_H */

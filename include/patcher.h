@@ -196,6 +196,13 @@ enum poke_err poke_batch_add(struct poke_batch *b, const struct poke_site *site)
  */
 enum poke_err poke_batch_finish(struct poke_batch *b, char *msg, size_t msglen);
 void poke_batch_free(struct poke_batch *b);
+/*
+ * Called once by finish() when every site carries its new bytes, before
+ * the last sync (with the heads): for guest data that must change with the
+ * text, as jump labels write key->enabled.  Not called if the batch fails
+ * before that point; a later failure undoes the text only.
+ */
+void poke_batch_on_commit(struct poke_batch *b, void (*fn)(void *opaque), void *opaque);
 
 /* Thin wrapper: prepare + one-site batch. */
 enum poke_err poke_single(struct patcher *p, uint64_t addr, const void *old,

@@ -303,6 +303,40 @@ struct vmpoke_lab {
 #define VMPOKE_BENCH_PAD_FUNCS		64
 #define VMPOKE_BENCH_PAD_PER_FUNC	64
 
+/*
+ * Static keys and jump labels, in the Linux kernel's x86-64 format
+ * (include/linux/jump_label.h, arch/x86/include/asm/jump_label.h).
+ *
+ * The image's "__jump_table" section holds 16-byte, 8-aligned entries
+ * whose fields are each relative to their own address:
+ *   code   = &e->code + e->code          the 2- or 5-byte site
+ *   target = &e->target + e->target      where the JMP form goes
+ *   key    = &e->key + (e->key & ~3)     a struct vmpoke_static_key
+ * Key bit 0 is "branch" (static_branch_likely() sites), bit 1 "init".
+ * A site is JMP (EB rel8 / E9 rel32 to target) when enabled ^ branch, else
+ * NOP (66 90 / 0f 1f 44 00 00), as jump_label_type() decides.  The VMM
+ * flips a key from outside: it makes seq odd, rewrites every site of the
+ * key in one batch, writes enabled with the heads, and makes seq even
+ * again.  A guest check that reads seq even and unchanged around
+ * "read enabled, run the site" must see the branch enabled names; while
+ * seq is odd, or moved, either way is correct (a seqlock).
+ */
+struct vmpoke_static_key {
+	int32_t enabled;		/* atomic_t: > 0 is true */
+	uint32_t seq;			/* odd while the VMM flips the key */
+	uint64_t type;			/* bit 0: initially true */
+};
+
+struct vmpoke_jump_entry {
+	int32_t code;
+	int32_t target;
+	int64_t key;			/* | VMPOKE_JUMP_BRANCH | VMPOKE_JUMP_INIT */
+};
+
+#define VMPOKE_JUMP_BRANCH	1ll
+#define VMPOKE_JUMP_INIT	2ll
+#define VMPOKE_SEC_JUMP_TABLE	"__jump_table"
+
 #define VMPOKE_SYM_SITES	"vmpoke_sites"
 #define VMPOKE_SYM_LAB		"vmpoke_lab"
 #define VMPOKE_SYM_TASKS	"vmpoke_tasks"

@@ -58,6 +58,8 @@ struct batch_run {
 	bool tlb_valid;
 	char *msg;
 	size_t msglen;
+	void (*commit)(void *opaque);	/* poke_batch_on_commit() */
+	void *commit_opaque;
 };
 
 struct poke_batch *poke_batch_new(struct patcher *p)
@@ -67,6 +69,19 @@ struct poke_batch *poke_batch_new(struct patcher *p)
 	if (b)
 		b->p = p;
 	return b;
+}
+
+void poke_batch_on_commit(struct poke_batch *b, void (*fn)(void *opaque), void *opaque)
+{
+	b->commit = fn;
+	b->commit_opaque = opaque;
+}
+
+/* Every site carries its new bytes and the last sync is still to come. */
+static void batch_commit(struct batch_run *r)
+{
+	if (r->commit)
+		r->commit(r->commit_opaque);
 }
 
 void poke_batch_free(struct poke_batch *b)
@@ -548,10 +563,13 @@ static enum poke_err batch_protocol(struct batch_run *r)
 		if (err)
 			goto undo;
 		batch_phase(r, "stop-the-world", &t0);
-		if (!r->nbp)
+		if (!r->nbp) {
+			batch_commit(r);
 			return POKE_OK;
+		}
 	}
 	if (inject == POKE_INJECT_NO_INT3 || inject == POKE_INJECT_TORN_WRITE) {
+		batch_commit(r);
 		err = batch_direct(r);
 		if (err)
 			goto undo;
@@ -648,6 +666,8 @@ static enum poke_err batch_protocol(struct batch_run *r)
 		if (err)
 			goto undo;
 	}
+	/* data that must agree with the text (key->enabled) goes with the heads */
+	batch_commit(r);
 	err = batch_sync(r, "heads", false);
 	if (err)
 		goto undo;
@@ -689,6 +709,8 @@ enum poke_err poke_batch_finish(struct poke_batch *b, char *msg, size_t msglen)
 	if (!b->n)
 		return POKE_OK;
 	r.p = b->p;
+	r.commit = b->commit;
+	r.commit_opaque = b->commit_opaque;
 	r.s = b->sites;
 	r.n = b->n;
 	r.map = calloc(b->n, sizeof(*r.map));

@@ -403,7 +403,8 @@ static void campaign_undo(struct campaign *c)
 				b->undone = true;
 		}
 	}
-	c->restored = true;
+	/* keys last: a key's sites must hold no probe or patch of ours */
+	c->restored = campaign_keys_undo(c);
 	for (size_t i = 0; i < c->nr_probes; i++) {
 		struct campaign_probe *cp = c->probes[i];
 
@@ -446,6 +447,7 @@ static void campaign_free(struct campaign *c)
 	free(c->probes);
 	free(c->batches);
 	free(c->expects);
+	free(c->keys);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->out.lock);

@@ -54,6 +54,12 @@ struct campaign_batch {
 	uint64_t seq;
 };
 
+/* A key the script flipped: put back on exit. */
+struct campaign_key {
+	char name[64];
+	bool orig, cur;
+};
+
 struct campaign_expect {
 	char *message;
 	bool ok;
@@ -93,6 +99,8 @@ struct campaign {
 	size_t nr_batches, cap_batches;
 	struct campaign_expect *expects;
 	size_t nr_expects, cap_expects;
+	struct campaign_key *keys;
+	size_t nr_keys, cap_keys;
 	uint64_t seq;
 
 	atomic_int interp;		/* enum campaign_interp */
@@ -130,7 +138,16 @@ int campaign_add_probe(struct campaign *c, struct campaign_probe *cp);
 int campaign_add_batch(struct campaign *c, struct campaign_batch *b);
 int campaign_add_expect(struct campaign *c, const char *msg, bool ok, int line);
 
+/* campaign_kinds.c: vm:static_keys(), vm:static_key(name) */
+int campaign_lua_static_keys(lua_State *L);
+int campaign_lua_static_key(lua_State *L);
+/* Put every flipped key back; false if one could not be. */
+bool campaign_keys_undo(struct campaign *c);
+
 /* campaign_lua.c */
+struct campaign *campaign_lua_vm(lua_State *L);		/* `vm` of method, booted */
+struct campaign *campaign_lua_booted(lua_State *L);	/* any method, booted */
+void campaign_lua_not_in_handler(lua_State *L, struct campaign *c, const char *fn);
 lua_State *campaign_lua_new(struct campaign *c);
 enum campaign_verdict campaign_lua_handler(struct campaign *c, struct campaign_probe *cp,
 					   struct campaign_hit *h);

@@ -17,6 +17,7 @@
 
 #include "campaign_internal.h"
 #include "clock.h"
+#include "jump_label.h"
 #include "patcher.h"
 #include "probe.h"
 #include "vmm.h"
@@ -33,6 +34,8 @@ struct kvm_be {
 	pthread_cond_t cond;
 	bool ended;
 	struct vmm_result res;
+	char *image;
+	struct jl_table *jl;		/* loaded on first use */
 };
 
 static void *kvm_monitor(void *arg)
@@ -78,6 +81,7 @@ static int kvm_boot(void *be, const struct campaign_boot_cfg *cfg, char *msg, si
 	int code, err;
 
 	k->c = cfg->campaign;
+	k->image = strdup(cfg->image);
 	k->vm = vmm_create(&vc, &code);
 	if (!k->vm) {
 		snprintf(msg, len, "%s: see the message above", cfg->image);
@@ -221,6 +225,71 @@ static int kvm_unpatch(void *be, struct campaign_site *s, size_t n,
 	return kvm_batch(be, s, n, true, out);
 }
 
+static int kvm_jl(struct kvm_be *k, char *msg, size_t len)
+{
+	if (k->jl)
+		return 0;
+	return jl_table_load(k->image, vmm_symtab(k->vm), &k->jl, msg, len);
+}
+
+static int kvm_static_keys(void *be, struct campaign_static_key **keys, size_t *n,
+			   char *msg, size_t len)
+{
+	struct kvm_be *k = be;
+	struct vmpoke_static_key key;
+	int ret = kvm_jl(k, msg, len);
+
+	*keys = NULL;
+	*n = 0;
+	if (ret)
+		return ret;
+	*keys = calloc(k->jl->nr_keys ? k->jl->nr_keys : 1, sizeof(**keys));
+	if (!*keys) {
+		snprintf(msg, len, "out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < k->jl->nr_keys; i++) {
+		const struct jl_key *jk = &k->jl->keys[i];
+
+		if (jl_key_read(k->vm, jk, &key)) {
+			snprintf(msg, len, "%s: not mapped", jk->name);
+			free(*keys);
+			*keys = NULL;
+			return -EFAULT;
+		}
+		snprintf((*keys)[i].name, sizeof((*keys)[i].name), "%s", jk->name);
+		(*keys)[i].enabled = key.enabled > 0;
+		(*keys)[i].sites = jk->nr_sites;
+	}
+	*n = k->jl->nr_keys;
+	return 0;
+}
+
+static int kvm_static_key_set(void *be, const char *name, bool enable, bool *changed,
+			      size_t *sites, struct campaign_patch_out *out)
+{
+	struct kvm_be *k = be;
+	struct jl_flip_out fo;
+	const struct jl_key *jk;
+	int ret = kvm_jl(k, out->error, sizeof(out->error));
+
+	*changed = false;
+	*sites = 0;
+	if (ret)
+		return ret;
+	jk = jl_key_find(k->jl, name);
+	if (!jk)
+		return -ENOENT;
+	ret = jl_key_set(k->p, k->vm, jk, enable, &fo, out->error, sizeof(out->error));
+	out->ok = !ret;
+	out->syncs = fo.syncs;
+	out->us = fo.us;
+	*changed = fo.changed;
+	*sites = fo.sites;
+	/* a refusal is an answer, not a failure of the backend */
+	return 0;
+}
+
 static enum probe_verdict kvm_hit(struct probe_hit_ctx *ctx, void *opaque)
 {
 	struct campaign_hit h = { ctx->vcpu, ctx->task, ctx->regs };
@@ -354,6 +423,8 @@ static void kvm_destroy(void *be)
 		vmm_destroy(k->vm);
 	pthread_mutex_destroy(&k->lock);
 	pthread_cond_destroy(&k->cond);
+	jl_table_free(k->jl);
+	free(k->image);
 	free(k);
 }
 
@@ -381,4 +452,6 @@ const struct campaign_ops campaign_kvm_ops = {
 	.run = kvm_run,
 	.stats = kvm_stats,
 	.destroy = kvm_destroy,
+	.static_keys = kvm_static_keys,
+	.static_key_set = kvm_static_key_set,
 };

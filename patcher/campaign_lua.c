@@ -98,6 +98,11 @@ static void not_in_handler(lua_State *L, struct campaign *c, const char *fn)
 			   "vm:run_for returns)", fn);
 }
 
+void campaign_lua_not_in_handler(lua_State *L, struct campaign *c, const char *fn)
+{
+	not_in_handler(L, c, fn);
+}
+
 /* campaign.<key> as an unsigned integer in [lo, hi], if present. */
 static void cfg_uint(lua_State *L, const char *key, uint64_t lo, uint64_t hi, uint64_t *out)
 {
@@ -181,6 +186,16 @@ static struct campaign *vm_boot(lua_State *L, struct campaign *c)
 static struct campaign *vm_ready(lua_State *L)
 {
 	return vm_boot(L, vm_self(L));
+}
+
+struct campaign *campaign_lua_vm(lua_State *L)
+{
+	return vm_ready(L);
+}
+
+struct campaign *campaign_lua_booted(lua_State *L)
+{
+	return vm_boot(L, lua_campaign(L));
 }
 
 /* `where`: an integer address, or "sym" / "sym+off" / "0x..." */
@@ -1069,6 +1084,8 @@ static const luaL_Reg vm_methods[] = {
 	{ "probe", vm_probe },
 	{ "run_for", vm_run_for },
 	{ "stats", vm_stats },
+	{ "static_keys", campaign_lua_static_keys },
+	{ "static_key", campaign_lua_static_key },
 	{ NULL, NULL },
 };
 

@@ -244,6 +244,8 @@ struct poke_batch {
 	struct patcher *p;
 	struct poke_site *sites;
 	size_t n, cap;
+	void (*commit)(void *opaque);
+	void *commit_opaque;
 };
 
 enum vmm_trap_verdict traptable_hook(struct vmm_trap *trap, void *opaque);

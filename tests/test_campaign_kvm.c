@@ -123,6 +123,41 @@ static void test_campaign_demo(void)
 	example("demo.lua", 2);
 }
 
+/* Every key both ways under load, the corrupted one refused; keys put back. */
+static void test_campaign_static_keys(void)
+{
+	example("static-keys.lua", 14);
+	CU_ASSERT_TRUE(campaign_check_trace_has(K_TRACE, "X", "static_key:enable"));
+	CU_ASSERT_TRUE(campaign_check_trace_has(K_TRACE, "X", "static_key:disable"));
+}
+
+/*
+ * A key left flipped is put back on exit: the report's "restored" covers
+ * it (run_campaign checks it).  An unknown key is an error naming it.
+ */
+static void test_campaign_static_key_api(void)
+{
+	script_all_held(
+		"campaign = { vcpus = 2, tasks = 2 }\n"
+		"local ks = vm:static_keys()\n"
+		"local byname = {}\n"
+		"for _, k in ipairs(ks) do byname[k.name] = k end\n"
+		"expect(#ks == 6 and byname.jl_key_256.sites == 256 and\n"
+		"       byname.jl_key_true.enabled and not byname.jl_key_false.enabled,\n"
+		"       'six keys listed with their sites and state')\n"
+		"local k = vm:static_key('jl_key_16')\n"
+		"expect(k.name == 'jl_key_16' and k.sites == 16 and not k.enabled, 'k fields')\n"
+		"local r = k:enable()\n"
+		"expect(r.ok and r.changed and r.sites == 16 and k.enabled, 'enabled')\n"
+		"local again = k:enable()\n"
+		"expect(again.ok and not again.changed, 'enable twice: no change')\n"
+		"local ok, err = pcall(vm.static_key, vm, 'jl_key_nope')\n"
+		"expect(not ok and err:find(\"no static key 'jl_key_nope'\", 1, true),\n"
+		"       'unknown key named: ' .. tostring(err))\n"
+		"vm:run_for(0.3)\n"
+		"expect(vm:stats().check_failures == 0, 'guest checks hold')\n", 6);
+}
+
 /*
  * A handler that returns "skip" emulates lib_add entirely (result in %rax,
  * return to the caller): the guest's checks still hold, and lib_add's own
@@ -306,6 +341,8 @@ TEST_SUITE(campaign_kvm, "campaign_kvm", true,
 	   TEST(test_campaign_patch_redirect),
 	   TEST(test_campaign_recursion),
 	   TEST(test_campaign_demo),
+	   TEST(test_campaign_static_keys),
+	   TEST(test_campaign_static_key_api),
 	   TEST(test_campaign_skip),
 	   TEST(test_campaign_every_symbol),
 	   TEST(test_campaign_handler_removes_itself),

@@ -14,6 +14,7 @@
 #include <libelf.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -179,6 +180,74 @@ int elf_load(const char *path, void *ram, uint64_t ram_size, uint64_t min_gpa,
 				elf_errmsg(-1));
 	} else {
 		ret = elf_check_and_load(e, path, ram, ram_size, min_gpa, img, err, errlen);
+		elf_end(e);
+	}
+	close(fd);
+	return ret;
+}
+
+/*
+ * Copy a PROGBITS section out of the image (__jump_table, ...).  Its bytes
+ * are the caller's to validate entry by entry; here only the section
+ * header is checked against the file.
+ */
+static int elf_section_find(Elf *e, const char *path, const char *name,
+			    struct elf_section *out, char *err, size_t errlen)
+{
+	size_t shstrndx, fsize;
+	Elf_Scn *scn = NULL;
+	GElf_Shdr sh;
+	Elf_Data *d;
+	const char *n;
+
+	if (elf_kind(e) != ELF_K_ELF || elf_getshdrstrndx(e, &shstrndx))
+		return load_fail(err, errlen, -EINVAL, path, "not an ELF file with "
+				 "section names (%s)", elf_errmsg(-1));
+	if (!elf_rawfile(e, &fsize))
+		return load_fail(err, errlen, -EINVAL, path, "cannot read the file");
+	while ((scn = elf_nextscn(e, scn))) {
+		if (!gelf_getshdr(scn, &sh))
+			continue;
+		n = elf_strptr(e, shstrndx, sh.sh_name);
+		if (!n || strcmp(n, name))
+			continue;
+		if (sh.sh_type != SHT_PROGBITS || sh.sh_offset > fsize ||
+		    sh.sh_size > fsize - sh.sh_offset)
+			return load_fail(err, errlen, -EINVAL, path, "section %s: not "
+					 "PROGBITS inside the file", name);
+		d = elf_getdata(scn, NULL);
+		if (!d || d->d_size != sh.sh_size)
+			return load_fail(err, errlen, -EINVAL, path, "section %s: "
+					 "cannot read its data", name);
+		out->addr = sh.sh_addr;
+		out->size = sh.sh_size;
+		out->data = malloc(sh.sh_size ? sh.sh_size : 1);
+		if (!out->data)
+			return load_fail(err, errlen, -ENOMEM, path, "out of memory");
+		memcpy(out->data, d->d_buf, sh.sh_size);
+		return 0;
+	}
+	return load_fail(err, errlen, -ENOENT, path, "no section %s", name);
+}
+
+int elf_section_read(const char *path, const char *name, struct elf_section *out,
+		     char *err, size_t errlen)
+{
+	Elf *e;
+	int fd, ret;
+
+	memset(out, 0, sizeof(*out));
+	if (elf_version(EV_CURRENT) == EV_NONE)
+		return load_fail(err, errlen, -EINVAL, path, "libelf: %s", elf_errmsg(-1));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return load_fail(err, errlen, -ENOENT, path, "cannot open: %s", strerror(errno));
+	e = elf_begin(fd, ELF_C_READ, NULL);
+	if (!e) {
+		ret = load_fail(err, errlen, -EINVAL, path, "not an ELF file (%s)",
+				elf_errmsg(-1));
+	} else {
+		ret = elf_section_find(e, path, name, out, err, errlen);
 		elf_end(e);
 	}
 	close(fd);

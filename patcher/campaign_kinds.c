@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: MIT
+/*
+ * campaign_kinds.c - the kernel's own patch kinds in the campaign Lua API:
+ *
+ *   vm:static_keys()        -> { {name=, enabled=, sites=}, ... }
+ *   vm:static_key(name)     -> k, with k.name, k.enabled, k.sites,
+ *   k:enable(), k:disable() -> {ok=, changed=, sites=, syncs=, us=, error=}
+ *
+ * A flip is static_key_enable()/disable() from outside: every site of the
+ * key in one batch, refused whole ("unexpected op at SITE") when a site is
+ * not in the form the key's state implies.  Every key the script flipped is
+ * put back on exit, after probes and patches (they may sit on its sites).
+ */
+#include <errno.h>
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "campaign_internal.h"
+
+#define KEY_MT	"vmpoke.static_key"
+
+static struct campaign_static_key *keys_get(lua_State *L, struct campaign *c,
+					    const char *fn, size_t *n)
+{
+	struct campaign_static_key *k = NULL;
+	char msg[256];
+
+	if (!c->ops->static_keys)
+		luaL_error(L, "%s: this backend has no static keys", fn);
+	if (c->ops->static_keys(c->be, &k, n, msg, sizeof(msg)))
+		luaL_error(L, "%s: %s", fn, msg);
+	return k;
+}
+
+static void key_fields(lua_State *L, const struct campaign_static_key *k)
+{
+	lua_pushstring(L, k->name);
+	lua_setfield(L, -2, "name");
+	lua_pushboolean(L, k->enabled);
+	lua_setfield(L, -2, "enabled");
+	lua_pushinteger(L, (lua_Integer)k->sites);
+	lua_setfield(L, -2, "sites");
+}
+
+int campaign_lua_static_keys(lua_State *L)
+{
+	struct campaign *c = campaign_lua_vm(L);
+	struct campaign_static_key *k;
+	size_t n = 0;
+
+	k = keys_get(L, c, "vm:static_keys", &n);
+	lua_createtable(L, (int)n, 0);
+	for (size_t i = 0; i < n; i++) {
+		lua_createtable(L, 0, 3);
+		key_fields(L, &k[i]);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	free(k);
+	return 1;
+}
+
+static int key_track(struct campaign *c, const char *name, bool enable)
+{
+	struct campaign_key *nk;
+
+	for (size_t i = 0; i < c->nr_keys; i++)
+		if (!strcmp(c->keys[i].name, name)) {
+			c->keys[i].cur = enable;
+			return 0;
+		}
+	if (c->nr_keys == c->cap_keys) {
+		size_t cap = c->cap_keys ? 2 * c->cap_keys : 8;
+
+		nk = realloc(c->keys, cap * sizeof(*nk));
+		if (!nk)
+			return -ENOMEM;
+		c->keys = nk;
+		c->cap_keys = cap;
+	}
+	nk = &c->keys[c->nr_keys++];
+	snprintf(nk->name, sizeof(nk->name), "%s", name);
+	nk->orig = !enable;
+	nk->cur = enable;
+	return 0;
+}
+
+static int key_set(lua_State *L, bool enable)
+{
+	const char *fn = enable ? "k:enable" : "k:disable";
+	struct campaign *c = campaign_lua_booted(L);
+	struct campaign_patch_out out;
+	uint64_t t0 = campaign_now_ns();
+	bool changed = false;
+	size_t sites = 0;
+	const char *name;
+	int ret;
+
+	luaL_checkudata(L, 1, KEY_MT);
+	if (!c->ops->static_key_set)
+		return luaL_error(L, "%s: this backend has no static keys", fn);
+	campaign_lua_not_in_handler(L, c, enable ? "static_key():enable" :
+				    "static_key():disable");
+	lua_getiuservalue(L, 1, 1);
+	name = lua_tostring(L, -1);
+	memset(&out, 0, sizeof(out));
+	ret = c->ops->static_key_set(c->be, name, enable, &changed, &sites, &out);
+	if (ret && !out.error[0])
+		snprintf(out.error, sizeof(out.error), "%s: %s", name,
+			 ret == -ENOENT ? "no such static key" : "the patch engine failed");
+	if (ret)
+		out.ok = false;
+	if (out.ok && changed && key_track(c, name, enable))
+		return luaL_error(L, "%s: out of memory", fn);
+	{
+		struct campaign_kv ev[] = {
+			KV_S("key", name), KV_B("enable", enable), KV_B("ok", out.ok),
+			KV_B("changed", changed), KV_U("sites", sites), KV_U("syncs", out.syncs),
+			KV_D("us", out.us), KV_S("error", out.error[0] ? out.error : NULL),
+		};
+		struct campaign_kv kv[] = { KV_S("key", name), KV_U("sites", sites),
+					    KV_B("ok", out.ok) };
+
+		campaign_event(c, "static_key", ev, KVN(ev));
+		campaign_trace_slice(c, enable ? "static_key:enable" : "static_key:disable",
+				     "patch", t0, campaign_now_ns(), kv, KVN(kv));
+	}
+	lua_createtable(L, 0, 6);
+	lua_pushboolean(L, out.ok);
+	lua_setfield(L, -2, "ok");
+	lua_pushboolean(L, changed);
+	lua_setfield(L, -2, "changed");
+	lua_pushinteger(L, (lua_Integer)sites);
+	lua_setfield(L, -2, "sites");
+	lua_pushinteger(L, (lua_Integer)out.syncs);
+	lua_setfield(L, -2, "syncs");
+	lua_pushnumber(L, out.us);
+	lua_setfield(L, -2, "us");
+	if (out.error[0]) {
+		lua_pushstring(L, out.error);
+		lua_setfield(L, -2, "error");
+	}
+	return 1;
+}
+
+static int key_enable(lua_State *L)
+{
+	return key_set(L, true);
+}
+
+static int key_disable(lua_State *L)
+{
+	return key_set(L, false);
+}
+
+/* k.name, k.sites, and k.enabled read from the guest now. */
+static int key_index(lua_State *L)
+{
+	struct campaign *c = campaign_lua_booted(L);
+	const char *field = luaL_checkstring(L, 2);
+	struct campaign_static_key *k;
+	const char *name;
+	size_t n = 0;
+
+	if (!strcmp(field, "enable")) {
+		lua_pushcfunction(L, key_enable);
+		return 1;
+	}
+	if (!strcmp(field, "disable")) {
+		lua_pushcfunction(L, key_disable);
+		return 1;
+	}
+	lua_getiuservalue(L, 1, 1);
+	name = lua_tostring(L, -1);
+	if (!strcmp(field, "name"))
+		return 1;
+	if (strcmp(field, "enabled") && strcmp(field, "sites")) {
+		lua_pushnil(L);
+		return 1;
+	}
+	k = keys_get(L, c, "static_key", &n);
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(k[i].name, name)) {
+			if (!strcmp(field, "enabled"))
+				lua_pushboolean(L, k[i].enabled);
+			else
+				lua_pushinteger(L, (lua_Integer)k[i].sites);
+			free(k);
+			return 1;
+		}
+	free(k);
+	lua_pushnil(L);
+	return 1;
+}
+
+int campaign_lua_static_key(lua_State *L)
+{
+	struct campaign *c = campaign_lua_vm(L);
+	const char *name = luaL_checkstring(L, 2);
+	struct campaign_static_key *k;
+	bool found = false;
+	size_t n = 0;
+
+	k = keys_get(L, c, "vm:static_key", &n);
+	for (size_t i = 0; i < n; i++)
+		found |= !strcmp(k[i].name, name);
+	free(k);
+	if (!found)
+		return luaL_error(L, "vm:static_key: no static key '%s' in the image's "
+				  "__jump_table (vm:static_keys() lists them)", name);
+	lua_newuserdatauv(L, 1, 1);
+	lua_pushstring(L, name);
+	lua_setiuservalue(L, -2, 1);
+	if (luaL_newmetatable(L, KEY_MT)) {
+		lua_pushcfunction(L, key_index);
+		lua_setfield(L, -2, "__index");
+	}
+	lua_setmetatable(L, -2);
+	return 1;
+}
+
+bool campaign_keys_undo(struct campaign *c)
+{
+	struct campaign_static_key *k = NULL;
+	struct campaign_patch_out out;
+	bool ok = true, changed;
+	size_t n = 0, sites;
+	char msg[256];
+
+	if (!c->nr_keys || !c->ops->static_key_set)
+		return true;
+	for (size_t i = c->nr_keys; i--;) {
+		struct campaign_key *ck = &c->keys[i];
+
+		if (ck->cur == ck->orig)
+			continue;
+		memset(&out, 0, sizeof(out));
+		if (c->ops->static_key_set(c->be, ck->name, ck->orig, &changed, &sites, &out) ||
+		    !out.ok) {
+			fprintf(stderr, "vmpoke campaign: cannot put static key %s back: %s\n",
+				ck->name, out.error[0] ? out.error : "refused");
+			ok = false;
+		} else {
+			ck->cur = ck->orig;
+		}
+	}
+	if (c->ops->static_keys(c->be, &k, &n, msg, sizeof(msg)))
+		return false;
+	for (size_t i = 0; i < c->nr_keys; i++)
+		for (size_t j = 0; j < n; j++)
+			if (!strcmp(k[j].name, c->keys[i].name) && k[j].enabled != c->keys[i].orig)
+				ok = false;
+	free(k);
+	return ok;
+}
