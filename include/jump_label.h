@@ -28,11 +28,22 @@ struct jl_site {
 	size_t entry;			/* index in __jump_table */
 };
 
+struct poke_site;
+
 struct jl_key {
 	char name[64];			/* the key's symbol */
 	uint64_t addr;
 	size_t nr_sites;
 	struct jl_site *sites;		/* ascending code addresses */
+	/*
+	 * The sites prepared (validated against their function) for the flip
+	 * to disabled [0] and enabled [1], on the first such flip with patcher
+	 * prep_for: validation decodes the whole function, which for a key
+	 * with n sites in one function is n^2 work.  The batch still checks
+	 * every site's old bytes before it writes.
+	 */
+	struct poke_site *prep[2];
+	const struct patcher *prep_for;
 };
 
 struct jl_table {

@@ -307,6 +307,10 @@ void jl_table_free(struct jl_table *t)
 {
 	if (!t)
 		return;
+	for (size_t i = 0; i < t->nr_keys; i++) {
+		free(t->keys[i].prep[0]);
+		free(t->keys[i].prep[1]);
+	}
 	free(t->keys);
 	free(t->all);
 	free(t);
@@ -359,7 +363,8 @@ static void jl_hex(const uint8_t *b, size_t n, char *out, size_t len)
 
 /* __jump_label_patch()'s check, for every site before anything is written. */
 static int jl_check_sites(struct patcher *p, struct vm *vm, const struct jl_key *k,
-			  bool enable, struct poke_site *ps, char *msg, size_t len)
+			  bool enable, struct poke_site *ps, bool prepared, char *msg,
+			  size_t len)
 {
 	for (size_t i = 0; i < k->nr_sites; i++) {
 		const struct jl_site *s = &k->sites[i];
@@ -389,6 +394,8 @@ static int jl_check_sites(struct patcher *p, struct vm *vm, const struct jl_key 
 				 (s->len == 2 ? "JMP8" : "JMP32"), ho);
 			return -EILSEQ;
 		}
+		if (prepared)
+			continue;
 		e = poke_site_prepare(p, &ps[i], s->code, old, new, s->len, NULL, msg, len);
 		if (e != POKE_OK)
 			return -EINVAL;
@@ -407,6 +414,8 @@ static double jl_now_us(void)
 int jl_key_set(struct patcher *p, struct vm *vm, const struct jl_key *k, bool enable,
 	       struct jl_flip_out *out, char *msg, size_t len)
 {
+	struct jl_key *mk = (struct jl_key *)k;	/* the prepared-site cache */
+	bool prepared;
 	struct jl_commit c = { .vm = vm, .addr = k->addr, .enabled = enable };
 	struct vmpoke_static_key key;
 	struct poke_stats st0, st1;
@@ -426,16 +435,27 @@ int jl_key_set(struct patcher *p, struct vm *vm, const struct jl_key *k, bool en
 	/* static_key_enable() on an enabled key does nothing */
 	if ((key.enabled > 0) == enable)
 		return 0;
-	ps = calloc(k->nr_sites ? k->nr_sites : 1, sizeof(*ps));
+	if (mk->prep_for != p) {
+		free(mk->prep[0]);
+		free(mk->prep[1]);
+		mk->prep[0] = mk->prep[1] = NULL;
+		mk->prep_for = p;
+	}
+	prepared = mk->prep[enable];
+	ps = prepared ? mk->prep[enable] : calloc(k->nr_sites ? k->nr_sites : 1, sizeof(*ps));
 	b = poke_batch_new(p);
 	if (!ps || !b) {
 		snprintf(msg, len, "out of memory");
 		ret = -ENOMEM;
 		goto out;
 	}
-	ret = jl_check_sites(p, vm, k, enable, ps, msg, len);
+	ret = jl_check_sites(p, vm, k, enable, ps, prepared, msg, len);
 	if (ret)
 		goto out;
+	if (!prepared) {
+		mk->prep[enable] = ps;
+		prepared = true;
+	}
 	for (size_t i = 0; i < k->nr_sites; i++)
 		if (poke_batch_add(b, &ps[i]) != POKE_OK) {
 			snprintf(msg, len, "%s: cannot queue site %zu", k->name, i);
@@ -470,6 +490,7 @@ int jl_key_set(struct patcher *p, struct vm *vm, const struct jl_key *k, bool en
 out:
 	out->us = jl_now_us() - t0;
 	poke_batch_free(b);
-	free(ps);
+	if (!prepared)
+		free(ps);
 	return ret;
 }

@@ -27,6 +27,7 @@ static const char main_usage[] =
 "  doctor [--json]          check /dev/kvm and measure this host\n"
 "  bench sync [options]     cost of exits, sync and pause\n"
 "  bench poke [options]     cost of live patching\n"
+"  bench flip [options]     guest throughput while a static key flips\n"
 "  torture [options]        patch every site kind under load and check\n"
 "  campaign SCRIPT [IMAGE]  run a Lua campaign: probe and patch by symbol\n"
 "  help [COMMAND]           this text, or COMMAND --help\n"
@@ -37,7 +38,7 @@ static const char main_usage[] =
 "See vmpoke(1).\n";
 
 static const char bench_usage[] =
-"Usage: vmpoke bench sync|poke [options]\n"
+"Usage: vmpoke bench sync|poke|flip [options]\n"
 "  sync   exit round trip, vmm_sync and pause/resume latency\n"
 "  poke   live-patch latency\n"
 "Try 'vmpoke bench sync --help' or 'vmpoke bench poke --help'.\n";
@@ -87,6 +88,8 @@ static int main_bench(int argc, char **argv)
 		return cmd_bench_sync(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "poke"))
 		return cmd_bench_poke(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "flip"))
+		return cmd_bench_flip(argc - 1, argv + 1);
 	return main_unknown("benchmark", argv[1], "vmpoke bench --help");
 }
 
