@@ -12,8 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "jump_label.h"
 #include "patcher.h"
 #include "symtab.h"
@@ -403,14 +403,6 @@ static int jl_check_sites(struct patcher *p, struct vm *vm, const struct jl_key 
 	return 0;
 }
 
-static double jl_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
 int jl_key_set(struct patcher *p, struct vm *vm, const struct jl_key *k, bool enable,
 	       struct jl_flip_out *out, char *msg, size_t len)
 {
@@ -421,7 +413,7 @@ int jl_key_set(struct patcher *p, struct vm *vm, const struct jl_key *k, bool en
 	struct poke_stats st0, st1;
 	struct poke_site *ps;
 	struct poke_batch *b;
-	double t0 = jl_now_us();
+	uint64_t t0 = clock_now_ns();
 	enum poke_err e;
 	uint32_t seq;
 	int ret;
@@ -488,7 +480,7 @@ int jl_key_set(struct patcher *p, struct vm *vm, const struct jl_key *k, bool en
 	out->syncs = st1.syncs - st0.syncs;
 	jl_seq_write(vm, k, seq + 1);
 out:
-	out->us = jl_now_us() - t0;
+	out->us = (double)(clock_now_ns() - t0) / CLOCK_NS_PER_US;
 	poke_batch_free(b);
 	if (!prepared)
 		free(ps);

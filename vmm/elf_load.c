@@ -201,10 +201,10 @@ static int elf_section_find(Elf *e, const char *path, const char *name,
 	const char *n;
 
 	if (elf_kind(e) != ELF_K_ELF || elf_getshdrstrndx(e, &shstrndx))
-		return load_fail(err, errlen, -EINVAL, path, "not an ELF file with "
+		return elf_fail(err, errlen, -EINVAL, path, "not an ELF file with "
 				 "section names (%s)", elf_errmsg(-1));
 	if (!elf_rawfile(e, &fsize))
-		return load_fail(err, errlen, -EINVAL, path, "cannot read the file");
+		return elf_fail(err, errlen, -EINVAL, path, "cannot read the file");
 	while ((scn = elf_nextscn(e, scn))) {
 		if (!gelf_getshdr(scn, &sh))
 			continue;
@@ -213,21 +213,21 @@ static int elf_section_find(Elf *e, const char *path, const char *name,
 			continue;
 		if (sh.sh_type != SHT_PROGBITS || sh.sh_offset > fsize ||
 		    sh.sh_size > fsize - sh.sh_offset)
-			return load_fail(err, errlen, -EINVAL, path, "section %s: not "
+			return elf_fail(err, errlen, -EINVAL, path, "section %s: not "
 					 "PROGBITS inside the file", name);
 		d = elf_getdata(scn, NULL);
 		if (!d || d->d_size != sh.sh_size)
-			return load_fail(err, errlen, -EINVAL, path, "section %s: "
+			return elf_fail(err, errlen, -EINVAL, path, "section %s: "
 					 "cannot read its data", name);
 		out->addr = sh.sh_addr;
 		out->size = sh.sh_size;
 		out->data = malloc(sh.sh_size ? sh.sh_size : 1);
 		if (!out->data)
-			return load_fail(err, errlen, -ENOMEM, path, "out of memory");
+			return elf_fail(err, errlen, -ENOMEM, path, "out of memory");
 		memcpy(out->data, d->d_buf, sh.sh_size);
 		return 0;
 	}
-	return load_fail(err, errlen, -ENOENT, path, "no section %s", name);
+	return elf_fail(err, errlen, -ENOENT, path, "no section %s", name);
 }
 
 int elf_section_read(const char *path, const char *name, struct elf_section *out,
@@ -238,13 +238,13 @@ int elf_section_read(const char *path, const char *name, struct elf_section *out
 
 	memset(out, 0, sizeof(*out));
 	if (elf_version(EV_CURRENT) == EV_NONE)
-		return load_fail(err, errlen, -EINVAL, path, "libelf: %s", elf_errmsg(-1));
+		return elf_fail(err, errlen, -EINVAL, path, "libelf: %s", elf_errmsg(-1));
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return load_fail(err, errlen, -ENOENT, path, "cannot open: %s", strerror(errno));
+		return elf_fail(err, errlen, -ENOENT, path, "cannot open: %s", strerror(errno));
 	e = elf_begin(fd, ELF_C_READ, NULL);
 	if (!e) {
-		ret = load_fail(err, errlen, -EINVAL, path, "not an ELF file (%s)",
+		ret = elf_fail(err, errlen, -EINVAL, path, "not an ELF file (%s)",
 				elf_errmsg(-1));
 	} else {
 		ret = elf_section_find(e, path, name, out, err, errlen);

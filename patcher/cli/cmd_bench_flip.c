@@ -18,9 +18,11 @@
 #include <json-c/json.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "commands.h"
 #include "jump_label.h"
 #include "patcher.h"
+#include "stats.h"
 #include "vmm.h"
 
 #define FLIP_READY_MS	120000
@@ -48,14 +50,6 @@ struct flip_result {
 static const char *const timed_keys[] = { "jl_key_one", "jl_key_16", "jl_key_256" };
 static const char *const timed_names[] = { "1", "16", "256" };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static int iterations(struct flip_bench *b, uint64_t *sum)
 {
 	char msg[256];
@@ -70,7 +64,7 @@ static int iterations(struct flip_bench *b, uint64_t *sum)
 	return 0;
 }
 
-static int flip(struct flip_bench *b, const struct jl_key *k, bool on, double *us)
+static int flip(struct flip_bench *b, const struct jl_key *k, bool on, uint64_t *ns)
 {
 	struct jl_flip_out o;
 
@@ -78,8 +72,8 @@ static int flip(struct flip_bench *b, const struct jl_key *k, bool on, double *u
 		vmm_error("bench flip: %s: %s", k->name, b->msg);
 		return -1;
 	}
-	if (us)
-		*us = o.us;
+	if (ns)
+		*ns = (uint64_t)(o.us * CLOCK_NS_PER_US);
 	b->flips++;
 	return 0;
 }
@@ -88,13 +82,13 @@ static int flip(struct flip_bench *b, const struct jl_key *k, bool on, double *u
 static int window(struct flip_bench *b, uint64_t ns, uint64_t period_ns, uint64_t *iters,
 		  uint64_t *flips)
 {
-	uint64_t i0, i1, t0 = now_ns(), next = t0, f0 = b->flips;
+	uint64_t i0, i1, t0 = clock_now_ns(), next = t0, f0 = b->flips;
 	struct timespec ts;
 
 	if (iterations(b, &i0))
 		return -1;
 	for (;;) {
-		uint64_t t = now_ns();
+		uint64_t t = clock_now_ns();
 
 		if (t - t0 >= ns)
 			break;
@@ -123,18 +117,11 @@ static int window(struct flip_bench *b, uint64_t ns, uint64_t period_ns, uint64_
 	return 0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 static int run(struct flip_bench *b, struct flip_result *r)
 {
 	uint64_t win = (uint64_t)r->seconds * 1000000000ull / (2 * FLIP_ROUNDS);
 	uint64_t base = 0, busy = 0, flips = 0, dummy = 0, t0, n0;
-	double us[FLIP_TIMED];
+	uint64_t ns[FLIP_TIMED];
 
 	for (int i = 0; i < FLIP_ROUNDS; i++) {
 		if (window(b, win, 0, &base, &dummy) ||
@@ -148,14 +135,14 @@ static int run(struct flip_bench *b, struct flip_result *r)
 	vmm_info("bench flip: %.0f iterations/s undisturbed, %.0f while flipping at "
 		 "%.0f Hz: ratio %.3f", r->base_ips, r->flip_ips, r->flip_hz, r->ratio);
 	/* full speed, one second */
-	t0 = now_ns();
+	t0 = clock_now_ns();
 	n0 = b->flips;
-	while (now_ns() - t0 < 1000000000ull) {
+	while (clock_now_ns() - t0 < 1000000000ull) {
 		if (flip(b, b->hot, !b->on, NULL))
 			return -1;
 		b->on = !b->on;
 	}
-	r->flips_per_s = (double)(b->flips - n0) / ((double)(now_ns() - t0) / 1e9);
+	r->flips_per_s = (double)(b->flips - n0) / ((double)(clock_now_ns() - t0) / 1e9);
 	for (size_t k = 0; k < 3; k++) {
 		const struct jl_key *key = jl_key_find(b->t, timed_keys[k]);
 		struct vmpoke_static_key v;
@@ -166,10 +153,9 @@ static int run(struct flip_bench *b, struct flip_result *r)
 		}
 		/* two untimed flips: the sites are prepared on a key's first flips */
 		for (int i = 0; i < FLIP_TIMED + 2; i++)
-			if (flip(b, key, (v.enabled > 0) ^ !(i & 1), i < 2 ? NULL : &us[i - 2]))
+			if (flip(b, key, (v.enabled > 0) ^ !(i & 1), i < 2 ? NULL : &ns[i - 2]))
 				return -1;
-		qsort(us, FLIP_TIMED, sizeof(us[0]), cmp_double);
-		r->flip_us[k] = us[FLIP_TIMED / 2];
+		r->flip_us[k] = stats_median_us(ns, FLIP_TIMED);
 		vmm_info("bench flip: %s (%zu sites): %.1f us per flip (median)", key->name,
 			 key->nr_sites, r->flip_us[k]);
 	}
@@ -229,6 +215,7 @@ int cmd_bench_flip(int argc, char **argv)
 	};
 	struct flip_result r = { .seconds = 4 };
 	struct flip_bench b = { 0 };
+	struct vmm_result res = { 0 };
 	char img[4096];
 	bool json = false;
 	int c, code, ret = VMPOKE_EXIT_HOST;
@@ -285,10 +272,9 @@ int cmd_bench_flip(int argc, char **argv)
 		ret = VMPOKE_EXIT_USAGE;
 		goto out;
 	}
-	if (vmm_start(b.vm))
-		goto out;
-	if (vmm_wait_hcall(b.vm, VMPOKE_HC_READY, cfg.nr_vcpus, FLIP_READY_MS)) {
-		vmm_error("bench flip: %s: the guest did not report READY", cfg.image);
+	if (vmm_start_ready(b.vm, FLIP_READY_MS, &res)) {
+		vmm_error("bench flip: %s: the guest did not come up: %s", cfg.image,
+			  res.message[0] ? res.message : "no READY");
 		ret = VMPOKE_EXIT_GUEST;
 		goto out;
 	}
