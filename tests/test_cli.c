@@ -57,8 +57,8 @@ static void test_cli_run_defaults(void)
 {
 	struct run_opts o;
 
-	CU_ASSERT_EQUAL_FATAL(RUN_OK("run", "img"), 0);
-	CU_ASSERT_STRING_EQUAL(o.cfg.image, "img");
+	EXPECT_EQ_FATAL(RUN_OK("run", "img"), 0);
+	EXPECT_STREQ(o.cfg.image, "img");
 	EXPECT_EQ_U64(2, o.cfg.nr_vcpus);
 	EXPECT_EQ_U64(64, o.cfg.mem_mib);
 	EXPECT_EQ_U64(2, o.cfg.tasks);
@@ -67,9 +67,9 @@ static void test_cli_run_defaults(void)
 	EXPECT_EQ_U64(0, o.cfg.iterations);
 	EXPECT_EQ_U64(0, o.timeout_s);
 	EXPECT_EQ_U64(VMM_TRAP_AUTO, o.cfg.trap_path);
-	CU_ASSERT_FALSE(o.cfg.quiet);
-	CU_ASSERT_PTR_NULL(o.json);
-	CU_ASSERT_FALSE(o.help);
+	EXPECT_FALSE(o.cfg.quiet);
+	EXPECT_NULL(o.json);
+	EXPECT_FALSE(o.help);
 }
 
 static void test_cli_run_all_options(void)
@@ -77,12 +77,12 @@ static void test_cli_run_all_options(void)
 	struct run_opts o;
 
 	/* Options after the image, as the man page shows them. */
-	CU_ASSERT_EQUAL_FATAL(RUN_OK("run", "g.img", "--vcpus", "64", "--mem", "128",
+	EXPECT_EQ_FATAL(RUN_OK("run", "g.img", "--vcpus", "64", "--mem", "128",
 				     "--tasks", "8", "--hz", "0", "--scenario", "lab",
 				     "--iterations", "18446744073709551615", "--seed", "7",
 				     "--timeout", "20", "--trap-path", "doorbell", "--quiet",
 				     "--json", "out.json"), 0);
-	CU_ASSERT_STRING_EQUAL(o.cfg.image, "g.img");
+	EXPECT_STREQ(o.cfg.image, "g.img");
 	EXPECT_EQ_U64(64, o.cfg.nr_vcpus);
 	EXPECT_EQ_U64(128, o.cfg.mem_mib);
 	EXPECT_EQ_U64(8, o.cfg.tasks);
@@ -92,13 +92,13 @@ static void test_cli_run_all_options(void)
 	EXPECT_EQ_U64(7, o.cfg.seed);
 	EXPECT_EQ_U64(20, o.timeout_s);
 	EXPECT_EQ_U64(VMM_TRAP_DOORBELL, o.cfg.trap_path);
-	CU_ASSERT_TRUE(o.cfg.quiet);
-	CU_ASSERT_STRING_EQUAL(o.json, "out.json");
-	CU_ASSERT_EQUAL(RUN_OK("run", "--vcpus=1", "--trap-path=debug-exit", "x"), 0);
+	EXPECT_TRUE(o.cfg.quiet);
+	EXPECT_STREQ(o.json, "out.json");
+	EXPECT_EQ(RUN_OK("run", "--vcpus=1", "--trap-path=debug-exit", "x"), 0);
 	EXPECT_EQ_U64(1, o.cfg.nr_vcpus);
 	EXPECT_EQ_U64(VMM_TRAP_DEBUG_EXIT, o.cfg.trap_path);
-	CU_ASSERT_EQUAL(RUN_OK("run", "--help"), 0);
-	CU_ASSERT_TRUE(o.help);
+	EXPECT_EQ(RUN_OK("run", "--help"), 0);
+	EXPECT_TRUE(o.help);
 }
 
 static void test_cli_run_bad(void)
@@ -138,18 +138,18 @@ static void test_cli_bench_sync_args(void)
 {
 	struct bench_sync_opts b;
 
-	CU_ASSERT_EQUAL_FATAL(BENCH("sync"), 0);
+	EXPECT_EQ_FATAL(BENCH("sync"), 0);
 	EXPECT_EQ_U64(3, b.nr_counts);
 	EXPECT_EQ_U64(4, b.vcpus[2]);
 	EXPECT_EQ_U64(1000, b.rounds);
-	CU_ASSERT_PTR_NULL(b.image);
-	CU_ASSERT_EQUAL_FATAL(BENCH("sync", "--vcpus", "1,8", "--rounds", "50", "--json",
+	EXPECT_NULL(b.image);
+	EXPECT_EQ_FATAL(BENCH("sync", "--vcpus", "1,8", "--rounds", "50", "--json",
 				    "my.img"), 0);
 	EXPECT_EQ_U64(2, b.nr_counts);
 	EXPECT_EQ_U64(8, b.vcpus[1]);
 	EXPECT_EQ_U64(50, b.rounds);
-	CU_ASSERT_TRUE(b.json);
-	CU_ASSERT_STRING_EQUAL(b.image, "my.img");
+	EXPECT_TRUE(b.json);
+	EXPECT_STREQ(b.image, "my.img");
 	BENCH_BAD("sync", "--vcpus", "1,,2");
 	BENCH_BAD("sync", "--vcpus", ",1");
 	BENCH_BAD("sync", "--vcpus", "1,");
@@ -168,13 +168,13 @@ static void test_cli_names(void)
 	for (unsigned int i = 0; i < VMPOKE_SCN_MAX; i++)
 		EXPECT_EQ_U64(i, cli_scenario_parse(cli_scenario_name(i)));
 	EXPECT_EQ_U64(VMPOKE_SCN_TRIPLE, cli_scenario_parse("triple"));
-	CU_ASSERT_EQUAL(cli_scenario_parse("x"), -1);
-	CU_ASSERT_EQUAL(cli_scenario_parse(NULL), -1);
-	CU_ASSERT_STRING_EQUAL(cli_scenario_name(VMPOKE_SCN_MAX), "?");
+	EXPECT_EQ(cli_scenario_parse("x"), -1);
+	EXPECT_EQ(cli_scenario_parse(NULL), -1);
+	EXPECT_STREQ(cli_scenario_name(VMPOKE_SCN_MAX), "?");
 	for (unsigned int i = 0; i < 3; i++)
 		EXPECT_EQ_U64(i, cli_trap_path_parse(cli_trap_path_name(i)));
-	CU_ASSERT_STRING_EQUAL(cli_outcome_name(VMM_TIMEOUT), "timeout");
-	CU_ASSERT_STRING_EQUAL(cli_outcome_name(VMM_HOST_ERROR), "host_error");
+	EXPECT_STREQ(cli_outcome_name(VMM_TIMEOUT), "timeout");
+	EXPECT_STREQ(cli_outcome_name(VMM_HOST_ERROR), "host_error");
 }
 
 static void test_stats(void)
@@ -186,14 +186,14 @@ static void test_stats(void)
 	for (unsigned int i = 0; i < 100; i++)
 		v[i] = (100 - i) * 1000ull;
 	stats_ns(v, 100, &st);
-	CU_ASSERT_DOUBLE_EQUAL(st.median_us, 50.5, 1e-9);
-	CU_ASSERT_DOUBLE_EQUAL(st.p99_us, 99.0, 1e-9);
+	EXPECT_NEAR(st.median_us, 50.5, 1e-9);
+	EXPECT_NEAR(st.p99_us, 99.0, 1e-9);
 	v[0] = 3000;
 	stats_ns(v, 1, &st);
-	CU_ASSERT_DOUBLE_EQUAL(st.median_us, 3.0, 1e-9);
-	CU_ASSERT_DOUBLE_EQUAL(st.p99_us, 3.0, 1e-9);
+	EXPECT_NEAR(st.median_us, 3.0, 1e-9);
+	EXPECT_NEAR(st.p99_us, 3.0, 1e-9);
 	stats_ns(v, 0, &st);
-	CU_ASSERT_DOUBLE_EQUAL(st.median_us, 0.0, 1e-9);
+	EXPECT_NEAR(st.median_us, 0.0, 1e-9);
 }
 
 static void test_cli_json_write(void)
@@ -203,11 +203,11 @@ static void test_cli_json_write(void)
 	int fd = mkstemp(path);
 	ssize_t n;
 
-	CU_ASSERT_FATAL(fd >= 0);
+	EXPECT_TRUE_FATAL(fd >= 0);
 	json_object_object_add(j, "median", json_object_new_double(34.215000000000003));
-	CU_ASSERT_EQUAL(cli_json_write("test", path, j), 0);
+	EXPECT_EQ(cli_json_write("test", path, j), 0);
 	n = read(fd, text, sizeof(text) - 1);
-	CU_ASSERT(n > 0);
+	EXPECT_GT(n, 0);
 	EXPECT_TRUE_MSG(strstr(text, "34.215") && !strstr(text, "34.2150000"), "%s", text);
 	json_object_put(j);
 	close(fd);
@@ -215,7 +215,7 @@ static void test_cli_json_write(void)
 	/* An unwritable path is reported, not a crash. */
 	j = json_object_new_object();
 	fd = stderr_off();
-	CU_ASSERT_EQUAL(cli_json_write("test", "/nonexistent/x.json", j), VMPOKE_EXIT_HOST);
+	EXPECT_EQ(cli_json_write("test", "/nonexistent/x.json", j), VMPOKE_EXIT_HOST);
 	stderr_on(fd);
 	json_object_put(j);
 }

@@ -82,16 +82,16 @@ static void test_cli_bad_images(void)
 	};
 	char dir[128], good[256], path[300], args[600];
 
-	CU_ASSERT_EQUAL_FATAL(test_elf_build(dir, sizeof(dir), good, sizeof(good)), 0);
+	EXPECT_EQ_FATAL(test_elf_build(dir, sizeof(dir), good, sizeof(good)), 0);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		CU_ASSERT_EQUAL_FATAL(test_elf_variant(good, dir, bad[i].name, bad[i].fn,
+		EXPECT_EQ_FATAL(test_elf_variant(good, dir, bad[i].name, bad[i].fn,
 						       bad[i].len, path, sizeof(path)), 0);
 		snprintf(args, sizeof(args), "run %s", path);
 		expect_cli(2, args, path, bad[i].why);
 		snprintf(args, sizeof(args), "bench sync --rounds 5 %s", path);
 		expect_cli(2, args, path, bad[i].why);
 	}
-	CU_ASSERT_EQUAL_FATAL(test_elf_variant(good, dir, "bigbss.img", mk_bigbss, 0, path,
+	EXPECT_EQ_FATAL(test_elf_variant(good, dir, "bigbss.img", mk_bigbss, 0, path,
 					       sizeof(path)), 0);
 	snprintf(args, sizeof(args), "run %s --mem 8", path);
 	expect_cli(2, args, path, "--mem");
@@ -143,14 +143,14 @@ static void test_cli_syms(void)
 {
 	char dir[128], good[256], args[600], *out = NULL, cmd[700];
 
-	CU_ASSERT_EQUAL_FATAL(test_elf_build(dir, sizeof(dir), good, sizeof(good)), 0);
+	EXPECT_EQ_FATAL(test_elf_build(dir, sizeof(dir), good, sizeof(good)), 0);
 	snprintf(args, sizeof(args), "syms %s", good);
 	expect_cli(0, args, " T _start", " B tiny_bss");
 	/* GLOB keeps only matching names. */
 	snprintf(cmd, sizeof(cmd), "%s syms %s 'tiny_h*'", testlib_vmpoke(), good);
-	CU_ASSERT_EQUAL(testlib_run(cmd, &out), 0);
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, " t tiny_helper\n"));
-	CU_ASSERT_PTR_NULL(strstr(out, "_start"));
+	EXPECT_EQ(testlib_run(cmd, &out), 0);
+	EXPECT_NOT_NULL(strstr(out, " t tiny_helper\n"));
+	EXPECT_NULL(strstr(out, "_start"));
 	free(out);
 	test_elf_cleanup(dir);
 }

@@ -63,11 +63,11 @@ static void test_cli_kvm_run_ok(void)
 		 "--timeout 300 --quiet --json %s", testlib_image(), path);
 	rc = vmpoke(args, false, &out);
 	EXPECT_TRUE_MSG(rc == 0, "exit %d:\n%s", rc, out);
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, "result:"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, "syncs-acked"));
+	EXPECT_NOT_NULL(strstr(out, "result:"));
+	EXPECT_NOT_NULL(strstr(out, "syncs-acked"));
 	j = json_object_from_file(path);
 	EXPECT_TRUE_MSG(j != NULL, "%s is not JSON", path);
-	CU_ASSERT_STRING_EQUAL(get_str(j, "outcome"), "done");
+	EXPECT_STREQ(get_str(j, "outcome"), "done");
 	EXPECT_EQ_U64(0, json_object_get_int(get(j, "exit_code")));
 	vcpus = get(j, "vcpus");
 	EXPECT_EQ_U64(2, vcpus ? json_object_array_length(vcpus) : 0);
@@ -79,7 +79,7 @@ static void test_cli_kvm_run_ok(void)
 		EXPECT_EQ_U64(40000, json_object_get_uint64(get(v, "iterations")));
 		sum += json_object_get_uint64(get(v, "exits"));
 	}
-	CU_ASSERT(sum > 0);
+	EXPECT_GT(sum, 0);
 	json_object_put(j);
 	unlink(path);
 	free(path);
@@ -119,7 +119,7 @@ static void test_cli_kvm_run_fault(void)
 	EXPECT_TRUE_MSG(rc == 1, "exit %d:\n%s", rc, out);
 	j = json_object_from_file(path);
 	EXPECT_TRUE_MSG(j != NULL, "%s is not JSON", path);
-	CU_ASSERT_STRING_EQUAL(get_str(j, "outcome"), "guest_fault");
+	EXPECT_STREQ(get_str(j, "outcome"), "guest_fault");
 	EXPECT_EQ_U64(1, json_object_get_int(get(j, "exit_code")));
 	json_object_put(j);
 	unlink(path);
@@ -142,10 +142,10 @@ static void test_cli_kvm_run_timeout(void)
 	rc = vmpoke(args, false, &out);
 	EXPECT_TRUE_MSG(rc == 1, "exit %d:\n%s", rc, out);
 	j = json_object_from_file(path);
-	CU_ASSERT_STRING_EQUAL(get_str(j, "outcome"), "timeout");
+	EXPECT_STREQ(get_str(j, "outcome"), "timeout");
 	vcpus = get(j, "vcpus");
 	for (size_t i = 0; vcpus && i < json_object_array_length(vcpus); i++)
-		CU_ASSERT(strlen(get_str(json_object_array_get_idx(vcpus, i), "rip")) > 0);
+		EXPECT_GT(strlen(get_str(json_object_array_get_idx(vcpus, i), "rip")), 0);
 	json_object_put(j);
 	unlink(path);
 	free(path);
@@ -167,7 +167,7 @@ static void test_cli_kvm_run_sigint(void)
 		 "--quiet", testlib_vmpoke(), testlib_image());
 	rc = testlib_run(cmd, &out);
 	EXPECT_TRUE_MSG(rc == 4, "exit %d:\n%s", rc, out);
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, "result:"));
+	EXPECT_NOT_NULL(strstr(out, "result:"));
 	free(out);
 }
 
@@ -181,7 +181,7 @@ static void test_cli_kvm_doctor(void)
 		return;
 	rc = vmpoke("doctor", false, &out);
 	EXPECT_TRUE_MSG(rc == 0, "exit %d:\n%s", rc, out);
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, "trap path:"));
+	EXPECT_NOT_NULL(strstr(out, "trap path:"));
 	EXPECT_TRUE_MSG(strstr(out, "\ncpl0 int3:          yes\n") ||
 			strstr(out, "\ncpl0 int3:          no"), "no cpl0 int3 line:\n%s", out);
 	free(out);
@@ -189,15 +189,13 @@ static void test_cli_kvm_doctor(void)
 	EXPECT_TRUE_MSG(rc == 0, "exit %d:\n%s", rc, out);
 	j = json_tokener_parse(out);
 	EXPECT_TRUE_MSG(j != NULL, "not JSON:\n%s", out);
-	CU_ASSERT_TRUE(json_object_get_boolean(get(j, "kvm_ok")));
+	EXPECT_TRUE(json_object_get_boolean(get(j, "kvm_ok")));
 	EXPECT_EQ_U64(12, json_object_get_int(get(j, "api_version")));
-	CU_ASSERT(!strcmp(get_str(j, "trap_path"), "doorbell") ||
-		  !strcmp(get_str(j, "trap_path"), "debug-exit"));
-	CU_ASSERT(json_object_get_double(get(j, "exit_roundtrip_us")) > 0);
+	EXPECT_TRUE(!strcmp(get_str(j, "trap_path"), "doorbell") || !strcmp(get_str(j, "trap_path"), "debug-exit"));
+	EXPECT_GT(json_object_get_double(get(j, "exit_roundtrip_us")), 0);
 	/* The same answer as this process's own probe on the same path. */
-	CU_ASSERT(json_object_is_type(get(j, "cpl0_int3"), json_type_boolean));
-	CU_ASSERT_EQUAL(json_object_get_boolean(get(j, "cpl0_int3")),
-			vmm_cpl0_int3_trappable(!strcmp(get_str(j, "trap_path"), "debug-exit") ?
+	EXPECT_TRUE(json_object_is_type(get(j, "cpl0_int3"), json_type_boolean));
+	EXPECT_EQ(json_object_get_boolean(get(j, "cpl0_int3")), vmm_cpl0_int3_trappable(!strcmp(get_str(j, "trap_path"), "debug-exit") ?
 						VMM_TRAP_DEBUG_EXIT : VMM_TRAP_DOORBELL));
 	json_object_put(j);
 	free(out);
@@ -210,10 +208,9 @@ static void check_rows(struct json_object *arr)
 		struct json_object *r = json_object_array_get_idx(arr, i);
 
 		EXPECT_EQ_U64(i + 1, json_object_get_int(get(r, "vcpus")));
-		CU_ASSERT(json_object_get_double(get(r, "median_us")) > 0);
-		CU_ASSERT(json_object_get_double(get(r, "p99_us")) >=
-			  json_object_get_double(get(r, "median_us")));
-		CU_ASSERT(json_object_get_double(get(r, "ratio")) > 0);
+		EXPECT_GT(json_object_get_double(get(r, "median_us")), 0);
+		EXPECT_GE(json_object_get_double(get(r, "p99_us")), json_object_get_double(get(r, "median_us")));
+		EXPECT_GT(json_object_get_double(get(r, "ratio")), 0);
 	}
 }
 
@@ -232,9 +229,8 @@ static void test_cli_kvm_bench_sync(void)
 	j = json_tokener_parse(out);
 	EXPECT_TRUE_MSG(j != NULL, "not JSON:\n%s", out);
 	rt = get(j, "exit_roundtrip_us");
-	CU_ASSERT(json_object_get_double(get(rt, "median")) > 0);
-	CU_ASSERT(json_object_get_double(get(rt, "p99")) >=
-		  json_object_get_double(get(rt, "median")));
+	EXPECT_GT(json_object_get_double(get(rt, "median")), 0);
+	EXPECT_GE(json_object_get_double(get(rt, "p99")), json_object_get_double(get(rt, "median")));
 	check_rows(get(j, "sync"));
 	check_rows(get(j, "pause_resume"));
 	json_object_put(j);
@@ -269,8 +265,8 @@ static void test_cli_kvm_bench_dead_guest(void)
 
 	if (!testlib_require_kvm())
 		return;
-	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
-	CU_ASSERT_EQUAL_FATAL(test_elf_variant(testlib_image(), dir, "ud2.img",
+	EXPECT_NOT_NULL_FATAL(mkdtemp(dir));
+	EXPECT_EQ_FATAL(test_elf_variant(testlib_image(), dir, "ud2.img",
 					       mk_ud2_entry, 0, path, sizeof(path)), 0);
 	snprintf(args, sizeof(args), "timeout 120 %s bench sync --vcpus 1 --rounds 5 %s",
 		 testlib_vmpoke(), path);

@@ -143,7 +143,7 @@ static int load_variant(const char *name, size_t len,
 	char path[300];
 	int ret;
 
-	CU_ASSERT_EQUAL_FATAL(test_elf_variant(tgood, tdir, name, fn, len, path,
+	EXPECT_EQ_FATAL(test_elf_variant(tgood, tdir, name, fn, len, path,
 					       sizeof(path)), 0);
 	ret = elf_load(path, NULL, TINY_RAM, TINY_BASE, &img, err, errlen);
 	EXPECT_TRUE_MSG(strstr(err, path) != NULL, "error does not name %s: %s", path, err);
@@ -182,17 +182,19 @@ static void test_elf_good(void)
 	char err[512] = "";
 	uint8_t *ram;
 
-	CU_ASSERT_EQUAL_FATAL(elf_fixture(), 0);
+	EXPECT_EQ_FATAL(elf_fixture(), 0);
 	ram = malloc(TINY_RAM);
 	memset(ram, 0xaa, TINY_RAM);
 	EXPECT_TRUE_MSG(elf_load(tgood, ram, TINY_RAM, TINY_BASE, &img, err,
 				 sizeof(err)) == 0, "%s", err);
-	CU_ASSERT(img.nr_segments >= 1);
-	CU_ASSERT(img.lowest >= TINY_BASE);
-	CU_ASSERT(img.highest > img.lowest && img.highest <= TINY_RAM);
-	CU_ASSERT(img.entry >= img.lowest && img.entry < img.highest);
+	EXPECT_GE(img.nr_segments, 1);
+	EXPECT_GE(img.lowest, TINY_BASE);
+	EXPECT_GT(img.highest, img.lowest);
+	EXPECT_LE(img.highest, TINY_RAM);
+	EXPECT_GE(img.entry, img.lowest);
+	EXPECT_LT(img.entry, img.highest);
 	/* The ELF header itself is loaded at the base with the text segment. */
-	CU_ASSERT_EQUAL(memcmp(ram + img.lowest, ELFMAG, SELFMAG), 0);
+	EXPECT_EQ(memcmp(ram + img.lowest, ELFMAG, SELFMAG), 0);
 	/* bss (the last 256 bytes below highest) is zeroed over the 0xaa fill. */
 	for (uint64_t a = img.highest - 256; a < img.highest; a++)
 		if (ram[a] != 0) {
@@ -200,7 +202,7 @@ static void test_elf_good(void)
 					(unsigned long long)a, ram[a]);
 			break;
 		}
-	CU_ASSERT_EQUAL(ram[img.highest], 0xaa);
+	EXPECT_EQ(ram[img.highest], 0xaa);
 	free(ram);
 }
 
@@ -208,15 +210,15 @@ static void test_elf_bad(void)
 {
 	char err[512];
 
-	CU_ASSERT_EQUAL_FATAL(elf_fixture(), 0);
+	EXPECT_EQ_FATAL(elf_fixture(), 0);
 	err[0] = 0;
-	CU_ASSERT_EQUAL(elf_load("/nonexistent/x.img", NULL, TINY_RAM, TINY_BASE,
+	EXPECT_EQ(elf_load("/nonexistent/x.img", NULL, TINY_RAM, TINY_BASE,
 				 NULL, err, sizeof(err)), -ENOENT);
-	CU_ASSERT_PTR_NOT_NULL(strstr(err, "/nonexistent/x.img"));
+	EXPECT_NOT_NULL(strstr(err, "/nonexistent/x.img"));
 
 #define BAD(name, len, fn, needle) do {						\
 	err[0] = 0;								\
-	CU_ASSERT_EQUAL(load_variant(name, len, fn, err, sizeof(err)), -EINVAL); \
+	EXPECT_EQ(load_variant(name, len, fn, err, sizeof(err)), -EINVAL); \
 	EXPECT_TRUE_MSG(strstr(err, needle) != NULL, "%s: want '%s' in: %s",	\
 			name, needle, err);					\
 } while (0)
@@ -235,9 +237,9 @@ static void test_elf_bad(void)
 #undef BAD
 	/* RAM too small for the image: the same check the CLI's --mem uses. */
 	err[0] = 0;
-	CU_ASSERT_EQUAL(elf_load(tgood, NULL, TINY_BASE + 0x100, TINY_BASE, NULL,
+	EXPECT_EQ(elf_load(tgood, NULL, TINY_BASE + 0x100, TINY_BASE, NULL,
 				 err, sizeof(err)), -EINVAL);
-	CU_ASSERT_PTR_NOT_NULL(strstr(err, "outside guest RAM"));
+	EXPECT_NOT_NULL(strstr(err, "outside guest RAM"));
 	test_elf_cleanup(tdir);
 	tgood[0] = 0;
 }

@@ -79,7 +79,7 @@ static const struct sym *need_sym(struct gimg *g, const char *name)
 
 	if (!s)
 		fprintf(stderr, "\n  guest image has no symbol %s\n", name);
-	CU_ASSERT_PTR_NOT_NULL(s);
+	EXPECT_NOT_NULL(s);
 	return s;
 }
 
@@ -145,12 +145,12 @@ static void test_guest_tables(void)
 	const struct vmpoke_task_table *tt;
 	const struct vmpoke_site_table *sites;
 
-	CU_ASSERT_FATAL(gimg_open(&g) == 0);
+	EXPECT_EQ_FATAL(gimg_open(&g), 0);
 	s = need_sym(&g, VMPOKE_SYM_TASKS);
 	if (s) {
 		EXPECT_EQ_U64(sizeof(struct vmpoke_task_table), s->size);
 		tt = at(&g, s->addr, sizeof(*tt));
-		CU_ASSERT_PTR_NOT_NULL_FATAL(tt);
+		EXPECT_NOT_NULL_FATAL(tt);
 		EXPECT_EQ_U64(VMPOKE_TASKS_MAGIC, tt->magic);
 		EXPECT_EQ_U64(VMPOKE_ABI_VERSION, tt->version);
 		EXPECT_EQ_U64(sizeof(struct vmpoke_task), tt->task_size);
@@ -163,12 +163,14 @@ static void test_guest_tables(void)
 	if (s) {
 		EXPECT_EQ_U64(sizeof(struct vmpoke_site_table), s->size);
 		sites = at(&g, s->addr, sizeof(*sites));
-		CU_ASSERT_PTR_NOT_NULL_FATAL(sites);
+		EXPECT_NOT_NULL_FATAL(sites);
 		EXPECT_EQ_U64(VMPOKE_SITES_MAGIC, sites->magic);
 		EXPECT_EQ_U64(VMPOKE_ABI_VERSION, sites->version);
-		CU_ASSERT(sites->nr_sites >= 10 && sites->nr_sites <= VMPOKE_MAX_SITES);
+		EXPECT_GE(sites->nr_sites, 10);
+		EXPECT_LE(sites->nr_sites, VMPOKE_MAX_SITES);
 	}
-	CU_ASSERT(g.entry_start && g.entry_start < g.entry_end);
+	EXPECT_TRUE(g.entry_start);
+	EXPECT_LT(g.entry_start, g.entry_end);
 	gimg_close(&g);
 }
 
@@ -193,9 +195,9 @@ static void test_guest_func_symbols(void)
 
 	elf_version(EV_CURRENT);
 	fd = open(testlib_image(), O_RDONLY);
-	CU_ASSERT_FATAL(fd >= 0);
+	EXPECT_TRUE_FATAL(fd >= 0);
 	e = elf_begin(fd, ELF_C_READ, NULL);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+	EXPECT_NOT_NULL_FATAL(e);
 	while ((scn = elf_nextscn(e, scn))) {
 		Elf_Data *d;
 
@@ -212,7 +214,7 @@ static void test_guest_func_symbols(void)
 			n = elf_strptr(e, sh.sh_link, sym.st_name);
 			if (!sym.st_size)
 				fprintf(stderr, "\n  function %s has no size\n", n ? n : "?");
-			CU_ASSERT(sym.st_size > 0);
+			EXPECT_GT(sym.st_size, 0);
 			for (k = 0; n && k < sizeof(names) / sizeof(names[0]); k++)
 				if (!strcmp(n, names[k]))
 					found[k]++;
@@ -222,7 +224,7 @@ static void test_guest_func_symbols(void)
 		if (found[k] != 1)
 			fprintf(stderr, "\n  %s: %u STT_FUNC symbols, want 1\n",
 				names[k], found[k]);
-		CU_ASSERT_EQUAL(found[k], 1);
+		EXPECT_EQ(found[k], 1);
 	}
 	elf_end(e);
 	close(fd);
@@ -373,11 +375,11 @@ static void test_guest_sites(void)
 	uint32_t i, flags = 0;
 	char why[160];
 
-	CU_ASSERT_FATAL(gimg_open(&g) == 0);
+	EXPECT_EQ_FATAL(gimg_open(&g), 0);
 	s = need_sym(&g, VMPOKE_SYM_SITES);
 	t = s ? at(&g, s->addr, sizeof(*t)) : NULL;
-	CU_ASSERT_PTR_NOT_NULL_FATAL(t);
-	CU_ASSERT_FATAL(t->nr_sites <= VMPOKE_MAX_SITES);
+	EXPECT_NOT_NULL_FATAL(t);
+	EXPECT_TRUE_FATAL(t->nr_sites <= VMPOKE_MAX_SITES);
 	for (i = 0; i < t->nr_sites; i++) {
 		const struct vmpoke_site_desc *d = &t->sites[i];
 		char sym[128];
@@ -385,13 +387,13 @@ static void test_guest_sites(void)
 		if (!site_ok(&g, d, why, sizeof(why)))
 			fprintf(stderr, "\n  site %u at %s: %s\n", i,
 				symtab_format(g.st, d->addr, sym, sizeof(sym)), why);
-		CU_ASSERT(site_ok(&g, d, why, sizeof(why)));
+		EXPECT_TRUE(site_ok(&g, d, why, sizeof(why)));
 		if (d->kind <= VMPOKE_SITE_MULTI)
 			kinds[d->kind]++;
 		flags |= d->flags;
 	}
 	for (k = VMPOKE_SITE_NOP5_JMP32; k <= VMPOKE_SITE_MULTI; k++)
-		CU_ASSERT(kinds[k] >= 2);
+		EXPECT_GE(kinds[k], 2);
 	EXPECT_EQ_U64(VMPOKE_SITEF_STRADDLE_8 | VMPOKE_SITEF_STRADDLE_LINE |
 		      VMPOKE_SITEF_STRADDLE_PAGE, flags);
 	gimg_close(&g);
@@ -435,7 +437,7 @@ static void cpl0_scan(struct gimg *g, const struct sym *fn,
 		cs_insn *in = decode1(g, pc, end);
 		const char *bad;
 
-		CU_ASSERT_PTR_NOT_NULL_FATAL(in);
+		EXPECT_NOT_NULL_FATAL(in);
 		bad = cpl0_forbidden(in);
 		/*
 		 * The one deliberate exception: scenario EMUFAIL's x87 store
@@ -448,7 +450,7 @@ static void cpl0_scan(struct gimg *g, const struct sym *fn,
 			fprintf(stderr, "\n  CPL0 code %s: %s %s (%s)\n",
 				symtab_format(g->st, pc, sym, sizeof(sym)),
 				in->mnemonic, in->op_str, bad);
-		CU_ASSERT_PTR_NULL(bad);
+		EXPECT_NULL(bad);
 		t = branch_target(g->cs, in);
 		pc += in->size;
 		cs_free(in, 1);
@@ -473,9 +475,9 @@ static void test_guest_cpl0_code(void)
 	unsigned int n = 0, i, saw_boot = 0;
 	uint64_t off;
 
-	CU_ASSERT_FATAL(gimg_open(&g) == 0);
+	EXPECT_EQ_FATAL(gimg_open(&g), 0);
 	s = need_sym(&g, "_start");
-	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	EXPECT_NOT_NULL_FATAL(s);
 	todo[n++] = s;
 	/* every function in .entry.text runs at CPL0 */
 	for (i = 0; i < symtab_count(g.st); i++) {
@@ -489,12 +491,12 @@ static void test_guest_cpl0_code(void)
 		cpl0_scan(&g, todo[i], todo, &n);
 		saw_boot |= !strcmp(todo[i]->name, "guest_boot");
 	}
-	CU_ASSERT(saw_boot);
-	CU_ASSERT(n < MAX_CPL0_FUNCS);
+	EXPECT_TRUE(saw_boot);
+	EXPECT_LT(n, MAX_CPL0_FUNCS);
 	/* guest.ld follows the ABI: no CPL0 code in the CPL3 task text... */
 	us = need_sym(&g, VMPOKE_SYM_USER_TEXT_START);
 	ue = need_sym(&g, VMPOKE_SYM_USER_TEXT_END);
-	CU_ASSERT_FATAL(us && ue && us->addr < ue->addr);
+	EXPECT_TRUE_FATAL(us && ue && us->addr < ue->addr);
 	for (i = 0; i < n; i++)
 		EXPECT_TRUE_MSG(todo[i]->addr + todo[i]->size <= us->addr ||
 				todo[i]->addr >= ue->addr, "CPL0 code %s lies in the "
@@ -509,10 +511,11 @@ static void test_guest_cpl0_code(void)
 	/* the IDT's exception vectors enter in .entry.text */
 	s = need_sym(&g, "guest_exc_stubs");
 	stubs = s ? at(&g, s->addr, 32 * 8) : NULL;
-	CU_ASSERT_PTR_NOT_NULL_FATAL(stubs);
+	EXPECT_NOT_NULL_FATAL(stubs);
 	for (i = 0; i < 32; i++) {
-		CU_ASSERT(stubs[i] >= g.entry_start && stubs[i] < g.entry_end);
-		CU_ASSERT_PTR_NOT_NULL(symtab_lookup(g.st, stubs[i], &off));
+		EXPECT_GE(stubs[i], g.entry_start);
+		EXPECT_LT(stubs[i], g.entry_end);
+		EXPECT_NOT_NULL(symtab_lookup(g.st, stubs[i], &off));
 	}
 	gimg_close(&g);
 }
@@ -533,10 +536,10 @@ static void test_guest_probe_abi(void)
 	char name[64];
 	unsigned int i;
 
-	CU_ASSERT_FATAL(gimg_open(&g) == 0);
+	EXPECT_EQ_FATAL(gimg_open(&g), 0);
 	lo = need_sym(&g, VMPOKE_SYM_USER_TEXT_START);
 	hi = need_sym(&g, VMPOKE_SYM_USER_TEXT_END);
-	CU_ASSERT_FATAL(lo && hi);
+	EXPECT_TRUE_FATAL(lo && hi);
 	for (i = 0; i < sizeof(libs) / sizeof(libs[0]); i++) {
 		snprintf(name, sizeof(name), "lib_%s", libs[i]);
 		fn = need_sym(&g, name);
@@ -544,17 +547,20 @@ static void test_guest_probe_abi(void)
 		calls = need_sym(&g, name);
 		if (!fn || !calls)
 			continue;
-		CU_ASSERT(fn->type == 'T' && fn->size > 0);
-		CU_ASSERT(fn->addr >= lo->addr && fn->addr + fn->size <= hi->addr);
-		CU_ASSERT_EQUAL(calls->size, VMPOKE_MAX_VCPUS * sizeof(uint64_t));
+		EXPECT_EQ(fn->type, 'T');
+		EXPECT_GT(fn->size, 0);
+		EXPECT_GE(fn->addr, lo->addr);
+		EXPECT_LE(fn->addr + fn->size, hi->addr);
+		EXPECT_EQ(calls->size, VMPOKE_MAX_VCPUS * sizeof(uint64_t));
 	}
 	lo = need_sym(&g, VMPOKE_SYM_XOL_START);
 	hi = need_sym(&g, VMPOKE_SYM_XOL_END);
-	CU_ASSERT_FATAL(lo && hi);
-	CU_ASSERT_EQUAL(lo->addr % 4096, 0);
-	CU_ASSERT(hi->addr > lo->addr && hi->addr - lo->addr <= VMPOKE_XOL_MAX_SIZE);
+	EXPECT_TRUE_FATAL(lo && hi);
+	EXPECT_EQ(lo->addr % 4096, 0);
+	EXPECT_GT(hi->addr, lo->addr);
+	EXPECT_LE(hi->addr - lo->addr, VMPOKE_XOL_MAX_SIZE);
 	xol = at(&g, lo->addr, hi->addr - lo->addr);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(xol);
+	EXPECT_NOT_NULL_FATAL(xol);
 	for (i = 0; i < hi->addr - lo->addr; i++)
 		if (xol[i] != 0xcc)
 			break;

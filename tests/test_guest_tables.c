@@ -38,7 +38,7 @@ static void ram_setup(void)
 	free(ram.host);
 	ram.size = RAM_SIZE;
 	ram.host = calloc(1, RAM_SIZE);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(ram.host);
+	EXPECT_NOT_NULL_FATAL(ram.host);
 	pte_set(0x1000, 0, 0x2000 | P_RW);
 	pte_set(0x2000, 0, 0x3000 | P_RW);
 	pte_set(0x2000, 1, 0 | P_RW | PS);

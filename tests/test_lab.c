@@ -119,8 +119,8 @@ static bool lab_boot(struct lab *l)
 		return false;
 	EXPECT_EQ_U64(l->site + VMPOKE_LAB_SITE_LEN, l->fall);
 	l->p = patcher_create(l->vm, &popts);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(l->p);
-	CU_ASSERT_EQUAL_FATAL(vmm_start(l->vm), 0);
+	EXPECT_NOT_NULL_FATAL(l->p);
+	EXPECT_EQ_FATAL(vmm_start(l->vm), 0);
 	EXPECT_TRUE_MSG(vmm_wait_hcall(l->vm, VMPOKE_HC_READY, 1, LAB_TIMEOUT_MS) == 0,
 			"guest did not report READY in scenario LAB");
 	return true;
@@ -142,16 +142,16 @@ static bool lab_request(struct lab *l, uint64_t flags, struct trace *t)
 	struct vmpoke_lab st;
 	uint64_t seq = ++l->seq;
 
-	CU_ASSERT_EQUAL_FATAL(vmm_gva_write(l->vm, l->lab + offsetof(struct vmpoke_lab,
+	EXPECT_EQ_FATAL(vmm_gva_write(l->vm, l->lab + offsetof(struct vmpoke_lab,
 					    rflags_in), &flags, 8), 0);
-	CU_ASSERT_EQUAL_FATAL(vmm_gva_write(l->vm, l->lab + offsetof(struct vmpoke_lab,
+	EXPECT_EQ_FATAL(vmm_gva_write(l->vm, l->lab + offsetof(struct vmpoke_lab,
 					    seq_req), &seq, 8), 0);
 	if (vmm_wait_hcall(l->vm, VMPOKE_HC_LAB_DONE, ++l->done, LAB_TIMEOUT_MS)) {
 		EXPECT_TRUE_MSG(false, "lab request %llu: no LAB_DONE within %d ms",
 				(unsigned long long)seq, LAB_TIMEOUT_MS);
 		return false;
 	}
-	CU_ASSERT_EQUAL_FATAL(vmm_gva_read(l->vm, l->lab, &st, sizeof(st)), 0);
+	EXPECT_EQ_FATAL(vmm_gva_read(l->vm, l->lab, &st, sizeof(st)), 0);
 	EXPECT_EQ_U64(seq, st.seq_done);
 	t->path = st.path;
 	t->rflags_out = st.rflags_out & F_ARITH;
@@ -185,7 +185,7 @@ static void lab_form(struct lab *l, const char *name, const uint8_t *insn,
 
 	memcpy(bytes, insn, len);
 	memcpy(bytes + len, nops[VMPOKE_LAB_SITE_LEN - len], VMPOKE_LAB_SITE_LEN - len);
-	CU_ASSERT_EQUAL_FATAL(vmm_gva_write(l->vm, l->site, bytes, sizeof(bytes)), 0);
+	EXPECT_EQ_FATAL(vmm_gva_write(l->vm, l->site, bytes, sizeof(bytes)), 0);
 	for (size_t i = 0; i < NR_FLAG_STATES; i++) {
 		if (!lab_request(l, flag_states[i], &real[i]))
 			return;
@@ -283,7 +283,8 @@ static void test_lab_jcc(bool rel32)
 			/* The flag set really drives cc both ways. */
 			for (size_t i = 0; i < NR_FLAG_STATES; i++)
 				seen[ref_cond(cc, flag_states[i])] = true;
-			CU_ASSERT_TRUE(seen[0] && seen[1]);
+			EXPECT_TRUE(seen[0]);
+			EXPECT_TRUE(seen[1]);
 			snprintf(name, sizeof(name), "j%x %s", cc, rel32 ? "rel32" : "rel8");
 			lab_form(&l, name, insn, rel32 ? 6 : 2, expect_jcc, &cc);
 		}
@@ -342,15 +343,15 @@ static void test_lab_jmp_nop(void)
 /* Pure: the reference conditions themselves, against hand-checked cases. */
 static void test_lab_ref_cond(void)
 {
-	CU_ASSERT_TRUE(ref_cond(0xe, F_ZF));		/* jle: ZF */
-	CU_ASSERT_TRUE(ref_cond(0xe, F_SF));		/* jle: SF != OF */
-	CU_ASSERT_FALSE(ref_cond(0xe, F_SF | F_OF));
-	CU_ASSERT_TRUE(ref_cond(0xf, F_SF | F_OF));	/* jg */
-	CU_ASSERT_FALSE(ref_cond(0xf, F_ZF | F_SF | F_OF));
-	CU_ASSERT_TRUE(ref_cond(0x6, F_CF));		/* jbe */
-	CU_ASSERT_TRUE(ref_cond(0x7, 0));		/* ja */
-	CU_ASSERT_TRUE(ref_cond(0xa, F_PF));		/* jp */
-	CU_ASSERT_TRUE(ref_cond(0x1, 0));		/* jno */
+	EXPECT_TRUE(ref_cond(0xe, F_ZF));		/* jle: ZF */
+	EXPECT_TRUE(ref_cond(0xe, F_SF));		/* jle: SF != OF */
+	EXPECT_FALSE(ref_cond(0xe, F_SF | F_OF));
+	EXPECT_TRUE(ref_cond(0xf, F_SF | F_OF));	/* jg */
+	EXPECT_FALSE(ref_cond(0xf, F_ZF | F_SF | F_OF));
+	EXPECT_TRUE(ref_cond(0x6, F_CF));		/* jbe */
+	EXPECT_TRUE(ref_cond(0x7, 0));		/* ja */
+	EXPECT_TRUE(ref_cond(0xa, F_PF));		/* jp */
+	EXPECT_TRUE(ref_cond(0x1, 0));		/* jno */
 }
 
 TEST_SUITE(lab_ref, "lab_ref", false, TEST(test_lab_ref_cond))

@@ -26,7 +26,7 @@ static void ram_setup(void)
 	free(ram.host);
 	ram.size = RAM_SIZE;
 	ram.host = calloc(1, RAM_SIZE);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(ram.host);
+	EXPECT_NOT_NULL_FATAL(ram.host);
 	pte_set(0x1000, 0, 0x2000 | P | 2);
 	pte_set(0x2000, 0, 0x3000 | P | 2);
 	pte_set(0x3000, 0, 0x4000 | P | 2);
@@ -44,10 +44,10 @@ static void test_pagewalk_4k(void)
 	uint64_t gpa = 0, psz = 0;
 
 	ram_setup();
-	CU_ASSERT_EQUAL(pt_walk(&ram, 0x1000, 0x10123, &gpa, &psz), 0);
+	EXPECT_EQ(pt_walk(&ram, 0x1000, 0x10123, &gpa, &psz), 0);
 	EXPECT_EQ_U64(0x20123, gpa);
 	EXPECT_EQ_U64(4096, psz);
-	CU_ASSERT_EQUAL(pt_walk(&ram, 0x1000, 0x11fff, &gpa, &psz), 0);
+	EXPECT_EQ(pt_walk(&ram, 0x1000, 0x11fff, &gpa, &psz), 0);
 	EXPECT_EQ_U64(0x7fff, gpa);
 }
 
@@ -56,7 +56,7 @@ static void test_pagewalk_2m(void)
 	uint64_t gpa = 0, psz = 0;
 
 	ram_setup();
-	CU_ASSERT_EQUAL(pt_walk(&ram, 0x1000, 0x2abcde, &gpa, &psz), 0);
+	EXPECT_EQ(pt_walk(&ram, 0x1000, 0x2abcde, &gpa, &psz), 0);
 	EXPECT_EQ_U64(0x2abcde, gpa);
 	EXPECT_EQ_U64(2ull << 20, psz);
 }
@@ -68,11 +68,11 @@ static void test_pagewalk_1g(void)
 	ram_setup();
 	/* VA 1 GiB + x -> PA 0 + x: a 1 GiB page whose RAM is only 4 MiB. */
 	pte_set(0x2000, 1, 0 | P | PS | 2);
-	CU_ASSERT_EQUAL(pt_walk(&ram, 0x1000, (1ull << 30) + 0x5008, &gpa, &psz), 0);
+	EXPECT_EQ(pt_walk(&ram, 0x1000, (1ull << 30) + 0x5008, &gpa, &psz), 0);
 	EXPECT_EQ_U64(0x5008, gpa);
 	EXPECT_EQ_U64(1ull << 30, psz);
 	/* The part of the same page beyond RAM must fault. */
-	CU_ASSERT_EQUAL(pt_walk(&ram, 0x1000, (1ull << 30) + RAM_SIZE, &gpa, &psz), -EFAULT);
+	EXPECT_EQ(pt_walk(&ram, 0x1000, (1ull << 30) + RAM_SIZE, &gpa, &psz), -EFAULT);
 }
 
 static void test_pagewalk_not_present(void)
@@ -81,16 +81,16 @@ static void test_pagewalk_not_present(void)
 
 	ram_setup();
 	/* PT level */
-	CU_ASSERT_EQUAL(pt_walk(&ram, 0x1000, 0x13000, &gpa, &psz), -EFAULT);
+	EXPECT_EQ(pt_walk(&ram, 0x1000, 0x13000, &gpa, &psz), -EFAULT);
 	/* PD level */
-	CU_ASSERT_EQUAL(pt_walk(&ram, 0x1000, 0x400000, &gpa, &psz), -EFAULT);
+	EXPECT_EQ(pt_walk(&ram, 0x1000, 0x400000, &gpa, &psz), -EFAULT);
 	/* PDPT level */
-	CU_ASSERT_EQUAL(pt_walk(&ram, 0x1000, 2ull << 30, &gpa, &psz), -EFAULT);
+	EXPECT_EQ(pt_walk(&ram, 0x1000, 2ull << 30, &gpa, &psz), -EFAULT);
 	/* PML4 level */
-	CU_ASSERT_EQUAL(pt_walk(&ram, 0x1000, 1ull << 39, &gpa, &psz), -EFAULT);
+	EXPECT_EQ(pt_walk(&ram, 0x1000, 1ull << 39, &gpa, &psz), -EFAULT);
 	/* Clearing P on the PDE hides everything under it. */
 	pte_set(0x3000, 0, 0x4000);
-	CU_ASSERT_EQUAL(pt_walk(&ram, 0x1000, 0x10000, &gpa, &psz), -EFAULT);
+	EXPECT_EQ(pt_walk(&ram, 0x1000, 0x10000, &gpa, &psz), -EFAULT);
 }
 
 static void test_pagewalk_noncanonical(void)
@@ -98,8 +98,8 @@ static void test_pagewalk_noncanonical(void)
 	uint64_t gpa, psz;
 
 	ram_setup();
-	CU_ASSERT_EQUAL(pt_walk(&ram, 0x1000, 0x0000800000010000ull, &gpa, &psz), -EFAULT);
-	CU_ASSERT_EQUAL(pt_walk(&ram, 0x1000, 0x8000000000010000ull, &gpa, &psz), -EFAULT);
+	EXPECT_EQ(pt_walk(&ram, 0x1000, 0x0000800000010000ull, &gpa, &psz), -EFAULT);
+	EXPECT_EQ(pt_walk(&ram, 0x1000, 0x8000000000010000ull, &gpa, &psz), -EFAULT);
 }
 
 static void test_pagewalk_hostile_tables(void)
@@ -108,23 +108,23 @@ static void test_pagewalk_hostile_tables(void)
 
 	ram_setup();
 	/* CR3 beyond RAM */
-	CU_ASSERT_EQUAL(pt_walk(&ram, 0x7fff000, 0x10000, &gpa, &psz), -EFAULT);
+	EXPECT_EQ(pt_walk(&ram, 0x7fff000, 0x10000, &gpa, &psz), -EFAULT);
 	/* PD pointer far outside RAM */
 	pte_set(0x2000, 0, 0x000ffffffffff000ull | P);
-	CU_ASSERT_EQUAL(pt_walk(&ram, 0x1000, 0x10000, &gpa, &psz), -EFAULT);
+	EXPECT_EQ(pt_walk(&ram, 0x1000, 0x10000, &gpa, &psz), -EFAULT);
 	ram_setup();
 	/* The last table page in RAM is fine; a table one page past it is not. */
 	pte_set(0x3000, 0, (RAM_SIZE - 0x1000) | P);
-	CU_ASSERT_EQUAL(pt_walk(&ram, 0x1000, 0x10000, &gpa, &psz), -EFAULT);
+	EXPECT_EQ(pt_walk(&ram, 0x1000, 0x10000, &gpa, &psz), -EFAULT);
 	pte_set(RAM_SIZE - 0x1000, 0x10, 0x5000 | P);
-	CU_ASSERT_EQUAL(pt_walk(&ram, 0x1000, 0x10000, &gpa, &psz), 0);
+	EXPECT_EQ(pt_walk(&ram, 0x1000, 0x10000, &gpa, &psz), 0);
 	EXPECT_EQ_U64(0x5000, gpa);
 	pte_set(0x3000, 0, RAM_SIZE | P);
-	CU_ASSERT_EQUAL(pt_walk(&ram, 0x1000, 0x10000, &gpa, &psz), -EFAULT);
+	EXPECT_EQ(pt_walk(&ram, 0x1000, 0x10000, &gpa, &psz), -EFAULT);
 	/* A leaf pointing outside RAM */
 	ram_setup();
 	pte_set(0x4000, 0x10, (RAM_SIZE + 0x1000) | P);
-	CU_ASSERT_EQUAL(pt_walk(&ram, 0x1000, 0x10000, &gpa, &psz), -EFAULT);
+	EXPECT_EQ(pt_walk(&ram, 0x1000, 0x10000, &gpa, &psz), -EFAULT);
 }
 
 /*
@@ -138,11 +138,11 @@ static void test_pagewalk_ram_smaller_than_entry(void)
 	uint64_t buf[2] = { 0x83, 0 }, gpa = 0, psz = 0;
 	struct guest_ram tiny = { (uint8_t *)buf, 3 };
 
-	CU_ASSERT_EQUAL(pt_walk(&tiny, 0, 0, &gpa, &psz), -EFAULT);
+	EXPECT_EQ(pt_walk(&tiny, 0, 0, &gpa, &psz), -EFAULT);
 	tiny.size = 0;
-	CU_ASSERT_EQUAL(pt_walk(&tiny, 0, 0, &gpa, &psz), -EFAULT);
+	EXPECT_EQ(pt_walk(&tiny, 0, 0, &gpa, &psz), -EFAULT);
 	tiny.size = 8;		/* one entry fits: a 1 GiB page at 0 */
-	CU_ASSERT_EQUAL(pt_walk(&tiny, 0, 0, &gpa, &psz), 0);
+	EXPECT_EQ(pt_walk(&tiny, 0, 0, &gpa, &psz), 0);
 	EXPECT_EQ_U64(1ull << 30, psz);
 }
 
@@ -153,11 +153,11 @@ static void test_pagewalk_cross_page_write(void)
 
 	ram_setup();
 	/* 8 bytes at the end of VA page 0x10000, 9 at the start of 0x11000. */
-	CU_ASSERT_EQUAL(gva_write(&ram, 0x1000, 0x10ff8, msg, sizeof(msg)), 0);
-	CU_ASSERT_EQUAL(memcmp(ram.host + 0x20ff8, msg, 8), 0);
-	CU_ASSERT_EQUAL(memcmp(ram.host + 0x7000, msg + 8, sizeof(msg) - 8), 0);
-	CU_ASSERT_EQUAL(gva_read(&ram, 0x1000, 0x10ff8, back, sizeof(back)), 0);
-	CU_ASSERT_EQUAL(memcmp(back, msg, sizeof(msg)), 0);
+	EXPECT_EQ(gva_write(&ram, 0x1000, 0x10ff8, msg, sizeof(msg)), 0);
+	EXPECT_EQ(memcmp(ram.host + 0x20ff8, msg, 8), 0);
+	EXPECT_EQ(memcmp(ram.host + 0x7000, msg + 8, sizeof(msg) - 8), 0);
+	EXPECT_EQ(gva_read(&ram, 0x1000, 0x10ff8, back, sizeof(back)), 0);
+	EXPECT_EQ(memcmp(back, msg, sizeof(msg)), 0);
 }
 
 static void test_pagewalk_fault_writes_nothing(void)
@@ -167,11 +167,11 @@ static void test_pagewalk_fault_writes_nothing(void)
 	ram_setup();
 	memset(buf, 0xcc, sizeof(buf));
 	/* VA 0x12ff0..0x1300f: second page not present. */
-	CU_ASSERT_EQUAL(gva_write(&ram, 0x1000, 0x12ff0, buf, sizeof(buf)), -EFAULT);
-	CU_ASSERT_EQUAL(memcmp(ram.host + 0x8ff0, zero, 16), 0);
-	CU_ASSERT_EQUAL(gva_read(&ram, 0x1000, 0x12ff0, buf, sizeof(buf)), -EFAULT);
+	EXPECT_EQ(gva_write(&ram, 0x1000, 0x12ff0, buf, sizeof(buf)), -EFAULT);
+	EXPECT_EQ(memcmp(ram.host + 0x8ff0, zero, 16), 0);
+	EXPECT_EQ(gva_read(&ram, 0x1000, 0x12ff0, buf, sizeof(buf)), -EFAULT);
 	/* Address-space wrap-around is a fault, not a wrap. */
-	CU_ASSERT_EQUAL(gva_read(&ram, 0x1000, UINT64_MAX - 3, buf, 8), -EFAULT);
+	EXPECT_EQ(gva_read(&ram, 0x1000, UINT64_MAX - 3, buf, 8), -EFAULT);
 	free(ram.host);
 	ram.host = NULL;
 }
@@ -189,19 +189,19 @@ static void test_access_rights(void)
 	pte_set(0x4000, 0x10, 0x20000 | P | 2 | 4);	/* user, writable */
 	pte_set(0x4000, 0x11, 0x7000 | P | 4);		/* user, read-only */
 	pte_set(0x4000, 0x12, 0x8000 | P | 2);		/* supervisor */
-	CU_ASSERT_EQUAL(gva_access_ok(&ram, 0x1000, 0x10ff8, 8, true, true, false), 0);
-	CU_ASSERT_EQUAL(gva_access_ok(&ram, 0x1000, 0x11ff8, 8, false, true, false), 0);
-	CU_ASSERT_EQUAL(gva_access_ok(&ram, 0x1000, 0x11ff8, 8, true, true, false), -EACCES);
-	CU_ASSERT_EQUAL(gva_access_ok(&ram, 0x1000, 0x11ff8, 8, true, false, false), 0);
-	CU_ASSERT_EQUAL(gva_access_ok(&ram, 0x1000, 0x11ff8, 8, true, false, true), -EACCES);
-	CU_ASSERT_EQUAL(gva_access_ok(&ram, 0x1000, 0x12000, 8, false, true, false), -EACCES);
-	CU_ASSERT_EQUAL(gva_access_ok(&ram, 0x1000, 0x12000, 8, true, false, true), 0);
+	EXPECT_EQ(gva_access_ok(&ram, 0x1000, 0x10ff8, 8, true, true, false), 0);
+	EXPECT_EQ(gva_access_ok(&ram, 0x1000, 0x11ff8, 8, false, true, false), 0);
+	EXPECT_EQ(gva_access_ok(&ram, 0x1000, 0x11ff8, 8, true, true, false), -EACCES);
+	EXPECT_EQ(gva_access_ok(&ram, 0x1000, 0x11ff8, 8, true, false, false), 0);
+	EXPECT_EQ(gva_access_ok(&ram, 0x1000, 0x11ff8, 8, true, false, true), -EACCES);
+	EXPECT_EQ(gva_access_ok(&ram, 0x1000, 0x12000, 8, false, true, false), -EACCES);
+	EXPECT_EQ(gva_access_ok(&ram, 0x1000, 0x12000, 8, true, false, true), 0);
 	/* Straddling into the read-only page, and into an unmapped one. */
-	CU_ASSERT_EQUAL(gva_access_ok(&ram, 0x1000, 0x10ffc, 8, true, true, false), -EACCES);
-	CU_ASSERT_EQUAL(gva_access_ok(&ram, 0x1000, 0x12ffc, 8, false, false, false), -EFAULT);
+	EXPECT_EQ(gva_access_ok(&ram, 0x1000, 0x10ffc, 8, true, true, false), -EACCES);
+	EXPECT_EQ(gva_access_ok(&ram, 0x1000, 0x12ffc, 8, false, false, false), -EFAULT);
 	/* A level above the PTE without U/S: no user access at all. */
 	pte_set(0x3000, 0, 0x4000 | P | 2);
-	CU_ASSERT_EQUAL(gva_access_ok(&ram, 0x1000, 0x10ff8, 8, false, true, false), -EACCES);
+	EXPECT_EQ(gva_access_ok(&ram, 0x1000, 0x10ff8, 8, false, true, false), -EACCES);
 }
 
 TEST_SUITE(pagewalk, "pagewalk", false,

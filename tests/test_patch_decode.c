@@ -17,7 +17,7 @@ static enum poke_err one(const uint8_t *b, size_t len, bool emulatable,
 	enum poke_err e = decode_one(b, len, AT, emulatable, emu, why, sizeof(why));
 
 	if (e)
-		CU_ASSERT_TRUE(why[0] != '\0');	/* every refusal says why */
+		EXPECT_NE(why[0], '\0');	/* every refusal says why */
 	return e;
 }
 
@@ -27,11 +27,11 @@ static void test_decode_nops(void)
 	static const uint8_t nop5[] = { 0x0f, 0x1f, 0x44, 0x00, 0x00 };
 	struct poke_emu emu;
 
-	CU_ASSERT_EQUAL(one(nop2, 2, true, &emu), POKE_OK);
-	CU_ASSERT_EQUAL(emu.kind, POKE_EMU_JMP);
+	EXPECT_EQ(one(nop2, 2, true, &emu), POKE_OK);
+	EXPECT_EQ(emu.kind, POKE_EMU_JMP);
 	EXPECT_EQ_U64(AT + 2, emu.target);
-	CU_ASSERT_EQUAL(one(nop5, 5, true, &emu), POKE_OK);
-	CU_ASSERT_EQUAL(emu.kind, POKE_EMU_JMP);
+	EXPECT_EQ(one(nop5, 5, true, &emu), POKE_OK);
+	EXPECT_EQ(emu.kind, POKE_EMU_JMP);
 	EXPECT_EQ_U64(AT + 5, emu.target);
 	EXPECT_EQ_U64(5, emu.len);
 }
@@ -43,13 +43,13 @@ static void test_decode_jmp_call(void)
 	static const uint8_t call32[] = { 0xe8, 0xfb, 0xff, 0xff, 0xff };	/* -5 */
 	struct poke_emu emu;
 
-	CU_ASSERT_EQUAL(one(jmp8, 2, true, &emu), POKE_OK);
-	CU_ASSERT_EQUAL(emu.kind, POKE_EMU_JMP);
+	EXPECT_EQ(one(jmp8, 2, true, &emu), POKE_OK);
+	EXPECT_EQ(emu.kind, POKE_EMU_JMP);
 	EXPECT_EQ_U64(AT, emu.target);
-	CU_ASSERT_EQUAL(one(jmp32, 5, true, &emu), POKE_OK);
+	EXPECT_EQ(one(jmp32, 5, true, &emu), POKE_OK);
 	EXPECT_EQ_U64(AT + 5 + 0x100, emu.target);
-	CU_ASSERT_EQUAL(one(call32, 5, true, &emu), POKE_OK);
-	CU_ASSERT_EQUAL(emu.kind, POKE_EMU_CALL);
+	EXPECT_EQ(one(call32, 5, true, &emu), POKE_OK);
+	EXPECT_EQ(emu.kind, POKE_EMU_CALL);
 	EXPECT_EQ_U64(AT, emu.target);
 	EXPECT_EQ_U64(5, emu.len);
 }
@@ -63,12 +63,12 @@ static void test_decode_jcc_all(void)
 		uint8_t j32[6] = { 0x0f, (uint8_t)(0x80 | cc), 0xf0, 0xff, 0xff, 0xff };
 		struct poke_emu emu;
 
-		CU_ASSERT_EQUAL(one(j8, 2, true, &emu), POKE_OK);
-		CU_ASSERT_EQUAL(emu.kind, POKE_EMU_JCC);
+		EXPECT_EQ(one(j8, 2, true, &emu), POKE_OK);
+		EXPECT_EQ(emu.kind, POKE_EMU_JCC);
 		EXPECT_EQ_U64(cc, emu.cond);
 		EXPECT_EQ_U64(AT + 2 + 0x10, emu.target);
-		CU_ASSERT_EQUAL(one(j32, 6, true, &emu), POKE_OK);
-		CU_ASSERT_EQUAL(emu.kind, POKE_EMU_JCC);
+		EXPECT_EQ(one(j32, 6, true, &emu), POKE_OK);
+		EXPECT_EQ(emu.kind, POKE_EMU_JCC);
 		EXPECT_EQ_U64(cc, emu.cond);
 		EXPECT_EQ_U64(AT + 6 - 0x10, emu.target);
 		EXPECT_EQ_U64(6, emu.len);
@@ -84,14 +84,14 @@ static void test_decode_padding(void)
 	static const uint8_t nop2_pad[] = { 0x66, 0x90, 0xcc };
 	struct poke_emu emu;
 
-	CU_ASSERT_EQUAL(one(ret_pad, 5, true, &emu), POKE_OK);
-	CU_ASSERT_EQUAL(emu.kind, POKE_EMU_RET);
+	EXPECT_EQ(one(ret_pad, 5, true, &emu), POKE_OK);
+	EXPECT_EQ(emu.kind, POKE_EMU_RET);
 	EXPECT_EQ_U64(1, emu.len);
-	CU_ASSERT_EQUAL(one(jmp_pad, 5, true, &emu), POKE_OK);
+	EXPECT_EQ(one(jmp_pad, 5, true, &emu), POKE_OK);
 	EXPECT_EQ_U64(AT + 5, emu.target);
-	CU_ASSERT_EQUAL(one(ret_bad, 5, true, &emu), POKE_E_DECODE);
-	CU_ASSERT_EQUAL(one(call_pad, 6, true, &emu), POKE_E_DECODE);
-	CU_ASSERT_EQUAL(one(nop2_pad, 3, true, &emu), POKE_E_DECODE);
+	EXPECT_EQ(one(ret_bad, 5, true, &emu), POKE_E_DECODE);
+	EXPECT_EQ(one(call_pad, 6, true, &emu), POKE_E_DECODE);
+	EXPECT_EQ(one(nop2_pad, 3, true, &emu), POKE_E_DECODE);
 }
 
 static void test_decode_refusals(void)
@@ -104,17 +104,17 @@ static void test_decode_refusals(void)
 	static const uint8_t garbage[] = { 0x06 };	/* push es: invalid in 64-bit */
 	struct poke_emu emu;
 
-	CU_ASSERT_EQUAL(one(two_nops, 2, true, &emu), POKE_E_DECODE);
-	CU_ASSERT_EQUAL(one(two_nops, 2, false, NULL), POKE_E_DECODE);
+	EXPECT_EQ(one(two_nops, 2, true, &emu), POKE_E_DECODE);
+	EXPECT_EQ(one(two_nops, 2, false, NULL), POKE_E_DECODE);
 	/* Truncated: a 5-byte JMP offered as 4 bytes does not decode. */
-	CU_ASSERT_EQUAL(one(jmp32, 4, true, &emu), POKE_E_DECODE);
-	CU_ASSERT_EQUAL(one(mov, 3, true, &emu), POKE_E_EMULATE);
-	CU_ASSERT_EQUAL(one(jmp_reg, 2, true, &emu), POKE_E_EMULATE);
-	CU_ASSERT_EQUAL(one(jmp16, 4, true, &emu), POKE_E_EMULATE);
-	CU_ASSERT_EQUAL(one(garbage, 1, true, &emu), POKE_E_DECODE);
-	CU_ASSERT_EQUAL(one(jmp32, 0, true, &emu), POKE_E_INVAL);
+	EXPECT_EQ(one(jmp32, 4, true, &emu), POKE_E_DECODE);
+	EXPECT_EQ(one(mov, 3, true, &emu), POKE_E_EMULATE);
+	EXPECT_EQ(one(jmp_reg, 2, true, &emu), POKE_E_EMULATE);
+	EXPECT_EQ(one(jmp16, 4, true, &emu), POKE_E_EMULATE);
+	EXPECT_EQ(one(garbage, 1, true, &emu), POKE_E_DECODE);
+	EXPECT_EQ(one(jmp32, 0, true, &emu), POKE_E_INVAL);
 	/* Written-only bytes (static_call's `emulate`): any one instruction. */
-	CU_ASSERT_EQUAL(one(mov, 3, false, NULL), POKE_OK);
+	EXPECT_EQ(one(mov, 3, false, NULL), POKE_OK);
 }
 
 /*
@@ -136,7 +136,7 @@ static struct decode_scan scan(uint64_t off, size_t len)
 {
 	struct decode_scan sc;
 
-	CU_ASSERT_EQUAL(decode_scan_function(fn, sizeof(fn), AT, AT + off, len, &sc), 0);
+	EXPECT_EQ(decode_scan_function(fn, sizeof(fn), AT, AT + off, len, &sc), 0);
 	return sc;
 }
 
@@ -145,19 +145,22 @@ static void test_scan_boundaries(void)
 	struct decode_scan sc;
 
 	sc = scan(1, 3);
-	CU_ASSERT_TRUE(sc.at_boundary && sc.end_boundary && sc.complete);
+	EXPECT_TRUE(sc.at_boundary);
+	EXPECT_TRUE(sc.end_boundary);
+	EXPECT_TRUE(sc.complete);
 	EXPECT_EQ_U64(1, sc.insns);
 	sc = scan(2, 2);
-	CU_ASSERT_FALSE(sc.at_boundary);
+	EXPECT_FALSE(sc.at_boundary);
 	sc = scan(4, 4);
-	CU_ASSERT_TRUE(sc.at_boundary);
-	CU_ASSERT_FALSE(sc.end_boundary);
+	EXPECT_TRUE(sc.at_boundary);
+	EXPECT_FALSE(sc.end_boundary);
 	sc = scan(4, 5);
-	CU_ASSERT_TRUE(sc.at_boundary && sc.end_boundary);
+	EXPECT_TRUE(sc.at_boundary);
+	EXPECT_TRUE(sc.end_boundary);
 	sc = scan(0x12, 2);		/* ends at the end of the function */
-	CU_ASSERT_TRUE(sc.end_boundary);
+	EXPECT_TRUE(sc.end_boundary);
 	EXPECT_EQ_U64(2, sc.insns);
-	CU_ASSERT_EQUAL(sc.jump_from, 0);
+	EXPECT_EQ(sc.jump_from, 0);
 }
 
 static void test_scan_jump_into(void)
@@ -196,10 +199,10 @@ static void test_scan_indirect_jump(void)
 	};
 	struct decode_scan sc;
 
-	CU_ASSERT_EQUAL(decode_scan_function(fn, sizeof(fn), AT, AT, 5, &sc), 0);
+	EXPECT_EQ(decode_scan_function(fn, sizeof(fn), AT, AT, 5, &sc), 0);
 	EXPECT_EQ_U64(2, sc.insns);
 	EXPECT_EQ_U64(AT + 5, sc.indirect_at);
-	CU_ASSERT_EQUAL(decode_scan_function(fn, 5, AT, AT, 5, &sc), 0);
+	EXPECT_EQ(decode_scan_function(fn, 5, AT, AT, 5, &sc), 0);
 	EXPECT_EQ_U64(0, sc.indirect_at);
 	sc = scan(0xd, 6);
 	EXPECT_EQ_U64(0, sc.indirect_at);
@@ -211,16 +214,17 @@ static void test_scan_int3_and_garbage(void)
 	static const uint8_t bad[] = { 0x90, 0x90, 0x06, 0xc3 };
 	struct decode_scan sc;
 
-	CU_ASSERT_EQUAL(decode_scan_function(withbp, 4, AT, AT + 1, 2, &sc), 0);
+	EXPECT_EQ(decode_scan_function(withbp, 4, AT, AT + 1, 2, &sc), 0);
 	EXPECT_EQ_U64(AT + 1, sc.int3_at);
-	CU_ASSERT_EQUAL(decode_scan_function(withbp, 4, AT, AT, 1, &sc), 0);
+	EXPECT_EQ(decode_scan_function(withbp, 4, AT, AT, 1, &sc), 0);
 	EXPECT_EQ_U64(0, sc.int3_at);
-	CU_ASSERT_EQUAL(decode_scan_function(bad, 4, AT, AT, 2, &sc), 0);
-	CU_ASSERT_TRUE(sc.at_boundary && sc.end_boundary);
-	CU_ASSERT_FALSE(sc.complete);
+	EXPECT_EQ(decode_scan_function(bad, 4, AT, AT, 2, &sc), 0);
+	EXPECT_TRUE(sc.at_boundary);
+	EXPECT_TRUE(sc.end_boundary);
+	EXPECT_FALSE(sc.complete);
 	EXPECT_EQ_U64(AT + 2, sc.stop_at);
-	CU_ASSERT_EQUAL(decode_scan_function(bad, 4, AT, AT + 3, 1, &sc), 0);
-	CU_ASSERT_FALSE(sc.at_boundary);
+	EXPECT_EQ(decode_scan_function(bad, 4, AT, AT + 3, 1, &sc), 0);
+	EXPECT_FALSE(sc.at_boundary);
 }
 
 /* A padded JMP in the range: its INT3 padding is neither foreign nor counted. */
@@ -230,12 +234,13 @@ static void test_scan_padding_not_foreign(void)
 	static const uint8_t stray[] = { 0x90, 0x90, 0xcc, 0x90, 0xc3 };
 	struct decode_scan sc;
 
-	CU_ASSERT_EQUAL(decode_scan_function(padded, sizeof(padded), AT, AT + 1, 7, &sc), 0);
-	CU_ASSERT_TRUE(sc.at_boundary && sc.end_boundary);
+	EXPECT_EQ(decode_scan_function(padded, sizeof(padded), AT, AT + 1, 7, &sc), 0);
+	EXPECT_TRUE(sc.at_boundary);
+	EXPECT_TRUE(sc.end_boundary);
 	EXPECT_EQ_U64(0, sc.int3_at);
 	EXPECT_EQ_U64(1, sc.insns);
 	/* After a plain instruction an INT3 is someone's breakpoint. */
-	CU_ASSERT_EQUAL(decode_scan_function(stray, sizeof(stray), AT, AT + 1, 3, &sc), 0);
+	EXPECT_EQ(decode_scan_function(stray, sizeof(stray), AT, AT + 1, 3, &sc), 0);
 	EXPECT_EQ_U64(AT + 2, sc.int3_at);
 }
 
@@ -244,9 +249,9 @@ static void test_decode_whole(void)
 	static const uint8_t multi[] = { 0x89, 0xf8, 0x83, 0xf0, 0x5a };
 	char why[160];
 
-	CU_ASSERT_EQUAL(decode_whole(multi, 5, AT, why, sizeof(why)), POKE_OK);
-	CU_ASSERT_EQUAL(decode_whole(multi, 4, AT, why, sizeof(why)), POKE_E_DECODE);
-	CU_ASSERT_EQUAL(decode_whole(multi, 0, AT, why, sizeof(why)), POKE_E_INVAL);
+	EXPECT_EQ(decode_whole(multi, 5, AT, why, sizeof(why)), POKE_OK);
+	EXPECT_EQ(decode_whole(multi, 4, AT, why, sizeof(why)), POKE_E_DECODE);
+	EXPECT_EQ(decode_whole(multi, 0, AT, why, sizeof(why)), POKE_E_INVAL);
 }
 
 /*
@@ -274,7 +279,7 @@ static void test_frame_offsets_bp_stub(void)
 	int32_t off[sizeof(stub)];
 	uint64_t doorbell = 0;
 
-	CU_ASSERT_EQUAL_FATAL(decode_frame_offsets(stub, sizeof(stub), 0x1000, off,
+	EXPECT_EQ_FATAL(decode_frame_offsets(stub, sizeof(stub), 0x1000, off,
 						   &doorbell), 0);
 	for (size_t i = 0; i < sizeof(stub); i++)
 		EXPECT_TRUE_MSG(off[i] == want[i], "byte %zu: offset %d, want %d", i,
@@ -296,10 +301,10 @@ static void test_frame_offsets_unknown(void)
 	int32_t off[sizeof(code)];
 	uint64_t doorbell = 1;
 
-	CU_ASSERT_EQUAL_FATAL(decode_frame_offsets(code, sizeof(code), 0, off, &doorbell), 0);
-	CU_ASSERT_EQUAL(off[2], 0);
-	CU_ASSERT_EQUAL(off[3], DECODE_OFF_CONFLICT);
-	CU_ASSERT_EQUAL(off[7], DECODE_OFF_NONE);
+	EXPECT_EQ_FATAL(decode_frame_offsets(code, sizeof(code), 0, off, &doorbell), 0);
+	EXPECT_EQ(off[2], 0);
+	EXPECT_EQ(off[3], DECODE_OFF_CONFLICT);
+	EXPECT_EQ(off[7], DECODE_OFF_NONE);
 	EXPECT_EQ_U64(0, doorbell);
 }
 

@@ -66,12 +66,12 @@ static void test_cond_all_flags(void)
 /* The JNG/JNLE bug (8924779df820): ZF=1, SF=OF must satisfy LE, not G. */
 static void test_cond_jng_jnle(void)
 {
-	CU_ASSERT_TRUE(poke_cond_true(0xe, POKE_FLAG_ZF));
-	CU_ASSERT_FALSE(poke_cond_true(0xf, POKE_FLAG_ZF));
-	CU_ASSERT_TRUE(poke_cond_true(0xe, POKE_FLAG_ZF | POKE_FLAG_SF | POKE_FLAG_OF));
-	CU_ASSERT_FALSE(poke_cond_true(0xf, POKE_FLAG_ZF | POKE_FLAG_SF | POKE_FLAG_OF));
-	CU_ASSERT_TRUE(poke_cond_true(0xe, POKE_FLAG_SF));
-	CU_ASSERT_TRUE(poke_cond_true(0xf, 0));
+	EXPECT_TRUE(poke_cond_true(0xe, POKE_FLAG_ZF));
+	EXPECT_FALSE(poke_cond_true(0xf, POKE_FLAG_ZF));
+	EXPECT_TRUE(poke_cond_true(0xe, POKE_FLAG_ZF | POKE_FLAG_SF | POKE_FLAG_OF));
+	EXPECT_FALSE(poke_cond_true(0xf, POKE_FLAG_ZF | POKE_FLAG_SF | POKE_FLAG_OF));
+	EXPECT_TRUE(poke_cond_true(0xe, POKE_FLAG_SF));
+	EXPECT_TRUE(poke_cond_true(0xf, 0));
 }
 
 /* Fake guest memory: one page at FAKE_BASE; anything else faults. */
@@ -106,11 +106,11 @@ static void test_emulate_jmp_and_nop(void)
 	struct poke_emu nop2 = { .kind = POKE_EMU_JMP, .len = 2, .target = SITE + 2 };
 	struct poke_cpu cpu = { .rip = SITE + 1, .rsp = FAKE_BASE + 0x800 };
 
-	CU_ASSERT_EQUAL(poke_emulate(&jmp, SITE, &cpu, &fake_mem), 0);
+	EXPECT_EQ(poke_emulate(&jmp, SITE, &cpu, &fake_mem), 0);
 	EXPECT_EQ_U64(0x402345, cpu.rip);
 	EXPECT_EQ_U64(FAKE_BASE + 0x800, cpu.rsp);
 	cpu.rip = SITE + 1;
-	CU_ASSERT_EQUAL(poke_emulate(&nop2, SITE, &cpu, &fake_mem), 0);
+	EXPECT_EQ(poke_emulate(&nop2, SITE, &cpu, &fake_mem), 0);
 	EXPECT_EQ_U64(SITE + 2, cpu.rip);
 }
 
@@ -122,14 +122,14 @@ static void test_emulate_call_ret(void)
 	uint64_t pushed;
 
 	memset(fake, 0xa5, sizeof(fake));
-	CU_ASSERT_EQUAL(poke_emulate(&call, SITE, &cpu, &fake_mem), 0);
+	EXPECT_EQ(poke_emulate(&call, SITE, &cpu, &fake_mem), 0);
 	EXPECT_EQ_U64(0x403000, cpu.rip);
 	EXPECT_EQ_U64(FAKE_BASE + 0x7f8, cpu.rsp);
 	memcpy(&pushed, fake + 0x7f8, 8);
 	EXPECT_EQ_U64(SITE + 5, pushed);	/* return address = site + len */
 	/* The RET pops what the CALL pushed. */
 	cpu.rip = 0x403001;
-	CU_ASSERT_EQUAL(poke_emulate(&ret, 0x403000, &cpu, &fake_mem), 0);
+	EXPECT_EQ(poke_emulate(&ret, 0x403000, &cpu, &fake_mem), 0);
 	EXPECT_EQ_U64(SITE + 5, cpu.rip);
 	EXPECT_EQ_U64(FAKE_BASE + 0x800, cpu.rsp);
 }
@@ -141,12 +141,12 @@ static void test_emulate_stack_fault(void)
 	struct poke_cpu cpu = { .rip = SITE + 1, .rsp = FAKE_BASE };
 
 	/* rsp - 8 is outside the fake page: resume at the INT3, stack untouched. */
-	CU_ASSERT_EQUAL(poke_emulate(&call, SITE, &cpu, &fake_mem), -EFAULT);
+	EXPECT_EQ(poke_emulate(&call, SITE, &cpu, &fake_mem), -EFAULT);
 	EXPECT_EQ_U64(SITE, cpu.rip);
 	EXPECT_EQ_U64(FAKE_BASE, cpu.rsp);
 	cpu.rip = SITE + 1;
 	cpu.rsp = 0x10;
-	CU_ASSERT_EQUAL(poke_emulate(&ret, SITE, &cpu, &fake_mem), -EFAULT);
+	EXPECT_EQ(poke_emulate(&ret, SITE, &cpu, &fake_mem), -EFAULT);
 	EXPECT_EQ_U64(SITE, cpu.rip);
 	EXPECT_EQ_U64(0x10, cpu.rsp);
 }
@@ -168,13 +168,13 @@ static void test_emulate_ret_noncanonical(void)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		memcpy(fake + 0x800, &bad[i], 8);
 		cpu = (struct poke_cpu){ .rip = SITE + 1, .rsp = FAKE_BASE + 0x800 };
-		CU_ASSERT_EQUAL(poke_emulate(&ret, SITE, &cpu, &fake_mem), -EFAULT);
+		EXPECT_EQ(poke_emulate(&ret, SITE, &cpu, &fake_mem), -EFAULT);
 		EXPECT_EQ_U64(SITE, cpu.rip);
 		EXPECT_EQ_U64(FAKE_BASE + 0x800, cpu.rsp);
 	}
 	memcpy(fake + 0x800, &good, 8);
 	cpu = (struct poke_cpu){ .rip = SITE + 1, .rsp = FAKE_BASE + 0x800 };
-	CU_ASSERT_EQUAL(poke_emulate(&ret, SITE, &cpu, &fake_mem), 0);
+	EXPECT_EQ(poke_emulate(&ret, SITE, &cpu, &fake_mem), 0);
 	EXPECT_EQ_U64(good, cpu.rip);
 }
 
@@ -195,7 +195,7 @@ static void test_emulate_jcc(void)
 			uint64_t exp = poke_cond_true((uint8_t)cc, flags[k]) ?
 				       0x400100 : SITE + 6;
 
-			CU_ASSERT_EQUAL(poke_emulate(&jcc, SITE, &cpu, &fake_mem), 0);
+			EXPECT_EQ(poke_emulate(&jcc, SITE, &cpu, &fake_mem), 0);
 			EXPECT_EQ_U64(exp, cpu.rip);
 			EXPECT_EQ_U64(FAKE_BASE + 64, cpu.rsp);
 		}

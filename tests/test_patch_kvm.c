@@ -47,7 +47,7 @@ static bool env_boot(struct env *e, enum vmpoke_scenario scn, unsigned int vcpus
 	if (!e->vm)
 		return false;
 	e->p = patcher_create(e->vm, opts);
-	CU_ASSERT_PTR_NOT_NULL(e->p);
+	EXPECT_NOT_NULL(e->p);
 	if (!e->p)
 		return false;
 	r = vmm_sites_read(e->vm, &e->sites, msg, sizeof(msg));
@@ -116,7 +116,7 @@ static void site_variant(struct env *e, const struct vmpoke_site_desc *d,
 	static const uint8_t nop5[5] = { 0x0f, 0x1f, 0x44, 0x00, 0x00 };
 	uint8_t cur[POKE_MAX_LEN];
 
-	CU_ASSERT_EQUAL(vmm_gva_read(e->vm, d->addr, cur, d->len), 0);
+	EXPECT_EQ(vmm_gva_read(e->vm, d->addr, cur, d->len), 0);
 	memset(out, POKE_INT3, POKE_MAX_LEN);
 	switch (d->kind) {
 	case VMPOKE_SITE_NOP5_JMP32:
@@ -156,7 +156,7 @@ static void expect_bytes(struct env *e, const struct vmpoke_site_desc *d,
 {
 	uint8_t cur[POKE_MAX_LEN];
 
-	CU_ASSERT_EQUAL(vmm_gva_read(e->vm, d->addr, cur, d->len), 0);
+	EXPECT_EQ(vmm_gva_read(e->vm, d->addr, cur, d->len), 0);
 	EXPECT_TRUE_MSG(!memcmp(cur, want, d->len), "site 0x%llx (%s): guest bytes "
 			"are not the %s bytes", (unsigned long long)d->addr,
 			d->kind == VMPOKE_SITE_MULTI ? "multi" : "single", what);
@@ -231,23 +231,23 @@ static void test_kvm_old_mismatch(void)
 	site_variant(&e, b, 0, oldb);
 	site_variant(&e, b, 1, newb);
 	/* Expected old bytes that are not there: refused at prepare. */
-	CU_ASSERT_EQUAL(poke_site_prepare(e.p, &sa, a->addr, newa, newa, a->len,
+	EXPECT_EQ(poke_site_prepare(e.p, &sa, a->addr, newa, newa, a->len,
 					  NULL, msg, sizeof(msg)), POKE_E_OLD_MISMATCH);
 	EXPECT_TRUE_MSG(strstr(msg, "site_nop5_a+0x") == msg, "message: %s", msg);
 	/*
 	 * And at finish: b's expectation goes stale after prepare.  The good
 	 * site a must not be written either, and no sync may happen.
 	 */
-	CU_ASSERT_EQUAL_FATAL(poke_site_prepare(e.p, &sa, a->addr, olda, newa, a->len,
+	EXPECT_EQ_FATAL(poke_site_prepare(e.p, &sa, a->addr, olda, newa, a->len,
 						NULL, msg, sizeof(msg)), POKE_OK);
-	CU_ASSERT_EQUAL_FATAL(poke_site_prepare(e.p, &sb, b->addr, oldb, newb, b->len,
+	EXPECT_EQ_FATAL(poke_site_prepare(e.p, &sb, b->addr, oldb, newb, b->len,
 						NULL, msg, sizeof(msg)), POKE_OK);
 	sb.old[1] ^= 0xff;
 	patcher_stats(e.p, &st0);
 	bt = poke_batch_new(e.p);
-	CU_ASSERT_EQUAL(poke_batch_add(bt, &sa), POKE_OK);
-	CU_ASSERT_EQUAL(poke_batch_add(bt, &sb), POKE_OK);
-	CU_ASSERT_EQUAL(poke_batch_finish(bt, msg, sizeof(msg)), POKE_E_OLD_MISMATCH);
+	EXPECT_EQ(poke_batch_add(bt, &sa), POKE_OK);
+	EXPECT_EQ(poke_batch_add(bt, &sb), POKE_OK);
+	EXPECT_EQ(poke_batch_finish(bt, msg, sizeof(msg)), POKE_E_OLD_MISMATCH);
 	EXPECT_TRUE_MSG(strstr(msg, "site_nop2_a+0x") == msg, "message: %s", msg);
 	poke_batch_free(bt);
 	patcher_stats(e.p, &st1);
@@ -283,10 +283,10 @@ static void test_kvm_batch_all_sites(void)
 
 		site_variant(&e, d, 0, old[i]);
 		site_variant(&e, d, 1, new[i]);
-		CU_ASSERT_EQUAL(poke_site_prepare(e.p, &s, d->addr, old[i], new[i], d->len,
+		EXPECT_EQ(poke_site_prepare(e.p, &s, d->addr, old[i], new[i], d->len,
 						  NULL, msg, sizeof(msg)), POKE_OK);
 		EXPECT_TRUE_MSG(!msg[0], "site %u: %s", i, msg);
-		CU_ASSERT_EQUAL(poke_batch_add(bt, &s), POKE_OK);
+		EXPECT_EQ(poke_batch_add(bt, &s), POKE_OK);
 	}
 	/*
 	 * HOT runs the MULTI sites natively on kvm_pvm and hardware, so a
@@ -298,7 +298,7 @@ static void test_kvm_batch_all_sites(void)
 		patcher_stats(e.p, &st0);
 		err = poke_batch_finish(bt, msg, sizeof(msg));
 	} while (err == POKE_E_SHADOW_BUSY && ++tries < 50);
-	CU_ASSERT_EQUAL(err, POKE_OK);
+	EXPECT_EQ(err, POKE_OK);
 	EXPECT_TRUE_MSG(!msg[0], "%s", msg);
 	poke_batch_free(bt);
 	patcher_stats(e.p, &st1);
@@ -308,8 +308,7 @@ static void test_kvm_batch_all_sites(void)
 		expect_bytes(&e, &e.sites.sites[i], new[i], "new");
 	let_run();
 	for (i = 0; i < n; i++) {
-		CU_ASSERT_EQUAL(flip_until_done(&e, &e.sites.sites[i], 1, 0, msg, sizeof(msg)),
-				POKE_OK);
+		EXPECT_EQ(flip_until_done(&e, &e.sites.sites[i], 1, 0, msg, sizeof(msg)), POKE_OK);
 		EXPECT_TRUE_MSG(!msg[0], "site %u back: %s", i, msg);
 		expect_bytes(&e, &e.sites.sites[i], old[i], "old");
 	}
@@ -339,7 +338,7 @@ static void test_kvm_page_crossing(void)
 	EXPECT_TRUE_MSG((d->addr & 0xfff) + d->len > 0x1000, "site 0x%llx does not "
 			"cross a page", (unsigned long long)d->addr);
 	for (k = 0; k < 6; k++) {
-		CU_ASSERT_EQUAL(flip(&e, d, k & 1, !(k & 1), msg, sizeof(msg)), POKE_OK);
+		EXPECT_EQ(flip(&e, d, k & 1, !(k & 1), msg, sizeof(msg)), POKE_OK);
 		EXPECT_TRUE_MSG(!msg[0], "flip %u: %s", k, msg);
 		site_variant(&e, d, !(k & 1), want);
 		expect_bytes(&e, d, want, k & 1 ? "old" : "new");
@@ -373,31 +372,31 @@ static void test_kvm_hook_verdicts(void)
 		goto out;
 	site_variant(&e, d, 0, old);
 	site_variant(&e, d, 1, new);
-	CU_ASSERT_EQUAL_FATAL(poke_site_prepare(e.p, &s, d->addr, old, new, d->len,
+	EXPECT_EQ_FATAL(poke_site_prepare(e.p, &s, d->addr, old, new, d->len,
 						NULL, msg, sizeof(msg)), POKE_OK);
 	patcher_stats(e.p, &st0);
 	/* Live: the queued JMP, never the NOP5 in memory. */
 	pthread_mutex_lock(&e.p->lock);
-	CU_ASSERT_EQUAL(traptable_add(&e.p->table, &s, 1), 0);
+	EXPECT_EQ(traptable_add(&e.p->table, &s, 1), 0);
 	pthread_mutex_unlock(&e.p->lock);
 	t = (struct vmm_trap){ .vm = e.vm, .addr = d->addr, .rip = d->addr + 1,
 			       .rsp = 0x8000, .rflags = 2 };
-	CU_ASSERT_EQUAL(traptable_hook(&t, e.p), VMM_TRAP_HANDLED);
+	EXPECT_EQ(traptable_hook(&t, e.p), VMM_TRAP_HANDLED);
 	EXPECT_EQ_U64(d->target[0], t.rip);
 	/* Retired, byte not INT3: ghost. */
 	pthread_mutex_lock(&e.p->lock);
-	CU_ASSERT_EQUAL(traptable_remove(&e.p->table, &s, 1), 0);
+	EXPECT_EQ(traptable_remove(&e.p->table, &s, 1), 0);
 	pthread_mutex_unlock(&e.p->lock);
 	t.rip = d->addr + 1;
-	CU_ASSERT_EQUAL(traptable_hook(&t, e.p), VMM_TRAP_HANDLED);
+	EXPECT_EQ(traptable_hook(&t, e.p), VMM_TRAP_HANDLED);
 	EXPECT_EQ_U64(d->addr, t.rip);
 	/* A 0xCC that is not ours: the padding after the function. */
 	pad = c->addr + c->len + 1;	/* ret, then 0xcc padding (sites.S) */
-	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, pad, &byte, 1), 0);
+	EXPECT_EQ(vmm_gva_read(e.vm, pad, &byte, 1), 0);
 	EXPECT_EQ_U64(POKE_INT3, byte);
 	t.addr = pad;
 	t.rip = pad + 1;
-	CU_ASSERT_EQUAL(traptable_hook(&t, e.p), VMM_TRAP_FOREIGN);
+	EXPECT_EQ(traptable_hook(&t, e.p), VMM_TRAP_FOREIGN);
 	EXPECT_EQ_U64(pad + 1, t.rip);
 	patcher_stats(e.p, &st1);
 	EXPECT_EQ_U64(1, st1.trap_hits - st0.trap_hits);
@@ -440,26 +439,26 @@ static void test_kvm_ghost_traps(void)
 	if (!testlib_require_kvm() || !env_boot(&e, VMPOKE_SCN_HOT, 2, NULL))
 		goto out;
 	bp = symtab_find(vmm_symtab(e.vm), VMPOKE_SYM_BP_ENTRY);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(bp);
+	EXPECT_NOT_NULL_FATAL(bp);
 	for (tries = 0; tries < 50; tries++) {	/* parked at CPL3, not in the tick */
-		CU_ASSERT_EQUAL_FATAL(vmm_vcpu_offline(e.vm, 1), 0);
-		CU_ASSERT_EQUAL_FATAL(vmm_vcpu_get_regs(e.vm, 1, &regs), 0);
-		CU_ASSERT_EQUAL_FATAL(vmm_vcpu_get_sregs(e.vm, 1, &sregs), 0);
+		EXPECT_EQ_FATAL(vmm_vcpu_offline(e.vm, 1), 0);
+		EXPECT_EQ_FATAL(vmm_vcpu_get_regs(e.vm, 1, &regs), 0);
+		EXPECT_EQ_FATAL(vmm_vcpu_get_sregs(e.vm, 1, &sregs), 0);
 		if ((sregs.cs.selector & 3) == 3)
 			break;
-		CU_ASSERT_EQUAL_FATAL(vmm_vcpu_online(e.vm, 1), 0);
+		EXPECT_EQ_FATAL(vmm_vcpu_online(e.vm, 1), 0);
 		usleep(1000);
 	}
-	CU_ASSERT_FATAL((sregs.cs.selector & 3) == 3);
-	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, regs.rip, &byte, 1), 0);
-	CU_ASSERT_NOT_EQUAL_FATAL(byte, POKE_INT3);
+	EXPECT_EQ_FATAL((sregs.cs.selector & 3), 3);
+	EXPECT_EQ(vmm_gva_read(e.vm, regs.rip, &byte, 1), 0);
+	EXPECT_NE_FATAL(byte, POKE_INT3);
 	at = cpl0_frame(&e, 1);		/* rsp0 - 40, where the CPU puts it */
 	frame[0] = regs.rip + 1;
 	frame[1] = sregs.cs.selector;
 	frame[2] = regs.rflags;
 	frame[3] = regs.rsp;
 	frame[4] = sregs.ss.selector;
-	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, at, frame, sizeof(frame)), 0);
+	EXPECT_EQ(vmm_gva_write(e.vm, at, frame, sizeof(frame)), 0);
 	r = regs;
 	r.rip = bp->addr;
 	r.rsp = at;
@@ -469,10 +468,10 @@ static void test_kvm_ghost_traps(void)
 	sr.cs.dpl = 0;
 	sr.ss.selector = 0x10;
 	sr.ss.dpl = 0;
-	CU_ASSERT_EQUAL(vmm_vcpu_set_regs(e.vm, 1, &r), 0);
-	CU_ASSERT_EQUAL(vmm_vcpu_set_sregs(e.vm, 1, &sr), 0);
+	EXPECT_EQ(vmm_vcpu_set_regs(e.vm, 1, &r), 0);
+	EXPECT_EQ(vmm_vcpu_set_sregs(e.vm, 1, &sr), 0);
 	patcher_stats(e.p, &st0);
-	CU_ASSERT_EQUAL(vmm_vcpu_online(e.vm, 1), 0);
+	EXPECT_EQ(vmm_vcpu_online(e.vm, 1), 0);
 	let_run();
 	patcher_stats(e.p, &st1);
 	EXPECT_EQ_U64(1, st1.ghost_traps - st0.ghost_traps);
@@ -508,33 +507,33 @@ static void test_kvm_hook_stack_rights(void)
 		goto out;
 	site_variant(&e, c, 0, old);
 	site_variant(&e, c, 1, new);
-	CU_ASSERT_EQUAL_FATAL(poke_site_prepare(e.p, &s, c->addr, old, new, c->len,
+	EXPECT_EQ_FATAL(poke_site_prepare(e.p, &s, c->addr, old, new, c->len,
 						NULL, msg, sizeof(msg)), POKE_OK);
-	CU_ASSERT_EQUAL_FATAL(vmm_gva_read(e.vm, pte_at, &pte, 8), 0);
-	CU_ASSERT_FATAL((pte & 0x7) == 0x7);	/* present, writable, user */
+	EXPECT_EQ_FATAL(vmm_gva_read(e.vm, pte_at, &pte, 8), 0);
+	EXPECT_EQ_FATAL((pte & 0x7), 0x7);	/* present, writable, user */
 	ro = pte & ~0x2ull;
-	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, pte_at, &ro, 8), 0);
-	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, page + 0xff8, &slot, 8), 0);
+	EXPECT_EQ(vmm_gva_write(e.vm, pte_at, &ro, 8), 0);
+	EXPECT_EQ(vmm_gva_write(e.vm, page + 0xff8, &slot, 8), 0);
 	pthread_mutex_lock(&e.p->lock);
-	CU_ASSERT_EQUAL(traptable_add(&e.p->table, &s, 1), 0);
+	EXPECT_EQ(traptable_add(&e.p->table, &s, 1), 0);
 	pthread_mutex_unlock(&e.p->lock);
 	t = (struct vmm_trap){ .vm = e.vm, .addr = c->addr, .rip = c->addr + 1,
 			       .rsp = page + 0x1000, .rflags = 2, .cpl = 3 };
-	CU_ASSERT_EQUAL(traptable_hook(&t, e.p), VMM_TRAP_HANDLED);
+	EXPECT_EQ(traptable_hook(&t, e.p), VMM_TRAP_HANDLED);
 	EXPECT_EQ_U64(c->addr, t.rip);
 	EXPECT_EQ_U64(page + 0x1000, t.rsp);
-	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, page + 0xff8, &slot, 8), 0);
+	EXPECT_EQ(vmm_gva_read(e.vm, page + 0xff8, &slot, 8), 0);
 	EXPECT_EQ_U64(0x1111, slot);
 	t = (struct vmm_trap){ .vm = e.vm, .addr = c->addr, .rip = c->addr + 1,
 			       .rsp = page + 0x1000, .rflags = 2, .cpl = 0 };
-	CU_ASSERT_EQUAL(traptable_hook(&t, e.p), VMM_TRAP_HANDLED);
+	EXPECT_EQ(traptable_hook(&t, e.p), VMM_TRAP_HANDLED);
 	EXPECT_EQ_U64(s.emu.target, t.rip);
-	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, page + 0xff8, &slot, 8), 0);
+	EXPECT_EQ(vmm_gva_read(e.vm, page + 0xff8, &slot, 8), 0);
 	EXPECT_EQ_U64(c->addr + c->len, slot);
 	pthread_mutex_lock(&e.p->lock);
-	CU_ASSERT_EQUAL(traptable_remove(&e.p->table, &s, 1), 0);
+	EXPECT_EQ(traptable_remove(&e.p->table, &s, 1), 0);
 	pthread_mutex_unlock(&e.p->lock);
-	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, pte_at, &pte, 8), 0);
+	EXPECT_EQ(vmm_gva_write(e.vm, pte_at, &pte, 8), 0);
 out:
 	env_end(&e);
 }
@@ -568,7 +567,7 @@ static bool multi_site(struct env *e, unsigned int nth, struct poke_site *s,
 		return false;
 	site_variant(e, d, 0, old);
 	site_variant(e, d, 1, new);
-	CU_ASSERT_EQUAL(poke_site_prepare(e->p, s, d->addr, old, new, d->len,
+	EXPECT_EQ(poke_site_prepare(e->p, s, d->addr, old, new, d->len,
 					  NULL, msg, sizeof(msg)), POKE_OK);
 	EXPECT_TRUE_MSG(s->old_insns > 1, "%s: %u instructions", s->where, s->old_insns);
 	return !msg[0];
@@ -644,13 +643,13 @@ static void test_kvm_shadow_vcpu(void)
 
 	if (!shadow_boot(&e, &opts, 0, &s, &d))
 		goto out;
-	CU_ASSERT_EQUAL_FATAL(vmm_vcpu_offline(e.vm, 1), 0);
-	CU_ASSERT_EQUAL_FATAL(vmm_vcpu_get_regs(e.vm, 1, &saved), 0);
+	EXPECT_EQ_FATAL(vmm_vcpu_offline(e.vm, 1), 0);
+	EXPECT_EQ_FATAL(vmm_vcpu_get_regs(e.vm, 1, &saved), 0);
 	regs = saved;
 	regs.rip = d->addr + 2;		/* the second instruction */
-	CU_ASSERT_EQUAL(vmm_vcpu_set_regs(e.vm, 1, &regs), 0);
+	EXPECT_EQ(vmm_vcpu_set_regs(e.vm, 1, &regs), 0);
 	patcher_stats(e.p, &st0);
-	CU_ASSERT_EQUAL(run_one(&e, &s, msg, sizeof(msg)), POKE_E_SHADOW_BUSY);
+	EXPECT_EQ(run_one(&e, &s, msg, sizeof(msg)), POKE_E_SHADOW_BUSY);
 	/*
 	 * vCPU 0 runs the site natively on kvm_pvm and hardware, so it may be
 	 * inside too: the message lists every culprit, and ours must be one.
@@ -661,9 +660,9 @@ static void test_kvm_shadow_vcpu(void)
 	EXPECT_EQ_U64(1, st1.shadow_aborts - st0.shadow_aborts);
 	expect_bytes(&e, d, s.old, "old");
 	/* RIP back where it was: the same batch goes through. */
-	CU_ASSERT_EQUAL(vmm_vcpu_set_regs(e.vm, 1, &saved), 0);
-	CU_ASSERT_EQUAL(vmm_vcpu_online(e.vm, 1), 0);
-	CU_ASSERT_EQUAL(run_until_done(&e, &s, msg, sizeof(msg)), POKE_OK);
+	EXPECT_EQ(vmm_vcpu_set_regs(e.vm, 1, &saved), 0);
+	EXPECT_EQ(vmm_vcpu_online(e.vm, 1), 0);
+	EXPECT_EQ(run_until_done(&e, &s, msg, sizeof(msg)), POKE_OK);
 	EXPECT_TRUE_MSG(!msg[0], "%s", msg);
 	expect_bytes(&e, d, s.new, "new");
 	let_run();
@@ -681,25 +680,25 @@ static void plant_cpl0(struct env *e, uint64_t rip, uint64_t rsp,
 	struct kvm_regs r;
 	struct kvm_sregs sr;
 
-	CU_ASSERT_EQUAL_FATAL(vmm_vcpu_offline(e->vm, 1), 0);
-	CU_ASSERT_EQUAL_FATAL(vmm_vcpu_get_regs(e->vm, 1, regs), 0);
-	CU_ASSERT_EQUAL_FATAL(vmm_vcpu_get_sregs(e->vm, 1, sregs), 0);
+	EXPECT_EQ_FATAL(vmm_vcpu_offline(e->vm, 1), 0);
+	EXPECT_EQ_FATAL(vmm_vcpu_get_regs(e->vm, 1, regs), 0);
+	EXPECT_EQ_FATAL(vmm_vcpu_get_sregs(e->vm, 1, sregs), 0);
 	r = *regs;
 	sr = *sregs;
 	r.rip = rip;
 	r.rsp = rsp;
 	sr.cs.selector = 0x8;		/* the guest's kernel CS: CPL0 */
 	sr.cs.dpl = 0;
-	CU_ASSERT_EQUAL(vmm_vcpu_set_regs(e->vm, 1, &r), 0);
-	CU_ASSERT_EQUAL(vmm_vcpu_set_sregs(e->vm, 1, &sr), 0);
+	EXPECT_EQ(vmm_vcpu_set_regs(e->vm, 1, &r), 0);
+	EXPECT_EQ(vmm_vcpu_set_sregs(e->vm, 1, &sr), 0);
 }
 
 static void plant_undo(struct env *e, const struct kvm_regs *regs,
 		       const struct kvm_sregs *sregs)
 {
-	CU_ASSERT_EQUAL(vmm_vcpu_set_regs(e->vm, 1, regs), 0);
-	CU_ASSERT_EQUAL(vmm_vcpu_set_sregs(e->vm, 1, sregs), 0);
-	CU_ASSERT_EQUAL(vmm_vcpu_online(e->vm, 1), 0);
+	EXPECT_EQ(vmm_vcpu_set_regs(e->vm, 1, regs), 0);
+	EXPECT_EQ(vmm_vcpu_set_sregs(e->vm, 1, sregs), 0);
+	EXPECT_EQ(vmm_vcpu_online(e->vm, 1), 0);
 }
 
 /*
@@ -722,15 +721,15 @@ static void test_kvm_shadow_frame(void)
 		goto out;
 	frame = cpl0_frame(&e, 1);
 	plant_cpl0(&e, d->addr + d->len + 0x100, frame - 64, &regs, &sregs);
-	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, frame, &saved, sizeof(saved)), 0);
+	EXPECT_EQ(vmm_gva_read(e.vm, frame, &saved, sizeof(saved)), 0);
 	fake = d->addr + 2;
-	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, frame, &fake, sizeof(fake)), 0);
-	CU_ASSERT_EQUAL(run_one(&e, &s, msg, sizeof(msg)), POKE_E_SHADOW_BUSY);
+	EXPECT_EQ(vmm_gva_write(e.vm, frame, &fake, sizeof(fake)), 0);
+	EXPECT_EQ(run_one(&e, &s, msg, sizeof(msg)), POKE_E_SHADOW_BUSY);
 	expect_culprit(&e, msg, "vcpu 1 interrupted rip", fake, &s);
 	expect_bytes(&e, d, s.old, "old");
-	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, frame, &saved, sizeof(saved)), 0);
+	EXPECT_EQ(vmm_gva_write(e.vm, frame, &saved, sizeof(saved)), 0);
 	plant_undo(&e, &regs, &sregs);
-	CU_ASSERT_EQUAL(run_until_done(&e, &s, msg, sizeof(msg)), POKE_OK);
+	EXPECT_EQ(run_until_done(&e, &s, msg, sizeof(msg)), POKE_OK);
 	expect_bytes(&e, d, s.new, "new");
 	let_run();
 out:
@@ -743,9 +742,9 @@ static uint64_t stub_insn(struct env *e, const char *sym, uint8_t op, unsigned i
 	const struct sym *fn = symtab_find(vmm_symtab(e->vm), sym);
 	uint8_t code[256];
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(fn);
-	CU_ASSERT_FATAL(fn->size <= sizeof(code));
-	CU_ASSERT_EQUAL_FATAL(vmm_gva_read(e->vm, fn->addr, code, fn->size), 0);
+	EXPECT_NOT_NULL_FATAL(fn);
+	EXPECT_TRUE_FATAL(fn->size <= sizeof(code));
+	EXPECT_EQ_FATAL(vmm_gva_read(e->vm, fn->addr, code, fn->size), 0);
 	for (uint64_t i = 0; i < fn->size; i++)
 		if (code[i] == op && !nth--)
 			return fn->addr + i;
@@ -762,9 +761,9 @@ static void expect_stub_culprit(struct env *e, const struct poke_site *s,
 	struct kvm_sregs sregs;
 	char msg[1024];
 
-	CU_ASSERT_EQUAL(vmm_gva_write(e->vm, stack, words, n * 8), 0);
+	EXPECT_EQ(vmm_gva_write(e->vm, stack, words, n * 8), 0);
 	plant_cpl0(e, rip, stack, &regs, &sregs);
-	CU_ASSERT_EQUAL(run_one(e, s, msg, sizeof(msg)), POKE_E_SHADOW_BUSY);
+	EXPECT_EQ(run_one(e, s, msg, sizeof(msg)), POKE_E_SHADOW_BUSY);
 	expect_culprit(e, msg, "vcpu 1 #BP frame rip", words[n - 2], s);
 	expect_bytes(e, d, s->old, "old");
 	plant_undo(e, &regs, &sregs);
@@ -795,7 +794,7 @@ static void test_kvm_shadow_bp_stub(void)
 	in = stub_insn(&e, VMPOKE_SYM_BP_ENTRY, 0xe4, 0);	/* inb $imm8, %al */
 	pop = stub_insn(&e, VMPOKE_SYM_BP_ENTRY, 0x58, 1);	/* the foreign path's pop */
 	stack = cpl0_frame(&e, 1) + VMPOKE_CPL0_FRAME_SIZE - 1024;	/* rsp0 - 1024 */
-	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, stack, saved, sizeof(saved)), 0);
+	EXPECT_EQ(vmm_gva_read(e.vm, stack, saved, sizeof(saved)), 0);
 
 	/* At the stub's first instruction: the frame is at %rsp. */
 	frame[0] = d->addr + 2;
@@ -809,11 +808,11 @@ static void test_kvm_shadow_bp_stub(void)
 
 	/* At the doorbell for the site's own INT3: not inside. */
 	plant_cpl0(&e, in, stack, &regs, &sregs);
-	CU_ASSERT_EQUAL(run_until_done(&e, &s, msg, sizeof(msg)), POKE_OK);
+	EXPECT_EQ(run_until_done(&e, &s, msg, sizeof(msg)), POKE_OK);
 	EXPECT_TRUE_MSG(!msg[0], "%s", msg);
 	expect_bytes(&e, d, s.new, "new");
 	plant_undo(&e, &regs, &sregs);
-	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, stack, saved, sizeof(saved)), 0);
+	EXPECT_EQ(vmm_gva_write(e.vm, stack, saved, sizeof(saved)), 0);
 	let_run();
 out:
 	env_end(&e);
@@ -837,7 +836,7 @@ static void test_kvm_shadow_task(void)
 		goto out;
 	tab = symtab_find(vmm_symtab(e.vm), VMPOKE_SYM_TASKS)->addr;
 	/* vCPU 1 parked: its RUNNABLE tasks cannot run while we fake one. */
-	CU_ASSERT_EQUAL_FATAL(vmm_vcpu_offline(e.vm, 1), 0);
+	EXPECT_EQ_FATAL(vmm_vcpu_offline(e.vm, 1), 0);
 	EXPECT_EQ_FATAL(vmm_tasks_read(e.vm, &h, msg, sizeof(msg)), 0);
 	for (i = 0; i < h.nr_tasks; i++) {
 		task = h.tasks[i];
@@ -854,14 +853,14 @@ static void test_kvm_shadow_task(void)
 		goto out;
 	}
 	fake = d->addr + 3;
-	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, at, &fake, sizeof(fake)), 0);
-	CU_ASSERT_EQUAL(run_one(&e, &s, msg, sizeof(msg)), POKE_E_SHADOW_BUSY);
+	EXPECT_EQ(vmm_gva_write(e.vm, at, &fake, sizeof(fake)), 0);
+	EXPECT_EQ(run_one(&e, &s, msg, sizeof(msg)), POKE_E_SHADOW_BUSY);
 	snprintf(want, sizeof(want), "task %u (vcpu 1) saved rip", task.id);
 	expect_culprit(&e, msg, want, fake, &s);
 	expect_bytes(&e, d, s.old, "old");
-	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, at, &saved_rip, sizeof(saved_rip)), 0);
-	CU_ASSERT_EQUAL(vmm_vcpu_online(e.vm, 1), 0);
-	CU_ASSERT_EQUAL(run_until_done(&e, &s, msg, sizeof(msg)), POKE_OK);
+	EXPECT_EQ(vmm_gva_write(e.vm, at, &saved_rip, sizeof(saved_rip)), 0);
+	EXPECT_EQ(vmm_vcpu_online(e.vm, 1), 0);
+	EXPECT_EQ(run_until_done(&e, &s, msg, sizeof(msg)), POKE_OK);
 	EXPECT_TRUE_MSG(!msg[0], "%s", msg);
 	expect_bytes(&e, d, s.new, "new");
 	let_run();
@@ -882,9 +881,9 @@ static bool cpl0_boot_site(struct env *e, struct poke_site *s, uint8_t *orig)
 	uint8_t code[4096];
 	char msg[512];
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(fn);
-	CU_ASSERT_FATAL(fn->size <= sizeof(code));
-	CU_ASSERT_EQUAL_FATAL(vmm_gva_read(e->vm, fn->addr, code, fn->size), 0);
+	EXPECT_NOT_NULL_FATAL(fn);
+	EXPECT_TRUE_FATAL(fn->size <= sizeof(code));
+	EXPECT_EQ_FATAL(vmm_gva_read(e->vm, fn->addr, code, fn->size), 0);
 	for (uint64_t i = 0; i + 5 <= fn->size; i++) {
 		if (code[i] != 0xe8 || poke_site_prepare(e->p, s, fn->addr + i, NULL, nop5,
 							 5, NULL, msg, sizeof(msg)))
@@ -927,49 +926,49 @@ static void test_kvm_cpl0_stop_the_world(void)
 	if (!testlib_require_kvm() || !env_boot(&e, VMPOKE_SCN_HOT, 2, &opts) ||
 	    !cpl0_boot_site(&e, &s, orig))
 		goto out;
-	CU_ASSERT_EQUAL(s.method, POKE_METHOD_STOP_THE_WORLD);
-	CU_ASSERT_FALSE(patcher_cpl0_trappable(e.p));
+	EXPECT_EQ(s.method, POKE_METHOD_STOP_THE_WORLD);
+	EXPECT_FALSE(patcher_cpl0_trappable(e.p));
 	d = site_of(&e, VMPOKE_SITE_NOP5_JMP32, 0);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(d);
-	CU_ASSERT_FALSE(patcher_addr_is_cpl0(e.p, d->addr));
+	EXPECT_NOT_NULL_FATAL(d);
+	EXPECT_FALSE(patcher_addr_is_cpl0(e.p, d->addr));
 
-	CU_ASSERT_EQUAL_FATAL(vmm_vcpu_offline(e.vm, 1), 0);
-	CU_ASSERT_EQUAL_FATAL(vmm_vcpu_get_regs(e.vm, 1, &saved), 0);
+	EXPECT_EQ_FATAL(vmm_vcpu_offline(e.vm, 1), 0);
+	EXPECT_EQ_FATAL(vmm_vcpu_get_regs(e.vm, 1, &saved), 0);
 	regs = saved;
 	regs.rip = s.addr + 2;
-	CU_ASSERT_EQUAL(vmm_vcpu_set_regs(e.vm, 1, &regs), 0);
-	CU_ASSERT_EQUAL(run_one(&e, &s, msg, sizeof(msg)), POKE_E_SHADOW_BUSY);
+	EXPECT_EQ(vmm_vcpu_set_regs(e.vm, 1, &regs), 0);
+	EXPECT_EQ(run_one(&e, &s, msg, sizeof(msg)), POKE_E_SHADOW_BUSY);
 	expect_culprit(&e, msg, "vcpu 1 rip", s.addr + 2, &s);
-	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, s.addr, cur, 5), 0);
-	CU_ASSERT(!memcmp(cur, orig, 5));
-	CU_ASSERT_EQUAL(vmm_vcpu_set_regs(e.vm, 1, &saved), 0);
-	CU_ASSERT_EQUAL(vmm_vcpu_online(e.vm, 1), 0);
+	EXPECT_EQ(vmm_gva_read(e.vm, s.addr, cur, 5), 0);
+	EXPECT_TRUE(!memcmp(cur, orig, 5));
+	EXPECT_EQ(vmm_vcpu_set_regs(e.vm, 1, &saved), 0);
+	EXPECT_EQ(vmm_vcpu_online(e.vm, 1), 0);
 
 	/* Mixed: the CPL3 site alone costs the three syncs. */
 	site_variant(&e, d, 0, old);
 	site_variant(&e, d, 1, new);
-	CU_ASSERT_EQUAL_FATAL(poke_site_prepare(e.p, &u, d->addr, old, new, d->len, NULL,
+	EXPECT_EQ_FATAL(poke_site_prepare(e.p, &u, d->addr, old, new, d->len, NULL,
 						msg, sizeof(msg)), POKE_OK);
-	CU_ASSERT_EQUAL(u.method, POKE_METHOD_BREAKPOINT);
+	EXPECT_EQ(u.method, POKE_METHOD_BREAKPOINT);
 	syncs = kvm_syncs(&e);
 	bt = poke_batch_new(e.p);
-	CU_ASSERT_EQUAL(poke_batch_add(bt, &s), POKE_OK);
-	CU_ASSERT_EQUAL(poke_batch_add(bt, &u), POKE_OK);
-	CU_ASSERT_EQUAL(poke_batch_finish(bt, msg, sizeof(msg)), POKE_OK);
+	EXPECT_EQ(poke_batch_add(bt, &s), POKE_OK);
+	EXPECT_EQ(poke_batch_add(bt, &u), POKE_OK);
+	EXPECT_EQ(poke_batch_finish(bt, msg, sizeof(msg)), POKE_OK);
 	poke_batch_free(bt);
 	EXPECT_EQ_U64(3, kvm_syncs(&e) - syncs);
-	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, s.addr, cur, 5), 0);
-	CU_ASSERT(!memcmp(cur, nop5, 5));
+	EXPECT_EQ(vmm_gva_read(e.vm, s.addr, cur, 5), 0);
+	EXPECT_TRUE(!memcmp(cur, nop5, 5));
 	expect_bytes(&e, d, new, "new");
 
 	/* Back to the CALL, alone: no sync at all. */
-	CU_ASSERT_EQUAL_FATAL(poke_site_prepare(e.p, &back, s.addr, nop5, orig, 5, NULL,
+	EXPECT_EQ_FATAL(poke_site_prepare(e.p, &back, s.addr, nop5, orig, 5, NULL,
 						msg, sizeof(msg)), POKE_OK);
 	syncs = kvm_syncs(&e);
-	CU_ASSERT_EQUAL(run_one(&e, &back, msg, sizeof(msg)), POKE_OK);
+	EXPECT_EQ(run_one(&e, &back, msg, sizeof(msg)), POKE_OK);
 	EXPECT_EQ_U64(0, kvm_syncs(&e) - syncs);
-	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, s.addr, cur, 5), 0);
-	CU_ASSERT(!memcmp(cur, orig, 5));
+	EXPECT_EQ(vmm_gva_read(e.vm, s.addr, cur, 5), 0);
+	EXPECT_TRUE(!memcmp(cur, orig, 5));
 	let_run();
 out:
 	env_end(&e);
@@ -988,13 +987,13 @@ static void test_kvm_cpl0_breakpoint_forced(void)
 	if (!testlib_require_kvm() || !env_boot(&e, VMPOKE_SCN_HOT, 2, &opts) ||
 	    !cpl0_boot_site(&e, &s, orig))
 		goto out;
-	CU_ASSERT_EQUAL(s.method, POKE_METHOD_BREAKPOINT);
-	CU_ASSERT_TRUE(patcher_cpl0_trappable(e.p));
+	EXPECT_EQ(s.method, POKE_METHOD_BREAKPOINT);
+	EXPECT_TRUE(patcher_cpl0_trappable(e.p));
 	syncs = kvm_syncs(&e);
-	CU_ASSERT_EQUAL(run_one(&e, &s, msg, sizeof(msg)), POKE_OK);
+	EXPECT_EQ(run_one(&e, &s, msg, sizeof(msg)), POKE_OK);
 	EXPECT_EQ_U64(3, kvm_syncs(&e) - syncs);
-	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, s.addr, cur, 5), 0);
-	CU_ASSERT(!memcmp(cur, nop5, 5));
+	EXPECT_EQ(vmm_gva_read(e.vm, s.addr, cur, 5), 0);
+	EXPECT_TRUE(!memcmp(cur, nop5, 5));
 	let_run();
 out:
 	env_end(&e);
@@ -1032,7 +1031,7 @@ static void expect_jump_refusals(struct env *e, const struct vmpoke_site_desc *n
 	uint64_t syncs;
 	char msg[512];
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(jt);
+	EXPECT_NOT_NULL_FATAL(jt);
 	put32(jmp5 + 1, (int64_t)(jt->addr + 0x12) - (int64_t)(jt->addr + 5));
 	expect_refusal(e, jt->addr, jmp5, 5, POKE_E_JUMP_INTO, "site_jump_table+0x");
 	EXPECT_TRUE_MSG(poke_site_prepare(e->p, &s1, jt->addr, NULL, nop2, 2, NULL, msg,
@@ -1040,17 +1039,17 @@ static void expect_jump_refusals(struct env *e, const struct vmpoke_site_desc *n
 
 	site_variant(e, n5, 0, old);
 	put32(jmp5 + 1, (int64_t)(ma->addr + 2) - (int64_t)(n5->addr + 5));
-	CU_ASSERT_EQUAL_FATAL(poke_site_prepare(e->p, &s1, n5->addr, old, jmp5, 5, NULL,
+	EXPECT_EQ_FATAL(poke_site_prepare(e->p, &s1, n5->addr, old, jmp5, 5, NULL,
 						msg, sizeof(msg)), POKE_OK);
 	site_variant(e, ma, 0, old);
 	site_variant(e, ma, 1, new);
-	CU_ASSERT_EQUAL_FATAL(poke_site_prepare(e->p, &s2, ma->addr, old, new, ma->len,
+	EXPECT_EQ_FATAL(poke_site_prepare(e->p, &s2, ma->addr, old, new, ma->len,
 						NULL, msg, sizeof(msg)), POKE_OK);
 	syncs = kvm_syncs(e);
 	bt = poke_batch_new(e->p);
 	poke_batch_add(bt, &s1);
 	poke_batch_add(bt, &s2);
-	CU_ASSERT_EQUAL(poke_batch_finish(bt, msg, sizeof(msg)), POKE_E_JUMP_INTO);
+	EXPECT_EQ(poke_batch_finish(bt, msg, sizeof(msg)), POKE_E_JUMP_INTO);
 	EXPECT_TRUE_MSG(strstr(msg, "site_nop5_a+0x") == msg && strstr(msg, "site_multi_a"),
 			"message: %s", msg);
 	poke_batch_free(bt);
@@ -1101,20 +1100,20 @@ static void test_kvm_refusals(void)
 	expect_refusal(&e, cb->addr, jmp8, 8, POKE_E_JUMP_INTO, "site_call_b+0x");
 	expect_refusal(&e, n5->addr, &ret, 0, POKE_E_INVAL, "site_nop5_a+0x");
 	/* A foreign INT3 on code no task runs: nop5_a's jump target. */
-	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, n5->target[0], &orig, 1), 0);
-	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, n5->target[0], &cc, 1), 0);
+	EXPECT_EQ(vmm_gva_read(e.vm, n5->target[0], &orig, 1), 0);
+	EXPECT_EQ(vmm_gva_write(e.vm, n5->target[0], &cc, 1), 0);
 	expect_refusal(&e, n5->target[0], &ret, 1, POKE_E_FOREIGN_INT3, "site_nop5_a+0x");
-	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, n5->target[0], &orig, 1), 0);
+	EXPECT_EQ(vmm_gva_write(e.vm, n5->target[0], &orig, 1), 0);
 	/* Two sites on the same bytes in one batch. */
 	site_variant(&e, n5, 0, old);
 	site_variant(&e, n5, 1, new);
-	CU_ASSERT_EQUAL(poke_site_prepare(e.p, &s1, n5->addr, old, new, 5, NULL,
+	EXPECT_EQ(poke_site_prepare(e.p, &s1, n5->addr, old, new, 5, NULL,
 					  msg, sizeof(msg)), POKE_OK);
 	s2 = s1;
 	bt = poke_batch_new(e.p);
 	poke_batch_add(bt, &s1);
 	poke_batch_add(bt, &s2);
-	CU_ASSERT_EQUAL(poke_batch_finish(bt, msg, sizeof(msg)), POKE_E_OVERLAP);
+	EXPECT_EQ(poke_batch_finish(bt, msg, sizeof(msg)), POKE_E_OVERLAP);
 	EXPECT_TRUE_MSG(strstr(msg, "site_nop5_a+0x") == msg, "message: %s", msg);
 	poke_batch_free(bt);
 	expect_bytes(&e, n5, old, "old");
@@ -1133,8 +1132,8 @@ static bool cpl0_call(struct env *e, const char *fn_name, bool to_v2, struct pok
 	uint8_t code[64], old[5] = { 0xe8 }, new[5] = { 0xe8 };
 	char msg[512];
 
-	CU_ASSERT_FATAL(fn && v1 && v2 && fn->size <= sizeof(code));
-	CU_ASSERT_EQUAL_FATAL(vmm_gva_read(e->vm, fn->addr, code, fn->size), 0);
+	EXPECT_TRUE_FATAL(fn && v1 && v2 && fn->size <= sizeof(code));
+	EXPECT_EQ_FATAL(vmm_gva_read(e->vm, fn->addr, code, fn->size), 0);
 	for (uint64_t i = 0; i + 5 <= fn->size; i++) {
 		uint64_t at = fn->addr + i;
 
@@ -1173,7 +1172,7 @@ static void cpl0_flips(enum poke_cpl0_patch how, unsigned int batches)
 		if (!cpl0_call(&e, "cpl0_site_call_a", !(i & 1), &sa) ||
 		    !cpl0_call(&e, "cpl0_site_call_b", !(i & 1), &sb))
 			break;
-		CU_ASSERT_EQUAL(sa.method, how == POKE_CPL0_BREAKPOINT ?
+		EXPECT_EQ(sa.method, how == POKE_CPL0_BREAKPOINT ?
 				POKE_METHOD_BREAKPOINT : POKE_METHOD_STOP_THE_WORLD);
 		bt = poke_batch_new(e.p);
 		poke_batch_add(bt, &sa);
@@ -1270,7 +1269,7 @@ static void wlog_write(void *opaque, const struct poke_site *s, unsigned int off
 	if (l->corrupt_what && !l->corrupted && s->addr == l->corrupt_addr &&
 	    !strcmp(what, l->corrupt_what) && bytes[0] != POKE_INT3) {
 		l->corrupted = true;
-		CU_ASSERT_EQUAL(vmm_gva_write(l->vm, s->addr + off, &cc, 1), 0);
+		EXPECT_EQ(vmm_gva_write(l->vm, s->addr + off, &cc, 1), 0);
 	}
 }
 
@@ -1283,7 +1282,7 @@ static void wlog_phase(void *opaque, const char *name, uint64_t t0, uint64_t t1)
 	(void)t1;
 	if (l->change_after && !l->changed && !strcmp(name, l->change_after)) {
 		l->changed = true;
-		CU_ASSERT_EQUAL(vmm_gva_write(l->vm, l->change_at, &cc, 1), 0);
+		EXPECT_EQ(vmm_gva_write(l->vm, l->change_at, &cc, 1), 0);
 	}
 }
 
@@ -1317,9 +1316,8 @@ static bool wlog_boot(struct env *e, struct wlog *l, struct poke_site *s,
 			return false;
 		site_variant(e, d[i], 0, old);
 		site_variant(e, d[i], 1, new);
-		CU_ASSERT_EQUAL_FATAL(poke_site_prepare(e->p, &s[i], d[i]->addr, old, new,
-							d[i]->len, NULL, msg, sizeof(msg)),
-				      POKE_OK);
+		EXPECT_EQ_FATAL(poke_site_prepare(e->p, &s[i], d[i]->addr, old, new,
+							d[i]->len, NULL, msg, sizeof(msg)), POKE_OK);
 	}
 	return true;
 }
@@ -1355,10 +1353,10 @@ static void test_kvm_write_log_order(void)
 	int last_int3 = -1, first_tail = 1 << 30, last_tail = -1, first_head = 1 << 30;
 	char msg[512];
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(l);
+	EXPECT_NOT_NULL_FATAL(l);
 	if (!wlog_boot(&e, l, s, d))
 		goto out;
-	CU_ASSERT_EQUAL_FATAL(wlog_batch(&e, l, s, msg, sizeof(msg)), POKE_OK);
+	EXPECT_EQ_FATAL(wlog_batch(&e, l, s, msg, sizeof(msg)), POKE_OK);
 	EXPECT_EQ_U64(9, l->n);
 	for (int i = 0; i < 3; i++) {
 		int a = wlog_find(l, s[i].addr, "INT3", 0);
@@ -1369,10 +1367,15 @@ static void test_kvm_write_log_order(void)
 				"head at %d", s[i].where, a, b, c);
 		if (a < 0 || b < 0 || c < 0)
 			continue;
-		CU_ASSERT(l->e[a].off == 0 && l->e[a].n == 1 && l->e[a].bytes[0] == POKE_INT3);
-		CU_ASSERT(l->e[b].off == 1 && l->e[b].n == s[i].len - 1u &&
-			  !memcmp(l->e[b].bytes, s[i].new + 1, s[i].len - 1u));
-		CU_ASSERT(l->e[c].off == 0 && l->e[c].n == 1 && l->e[c].bytes[0] == s[i].new[0]);
+		EXPECT_EQ(l->e[a].off, 0);
+		EXPECT_EQ(l->e[a].n, 1);
+		EXPECT_EQ(l->e[a].bytes[0], POKE_INT3);
+		EXPECT_EQ(l->e[b].off, 1);
+		EXPECT_EQ(l->e[b].n, s[i].len - 1u);
+		EXPECT_TRUE(!memcmp(l->e[b].bytes, s[i].new + 1, s[i].len - 1u));
+		EXPECT_EQ(l->e[c].off, 0);
+		EXPECT_EQ(l->e[c].n, 1);
+		EXPECT_EQ(l->e[c].bytes[0], s[i].new[0]);
 		last_int3 = a > last_int3 ? a : last_int3;
 		first_tail = b < first_tail ? b : first_tail;
 		last_tail = b > last_tail ? b : last_tail;
@@ -1402,13 +1405,13 @@ static void rollback_after(const char *what, unsigned int victim)
 	char msg[512];
 	int undo, tail, head;
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(l);
+	EXPECT_NOT_NULL_FATAL(l);
 	if (!wlog_boot(&e, l, s, d))
 		goto out;
 	l->corrupt_what = what;
 	l->corrupt_addr = s[victim].addr;
-	CU_ASSERT_EQUAL(wlog_batch(&e, l, s, msg, sizeof(msg)), POKE_E_READBACK);
-	CU_ASSERT(l->corrupted);
+	EXPECT_EQ(wlog_batch(&e, l, s, msg, sizeof(msg)), POKE_E_READBACK);
+	EXPECT_TRUE(l->corrupted);
 	EXPECT_TRUE_MSG(strstr(msg, "read-back") && strstr(msg, "batch undone, old bytes "
 							     "restored"), "%s", msg);
 	for (int i = 0; i < 3; i++)
@@ -1447,13 +1450,13 @@ static void test_kvm_bytes_change_between_phases(void)
 	struct env e = { 0 };
 	char msg[512];
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(l);
+	EXPECT_NOT_NULL_FATAL(l);
 	if (!wlog_boot(&e, l, s, d))
 		goto out;
 	l->change_after = "tails";
 	l->change_at = s[1].addr + 2;	/* in the NOP5's new tail, under its INT3 */
-	CU_ASSERT_EQUAL(wlog_batch(&e, l, s, msg, sizeof(msg)), POKE_E_OLD_MISMATCH);
-	CU_ASSERT(l->changed);
+	EXPECT_EQ(wlog_batch(&e, l, s, msg, sizeof(msg)), POKE_E_OLD_MISMATCH);
+	EXPECT_TRUE(l->changed);
 	EXPECT_TRUE_MSG(strstr(msg, "bytes changed under the batch before the heads") &&
 			strstr(msg, "old bytes restored"), "%s", msg);
 	for (int i = 0; i < 3; i++)
@@ -1500,7 +1503,7 @@ static void test_kvm_hotplug_during_batches(void)
 	if (!testlib_require_kvm() || !env_boot(&e, VMPOKE_SCN_HOT, 2, NULL))
 		goto out;
 	h.vm = e.vm;
-	CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, hotplug_thread, &h), 0);
+	EXPECT_EQ_FATAL(pthread_create(&th, NULL, hotplug_thread, &h), 0);
 	for (round = 0; round < 40; round++) {
 		i = round % e.sites.nr_sites;
 		const struct vmpoke_site_desc *d = &e.sites.sites[i];

@@ -35,16 +35,16 @@ static void test_table_one_site(void)
 	const struct poke_live *e;
 
 	traptable_init(&t);
-	CU_ASSERT_PTR_NULL(traptable_lookup(cur(&t), 0x401000));
-	CU_ASSERT_EQUAL(traptable_add(&t, &s, 1), 0);
+	EXPECT_NULL(traptable_lookup(cur(&t), 0x401000));
+	EXPECT_EQ(traptable_add(&t, &s, 1), 0);
 	e = traptable_lookup(cur(&t), 0x401000);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+	EXPECT_NOT_NULL_FATAL(e);
 	EXPECT_EQ_U64(s.emu.target, e->emu.target);
 	/* Only the INT3 byte (the head) is a key. */
-	CU_ASSERT_PTR_NULL(traptable_lookup(cur(&t), 0x401001));
-	CU_ASSERT_PTR_NULL(traptable_lookup(cur(&t), 0x400fff));
-	CU_ASSERT_EQUAL(traptable_remove(&t, &s, 1), 0);
-	CU_ASSERT_PTR_NULL(traptable_lookup(cur(&t), 0x401000));
+	EXPECT_NULL(traptable_lookup(cur(&t), 0x401001));
+	EXPECT_NULL(traptable_lookup(cur(&t), 0x400fff));
+	EXPECT_EQ(traptable_remove(&t, &s, 1), 0);
+	EXPECT_NULL(traptable_lookup(cur(&t), 0x401000));
 	traptable_destroy(&t);
 }
 
@@ -56,17 +56,17 @@ static void test_table_out_of_order(void)
 	size_t i;
 
 	traptable_init(&t);
-	CU_ASSERT_EQUAL(traptable_add(&t, a, 3), 0);
-	CU_ASSERT_EQUAL(traptable_add(&t, &late, 1), 0);	/* lower than all */
+	EXPECT_EQ(traptable_add(&t, a, 3), 0);
+	EXPECT_EQ(traptable_add(&t, &late, 1), 0);	/* lower than all */
 	for (i = 0; i < 3; i++) {
 		const struct poke_live *e = traptable_lookup(cur(&t), a[i].addr);
 
-		CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+		EXPECT_NOT_NULL_FATAL(e);
 		EXPECT_EQ_U64(a[i].emu.target, e->emu.target);
 	}
-	CU_ASSERT_PTR_NOT_NULL(traptable_lookup(cur(&t), late.addr));
+	EXPECT_NOT_NULL(traptable_lookup(cur(&t), late.addr));
 	for (i = 1; i < cur(&t)->n; i++)
-		CU_ASSERT_TRUE(cur(&t)->e[i - 1].addr < cur(&t)->e[i].addr);
+		EXPECT_LT(cur(&t)->e[i - 1].addr, cur(&t)->e[i].addr);
 	traptable_destroy(&t);
 }
 
@@ -84,22 +84,22 @@ static void test_table_many_sites(void)
 	struct poke_table t;
 	size_t i, found = 0;
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	EXPECT_NOT_NULL_FATAL(s);
 	/* A scrambled order: 3 * i mod N visits every slot once (gcd 1). */
 	for (i = 0; i < N; i++)
 		s[i] = mk(0x500000 + 16 * ((3 * i) % N), 5);
 	traptable_init(&t);
-	CU_ASSERT_EQUAL(traptable_add(&t, s, N / 2), 0);
-	CU_ASSERT_EQUAL(traptable_add(&t, s + N / 2, N - N / 2), 0);
+	EXPECT_EQ(traptable_add(&t, s, N / 2), 0);
+	EXPECT_EQ(traptable_add(&t, s + N / 2, N - N / 2), 0);
 	for (i = 0; i < N; i++) {
 		const struct poke_live *e = traptable_lookup(cur(&t), s[i].addr);
 
 		found += e && e->emu.target == s[i].emu.target;
-		CU_ASSERT_PTR_NULL(traptable_lookup(cur(&t), s[i].addr + 1));
+		EXPECT_NULL(traptable_lookup(cur(&t), s[i].addr + 1));
 	}
 	EXPECT_EQ_U64(N, found);
 	/* Removing the first half (scrambled addresses) leaves exactly the rest. */
-	CU_ASSERT_EQUAL(traptable_remove(&t, s, N / 2), 0);
+	EXPECT_EQ(traptable_remove(&t, s, N / 2), 0);
 	for (i = 0, found = 0; i < N; i++) {
 		bool live = traptable_lookup(cur(&t), s[i].addr) != NULL;
 
@@ -109,12 +109,12 @@ static void test_table_many_sites(void)
 	}
 	EXPECT_EQ_U64(N - N / 2, found);
 	/* Removing nothing, and removing what is not there, change nothing. */
-	CU_ASSERT_EQUAL(traptable_remove(&t, s, 0), 0);
-	CU_ASSERT_EQUAL(traptable_remove(&t, s, N / 2), 0);
+	EXPECT_EQ(traptable_remove(&t, s, 0), 0);
+	EXPECT_EQ(traptable_remove(&t, s, N / 2), 0);
 	EXPECT_EQ_U64(N - N / 2, cur(&t)->n);
 	/* The rest, removed in address order (the merge path), empties it. */
 	qsort(s + N / 2, N - N / 2, sizeof(*s), site_addr_cmp);
-	CU_ASSERT_EQUAL(traptable_remove(&t, s + N / 2, N - N / 2), 0);
+	EXPECT_EQ(traptable_remove(&t, s + N / 2, N - N / 2), 0);
 	EXPECT_EQ_U64(0, cur(&t)->n);
 	traptable_destroy(&t);
 	free(s);
@@ -132,26 +132,26 @@ static void test_table_reclaim_order(void)
 	uint64_t mark;
 
 	traptable_init(&t);
-	CU_ASSERT_EQUAL(traptable_add(&t, &a, 1), 0);		/* S1 */
+	EXPECT_EQ(traptable_add(&t, &a, 1), 0);		/* S1 */
 	EXPECT_EQ_U64(0, traptable_pending(&t));
-	CU_ASSERT_EQUAL(traptable_add(&t, &b, 1), 0);		/* S2, S1 retired */
+	EXPECT_EQ(traptable_add(&t, &b, 1), 0);		/* S2, S1 retired */
 	EXPECT_EQ_U64(1, traptable_pending(&t));
 	mark = traptable_mark(&t);				/* sync starts */
 	held = cur(&t);						/* a hook loads S2 */
-	CU_ASSERT_EQUAL(traptable_remove(&t, &a, 1), 0);	/* S3, S2 retired */
+	EXPECT_EQ(traptable_remove(&t, &a, 1), 0);	/* S3, S2 retired */
 	EXPECT_EQ_U64(2, traptable_pending(&t));
 	traptable_reclaim(&t, mark);				/* sync returned */
 	/* S1 is gone, S2 (held) still pending. */
 	EXPECT_EQ_U64(1, traptable_pending(&t));
 	EXPECT_EQ_U64(1, t.freed);
-	CU_ASSERT_PTR_EQUAL(t.retired, held);
-	CU_ASSERT_PTR_NOT_NULL(traptable_lookup(held, b.addr));
+	EXPECT_PTR_EQ(t.retired, held);
+	EXPECT_NOT_NULL(traptable_lookup(held, b.addr));
 	/* The next grace period frees S2 too. */
 	traptable_reclaim(&t, traptable_mark(&t));
 	EXPECT_EQ_U64(0, traptable_pending(&t));
 	EXPECT_EQ_U64(2, t.freed);
-	CU_ASSERT_PTR_NOT_NULL(traptable_lookup(cur(&t), b.addr));
-	CU_ASSERT_PTR_NULL(traptable_lookup(cur(&t), a.addr));
+	EXPECT_NOT_NULL(traptable_lookup(cur(&t), b.addr));
+	EXPECT_NULL(traptable_lookup(cur(&t), a.addr));
 	traptable_destroy(&t);
 }
 
@@ -173,7 +173,7 @@ static int race_read_byte(void *ctx, uint64_t addr, uint8_t *byte)
 	struct race_ctx *r = ctx;
 
 	if (r->publish)
-		CU_ASSERT_EQUAL(traptable_add(r->t, &r->site, 1), 0);
+		EXPECT_EQ(traptable_add(r->t, &r->site, 1), 0);
 	r->publish = false;
 	*byte = addr == r->site.addr ? r->byte : r->next;
 	return 0;
@@ -191,8 +191,8 @@ static void test_table_classify(void)
 	r.byte = 0xcc;
 	EXPECT_EQ_U64(TRAP_LIVE, traptable_classify(&t, 0x401000, true, false,
 						     race_read_byte, &r, &e));
-	CU_ASSERT_PTR_NOT_NULL(e);
-	CU_ASSERT_EQUAL(traptable_remove(&t, &r.site, 1), 0);
+	EXPECT_NOT_NULL(e);
+	EXPECT_EQ(traptable_remove(&t, &r.site, 1), 0);
 	/* A 0xCC nobody published: foreign, with or without ghosts. */
 	r.publish = false;
 	EXPECT_EQ_U64(TRAP_FOREIGN, traptable_classify(&t, 0x401000, true, false,
@@ -226,20 +226,19 @@ static void test_table_classify(void)
  */
 static void test_cpl0_decision(void)
 {
-	CU_ASSERT_EQUAL(poke_cpl0_parse(NULL), POKE_CPL0_AUTO);
-	CU_ASSERT_EQUAL(poke_cpl0_parse(""), POKE_CPL0_AUTO);
-	CU_ASSERT_EQUAL(poke_cpl0_parse("auto"), POKE_CPL0_AUTO);
-	CU_ASSERT_EQUAL(poke_cpl0_parse("breakpoint"), POKE_CPL0_BREAKPOINT);
-	CU_ASSERT_EQUAL(poke_cpl0_parse("stop-the-world"), POKE_CPL0_STOP_THE_WORLD);
-	CU_ASSERT_EQUAL(poke_cpl0_parse("stop_the_world"), -1);
-	CU_ASSERT_EQUAL(poke_cpl0_parse("Breakpoint"), -1);
-	CU_ASSERT_EQUAL(poke_cpl0_decide(POKE_CPL0_AUTO, false), POKE_METHOD_STOP_THE_WORLD);
-	CU_ASSERT_EQUAL(poke_cpl0_decide(POKE_CPL0_AUTO, true), POKE_METHOD_BREAKPOINT);
-	CU_ASSERT_EQUAL(poke_cpl0_decide(POKE_CPL0_BREAKPOINT, false), POKE_METHOD_BREAKPOINT);
-	CU_ASSERT_EQUAL(poke_cpl0_decide(POKE_CPL0_STOP_THE_WORLD, true),
-			POKE_METHOD_STOP_THE_WORLD);
-	CU_ASSERT_STRING_EQUAL(poke_method_name(POKE_METHOD_BREAKPOINT), "breakpoint");
-	CU_ASSERT_STRING_EQUAL(poke_method_name(POKE_METHOD_STOP_THE_WORLD), "stop-the-world");
+	EXPECT_EQ(poke_cpl0_parse(NULL), POKE_CPL0_AUTO);
+	EXPECT_EQ(poke_cpl0_parse(""), POKE_CPL0_AUTO);
+	EXPECT_EQ(poke_cpl0_parse("auto"), POKE_CPL0_AUTO);
+	EXPECT_EQ(poke_cpl0_parse("breakpoint"), POKE_CPL0_BREAKPOINT);
+	EXPECT_EQ(poke_cpl0_parse("stop-the-world"), POKE_CPL0_STOP_THE_WORLD);
+	EXPECT_EQ(poke_cpl0_parse("stop_the_world"), -1);
+	EXPECT_EQ(poke_cpl0_parse("Breakpoint"), -1);
+	EXPECT_EQ(poke_cpl0_decide(POKE_CPL0_AUTO, false), POKE_METHOD_STOP_THE_WORLD);
+	EXPECT_EQ(poke_cpl0_decide(POKE_CPL0_AUTO, true), POKE_METHOD_BREAKPOINT);
+	EXPECT_EQ(poke_cpl0_decide(POKE_CPL0_BREAKPOINT, false), POKE_METHOD_BREAKPOINT);
+	EXPECT_EQ(poke_cpl0_decide(POKE_CPL0_STOP_THE_WORLD, true), POKE_METHOD_STOP_THE_WORLD);
+	EXPECT_STREQ(poke_method_name(POKE_METHOD_BREAKPOINT), "breakpoint");
+	EXPECT_STREQ(poke_method_name(POKE_METHOD_STOP_THE_WORLD), "stop-the-world");
 }
 
 TEST_SUITE(patch_table, "patch_table", false,

@@ -28,24 +28,24 @@ static void test_symtab_array_by_name(void)
 	struct symtab *st = symtab_from_array(arr, sizeof(arr) / sizeof(arr[0]));
 	const struct sym *s;
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+	EXPECT_NOT_NULL_FATAL(st);
 	EXPECT_EQ_U64(8, symtab_count(st));
 	s = symtab_find(st, "func_b");
-	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	EXPECT_NOT_NULL_FATAL(s);
 	EXPECT_EQ_U64(0x1100, s->addr);
 	EXPECT_EQ_U64(0x40, s->size);
 	s = symtab_find(st, "dup");
-	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	EXPECT_NOT_NULL_FATAL(s);
 	EXPECT_EQ_U64(0x3100, s->addr);
-	CU_ASSERT_PTR_NULL(symtab_find(st, "nope"));
-	CU_ASSERT_PTR_NULL(symtab_find(st, ""));
+	EXPECT_NULL(symtab_find(st, "nope"));
+	EXPECT_NULL(symtab_find(st, ""));
 	/* Names are copies: the table outlives the caller's strings. */
-	CU_ASSERT_PTR_NOT_EQUAL(symtab_find(st, "obj")->name, arr[5].name);
+	EXPECT_PTR_NE(symtab_find(st, "obj")->name, arr[5].name);
 	/* symtab_at is sorted by address; the sized function first on a tie. */
 	for (size_t i = 1; i < symtab_count(st); i++)
-		CU_ASSERT(symtab_at(st, i - 1)->addr <= symtab_at(st, i)->addr);
-	CU_ASSERT_STRING_EQUAL(symtab_at(st, 0)->name, "func_a");
-	CU_ASSERT_PTR_NULL(symtab_at(st, 8));
+		EXPECT_LE(symtab_at(st, i - 1)->addr, symtab_at(st, i)->addr);
+	EXPECT_STREQ(symtab_at(st, 0)->name, "func_a");
+	EXPECT_NULL(symtab_at(st, 8));
 	symtab_free(st);
 }
 
@@ -56,39 +56,37 @@ static void test_symtab_array_by_addr(void)
 	uint64_t off = 99;
 	char buf[64];
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+	EXPECT_NOT_NULL_FATAL(st);
 	s = symtab_lookup(st, 0x1000, &off);
-	CU_ASSERT_STRING_EQUAL(s->name, "func_a");
+	EXPECT_STREQ(s->name, "func_a");
 	EXPECT_EQ_U64(0, off);
 	/* A label inside a function resolves to the function. */
 	s = symtab_lookup(st, 0x1010, &off);
-	CU_ASSERT_STRING_EQUAL(s->name, "func_a");
+	EXPECT_STREQ(s->name, "func_a");
 	EXPECT_EQ_U64(0x10, off);
 	s = symtab_lookup(st, 0x10ff, &off);
-	CU_ASSERT_STRING_EQUAL(s->name, "func_a");
+	EXPECT_STREQ(s->name, "func_a");
 	s = symtab_lookup(st, 0x1100, &off);
-	CU_ASSERT_STRING_EQUAL(s->name, "func_b");
+	EXPECT_STREQ(s->name, "func_b");
 	/* A zero-size label names only its own address. */
 	s = symtab_lookup(st, 0x1200, &off);
-	CU_ASSERT_STRING_EQUAL(s->name, "lone_label");
-	CU_ASSERT_PTR_NULL(symtab_lookup(st, 0x1201, &off));
-	CU_ASSERT_PTR_NULL(symtab_lookup(st, 0x1140, &off));
-	CU_ASSERT_PTR_NULL(symtab_lookup(st, 0xfff, &off));
+	EXPECT_STREQ(s->name, "lone_label");
+	EXPECT_NULL(symtab_lookup(st, 0x1201, &off));
+	EXPECT_NULL(symtab_lookup(st, 0x1140, &off));
+	EXPECT_NULL(symtab_lookup(st, 0xfff, &off));
 	s = symtab_lookup(st, 0x2007, &off);
-	CU_ASSERT_STRING_EQUAL(s->name, "obj");
-	CU_ASSERT_PTR_NULL(symtab_lookup(st, 0x2008, &off));
+	EXPECT_STREQ(s->name, "obj");
+	EXPECT_NULL(symtab_lookup(st, 0x2008, &off));
 
-	CU_ASSERT_STRING_EQUAL(symtab_format(st, 0x101c, buf, sizeof(buf)),
-			       "func_a+0x1c (0x101c)");
-	CU_ASSERT_STRING_EQUAL(symtab_format(st, 0x1100, buf, sizeof(buf)),
-			       "func_b (0x1100)");
-	CU_ASSERT_STRING_EQUAL(symtab_format(st, 0x5000, buf, sizeof(buf)), "0x5000");
-	CU_ASSERT_STRING_EQUAL(symtab_format(NULL, 0x1100, buf, sizeof(buf)), "0x1100");
+	EXPECT_STREQ(symtab_format(st, 0x101c, buf, sizeof(buf)), "func_a+0x1c (0x101c)");
+	EXPECT_STREQ(symtab_format(st, 0x1100, buf, sizeof(buf)), "func_b (0x1100)");
+	EXPECT_STREQ(symtab_format(st, 0x5000, buf, sizeof(buf)), "0x5000");
+	EXPECT_STREQ(symtab_format(NULL, 0x1100, buf, sizeof(buf)), "0x1100");
 	symtab_free(st);
 
 	st = symtab_from_array(NULL, 0);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(st);
-	CU_ASSERT_PTR_NULL(symtab_lookup(st, 0, &off));
+	EXPECT_NOT_NULL_FATAL(st);
+	EXPECT_NULL(symtab_lookup(st, 0, &off));
 	symtab_free(st);
 }
 
@@ -99,44 +97,44 @@ static void test_symtab_elf(void)
 	struct symtab *st;
 	uint64_t off;
 
-	CU_ASSERT_EQUAL_FATAL(test_elf_build(dir, sizeof(dir), path, sizeof(path)), 0);
+	EXPECT_EQ_FATAL(test_elf_build(dir, sizeof(dir), path, sizeof(path)), 0);
 	st = symtab_load(path, err, sizeof(err));
 	EXPECT_TRUE_MSG(st != NULL, "%s", err);
 	if (!st)
 		goto out;
 	start = symtab_find(st, "_start");
-	CU_ASSERT_PTR_NOT_NULL_FATAL(start);
-	CU_ASSERT_EQUAL(start->type, 'T');
-	CU_ASSERT(start->size > 0);
+	EXPECT_NOT_NULL_FATAL(start);
+	EXPECT_EQ(start->type, 'T');
+	EXPECT_GT(start->size, 0);
 	s = symtab_find(st, "tiny_helper");
-	CU_ASSERT_PTR_NOT_NULL(s);
-	CU_ASSERT_EQUAL(s ? s->type : 0, 't');
+	EXPECT_NOT_NULL(s);
+	EXPECT_EQ(s ? s->type : 0, 't');
 	s = symtab_find(st, "tiny_data");
-	CU_ASSERT_EQUAL(s ? s->type : 0, 'D');
+	EXPECT_EQ(s ? s->type : 0, 'D');
 	s = symtab_find(st, "tiny_ro");
-	CU_ASSERT_EQUAL(s ? s->type : 0, 'R');
+	EXPECT_EQ(s ? s->type : 0, 'R');
 	s = symtab_find(st, "tiny_bss");
-	CU_ASSERT_EQUAL(s ? s->type : 0, 'B');
+	EXPECT_EQ(s ? s->type : 0, 'B');
 	EXPECT_EQ_U64(256, s ? s->size : 0);
 	/* File symbols are skipped. */
-	CU_ASSERT_PTR_NULL(symtab_find(st, "tiny.c"));
+	EXPECT_NULL(symtab_find(st, "tiny.c"));
 	/* The asm label inside _start resolves to _start. */
 	s = symtab_find(st, "tiny_inner");
-	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-	CU_ASSERT_EQUAL(s->type, 't');
-	CU_ASSERT_PTR_EQUAL(symtab_lookup(st, s->addr, &off), start);
+	EXPECT_NOT_NULL_FATAL(s);
+	EXPECT_EQ(s->type, 't');
+	EXPECT_PTR_EQ(symtab_lookup(st, s->addr, &off), start);
 	EXPECT_EQ_U64(s->addr - start->addr, off);
 	s = symtab_find(st, "tiny_lone");
-	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-	CU_ASSERT_STRING_EQUAL(symtab_lookup(st, s->addr, &off)->name, "tiny_lone");
+	EXPECT_NOT_NULL_FATAL(s);
+	EXPECT_STREQ(symtab_lookup(st, s->addr, &off)->name, "tiny_lone");
 	symtab_free(st);
 out:
 	/* Errors name the file. */
-	CU_ASSERT_PTR_NULL(symtab_load("/nonexistent.elf", err, sizeof(err)));
-	CU_ASSERT_PTR_NOT_NULL(strstr(err, "/nonexistent.elf"));
+	EXPECT_NULL(symtab_load("/nonexistent.elf", err, sizeof(err)));
+	EXPECT_NOT_NULL(strstr(err, "/nonexistent.elf"));
 	snprintf(err, sizeof(err), "%s/tiny.c", dir);
-	CU_ASSERT_PTR_NULL(symtab_load(err, err + 256, sizeof(err) - 256));
-	CU_ASSERT_PTR_NOT_NULL(strstr(err + 256, "not an ELF"));
+	EXPECT_NULL(symtab_load(err, err + 256, sizeof(err) - 256));
+	EXPECT_NOT_NULL(strstr(err + 256, "not an ELF"));
 	test_elf_cleanup(dir);
 }
 

@@ -50,34 +50,34 @@ static void test_table_check(void)
 	struct symtab *st = test_syms();
 	char msg[256];
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+	EXPECT_NOT_NULL_FATAL(t);
 	one_site(t, VMPOKE_SITE_NOP5_JMP32, 5, FN_A + 0x10, FN_A + 0x40);
 	EXPECT_TRUE_MSG(torture_table_check(t, st, msg, sizeof(msg)) == 0, "%s", msg);
 
 	/* Header, kind and count checks: vmm_sites_read (test_guest_tables.c). */
 	/* Wholly inside a function: a site crossing fn_a's end is refused. */
 	t->sites[0].addr = FN_A + 0xfe;
-	CU_ASSERT_EQUAL(torture_table_check(t, st, msg, sizeof(msg)), -1);
-	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "0x1000fe"));
+	EXPECT_EQ(torture_table_check(t, st, msg, sizeof(msg)), -1);
+	EXPECT_NOT_NULL(strstr(msg, "0x1000fe"));
 	/* Outside the image, and inside data. */
 	t->sites[0].addr = 0x5000;
-	CU_ASSERT_EQUAL(torture_table_check(t, st, msg, sizeof(msg)), -1);
+	EXPECT_EQ(torture_table_check(t, st, msg, sizeof(msg)), -1);
 	t->sites[0].addr = FN_B + 0x210;
-	CU_ASSERT_EQUAL(torture_table_check(t, st, msg, sizeof(msg)), -1);
+	EXPECT_EQ(torture_table_check(t, st, msg, sizeof(msg)), -1);
 	t->sites[0].addr = FN_A + 0x10;
 	t->sites[0].target[0] = FN_B + 0x210;
-	CU_ASSERT_EQUAL(torture_table_check(t, st, msg, sizeof(msg)), -1);
-	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "target[0]"));
+	EXPECT_EQ(torture_table_check(t, st, msg, sizeof(msg)), -1);
+	EXPECT_NOT_NULL(strstr(msg, "target[0]"));
 	t->sites[0].target[0] = FN_A + 0x40;
 	t->sites[0].len = 6;
-	CU_ASSERT_EQUAL(torture_table_check(t, st, msg, sizeof(msg)), -1);
+	EXPECT_EQ(torture_table_check(t, st, msg, sizeof(msg)), -1);
 	t->sites[0].len = 5;
 	/* Overlapping sites. */
 	t->nr_sites = 2;
 	t->sites[1] = t->sites[0];
 	t->sites[1].addr += 4;
-	CU_ASSERT_EQUAL(torture_table_check(t, st, msg, sizeof(msg)), -1);
-	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "overlaps"));
+	EXPECT_EQ(torture_table_check(t, st, msg, sizeof(msg)), -1);
+	EXPECT_NOT_NULL(strstr(msg, "overlaps"));
 	t->sites[1].addr += 1;
 	EXPECT_TRUE_MSG(torture_table_check(t, st, msg, sizeof(msg)) == 0, "%s", msg);
 	symtab_free(st);
@@ -95,31 +95,31 @@ static void test_site_nop5_multi(void)
 	struct torture_site ts;
 	char msg[128];
 
-	CU_ASSERT_EQUAL_FATAL(torture_site_build(&ts, &d, nop5, msg, sizeof(msg)), 0);
-	CU_ASSERT_EQUAL(ts.nr_variants, 2);
-	CU_ASSERT_EQUAL(ts.cur, 0);
-	CU_ASSERT_EQUAL(memcmp(ts.variant[0], nop5, 5), 0);
+	EXPECT_EQ_FATAL(torture_site_build(&ts, &d, nop5, msg, sizeof(msg)), 0);
+	EXPECT_EQ(ts.nr_variants, 2);
+	EXPECT_EQ(ts.cur, 0);
+	EXPECT_EQ(memcmp(ts.variant[0], nop5, 5), 0);
 	/* E9 rel32: 0x80 - (0x10 + 5) = 0x6b */
-	CU_ASSERT_EQUAL(memcmp(ts.variant[1], "\xe9\x6b\x00\x00\x00", 5), 0);
+	EXPECT_EQ(memcmp(ts.variant[1], "\xe9\x6b\x00\x00\x00", 5), 0);
 
 	/* Started in the alternative: cur follows the guest's bytes. */
-	CU_ASSERT_EQUAL_FATAL(torture_site_build(&ts, &d, (const uint8_t *)"\xe9\x6b\x00\x00\x00",
+	EXPECT_EQ_FATAL(torture_site_build(&ts, &d, (const uint8_t *)"\xe9\x6b\x00\x00\x00",
 						 msg, sizeof(msg)), 0);
-	CU_ASSERT_EQUAL(ts.cur, 1);
-	CU_ASSERT_EQUAL(memcmp(ts.variant[0], nop5, 5), 0);
+	EXPECT_EQ(ts.cur, 1);
+	EXPECT_EQ(memcmp(ts.variant[0], nop5, 5), 0);
 	/* Any other original bytes are remembered as they are. */
-	CU_ASSERT_EQUAL_FATAL(torture_site_build(&ts, &d, (const uint8_t *)"\x66\x0f\x1f\x40\x00",
+	EXPECT_EQ_FATAL(torture_site_build(&ts, &d, (const uint8_t *)"\x66\x0f\x1f\x40\x00",
 						 msg, sizeof(msg)), 0);
-	CU_ASSERT_EQUAL(ts.cur, 0);
-	CU_ASSERT_EQUAL(memcmp(ts.variant[0], "\x66\x0f\x1f\x40\x00", 5), 0);
+	EXPECT_EQ(ts.cur, 0);
+	EXPECT_EQ(memcmp(ts.variant[0], "\x66\x0f\x1f\x40\x00", 5), 0);
 
 	d.kind = VMPOKE_SITE_MULTI;
 	d.len = 7;
 	d.target[0] = FN_A;	/* backwards */
-	CU_ASSERT_EQUAL_FATAL(torture_site_build(&ts, &d, multi, msg, sizeof(msg)), 0);
-	CU_ASSERT_EQUAL(memcmp(ts.variant[0], multi, 7), 0);
+	EXPECT_EQ_FATAL(torture_site_build(&ts, &d, multi, msg, sizeof(msg)), 0);
+	EXPECT_EQ(memcmp(ts.variant[0], multi, 7), 0);
 	/* -0x15, then INT3 padding */
-	CU_ASSERT_EQUAL(memcmp(ts.variant[1], "\xe9\xeb\xff\xff\xff\xcc\xcc", 7), 0);
+	EXPECT_EQ(memcmp(ts.variant[1], "\xe9\xeb\xff\xff\xff\xcc\xcc", 7), 0);
 }
 
 static void test_site_nop2(void)
@@ -131,17 +131,17 @@ static void test_site_nop2(void)
 	struct torture_site ts;
 	char msg[128];
 
-	CU_ASSERT_EQUAL_FATAL(torture_site_build(&ts, &d, (const uint8_t *)"\x66\x90",
+	EXPECT_EQ_FATAL(torture_site_build(&ts, &d, (const uint8_t *)"\x66\x90",
 						 msg, sizeof(msg)), 0);
-	CU_ASSERT_EQUAL(memcmp(ts.variant[1], "\xeb\x7f", 2), 0);
+	EXPECT_EQ(memcmp(ts.variant[1], "\xeb\x7f", 2), 0);
 	d.target[0] += 1;	/* 128: out of rel8 range */
-	CU_ASSERT_EQUAL(torture_site_build(&ts, &d, (const uint8_t *)"\x66\x90",
+	EXPECT_EQ(torture_site_build(&ts, &d, (const uint8_t *)"\x66\x90",
 					   msg, sizeof(msg)), -1);
-	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "rel8"));
+	EXPECT_NOT_NULL(strstr(msg, "rel8"));
 	d.target[0] = FN_A + 0x12 - 128;
-	CU_ASSERT_EQUAL_FATAL(torture_site_build(&ts, &d, (const uint8_t *)"\x66\x90",
+	EXPECT_EQ_FATAL(torture_site_build(&ts, &d, (const uint8_t *)"\x66\x90",
 						 msg, sizeof(msg)), 0);
-	CU_ASSERT_EQUAL(memcmp(ts.variant[1], "\xeb\x80", 2), 0);
+	EXPECT_EQ(memcmp(ts.variant[1], "\xeb\x80", 2), 0);
 }
 
 static void test_site_call_jcc(void)
@@ -155,45 +155,44 @@ static void test_site_call_jcc(void)
 	struct torture_site ts;
 	char msg[128];
 
-	CU_ASSERT_EQUAL_FATAL(torture_site_build(&ts, &d, call, msg, sizeof(msg)), 0);
-	CU_ASSERT_EQUAL(ts.nr_variants, 3);
-	CU_ASSERT_EQUAL(ts.cur, 0);
-	CU_ASSERT_EQUAL(memcmp(ts.variant[1], "\xe8\x0b\x02\x00\x00", 5), 0);
-	CU_ASSERT_EQUAL(memcmp(ts.variant[2], "\xe8\x00\x00\x00\x00", 5), 0);
+	EXPECT_EQ_FATAL(torture_site_build(&ts, &d, call, msg, sizeof(msg)), 0);
+	EXPECT_EQ(ts.nr_variants, 3);
+	EXPECT_EQ(ts.cur, 0);
+	EXPECT_EQ(memcmp(ts.variant[1], "\xe8\x0b\x02\x00\x00", 5), 0);
+	EXPECT_EQ(memcmp(ts.variant[2], "\xe8\x00\x00\x00\x00", 5), 0);
 	call[0] = 0xe9;
-	CU_ASSERT_EQUAL(torture_site_build(&ts, &d, call, msg, sizeof(msg)), -1);
+	EXPECT_EQ(torture_site_build(&ts, &d, call, msg, sizeof(msg)), -1);
 	d.nr_targets = 1;
 	call[0] = 0xe8;
-	CU_ASSERT_EQUAL(torture_site_build(&ts, &d, call, msg, sizeof(msg)), -1);
+	EXPECT_EQ(torture_site_build(&ts, &d, call, msg, sizeof(msg)), -1);
 
 	d.kind = VMPOKE_SITE_JCC32;
 	d.len = 6;
 	d.nr_targets = 2;
-	CU_ASSERT_EQUAL_FATAL(torture_site_build(&ts, &d, jcc, msg, sizeof(msg)), 0);
+	EXPECT_EQ_FATAL(torture_site_build(&ts, &d, jcc, msg, sizeof(msg)), 0);
 	/* The condition byte is kept, only rel32 changes. */
-	CU_ASSERT_EQUAL(memcmp(ts.variant[1], "\x0f\x8e\x0a\x02\x00\x00", 6), 0);
+	EXPECT_EQ(memcmp(ts.variant[1], "\x0f\x8e\x0a\x02\x00\x00", 6), 0);
 	jcc[1] = 0x75;
-	CU_ASSERT_EQUAL(torture_site_build(&ts, &d, jcc, msg, sizeof(msg)), -1);
+	EXPECT_EQ(torture_site_build(&ts, &d, jcc, msg, sizeof(msg)), -1);
 }
 
 static void test_parse(void)
 {
 	char msg[128];
 
-	CU_ASSERT_EQUAL(torture_parse_kinds("nop5,jcc", msg, sizeof(msg)),
-			(1u << VMPOKE_SITE_NOP5_JMP32) | (1u << VMPOKE_SITE_JCC32));
-	CU_ASSERT_EQUAL(torture_parse_kinds("nop5,nop2,call,jcc,multi", msg,
+	EXPECT_EQ(torture_parse_kinds("nop5,jcc", msg, sizeof(msg)), (1u << VMPOKE_SITE_NOP5_JMP32) | (1u << VMPOKE_SITE_JCC32));
+	EXPECT_EQ(torture_parse_kinds("nop5,nop2,call,jcc,multi", msg,
 					    sizeof(msg)), TORTURE_KINDS_ALL);
-	CU_ASSERT_EQUAL(torture_parse_kinds("nop5,nop7", msg, sizeof(msg)), 0);
-	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "nop7"));
-	CU_ASSERT_EQUAL(torture_parse_kinds("", msg, sizeof(msg)), 0);
-	CU_ASSERT_EQUAL(torture_parse_inject("no-int3"), POKE_INJECT_NO_INT3);
-	CU_ASSERT_EQUAL(torture_parse_inject("early-retire"), POKE_INJECT_EARLY_RETIRE);
-	CU_ASSERT_EQUAL(torture_parse_inject("no-ghost"), POKE_INJECT_NO_GHOST);
-	CU_ASSERT_EQUAL(torture_parse_inject("late-publish"), POKE_INJECT_LATE_PUBLISH);
-	CU_ASSERT_EQUAL(torture_parse_inject("none"), -1);
-	CU_ASSERT_EQUAL(torture_parse_inject("bogus"), -1);
-	CU_ASSERT_STRING_EQUAL(torture_inject_name(POKE_INJECT_TORN_WRITE), "torn-write");
+	EXPECT_EQ(torture_parse_kinds("nop5,nop7", msg, sizeof(msg)), 0);
+	EXPECT_NOT_NULL(strstr(msg, "nop7"));
+	EXPECT_EQ(torture_parse_kinds("", msg, sizeof(msg)), 0);
+	EXPECT_EQ(torture_parse_inject("no-int3"), POKE_INJECT_NO_INT3);
+	EXPECT_EQ(torture_parse_inject("early-retire"), POKE_INJECT_EARLY_RETIRE);
+	EXPECT_EQ(torture_parse_inject("no-ghost"), POKE_INJECT_NO_GHOST);
+	EXPECT_EQ(torture_parse_inject("late-publish"), POKE_INJECT_LATE_PUBLISH);
+	EXPECT_EQ(torture_parse_inject("none"), -1);
+	EXPECT_EQ(torture_parse_inject("bogus"), -1);
+	EXPECT_STREQ(torture_inject_name(POKE_INJECT_TORN_WRITE), "torn-write");
 }
 
 /* --- with KVM: the command itself ---------------------------------------- */
@@ -251,7 +250,7 @@ static void check_keys(struct json_object *o)
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		EXPECT_TRUE_MSG(json_object_object_get_ex(o, keys[i], NULL),
 				"JSON lacks %s", keys[i]);
-	CU_ASSERT_EQUAL(json_object_object_length(o), (int)(sizeof(keys) / sizeof(keys[0])));
+	EXPECT_EQ(json_object_object_length(o), (int)(sizeof(keys) / sizeof(keys[0])));
 }
 
 static void safe_run(const char *args)
@@ -262,7 +261,7 @@ static void safe_run(const char *args)
 	if (!testlib_require_kvm())
 		return;
 	o = run_json_ex(args, &status, true);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	EXPECT_NOT_NULL_FATAL(o);
 	check_keys(o);
 	EXPECT_EQ_U64(0, status);
 	EXPECT_EQ_U64(0, jget_u64(o, "guest_faults"));
@@ -274,9 +273,9 @@ static void safe_run(const char *args)
 			"%llu syncs for %llu batches", (unsigned long long)jget_u64(o, "syncs"),
 			(unsigned long long)jget_u64(o, "batches"));
 	json_object_object_get_ex(o, "detected", &v);
-	CU_ASSERT_FALSE(json_object_get_boolean(v));
+	EXPECT_FALSE(json_object_get_boolean(v));
 	json_object_object_get_ex(o, "inject", &v);
-	CU_ASSERT_PTR_NULL(v);
+	EXPECT_NULL(v);
 	json_object_put(o);
 }
 
@@ -301,7 +300,7 @@ static void inject_run(const char *fault, const char *extra)
 	/* Detection ends the run early; 60 s is the goal's bound. */
 	snprintf(args, sizeof(args), "--seconds 60 --inject %s %s", fault, extra);
 	o = run_json(args, &status);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	EXPECT_NOT_NULL_FATAL(o);
 	check_keys(o);
 	json_object_object_get_ex(o, "detected", &v);
 	EXPECT_TRUE_MSG(json_object_get_boolean(v), "--inject %s was not detected "
@@ -310,7 +309,7 @@ static void inject_run(const char *fault, const char *extra)
 			(unsigned long long)jget_u64(o, "trap_hits"));
 	EXPECT_EQ_U64(1, status);
 	json_object_object_get_ex(o, "inject", &v);
-	CU_ASSERT_STRING_EQUAL(v ? json_object_get_string(v) : "", fault);
+	EXPECT_STREQ(v ? json_object_get_string(v) : "", fault);
 	json_object_put(o);
 }
 
@@ -353,13 +352,13 @@ static unsigned int sample_shadow_contexts(unsigned int samples)
 	struct vm *vm;
 	int code;
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(sites);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(tasks);
+	EXPECT_NOT_NULL_FATAL(sites);
+	EXPECT_NOT_NULL_FATAL(tasks);
 	vm = vmm_create(&cfg, &code);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(vm);
+	EXPECT_NOT_NULL_FATAL(vm);
 	EXPECT_EQ_FATAL(vmm_sites_read(vm, sites, NULL, 0), 0);
-	CU_ASSERT_EQUAL_FATAL(vmm_start(vm), 0);
-	CU_ASSERT_EQUAL_FATAL(vmm_wait_hcall(vm, VMPOKE_HC_READY, 2, 120000), 0);
+	EXPECT_EQ_FATAL(vmm_start(vm), 0);
+	EXPECT_EQ_FATAL(vmm_wait_hcall(vm, VMPOKE_HC_READY, 2, 120000), 0);
 	for (unsigned int n = 0; n < samples; n++) {
 		struct timespec gap = { 0, 1000 * 1000 };
 
@@ -413,7 +412,7 @@ static void test_inject_no_shadow_check(void)
 	if (!testlib_require_kvm())
 		return;
 	o = run_json("--seconds 60 --inject no-shadow-check --kinds multi", &status);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	EXPECT_NOT_NULL_FATAL(o);
 	check_keys(o);
 	json_object_object_get_ex(o, "detected", &v);
 	if (json_object_get_boolean(v)) {
@@ -446,7 +445,7 @@ static void test_inject_no_sync(void)
 	if (!testlib_require_kvm())
 		return;
 	o = run_json("--seconds 5 --inject no-sync", &status);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	EXPECT_NOT_NULL_FATAL(o);
 	check_keys(o);
 	EXPECT_TRUE_MSG(jget_u64(o, "batches") > 0 &&
 			jget_u64(o, "syncs") < 3 * jget_u64(o, "batches"),

@@ -54,9 +54,9 @@ static void test_sanitize_text(void)
 	char cut[] = "ab\x1b\x1b";
 
 	vmm_sanitize_text(s, sizeof(s));
-	CU_ASSERT_STRING_EQUAL(s, "ok?[2Jcls\ttab\nline???");
+	EXPECT_STREQ(s, "ok?[2Jcls\ttab\nline???");
 	vmm_sanitize_text(cut, 3);	/* only within len */
-	CU_ASSERT_STRING_EQUAL(cut, "ab?\x1b");
+	EXPECT_STREQ(cut, "ab?\x1b");
 }
 
 static void test_no_kvm_exit_code(void)
@@ -68,11 +68,11 @@ static void test_no_kvm_exit_code(void)
 	r = vmm_probe_host(&caps);
 	if (!testlib_kvm_problem()) {
 		EXPECT_EQ_U64(0, r);
-		CU_ASSERT_TRUE(caps.kvm_ok);
+		EXPECT_TRUE(caps.kvm_ok);
 		return;
 	}
-	CU_ASSERT_TRUE(r < 0);
-	CU_ASSERT_FALSE(caps.kvm_ok);
+	EXPECT_LT(r, 0);
+	EXPECT_FALSE(caps.kvm_ok);
 	EXPECT_TRUE_MSG(strstr(caps.problem, "/dev/kvm") != NULL, "problem: %s",
 			caps.problem);
 	vmt_config(&cfg, 1, VMPOKE_SCN_HOT, 1);
@@ -120,7 +120,7 @@ static void boot_n(unsigned int n)
 	EXPECT_EQ_U64(n, vmm_hcall_count(vm, VMPOKE_HC_DONE));
 	EXPECT_EQ_U64(n * cfg.tasks, vmm_hcall_count(vm, VMPOKE_HC_TASK_DONE));
 	tab = malloc(sizeof(*tab));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(tab);
+	EXPECT_NOT_NULL_FATAL(tab);
 	if (vmt_read_tasks(vm, tab)) {
 		for (unsigned int v = 0; v < n; v++) {
 			struct vmm_vcpu_stats st;
@@ -252,10 +252,11 @@ static void test_probe(void)
 	if (!testlib_require_kvm())
 		return;
 	EXPECT_EQ_U64(0, vmm_probe_host(&caps));
-	CU_ASSERT_TRUE(caps.kvm_ok);
+	EXPECT_TRUE(caps.kvm_ok);
 	EXPECT_EQ_U64(12, caps.api_version);
-	CU_ASSERT_TRUE(caps.cap_irqchip && caps.cap_immediate_exit &&
-		       caps.cap_user_memory);
+	EXPECT_TRUE(caps.cap_irqchip);
+	EXPECT_TRUE(caps.cap_immediate_exit);
+	EXPECT_TRUE(caps.cap_user_memory);
 	EXPECT_TRUE_MSG(caps.exit_roundtrip_us > 0, "round trip %f",
 			caps.exit_roundtrip_us);
 	EXPECT_TRUE_MSG(caps.kick_us > 0, "kick %f", caps.kick_us);

@@ -142,9 +142,9 @@ static void test_check_not_fatal(void)
 		return;
 	vmt_config(&cfg, 1, VMPOKE_SCN_SELFCHECK, 0);
 	vm = vmm_create(&cfg, &code);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(vm);
+	EXPECT_NOT_NULL_FATAL(vm);
 	vmm_set_check_fail_fatal(vm, false);
-	CU_ASSERT_EQUAL(0, vmm_start(vm));
+	EXPECT_EQ(0, vmm_start(vm));
 	EXPECT_EQ_U64(0, vmm_wait_hcall(vm, VMPOKE_HC_CHECK_FAIL, 1, VMT_WAIT_MS));
 	EXPECT_EQ_U64(VMM_TIMEOUT, vmm_wait(vm, 100, &res));
 	vmt_finish(vm);

@@ -137,10 +137,10 @@ static void test_hotplug(void)
 	if (!vm)
 		return;
 	EXPECT_EQ_U64(0, vmm_vcpu_offline(vm, 1));
-	CU_ASSERT_FALSE(vmm_vcpu_is_online(vm, 1));
-	CU_ASSERT_TRUE(vmm_vcpu_is_online(vm, 0));
+	EXPECT_FALSE(vmm_vcpu_is_online(vm, 1));
+	EXPECT_TRUE(vmm_vcpu_is_online(vm, 0));
 	vmm_vcpu_stats(vm, 1, &a);
-	CU_ASSERT_FALSE(a.online);
+	EXPECT_FALSE(a.online);
 	/* An offline vCPU counts as synced and its registers are readable. */
 	for (int i = 0; i < 100; i++)
 		EXPECT_EQ_U64(0, vmm_sync(vm));
@@ -157,7 +157,7 @@ static void test_hotplug(void)
 	EXPECT_EQ_U64(0, vmm_vcpu_get_regs(vm, 1, &regs));
 	vmm_resume(vm);
 	EXPECT_EQ_U64(0, vmm_vcpu_online(vm, 1));
-	CU_ASSERT_TRUE(vmm_vcpu_is_online(vm, 1));
+	EXPECT_TRUE(vmm_vcpu_is_online(vm, 1));
 	/*
 	 * Back online: vCPU 1 runs again.  Blocking waits on vCPU 0's NOPs
 	 * pace the check; the bound is time, not a NOP count, because a
@@ -205,7 +205,7 @@ static void test_hotplug_during_sync(void)
 	if (!vm)
 		return;
 	a.vm = vm;
-	CU_ASSERT_EQUAL_FATAL(0, pthread_create(&t, NULL, plug_thread, &a));
+	EXPECT_EQ_FATAL(0, pthread_create(&t, NULL, plug_thread, &a));
 	for (unsigned int r = 0; r < 2000; r++) {
 		uint64_t before = atomic_load(&vm->sync_gen);
 
@@ -219,7 +219,7 @@ static void test_hotplug_during_sync(void)
 	EXPECT_EQ_U64(0, failed);
 	EXPECT_EQ_U64(0, early);
 	EXPECT_EQ_U64(0, a.errors);
-	CU_ASSERT_TRUE(vmm_vcpu_is_online(vm, 1));
+	EXPECT_TRUE(vmm_vcpu_is_online(vm, 1));
 	EXPECT_EQ_U64(0, vmm_sync(vm));
 	vmt_finish(vm);
 }
@@ -272,8 +272,8 @@ static void test_sync_halted_vcpu(void)
 	vm = vmt_boot(&cfg);
 	if (!vm)
 		return;
-	CU_ASSERT_EQUAL_FATAL(vmm_vcpu_offline(vm, 1), 0);
-	CU_ASSERT_EQUAL_FATAL(vmm_wait_hcall(vm, VMPOKE_HC_DONE, 1, VMT_WAIT_MS), 0);
+	EXPECT_EQ_FATAL(vmm_vcpu_offline(vm, 1), 0);
+	EXPECT_EQ_FATAL(vmm_wait_hcall(vm, VMPOKE_HC_DONE, 1, VMT_WAIT_MS), 0);
 	vmm_vcpu_stats(vm, 0, &st0);
 	for (unsigned int r = 0; r < 200; r++)
 		failed += vmm_sync(vm) != 0;
@@ -284,15 +284,15 @@ static void test_sync_halted_vcpu(void)
 	 * It really sits in the guest's halt loop ("cli; hlt; jmp .-3"): a
 	 * kick may wake it to go round once, so RIP is at one of the three.
 	 */
-	CU_ASSERT_EQUAL_FATAL(vmm_pause(vm), 0);
-	CU_ASSERT_EQUAL(vmm_vcpu_get_regs(vm, 0, &regs), 0);
+	EXPECT_EQ_FATAL(vmm_pause(vm), 0);
+	EXPECT_EQ(vmm_vcpu_get_regs(vm, 0, &regs), 0);
 	for (int back = 0; back <= 2 && !in_loop; back++)
 		in_loop = !vmm_gva_read(vm, regs.rip - back, loop, sizeof(loop)) &&
 			  !memcmp(loop, halt_loop, sizeof(loop));
 	EXPECT_TRUE_MSG(in_loop, "vcpu 0 at 0x%llx, not in its halt loop",
 			(unsigned long long)regs.rip);
 	vmm_resume(vm);
-	CU_ASSERT_EQUAL(vmm_vcpu_online(vm, 1), 0);
+	EXPECT_EQ(vmm_vcpu_online(vm, 1), 0);
 	EXPECT_EQ_U64(VMM_DONE, vmm_wait(vm, VMT_WAIT_MS, NULL));
 	vmm_destroy(vm);
 }

@@ -44,9 +44,9 @@ static struct vm *int3_run(struct hook_state *h, struct vmm_result *res)
 		return NULL;
 	vmt_config(&cfg, 2, VMPOKE_SCN_INT3, INT3_ITERS);
 	vm = vmm_create(&cfg, &code);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(vm);
+	EXPECT_NOT_NULL_FATAL(vm);
 	vmm_set_trap_hook(vm, count_hook, h);
-	CU_ASSERT_EQUAL(0, vmm_start(vm));
+	EXPECT_EQ(0, vmm_start(vm));
 	vmm_wait(vm, VMT_WAIT_MS, res);
 	return vm;
 }
@@ -64,7 +64,7 @@ static void test_int3_foreign(void)
 	EXPECT_TRUE_MSG(res.outcome == VMM_DONE, "outcome %d: %s", res.outcome,
 			res.message);
 	tab = malloc(sizeof(*tab));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(tab);
+	EXPECT_NOT_NULL_FATAL(tab);
 	if (vmt_read_tasks(vm, tab))
 		for (unsigned int i = 0; i < VMPOKE_MAX_VCPUS * VMPOKE_MAX_TASKS; i++)
 			own += tab->tasks[i].own_int3;
@@ -159,8 +159,8 @@ static void test_hook_swap_under_traps(void)
 	atomic_store(&swap_b.calls, 0);
 	vmt_config(&cfg, 2, VMPOKE_SCN_INT3, 20000);
 	vm = vmm_create(&cfg, &code);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(vm);
-	CU_ASSERT_EQUAL(0, vmm_start(vm));
+	EXPECT_NOT_NULL_FATAL(vm);
+	EXPECT_EQ(0, vmm_start(vm));
 	do {
 		set_err |= vmm_set_trap_hook(vm, swap_hook_a, &swap_a);
 		set_err |= vmm_set_trap_hook(vm, swap_hook_b, &swap_b);
@@ -174,7 +174,7 @@ static void test_hook_swap_under_traps(void)
 	before = atomic_load(&swap_a.calls) + atomic_load(&swap_b.calls);
 	EXPECT_TRUE_MSG(res.outcome == VMM_DONE, "outcome %d: %s", res.outcome,
 			res.message);
-	CU_ASSERT_EQUAL(0, set_err);
+	EXPECT_EQ(0, set_err);
 	EXPECT_EQ_U64(0, atomic_load(&swap_bad));
 	EXPECT_TRUE_MSG(before > 0 && rounds > 1000, "%llu hook calls in %llu rounds",
 			(unsigned long long)before, (unsigned long long)rounds);

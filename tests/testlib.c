@@ -15,6 +15,42 @@
 
 static struct test_suite *suites;
 
+/*
+ * The KVM declaration, enforced: a suite registered with needs_kvm runs each
+ * test between testlib_setup and testlib_teardown, and a test that never
+ * called testlib_require_kvm() fails there.  The other way round, a test
+ * that calls it from a suite not declared needs_kvm fails too, so the
+ * declaration (which drives the "KVM unusable" banner) cannot drift.
+ */
+static bool testlib_kvm_required;
+
+/* The registration of the suite CUnit is running now; NULL outside a run. */
+static const struct test_suite *testlib_cur_suite(void)
+{
+	CU_pSuite cs = CU_get_current_suite();
+
+	for (const struct test_suite *s = suites; cs && s; s = s->next)
+		if (!strcmp(s->name, cs->pName))
+			return s;
+	return NULL;
+}
+
+static void testlib_setup(void)
+{
+	testlib_kvm_required = false;
+}
+
+static void testlib_teardown(void)
+{
+	const struct test_suite *s = testlib_cur_suite();
+
+	if (s && s->needs_kvm && !testlib_kvm_required) {
+		fprintf(stderr, "\n  suite %s needs KVM, but this test never called "
+			"testlib_require_kvm()\n", s->name);
+		CU_FAIL("a KVM suite's test must call testlib_require_kvm()");
+	}
+}
+
 void testlib_register(struct test_suite *s)
 {
 	/* Constructors run in link order; keep registration order. */
@@ -26,12 +62,16 @@ void testlib_register(struct test_suite *s)
 }
 
 void testlib_report_cmp(const char *file, int line, const char *a_txt, const char *op,
-			const char *b_txt, long long a_s, unsigned long long a_u,
-			long long b_s, unsigned long long b_u)
+			const char *b_txt, bool is_float, long long a_s,
+			unsigned long long a_u, double a_d, long long b_s,
+			unsigned long long b_u, double b_d)
 {
-	fprintf(stderr, "\n  %s:%d: %s %s %s failed:\n\t%s is %lld (0x%llx)\n"
-		"\t%s is %lld (0x%llx)\n", file, line, a_txt, op, b_txt,
-		a_txt, a_s, a_u, b_txt, b_s, b_u);
+	fprintf(stderr, "\n  %s:%d: %s %s %s failed:\n", file, line, a_txt, op, b_txt);
+	if (is_float)
+		fprintf(stderr, "\t%s is %g\n\t%s is %g\n", a_txt, a_d, b_txt, b_d);
+	else
+		fprintf(stderr, "\t%s is %lld (0x%llx)\n\t%s is %lld (0x%llx)\n",
+			a_txt, a_s, a_u, b_txt, b_s, b_u);
 }
 
 void testlib_report_str(const char *file, int line, const char *a_txt, const char *op,
@@ -64,8 +104,15 @@ const char *testlib_kvm_problem(void)
 
 bool testlib_require_kvm(void)
 {
+	const struct test_suite *s = testlib_cur_suite();
 	const char *why = testlib_kvm_problem();
 
+	testlib_kvm_required = true;
+	if (s && !s->needs_kvm) {
+		fprintf(stderr, "\n  suite %s is not declared needs_kvm (TEST_SUITE's "
+			"third argument), but this test requires KVM\n", s->name);
+		CU_FAIL("a test that needs KVM must be in a suite declared needs_kvm");
+	}
 	if (!why)
 		return true;
 	fprintf(stderr, "\n  KVM UNAVAILABLE: %s\n", why);
@@ -172,7 +219,8 @@ int main(int argc, char **argv)
 			not_run++;
 			continue;
 		}
-		cs = CU_add_suite(s->name, NULL, NULL);
+		cs = CU_add_suite_with_setup_and_teardown(s->name, NULL, NULL,
+							  testlib_setup, testlib_teardown);
 		if (!cs)
 			return 3;
 		kvm_suites += s->needs_kvm;

@@ -5,15 +5,20 @@
  * Each test file declares its suites with TEST_SUITE(); a constructor
  * adds them to one list, so adding a suite never means editing a shared
  * file.  Suites that need /dev/kvm say so: if KVM is unusable their tests
- * FAIL with a message naming the problem (never skip, never pass).
+ * FAIL with a message naming the problem (never skip, never pass).  The
+ * runner enforces the declaration: every test of a needs_kvm suite must
+ * call testlib_require_kvm() (else it fails), and a test that calls it
+ * from a suite not declared needs_kvm fails too.
  *
- * Failure helpers print expected vs actual, as the KVM selftests do.
+ * Failure helpers (EXPECT_*) print both values, as the KVM selftests'
+ * TEST_ASSERT_EQ does; raw CU_ASSERTs print only the expression.
  */
 #ifndef VMPOKE_TESTLIB_H
 #define VMPOKE_TESTLIB_H
 
 #include <inttypes.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <CUnit/CUnit.h>
@@ -77,19 +82,23 @@ int testlib_run(const char *cmd, char **output);
  * hex.  The _FATAL forms end the test on failure.
  */
 void testlib_report_cmp(const char *file, int line, const char *a_txt, const char *op,
-			const char *b_txt, long long a_s, unsigned long long a_u,
-			long long b_s, unsigned long long b_u);
+			const char *b_txt, bool is_float, long long a_s,
+			unsigned long long a_u, double a_d, long long b_s,
+			unsigned long long b_u, double b_d);
 void testlib_report_str(const char *file, int line, const char *a_txt, const char *op,
 			const char *b_txt, const char *a, const char *b);
 
-#define EXPECT_CMP_(a, op, b, fatal, a_txt, b_txt) do {					\
-	__typeof__(a) a_ = (a);							\
-	__typeof__(b) b_ = (b);							\
+#define EXPECT_CMP_(a, op, b, fatal, a_txt, b_txt) do {			\
+	/* Both in the type C compares them in, each evaluated once. */	\
+	__typeof__((a) + (b)) a_ = (a), b_ = (b);				\
 	bool ok_ = a_ op b_;							\
 	if (!ok_)								\
 		testlib_report_cmp(__FILE__, __LINE__, a_txt, #op, b_txt,	\
+				   _Generic(a_, float: true, double: true,	\
+					    long double: true, default: false), \
 				   (long long)a_, (unsigned long long)a_,	\
-				   (long long)b_, (unsigned long long)b_);	\
+				   (double)a_, (long long)b_,			\
+				   (unsigned long long)b_, (double)b_);	\
 	CU_assertImplementation(ok_, __LINE__, a_txt " " #op " " b_txt, __FILE__, \
 				"", fatal);					\
 } while (0)
@@ -101,11 +110,19 @@ void testlib_report_str(const char *file, int line, const char *a_txt, const cha
 #define EXPECT_GT(a, b)		EXPECT_CMP_(a, >, b, CU_FALSE, #a, #b)
 #define EXPECT_GE(a, b)		EXPECT_CMP_(a, >=, b, CU_FALSE, #a, #b)
 #define EXPECT_EQ_FATAL(a, b)	EXPECT_CMP_(a, ==, b, CU_TRUE, #a, #b)
+#define EXPECT_NE_FATAL(a, b)	EXPECT_CMP_(a, !=, b, CU_TRUE, #a, #b)
 
-/* Pointers: the value of the one that should (not) be NULL. */
-#define EXPECT_NULL(p)		EXPECT_CMP_((const void *)(p), ==, (const void *)0, CU_FALSE, #p, "NULL")
-#define EXPECT_NOT_NULL(p)	EXPECT_CMP_((const void *)(p), !=, (const void *)0, CU_FALSE, #p, "NULL")
-#define EXPECT_NOT_NULL_FATAL(p) EXPECT_CMP_((const void *)(p), !=, (const void *)0, CU_TRUE, #p, "NULL")
+/* Truth values: "x is 0" says which of several conditions failed. */
+#define EXPECT_TRUE(x)		EXPECT_CMP_(!!(x), ==, 1, CU_FALSE, #x, "true")
+#define EXPECT_FALSE(x)		EXPECT_CMP_(!!(x), ==, 0, CU_FALSE, #x, "false")
+#define EXPECT_TRUE_FATAL(x)	EXPECT_CMP_(!!(x), ==, 1, CU_TRUE, #x, "true")
+
+/* Pointers, as addresses. */
+#define EXPECT_PTR_EQ(a, b)	EXPECT_CMP_((uintptr_t)(a), ==, (uintptr_t)(b), CU_FALSE, #a, #b)
+#define EXPECT_PTR_NE(a, b)	EXPECT_CMP_((uintptr_t)(a), !=, (uintptr_t)(b), CU_FALSE, #a, #b)
+#define EXPECT_NULL(p)		EXPECT_CMP_((uintptr_t)(p), ==, (uintptr_t)0, CU_FALSE, #p, "NULL")
+#define EXPECT_NOT_NULL(p)	EXPECT_CMP_((uintptr_t)(p), !=, (uintptr_t)0, CU_FALSE, #p, "NULL")
+#define EXPECT_NOT_NULL_FATAL(p) EXPECT_CMP_((uintptr_t)(p), !=, (uintptr_t)0, CU_TRUE, #p, "NULL")
 
 /* Floating point: a and b within tol of each other. */
 #define EXPECT_NEAR(a, b, tol) do {						\
