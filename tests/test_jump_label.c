@@ -102,7 +102,7 @@ static void expect_refused(struct jt_fix *f, void (*change)(struct jt_fix *, uin
 	struct jl_table *t = NULL;
 	char msg[512] = "";
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(copy);
+	EXPECT_NOT_NULL_FATAL(copy);
 	memcpy(copy, orig, f->jt.size);
 	change(f, copy);
 	f->jt.data = copy;

@@ -43,8 +43,8 @@ static enum vmm_trap_verdict call_hook(void *ctx, struct vmm_trap *t)
 	struct emu_ctx *e = ctx;
 	struct poke_cpu cpu = { .rip = t->rip, .rsp = t->rsp, .rflags = t->rflags };
 
-	CU_ASSERT_EQUAL(t->addr, SITE);
-	CU_ASSERT_EQUAL(poke_emulate(&e->emu, t->addr, &cpu, &e->mem), 0);
+	EXPECT_EQ(t->addr, SITE);
+	EXPECT_EQ(poke_emulate(&e->emu, t->addr, &cpu, &e->mem), 0);
 	t->rip = cpu.rip;
 	t->rsp = cpu.rsp;
 	return VMM_TRAP_HANDLED;
@@ -54,13 +54,13 @@ static uint64_t rd64(uint64_t gva)
 {
 	uint64_t v = 0;
 
-	CU_ASSERT_EQUAL(gva_read(&ram, CR3, gva, &v, 8), 0);
+	EXPECT_EQ(gva_read(&ram, CR3, gva, &v, 8), 0);
 	return v;
 }
 
 static void wr64(uint64_t gva, uint64_t v)
 {
-	CU_ASSERT_EQUAL(gva_write(&ram, CR3, gva, &v, 8), 0);
+	EXPECT_EQ(gva_write(&ram, CR3, gva, &v, 8), 0);
 }
 
 static void ram_setup(void)
@@ -70,7 +70,7 @@ static void ram_setup(void)
 	free(ram.host);
 	ram.size = RAM_SIZE;
 	ram.host = calloc(1, RAM_SIZE);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(ram.host);
+	EXPECT_NOT_NULL_FATAL(ram.host);
 	e = 0x2000 | 7;
 	memcpy(ram.host + 0x1000, &e, 8);		/* PML4[0] -> PDPT */
 	e = 0x3000 | 7;
@@ -104,12 +104,11 @@ static void doorbell_call_at(uint64_t rsp, bool expect_gap)
 	wr64(frame + 24, rsp);
 	wr64(frame + 32, 0x10);		/* ss */
 	wr64(stub_rsp, SAVED_RAX);	/* the stub's push %rax */
-	CU_ASSERT_EQUAL_FATAL(trap_doorbell_frame(&ram, CR3, &stub, &t, call_hook, &e, &set),
-			      TRAP_DB_RESUME);
+	EXPECT_EQ_FATAL(trap_doorbell_frame(&ram, CR3, &stub, &t, call_hook, &e, &set), TRAP_DB_RESUME);
 	new_rsp = stub.rsp;
-	CU_ASSERT_EQUAL(set, expect_gap);
-	CU_ASSERT_EQUAL(stub.rax, 0xe0);	/* the stub's own %rax: the IN's */
-	CU_ASSERT_EQUAL(t.cpl, 0);
+	EXPECT_EQ(set, expect_gap);
+	EXPECT_EQ(stub.rax, 0xe0);	/* the stub's own %rax: the IN's */
+	EXPECT_EQ(t.cpl, 0);
 	EXPECT_TRUE_MSG((new_rsp != stub_rsp) == expect_gap, "rsp 0x%llx: stub moved %d",
 			(unsigned long long)rsp, new_rsp != stub_rsp);
 	/* The stub: pop %rax; iretq. */
@@ -152,10 +151,9 @@ static void test_doorbell_cpl3_call(void)
 	wr64(frame + 8, 0x2b);
 	wr64(frame + 24, 0x180000);
 	wr64(frame + 32, 0x23);
-	CU_ASSERT_EQUAL_FATAL(trap_doorbell_frame(&ram, CR3, &stub, &t, call_hook, &e, &set),
-			      TRAP_DB_RESUME);
-	CU_ASSERT_EQUAL(t.cpl, 3);
-	CU_ASSERT_FALSE(set);
+	EXPECT_EQ_FATAL(trap_doorbell_frame(&ram, CR3, &stub, &t, call_hook, &e, &set), TRAP_DB_RESUME);
+	EXPECT_EQ(t.cpl, 3);
+	EXPECT_FALSE(set);
 	EXPECT_EQ_U64(frame - 8, stub.rsp);
 	EXPECT_EQ_U64(CALLEE, rd64(frame));
 	EXPECT_EQ_U64(0x180000 - 8, rd64(frame + 24));
