@@ -93,6 +93,19 @@ static int fake_read(void *be, uint64_t addr, void *buf, size_t len)
  */
 static void fake_hit_all(struct fake_be *f, unsigned int n);
 
+/*
+ * A live probe's INT3 in [a, a + n)?  The real engine refuses to patch or
+ * probe there ("live_site"); the fake must too, or its undo would put an
+ * INT3 back (a second probe saves the first one's 0xCC as "the original").
+ */
+static bool fake_live_probe_in(const struct fake_be *f, uint64_t a, size_t n)
+{
+	for (unsigned int i = 0; i < f->nr_probes; i++)
+		if (f->probes[i].live && f->probes[i].addr - a < n)
+			return true;
+	return false;
+}
+
 static int fake_apply(struct fake_be *f, struct campaign_site *s, size_t n, bool restore,
 		      struct campaign_patch_out *out)
 {
@@ -105,6 +118,9 @@ static int fake_apply(struct fake_be *f, struct campaign_site *s, size_t n, bool
 		if (!fake_in(s[i].at, s[i].len)) {
 			snprintf(s[i].refused, sizeof(s[i].refused), "0x%llx: not mapped",
 				 (unsigned long long)s[i].at);
+			refused = true;
+		} else if (fake_live_probe_in(f, s[i].at, s[i].len)) {
+			snprintf(s[i].refused, sizeof(s[i].refused), "live_site");
 			refused = true;
 		} else if (!restore && s[i].has_old &&
 			   memcmp(f->mem + (s[i].at - FAKE_MEM_BASE), s[i].old, s[i].len)) {
@@ -153,6 +169,10 @@ static void *fake_probe_add(void *be, uint64_t addr, uint64_t max_hits,
 	}
 	if (addr == FAKE_PROBE_REFUSED) {
 		snprintf(reason, len, "not_insn_boundary");
+		return NULL;
+	}
+	if (fake_live_probe_in(f, addr, 1)) {
+		snprintf(reason, len, "live_site");
 		return NULL;
 	}
 	if (f->nr_probes == FAKE_MAX_PROBES) {

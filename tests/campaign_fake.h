@@ -9,7 +9,9 @@
  *
  * Refusals it makes, so scripts can test the refusal paths:
  *   - patch or probe outside the memory: "not mapped";
- *   - probe at FAKE_PROBE_REFUSED: reason "not_insn_boundary".
+ *   - probe at FAKE_PROBE_REFUSED: reason "not_insn_boundary";
+ *   - probe, patch or unpatch over a live probe's INT3: "live_site", as
+ *     the real engine refuses it.
  */
 #ifndef VMPOKE_CAMPAIGN_FAKE_H
 #define VMPOKE_CAMPAIGN_FAKE_H

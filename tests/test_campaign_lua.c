@@ -235,6 +235,27 @@ static void test_probes(void)
 	json_object_put(r);
 }
 
+/*
+ * Found by fuzz_campaign: the fake took a second probe at a probed address
+ * (and a patch over one), saved the first probe's INT3 as "the original"
+ * and put it back on undo.  The real engine refuses both ("live_site").
+ */
+static void test_probe_over_probe_refused(void)
+{
+	static const char lua[] =
+		"local p = vm:probe('lib_add')\n"
+		"local ok, e = pcall(vm.probe, vm, 'lib_add')\n"
+		"expect(not ok and e == 'lib_add: live_site', 'second probe: ' .. tostring(e))\n"
+		"local b = vm:patch({{at='lib_add', new=vmpoke.nop(4)}})\n"
+		"expect(b == nil or not b.ok, 'a patch over a live probe is refused')\n";
+	struct fake_be *f = NULL;
+	json_object *r = run_ok(lua, 2, 0, &f);
+
+	CU_ASSERT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
+	fake_be_free(f);
+	json_object_put(r);
+}
+
 static void test_handler_rules(void)
 {
 	static const char lua[] = LUA_BAD
@@ -476,6 +497,7 @@ TEST_SUITE(campaign_lua, "campaign_lua", false,
 	   TEST(test_encoders_and_patch),
 	   TEST(test_keep_survives_exit),
 	   TEST(test_probes),
+	   TEST(test_probe_over_probe_refused),
 	   TEST(test_handler_rules),
 	   TEST(test_run_stats_expect_log),
 	   TEST(test_config_table),
