@@ -99,7 +99,6 @@ struct probe_state {
 	struct probe_xol xol;
 	bool xol_tried;
 	char xol_err[192];
-	uint64_t percpu;		/* vmpoke_percpu, 0 if the image has none */
 	struct probe_vcpu pv[VMPOKE_MAX_VCPUS];	/* each touched by its own vCPU */
 };
 
@@ -141,18 +140,9 @@ static struct probe *probe_refuse(const char **reason, const char *name, char *m
 
 static struct probe_state *probe_state(struct patcher *p)
 {
-	const struct symtab *st;
-	const struct sym *s;
-
 	if (p->probes)
 		return p->probes;
 	p->probes = calloc(1, sizeof(*p->probes));
-	if (!p->probes)
-		return NULL;
-	st = vmm_symtab(p->vm);
-	s = st ? symtab_find(st, VMPOKE_SYM_PERCPU) : NULL;
-	if (s && s->size >= VMPOKE_MAX_VCPUS * sizeof(struct vmpoke_percpu))
-		p->probes->percpu = s->addr;
 	return p->probes;
 }
 
@@ -611,15 +601,16 @@ static bool probe_take_hit(struct probe *pr)
 	return true;
 }
 
+/* The task vCPU vcpu runs, from its validated per-vCPU block; -1 if none. */
 static int probe_task_of(struct patcher *p, unsigned int vcpu)
 {
+	struct vmpoke_percpu pc;
 	int32_t task;
 
-	if (!p->probes->percpu || vcpu >= VMPOKE_MAX_VCPUS ||
-	    vmm_gva_read(p->vm, p->probes->percpu + vcpu * sizeof(struct vmpoke_percpu) +
-			 offsetof(struct vmpoke_percpu, current_task), &task, sizeof(task)))
+	if (vmm_percpu_read(p->vm, vcpu, &pc, NULL, 0))
 		return -1;
-	return task < 0 || task >= VMPOKE_MAX_VCPUS * VMPOKE_MAX_TASKS ? -1 : task;
+	task = pc.current_task;
+	return task < 0 || task >= VMPOKE_TASKS_CAPACITY ? -1 : task;
 }
 
 static bool skip_consume(struct probe_vcpu *pv, uint64_t addr, uint64_t rsp)

@@ -93,7 +93,7 @@ static void doorbell_call_at(uint64_t rsp, bool expect_gap)
 		.mem = { mem_read, mem_write, &ram },
 	};
 	struct vmm_trap t = { .path = VMM_TRAP_DOORBELL };
-	uint64_t frame = (rsp & ~15ull) - 40, stub_rsp = frame - 8, new_rsp;
+	uint64_t frame = (rsp & ~15ull) - VMPOKE_CPL0_FRAME_SIZE, stub_rsp = frame - 8, new_rsp;
 	struct kvm_regs stub = { .rsp = stub_rsp, .rax = 0xe0 };
 	bool set;
 
@@ -142,7 +142,7 @@ static void test_doorbell_cpl3_call(void)
 		.mem = { mem_read, mem_write, &ram },
 	};
 	struct vmm_trap t = { .path = VMM_TRAP_DOORBELL };
-	uint64_t frame = 0x100000 - 40;
+	uint64_t frame = 0x100000 - VMPOKE_CPL0_FRAME_SIZE;
 	struct kvm_regs stub = { .rsp = frame - 8 };
 	bool set;
 
