@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "jump_label.h"
 #include "symtab.h"
 #include "torture.h"
 #include "vmm.h"
@@ -45,6 +46,10 @@ struct torture {
 	pthread_mutex_t lock;		/* hotplug pacing */
 	pthread_cond_t cond;
 	uint64_t hotplug_cycles;
+
+	struct jl_table *jl;		/* --kinds jump_label */
+	bool *jl_refused;		/* per key: refused once, not retried */
+	uint64_t key_flips;
 
 	uint64_t patches, batches, aborts;
 	double t0, first_detection;	/* < 0: none */
@@ -353,6 +358,65 @@ static int torture_flip_batch(struct torture *t, unsigned int *idx, unsigned int
 	return -1;
 }
 
+static int torture_load_keys(struct torture *t, const char *image)
+{
+	char msg[512];
+
+	if (jl_table_load(image, vmm_symtab(t->vm), &t->jl, msg, sizeof(msg))) {
+		vmm_error("torture: %s", msg);
+		return -1;
+	}
+	if (!t->jl->nr_keys) {
+		vmm_error("torture: %s has no static keys (" VMPOKE_SEC_JUMP_TABLE ")", image);
+		return -1;
+	}
+	t->jl_refused = calloc(t->jl->nr_keys, sizeof(*t->jl_refused));
+	if (!t->jl_refused) {
+		vmm_error("torture: out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Flip one random key.  A key the engine refuses before writing anything
+ * (a site not in its key's form, such as the guest's jl_key_corrupt) is
+ * counted once in `refused` and left alone; any other failure ends the run.
+ */
+static int torture_flip_key(struct torture *t, uint64_t *rng)
+{
+	unsigned int i = (unsigned int)(torture_rand(rng) % t->jl->nr_keys);
+	const struct jl_key *k = &t->jl->keys[i];
+	struct vmpoke_static_key v;
+	struct jl_flip_out o;
+	char msg[512];
+	int err;
+
+	if (t->jl_refused[i])
+		return 0;
+	if (jl_key_read(t->vm, k, &v)) {
+		vmm_error("torture: cannot read static key %s", k->name);
+		return -1;
+	}
+	err = jl_key_set(t->p, t->vm, k, !(v.enabled > 0), &o, msg, sizeof(msg));
+	if (!err) {
+		t->key_flips++;
+		t->patches += o.sites;
+		t->batches++;
+		return 0;
+	}
+	if (atomic_load(&t->ended))
+		return 1;
+	if (err == -EILSEQ || err == -EINVAL) {
+		t->jl_refused[i] = true;
+		t->refused++;
+		vmm_info("torture: static key %s refused: %s", k->name, msg);
+		return 0;
+	}
+	vmm_error("torture: static key %s: %s", k->name, msg);
+	return -1;
+}
+
 static uint64_t torture_check_failures(struct torture *t)
 {
 	return vmm_hcall_count(t->vm, VMPOKE_HC_CHECK_FAIL);
@@ -426,7 +490,10 @@ static void torture_patch_loop(struct torture *t, double seconds)
 	next_progress = now + 1;
 	while (now - t->t0 < seconds && !*t->interrupted &&
 	       !atomic_load(&t->ended)) {
-		int r = torture_flip_batch(t, idx, to, &rng);
+		int r = t->nr_sites ? torture_flip_batch(t, idx, to, &rng) : 0;
+
+		if (!r && t->jl)
+			r = torture_flip_key(t, &rng);
 
 		now = torture_now_s();
 		if (t->first_detection < 0 && torture_check_failures(t))
@@ -492,7 +559,9 @@ static int torture_session(struct torture *t, const struct torture_opts *a,
 	if (pthread_create(&mon, NULL, torture_monitor, t))
 		goto out_stop;
 	mon_started = true;
-	if (torture_load_sites(t, a->kinds))
+	if ((a->kinds & TORTURE_KINDS_ALL) && torture_load_sites(t, a->kinds))
+		goto out_stop;
+	if ((a->kinds & TORTURE_KINDS_KEYS) && torture_load_keys(t, a->cfg.image))
 		goto out_stop;
 	if (a->hotplug) {
 		if (pthread_create(&hot, NULL, torture_hotplug, t))
@@ -523,6 +592,7 @@ static int torture_session(struct torture *t, const struct torture_opts *a,
 		t->first_detection = r->elapsed;
 	r->detected = r->guest_faults || r->check_failures;
 	r->patches = t->patches;
+	r->key_flips = t->key_flips;
 	r->batches = t->batches;
 	r->hotplug_cycles = t->hotplug_cycles;
 	r->nr_sites = t->nr_sites;
@@ -563,6 +633,8 @@ int torture_run(const struct torture_opts *o, struct torture_report *r)
 	free(t.sites);
 	free(t.prep);
 	free(t.prep_state);
+	jl_table_free(t.jl);
+	free(t.jl_refused);
 	pthread_mutex_destroy(&t.lock);
 	pthread_cond_destroy(&t.cond);
 	return ret;

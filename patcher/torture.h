@@ -28,6 +28,15 @@ struct symtab;
 				 (1u << VMPOKE_SITE_JCC32) | \
 				 (1u << VMPOKE_SITE_MULTI))
 
+/*
+ * --kinds jump_label: flip the image's static keys (jump_label.h), each
+ * flip a batch over every site of one random key, beside (or instead of)
+ * the vmpoke_sites kinds.  Not in TORTURE_KINDS_ALL: the default run stays
+ * the site kinds.
+ */
+#define TORTURE_KIND_JUMP_LABEL	16
+#define TORTURE_KINDS_KEYS	(1u << TORTURE_KIND_JUMP_LABEL)
+
 struct torture_site {
 	struct vmpoke_site_desc desc;
 	unsigned int nr_variants;
@@ -80,6 +89,7 @@ struct torture_opts {
 struct torture_report {
 	struct poke_stats st;
 	uint64_t patches, batches, hotplug_cycles;
+	uint64_t key_flips;		/* jump_label: keys flipped */
 	uint64_t guest_faults;		/* 0 or 1: a fault ends the run */
 	uint64_t check_failures;
 	unsigned int nr_sites;

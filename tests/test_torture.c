@@ -183,6 +183,9 @@ static void test_parse(void)
 	EXPECT_EQ(torture_parse_kinds("nop5,jcc", msg, sizeof(msg)), (1u << VMPOKE_SITE_NOP5_JMP32) | (1u << VMPOKE_SITE_JCC32));
 	EXPECT_EQ(torture_parse_kinds("nop5,nop2,call,jcc,multi", msg,
 					    sizeof(msg)), TORTURE_KINDS_ALL);
+	EXPECT_EQ(torture_parse_kinds("jump_label,nop5", msg, sizeof(msg)),
+		  TORTURE_KINDS_KEYS | (1u << VMPOKE_SITE_NOP5_JMP32));
+	EXPECT_EQ(TORTURE_KINDS_ALL & TORTURE_KINDS_KEYS, 0u);
 	EXPECT_EQ(torture_parse_kinds("nop5,nop7", msg, sizeof(msg)), 0);
 	EXPECT_NOT_NULL(strstr(msg, "nop7"));
 	EXPECT_EQ(torture_parse_kinds("", msg, sizeof(msg)), 0);
@@ -241,7 +244,7 @@ static uint64_t jget_u64(struct json_object *o, const char *key)
 static void check_keys(struct json_object *o)
 {
 	static const char *const keys[] = {
-		"patches", "batches", "syncs", "sites", "trap_hits", "ghost_traps",
+		"patches", "batches", "key_flips", "syncs", "sites", "trap_hits", "ghost_traps",
 		"foreign_traps", "shadow_retries", "shadow_aborts", "emu_faults",
 		"guest_faults", "check_failures", "detected", "first_detection_s",
 		"inject",
@@ -287,6 +290,31 @@ static void test_torture_safe(void)
 static void test_torture_safe_hotplug(void)
 {
 	safe_run("--seconds 5 --hotplug");
+}
+
+/*
+ * Static keys flipped under load with hotplug, beside every site kind: the
+ * tasks check every jump-label site against its key, so a torn site or a
+ * key that disagrees with its text is a check failure or a fault.
+ */
+static void test_torture_jump_label(void)
+{
+	struct json_object *o;
+	int status;
+
+	safe_run("--seconds 5 --hotplug --kinds nop5,nop2,call,jcc,multi,jump_label");
+	if (!testlib_require_kvm())
+		return;
+	o = run_json_ex("--seconds 3 --hotplug --kinds jump_label", &status, true);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	check_keys(o);
+	EXPECT_EQ_U64(0, status);
+	EXPECT_EQ_U64(0, jget_u64(o, "sites"));
+	EXPECT_TRUE_MSG(jget_u64(o, "key_flips") > 0, "no static key flipped");
+	EXPECT_EQ_U64(jget_u64(o, "key_flips"), jget_u64(o, "batches"));
+	EXPECT_EQ_U64(0, jget_u64(o, "guest_faults"));
+	EXPECT_EQ_U64(0, jget_u64(o, "check_failures"));
+	json_object_put(o);
 }
 
 static void inject_run(const char *fault, const char *extra)
@@ -499,6 +527,7 @@ TEST_SUITE(torture_unit, "torture_unit", false,
 	   TEST(test_site_call_jcc), TEST(test_parse), TEST(test_torture_usage))
 TEST_SUITE(torture, "torture", true,
 	   TEST(test_torture_safe), TEST(test_torture_safe_hotplug),
+	   TEST(test_torture_jump_label),
 	   TEST(test_inject_no_int3), TEST(test_inject_torn_write),
 	   TEST(test_inject_no_shadow_check), TEST(test_inject_no_sync),
 	   TEST(test_inject_early_retire), TEST(test_inject_no_ghost),

@@ -31,7 +31,9 @@ static void cmd_torture_usage(FILE *f)
 		"[--kinds LIST] [--hotplug]\n"
 		"                     [--inject FAULT] [--json] [--tasks N] "
 		"[--hz HZ] [--seed S]\n"
-		"  LIST:  comma-separated nop5,nop2,call,jcc,multi (default all)\n"
+		"  LIST:  comma-separated nop5,nop2,call,jcc,multi,jump_label\n"
+		"         (default: the five site kinds; jump_label flips the\n"
+		"         image's static keys)\n"
 		"  FAULT: no-int3, torn-write, no-shadow-check, no-sync, "
 		"early-retire,\n"
 		"         no-ghost, late-publish\n");
@@ -44,6 +46,7 @@ static void cmd_torture_json(const struct torture_report *t, enum poke_inject in
 
 	json_object_object_add(o, "patches", json_object_new_uint64(t->patches));
 	json_object_object_add(o, "batches", json_object_new_uint64(t->batches));
+	json_object_object_add(o, "key_flips", json_object_new_uint64(t->key_flips));
 	json_object_object_add(o, "syncs", json_object_new_uint64(st->syncs));
 	json_object_object_add(o, "sites", json_object_new_int(t->nr_sites));
 	json_object_object_add(o, "trap_hits", json_object_new_uint64(st->trap_hits));
@@ -80,6 +83,8 @@ static void cmd_torture_text(const struct torture_report *t, enum poke_inject in
 	       st->trap_hits, st->ghost_traps, st->foreign_traps, st->emu_faults,
 	       st->shadow_retries, st->shadow_aborts, t->guest_faults,
 	       t->check_failures);
+	if (t->key_flips)
+		printf("  static key flips %" PRIu64 "\n", t->key_flips);
 	if (t->detected)
 		printf("  DETECTED after %.3f s\n", t->first_detection);
 	else
