@@ -44,6 +44,12 @@ static void test_campaign_cli_args(void)
 	EXPECT_EQ_U64(2, rc);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "unexpected argument 'b'"));
 	free(out);
+	snprintf(cmd, sizeof(cmd), "%s campaign campaigns/demo.lua --json /nonexistent/r.json",
+		 testlib_vmpoke());
+	rc = testlib_run(cmd, &out);
+	EXPECT_EQ_U64(2, rc);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "--json /nonexistent/r.json"));
+	free(out);
 	snprintf(cmd, sizeof(cmd), "%s campaign --help", testlib_vmpoke());
 	EXPECT_EQ_U64(0, testlib_run(cmd, NULL));
 }

@@ -184,6 +184,21 @@ int cli_check_image(const char *cmd, const char *path, uint64_t mem_mib)
 	return 0;
 }
 
+int cli_check_output(const char *cmd, const char *opt, const char *path)
+{
+	FILE *f;
+
+	if (!path || !strcmp(path, "-"))
+		return 0;
+	f = fopen(path, "w");
+	if (!f) {
+		fprintf(stderr, "vmpoke %s: %s %s: %s\n", cmd, opt, path, strerror(errno));
+		return VMPOKE_EXIT_USAGE;
+	}
+	fclose(f);
+	return 0;
+}
+
 bool cli_status_wanted(void)
 {
 	return isatty(STDERR_FILENO);

@@ -57,6 +57,13 @@ const char *cli_outcome_name(enum vmm_outcome o);
 int cli_check_image(const char *cmd, const char *path, uint64_t mem_mib);
 
 /*
+ * An output file named on the command line can be created (checked before
+ * any KVM work, so the report is not lost at the end); "-" is stdout.
+ * 0, or VMPOKE_EXIT_USAGE after a message naming the option and the path.
+ */
+int cli_check_output(const char *cmd, const char *opt, const char *path);
+
+/*
  * Long runs (run with no end, torture, a campaign's run_for): one status
  * line on stderr, rewritten in place, only when stderr is a terminal.
  * cli_status_line() takes the text; cli_status_clear() wipes the line.

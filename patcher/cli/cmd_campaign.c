@@ -143,7 +143,10 @@ int cmd_campaign(int argc, char **argv)
 		return cli_usage_error("campaign", "cannot read script '%s'", o.script);
 	if (!o.image)
 		o.image = cli_default_image(defimg, sizeof(defimg));
-	if (cli_check_image("campaign", o.image, 64))
+	if (cli_check_image("campaign", o.image, 64) ||
+	    cli_check_output("campaign", "--json", o.json) ||
+	    cli_check_output("campaign", "--events", o.events) ||
+	    cli_check_output("campaign", "--trace", o.trace))
 		return VMPOKE_EXIT_USAGE;
 	command[0] = 0;
 	for (int i = -1; i < argc && n < sizeof(command); i++)

@@ -395,22 +395,6 @@ static int cmd_run_write_json(const struct run_opts *o, const struct run_report 
 	return code ? code : ret;
 }
 
-/* Fail on an unwritable --json before booting anything. */
-static int cmd_run_check_json_path(const char *path)
-{
-	FILE *f;
-
-	if (!path || !strcmp(path, "-"))
-		return 0;
-	f = fopen(path, "w");
-	if (!f) {
-		fprintf(stderr, "vmpoke run: --json %s: %m\n", path);
-		return VMPOKE_EXIT_USAGE;
-	}
-	fclose(f);
-	return 0;
-}
-
 int cmd_run(int argc, char **argv)
 {
 	static struct run_report rep;
@@ -434,7 +418,7 @@ int cmd_run(int argc, char **argv)
 	}
 	code = cli_check_image("run", o.cfg.image, o.cfg.mem_mib);
 	if (!code)
-		code = cmd_run_check_json_path(o.json);
+		code = cli_check_output("run", "--json", o.json);
 	if (code)
 		return code;
 
