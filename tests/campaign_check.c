@@ -18,6 +18,22 @@
 #include "campaign_check.h"
 #include "campaign_fake.h"
 
+const char *campaign_check_tmp(const char *name)
+{
+	static char paths[8][96];
+	static const char *names[8];
+
+	for (size_t i = 0; i < 8; i++) {
+		if (!names[i]) {
+			names[i] = name;
+			snprintf(paths[i], sizeof(paths[i]), "/tmp/vmpoke-%d-%s", (int)getpid(), name);
+		}
+		if (!strcmp(names[i], name))
+			return paths[i];
+	}
+	return "/tmp/vmpoke-too-many-names";
+}
+
 char *campaign_check_script(const char *lua)
 {
 	char *p = strdup("/tmp/vmpoke-script-XXXXXX.lua");

@@ -12,6 +12,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/*
+ * /tmp/vmpoke-PID-name: per test process, so suites run at the same time
+ * (other worktrees, CI) never share a report, trace or events file.
+ */
+const char *campaign_check_tmp(const char *name);
+
 /* Write a script to a new /tmp/...lua file; its path (malloc'd). */
 char *campaign_check_script(const char *lua);
 

@@ -15,9 +15,9 @@
 #include "campaign_check.h"
 #include "testlib.h"
 
-#define K_REPORT	"/tmp/vmpoke-kvm-campaign.json"
-#define K_TRACE		"/tmp/vmpoke-kvm-campaign.trace.json"
-#define K_EVENTS	"/tmp/vmpoke-kvm-campaign.ndjson"
+#define K_REPORT	campaign_check_tmp("kvm-campaign.json")
+#define K_TRACE		campaign_check_tmp("kvm-campaign.trace.json")
+#define K_EVENTS	campaign_check_tmp("kvm-campaign.ndjson")
 
 /*
  * Run a campaign; its exit code.  *report gets the parsed report, whose

@@ -18,9 +18,9 @@
 #include "campaign_fake.h"
 #include "testlib.h"
 
-#define REPORT	"/tmp/vmpoke-test-campaign.json"
-#define TRACE	"/tmp/vmpoke-test-campaign.trace.json"
-#define EVENTS	"/tmp/vmpoke-test-campaign.ndjson"
+#define REPORT	campaign_check_tmp("campaign.json")
+#define TRACE	campaign_check_tmp("campaign.trace.json")
+#define EVENTS	campaign_check_tmp("campaign.ndjson")
 
 /* Run, load the report, check its keys and that >= min expectations held. */
 static json_object *run_ok(const char *lua, size_t min, int want_rc, struct fake_be **f)
