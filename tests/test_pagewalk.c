@@ -204,8 +204,24 @@ static void test_access_rights(void)
 	EXPECT_EQ(gva_access_ok(&ram, 0x1000, 0x10ff8, 8, false, true, false), -EACCES);
 }
 
+/*
+ * Found by fuzz_guest_tables: a large page whose frame starts in RAM but
+ * runs past its end was "allowed" to its last byte, where gva_read()
+ * (which stops at the end of RAM) faults.
+ */
+static void test_access_stops_at_end_of_ram(void)
+{
+	ram_setup();
+	ram.size = 3ull << 20;	/* the 2 MiB page at 0x200000 now ends outside RAM */
+	EXPECT_EQ(gva_access_ok(&ram, 0x1000, 0x2ffff0, 16, false, false, false), 0);
+	EXPECT_EQ(gva_access_ok(&ram, 0x1000, 0x2ffff8, 16, false, false, false), -EFAULT);
+	EXPECT_EQ(gva_access_ok(&ram, 0x1000, 0x2ffff8, 16, true, false, false), -EFAULT);
+	ram.size = RAM_SIZE;
+}
+
 TEST_SUITE(pagewalk, "pagewalk", false,
 	   TEST(test_access_rights),
+	   TEST(test_access_stops_at_end_of_ram),
 	   TEST(test_pagewalk_4k),
 	   TEST(test_pagewalk_2m),
 	   TEST(test_pagewalk_1g),

@@ -120,7 +120,10 @@ int gva_access_ok(const struct guest_ram *ram, uint64_t cr3, uint64_t gva, size_
 		if ((user && !(rights & PTE_US)) ||
 		    (write && (user || wp) && !(rights & PTE_RW)))
 			return -EACCES;
+		/* As gva_chunk(): a large page may run past the end of RAM. */
 		n = psz - (gva & (psz - 1));
+		if (n > ram->size - gpa)
+			n = ram->size - gpa;
 		if (n >= len)
 			break;
 		gva += n;

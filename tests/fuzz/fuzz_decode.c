@@ -326,7 +326,18 @@ static void dec_trap(const struct dec_in *d, const struct poke_site *site)
 		   "a live site's INT3 filed as foreign");
 	out = (struct poke_cpu){ trap.rip, trap.rsp, d->rflags };
 	if (!raw) {
-		dec_check_emulate(&site->emu, site->addr, &in, &out, 0);
+		int ret = 0;
+
+		/* A RET to a non-canonical address is left to the guest's #GP. */
+		if (site->emu.kind == POKE_EMU_RET && out.rip == site->addr &&
+		    out.rsp == in.rsp) {
+			memcpy(&pushed, before + (in.rsp - DEC_STACK_GPA), 8);
+			FUZZ_CHECK(T, (uint64_t)((int64_t)(pushed << 16) >> 16) != pushed,
+				   "RET to canonical 0x%llx not emulated",
+				   (unsigned long long)pushed);
+			ret = -EFAULT;
+		}
+		dec_check_emulate(&site->emu, site->addr, &in, &out, ret);
 		if (site->emu.kind == POKE_EMU_CALL) {
 			memcpy(&pushed, dec_vm.ram.host + out.rsp, 8);
 			FUZZ_CHECK(T, pushed == site->addr + site->len,

@@ -13,7 +13,8 @@
  *   so a seed holds only the pages it needs (page tables, a table) while
  *   the addresses stay those of a real guest.
  *
- * The page walk and the copies run on every address; each table reader
+ * The page walk, the copies and the rights check of emulated stack
+ * accesses (gva_access_ok) run on every address; each table reader
  * of include/guest_tables.h runs on its symbol, and what a reader accepts
  * must keep its rules (magic, version, counts within capacity, every site
  * and target in RAM, the CPL0 frame slot in RAM).  Guest console text from
@@ -303,6 +304,26 @@ static void gt_check_sites(const struct gt_in *g)
 	}
 }
 
+/*
+ * The rights check of emulated stack accesses: every answer is one of the
+ * documented three, "allowed" means the bytes translate, and a CPL0 read
+ * (no rights involved) is allowed exactly where the bytes translate.
+ */
+static void gt_check_access(const struct gt_in *g, uint64_t gva, size_t len, unsigned int how)
+{
+	static uint8_t buf[GT_COPY_MAX];
+	bool write = how & 1, user = how & 2, wp = how & 4;
+	int r = gva_access_ok(&g->ram, g->cr3, gva, len, write, user, wp);
+	bool readable = !gva_read(&g->ram, g->cr3, gva, buf, len);
+
+	FUZZ_CHECK(T, r == 0 || r == -EFAULT || r == -EACCES, "gva_access_ok returned %d", r);
+	FUZZ_CHECK(T, r || readable, "access to 0x%llx+%zu allowed, but it does not translate",
+		   (unsigned long long)gva, len);
+	if (!write && !user)
+		FUZZ_CHECK(T, !r == readable, "CPL0 read of 0x%llx+%zu: %d, translates: %d",
+			   (unsigned long long)gva, len, r, readable);
+}
+
 int fuzz_guest_tables_one(const uint8_t *data, size_t size)
 {
 	struct gt_in g;
@@ -312,6 +333,7 @@ int fuzz_guest_tables_one(const uint8_t *data, size_t size)
 	for (i = 0; i < GT_NR_GVAS; i++) {
 		gt_check_walk(&g, g.gva[i]);
 		gt_check_copy(&g, g.gva[i], g.len[i]);
+		gt_check_access(&g, g.gva[i], g.len[i], (unsigned int)(g.gva[i ^ 1] & 7));
 	}
 	gt_check_tasks(&g);
 	gt_check_percpu(&g);
