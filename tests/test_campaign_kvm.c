@@ -97,7 +97,7 @@ static void example(const char *name, size_t min_expectations)
 static void test_campaign_probe_count(void)
 {
 	example("probe-count.lua", 5);
-	CU_ASSERT_TRUE(campaign_check_trace_has(K_TRACE, "i", "lib_add"));
+	EXPECT_TRUE(campaign_check_trace_has(K_TRACE, "i", "lib_add"));
 }
 
 /* ... and its trace shows the batch with the protocol's phases nested in it */
@@ -110,7 +110,7 @@ static void test_campaign_patch_redirect(void)
 	for (size_t i = 0; i < sizeof(slices) / sizeof(slices[0]); i++)
 		EXPECT_TRUE_MSG(campaign_check_trace_has(K_TRACE, "X", slices[i]),
 				"no X slice '%s' in the trace", slices[i]);
-	CU_ASSERT_TRUE(campaign_check_trace_has(K_TRACE, "C", "guest progress"));
+	EXPECT_TRUE(campaign_check_trace_has(K_TRACE, "C", "guest progress"));
 }
 
 static void test_campaign_recursion(void)
@@ -127,8 +127,8 @@ static void test_campaign_demo(void)
 static void test_campaign_static_keys(void)
 {
 	example("static-keys.lua", 14);
-	CU_ASSERT_TRUE(campaign_check_trace_has(K_TRACE, "X", "static_key:enable"));
-	CU_ASSERT_TRUE(campaign_check_trace_has(K_TRACE, "X", "static_key:disable"));
+	EXPECT_TRUE(campaign_check_trace_has(K_TRACE, "X", "static_key:enable"));
+	EXPECT_TRUE(campaign_check_trace_has(K_TRACE, "X", "static_key:disable"));
 }
 
 /*
@@ -252,14 +252,14 @@ static void test_campaign_error_halfway(void)
 	path = campaign_check_script(lua);
 	EXPECT_EQ_U64(2, run_campaign(path, NULL, &r));
 	snprintf(line, sizeof(line), "%s:9: halfway", path);
-	CU_ASSERT_TRUE(r && json_object_object_get_ex(r, "error", &v) &&
+	EXPECT_TRUE(r && json_object_object_get_ex(r, "error", &v) &&
 		       !strcmp(json_object_get_string(v), line));
-	CU_ASSERT_TRUE(r && json_object_object_get_ex(r, "probes", &a));
+	EXPECT_TRUE(r && json_object_object_get_ex(r, "probes", &a));
 	for (size_t i = 0; r && i < json_object_array_length(a); i++)
 		placed += json_object_object_get_ex(json_object_array_get_idx(a, i), "refused", &v) &&
 			  v == NULL;
 	EXPECT_TRUE_MSG(placed >= 3, "%zu probes placed before the error", placed);
-	CU_ASSERT_TRUE(r && json_object_object_get_ex(r, "patches", &a) &&
+	EXPECT_TRUE(r && json_object_object_get_ex(r, "patches", &a) &&
 		       json_object_array_length(a) == 1 &&
 		       json_object_object_get_ex(json_object_array_get_idx(a, 0), "undone", &v) &&
 		       json_object_get_boolean(v));
@@ -298,9 +298,9 @@ static void test_campaign_sigint(void)
 	EXPECT_TRUE_MSG(rc == 4, "exit %d, want 4; output:\n%s", rc, out);
 	r = json_object_from_file(K_REPORT);
 	EXPECT_TRUE_MSG(r != NULL, "no report after SIGINT");
-	CU_ASSERT_TRUE(r && json_object_object_get_ex(r, "restored", &v) &&
+	EXPECT_TRUE(r && json_object_object_get_ex(r, "restored", &v) &&
 		       json_object_get_boolean(v));
-	CU_ASSERT_TRUE(r && json_object_object_get_ex(r, "exit_code", &v) &&
+	EXPECT_TRUE(r && json_object_object_get_ex(r, "exit_code", &v) &&
 		       json_object_get_int(v) == 4);
 	json_object_put(r);
 	free(out);

@@ -102,7 +102,7 @@ static void test_symbols_and_memory(void)
 	json_object *r = run_ok(lua, 38, 0, NULL);
 
 	if (r)
-		CU_ASSERT_TRUE(report_bool(r, "restored"));
+		EXPECT_TRUE(report_bool(r, "restored"));
 	json_object_put(r);
 }
 
@@ -153,13 +153,13 @@ static void test_encoders_and_patch(void)
 	json_object *r = run_ok(lua, 30, 0, &f), *a, *v;
 
 	if (r) {
-		CU_ASSERT_TRUE(report_bool(r, "restored"));
-		CU_ASSERT_TRUE(json_object_object_get_ex(r, "patches", &a));
+		EXPECT_TRUE(report_bool(r, "restored"));
+		EXPECT_TRUE(json_object_object_get_ex(r, "patches", &a));
 		EXPECT_EQ_U64(4, json_object_array_length(a));
 		json_object_object_get_ex(json_object_array_get_idx(a, 0), "refused", &v);
 		EXPECT_EQ_U64(1, json_object_array_length(v));
 	}
-	CU_ASSERT_TRUE(f && fake_be_pristine(f));
+	EXPECT_TRUE(f && fake_be_pristine(f));
 	fake_be_free(f);
 	json_object_put(r);
 }
@@ -173,8 +173,8 @@ static void test_keep_survives_exit(void)
 	json_object *r = run_ok(lua, 1, 0, &f);
 
 	if (r)	/* keep=true sites are not counted against "restored" */
-		CU_ASSERT_TRUE(report_bool(r, "restored"));
-	CU_ASSERT_TRUE(f && !fake_be_pristine(f));
+		EXPECT_TRUE(report_bool(r, "restored"));
+	EXPECT_TRUE(f && !fake_be_pristine(f));
 	fake_be_free(f);
 	json_object_put(r);
 }
@@ -224,13 +224,13 @@ static void test_probes(void)
 	json_object *r = run_ok(lua, 19, 0, &f), *a, *v;
 
 	if (r) {
-		CU_ASSERT_TRUE(json_object_object_get_ex(r, "probes", &a));
+		EXPECT_TRUE(json_object_object_get_ex(r, "probes", &a));
 		/* 3 refused + lib_add + lib_mul */
 		EXPECT_EQ_U64(5, json_object_array_length(a));
 		json_object_object_get_ex(json_object_array_get_idx(a, 0), "refused", &v);
-		CU_ASSERT_STRING_EQUAL(json_object_get_string(v), "not_insn_boundary");
+		EXPECT_STREQ(json_object_get_string(v), "not_insn_boundary");
 	}
-	CU_ASSERT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
+	EXPECT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
 	fake_be_free(f);
 	json_object_put(r);
 }
@@ -251,7 +251,7 @@ static void test_probe_over_probe_refused(void)
 	struct fake_be *f = NULL;
 	json_object *r = run_ok(lua, 2, 0, &f);
 
-	CU_ASSERT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
+	EXPECT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
 	fake_be_free(f);
 	json_object_put(r);
 }
@@ -298,7 +298,7 @@ static void test_handler_rules(void)
 	struct fake_be *f = NULL;
 	json_object *r = run_ok(lua, 10, 0, &f);
 
-	CU_ASSERT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
+	EXPECT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
 	fake_be_free(f);
 	json_object_put(r);
 }
@@ -348,10 +348,10 @@ static void test_config_table(void)
 	json_object *r = run_ok(lua, 5, 0, NULL), *g, *v;
 
 	if (r) {
-		CU_ASSERT_TRUE(json_object_object_get_ex(r, "guest", &g));
-		CU_ASSERT_TRUE(json_object_object_get_ex(g, "vcpus", &v));
+		EXPECT_TRUE(json_object_object_get_ex(r, "guest", &g));
+		EXPECT_TRUE(json_object_object_get_ex(g, "vcpus", &v));
 		EXPECT_EQ_U64(3, json_object_get_int(v));
-		CU_ASSERT_TRUE(json_object_object_get_ex(g, "tasks", &v));
+		EXPECT_TRUE(json_object_object_get_ex(g, "tasks", &v));
 		EXPECT_EQ_U64(4, json_object_get_int(v));
 	}
 	json_object_put(r);
@@ -367,7 +367,7 @@ static void test_exit_codes(void)
 	rc = campaign_check_run_fake("local x = = 1\n", REPORT, NULL, NULL, NULL);
 	EXPECT_EQ_U64(2, rc);
 	r = json_object_from_file(REPORT);
-	CU_ASSERT_TRUE(r && json_object_object_get_ex(r, "error", &v) &&
+	EXPECT_TRUE(r && json_object_object_get_ex(r, "error", &v) &&
 		       strstr(json_object_get_string(v), ".lua:1:"));
 	json_object_put(r);
 
@@ -376,10 +376,10 @@ static void test_exit_codes(void)
 				     "error('halfway')\n", REPORT, NULL, NULL, &f);
 	EXPECT_EQ_U64(2, rc);
 	r = json_object_from_file(REPORT);
-	CU_ASSERT_TRUE(r && json_object_object_get_ex(r, "error", &v) &&
+	EXPECT_TRUE(r && json_object_object_get_ex(r, "error", &v) &&
 		       strstr(json_object_get_string(v), ".lua:3: halfway"));
-	CU_ASSERT_TRUE(r && report_bool(r, "restored"));
-	CU_ASSERT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
+	EXPECT_TRUE(r && report_bool(r, "restored"));
+	EXPECT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
 	fake_be_free(f);
 	json_object_put(r);
 
@@ -390,8 +390,8 @@ static void test_exit_codes(void)
 				     "error('halfway')\n", REPORT, NULL, NULL, &f);
 	EXPECT_EQ_U64(2, rc);
 	r = json_object_from_file(REPORT);
-	CU_ASSERT_TRUE(r && report_bool(r, "restored"));
-	CU_ASSERT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
+	EXPECT_TRUE(r && report_bool(r, "restored"));
+	EXPECT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
 	fake_be_free(f);
 	json_object_put(r);
 
@@ -432,8 +432,8 @@ static void test_signal(void)
 	pthread_join(t, NULL);
 	EXPECT_EQ_U64(4, rc);
 	r = json_object_from_file(REPORT);
-	CU_ASSERT_TRUE(r && report_bool(r, "restored"));
-	CU_ASSERT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
+	EXPECT_TRUE(r && report_bool(r, "restored"));
+	EXPECT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
 	fake_be_free(f);
 	json_object_put(r);
 }
@@ -451,10 +451,10 @@ static void test_timeout(void)
 					     "while true do end\n", REPORT, NULL, NULL, 1, &f);
 	EXPECT_EQ_U64(1, rc);
 	r = json_object_from_file(REPORT);
-	CU_ASSERT_TRUE(r && report_bool(r, "restored"));
-	CU_ASSERT_TRUE(r && json_object_object_get_ex(r, "exit_code", &v) &&
+	EXPECT_TRUE(r && report_bool(r, "restored"));
+	EXPECT_TRUE(r && json_object_object_get_ex(r, "exit_code", &v) &&
 		       json_object_get_int(v) == 1);
-	CU_ASSERT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
+	EXPECT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
 	fake_be_free(f);
 	json_object_put(r);
 }
@@ -469,27 +469,27 @@ static void test_bench_handler(void)
 
 	b = campaign_bench_new("return function(ctx) ctx.regs.rax = ctx.regs.rdi + ctx.vcpu end",
 			       msg, sizeof(msg));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	EXPECT_NOT_NULL_FATAL(b);
 	EXPECT_EQ_U64(CAMPAIGN_RESUME, campaign_bench_hit(b, &h));
 	EXPECT_EQ_U64(42, regs.rax);
-	CU_ASSERT_FALSE(campaign_bench_failed(b, msg, sizeof(msg)));
+	EXPECT_FALSE(campaign_bench_failed(b, msg, sizeof(msg)));
 	campaign_bench_free(b);
 
 	b = campaign_bench_new("return function(ctx) ctx.regs.rip = 0x2000; return 'skip' end",
 			       msg, sizeof(msg));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	EXPECT_NOT_NULL_FATAL(b);
 	EXPECT_EQ_U64(CAMPAIGN_SKIP, campaign_bench_hit(b, &h));
 	EXPECT_EQ_U64(0x2000, regs.rip);
 	campaign_bench_free(b);
 
 	b = campaign_bench_new("return function(ctx) error('x') end", msg, sizeof(msg));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	EXPECT_NOT_NULL_FATAL(b);
 	campaign_bench_hit(b, &h);
-	CU_ASSERT_TRUE(campaign_bench_failed(b, msg, sizeof(msg)));
+	EXPECT_TRUE(campaign_bench_failed(b, msg, sizeof(msg)));
 	campaign_bench_free(b);
 
-	CU_ASSERT_PTR_NULL(campaign_bench_new("return 5", msg, sizeof(msg)));
-	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "does not return a function"));
+	EXPECT_NULL(campaign_bench_new("return 5", msg, sizeof(msg)));
+	EXPECT_STR_HAS(msg, "does not return a function");
 }
 
 TEST_SUITE(campaign_lua, "campaign_lua", false,
