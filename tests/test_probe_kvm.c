@@ -396,9 +396,14 @@ static void test_probe_every_symbol(void)
 	text0 = malloc(hi - lo);
 	text1 = malloc(hi - lo);
 	CU_ASSERT_FATAL(pr && text0 && text1 && hi > lo);
-	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, lo, text0, hi - lo), 0);
+	/*
+	 * The text as it stands once the guest is READY: boot itself writes
+	 * text (jl_boot_corrupt() plants a bad jump-label site), and that is
+	 * not ours to restore.
+	 */
 	if (!penv_start(&e))
 		goto out;
+	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, lo, text0, hi - lo), 0);
 	for (i = 0; i < n; i++) {
 		const struct sym *s = symtab_at(st, i);
 		const char *reason = NULL;
