@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * fuzz_elf.c - target fuzz_elf: the image loader (elf_load) and the symbol
- * table (symtab_load and its lookups) on arbitrary bytes as the image.
+ * fuzz_elf.c - target fuzz_elf: the image loader (elf_load), the symbol
+ * table (symtab_load and its lookups) and the jump-label table
+ * (jl_table_load: elf_section_read + jl_table_parse) on arbitrary bytes as
+ * the image.
  *
  * Both readers take a path, as vmpoke does, so the bytes go into a memfd
  * opened through /proc/self/fd (fuzz_file): the code under test is exactly
@@ -14,6 +16,7 @@
 
 #include "elf_load.h"
 #include "fuzz.h"
+#include "jump_label.h"
 #include "symtab.h"
 #include "vmpoke_abi.h"
 
@@ -85,6 +88,39 @@ static void symtab_check(const struct symtab *st)
 	FUZZ_CHECK(T, !symtab_at(st, n), "symbol past the end");
 }
 
+/*
+ * The image's __jump_table, parsed and validated against .text and the
+ * symbols: what is accepted keeps the rules jump_label.h lists.
+ */
+static void jl_check(const char *path, const struct symtab *st)
+{
+	struct jl_table *t = NULL;
+	char msg[512] = "";
+	int r = jl_table_load(path, st, &t, msg, sizeof(msg));
+
+	if (r) {
+		FUZZ_CHECK(T, r < 0 && msg[0], "__jump_table refused (%d) without a message", r);
+		FUZZ_CHECK(T, !t, "a refused __jump_table was handed out");
+		return;
+	}
+	FUZZ_CHECK(T, t != NULL, "no table and no error");
+	for (size_t i = 0; i < t->nr_keys; i++) {
+		const struct jl_key *k = &t->keys[i];
+
+		FUZZ_CHECK(T, jl_key_find(t, k->name) == k, "key %s not found by name", k->name);
+		FUZZ_CHECK(T, !(k->addr & 7), "key %s at 0x%llx is not 8-aligned", k->name,
+			   (unsigned long long)k->addr);
+		for (size_t j = 0; j < k->nr_sites; j++) {
+			const struct jl_site *s = &k->sites[j];
+
+			FUZZ_CHECK(T, s->len == 2 || s->len == 5, "site of %u bytes", s->len);
+			FUZZ_CHECK(T, !j || k->sites[j - 1].code < s->code,
+				   "key %s: sites not ascending or twice", k->name);
+		}
+	}
+	jl_table_free(t);
+}
+
 int fuzz_elf_one(const uint8_t *data, size_t size)
 {
 	char path[64], err[512];
@@ -99,6 +135,7 @@ int fuzz_elf_one(const uint8_t *data, size_t size)
 		return 0;
 	}
 	symtab_check(st);
+	jl_check(path, st);
 	symtab_free(st);
 	return 0;
 }
