@@ -134,6 +134,23 @@ int vmm_outcome_exit_code(enum vmm_outcome o);
  * are visible at once and CPL0 is emulated from one fresh snapshot per
  * instruction.  The torture test is the experiment that checks it.
  */
+/*
+ * How vmm_sync() waits, for bench sync: whether it may spin on the acks
+ * (only with a core free beyond one per online vCPU, checked per call), and
+ * which scheduling-priority measure it took on its caller's thread.
+ */
+enum vmm_sync_prio {
+	VMM_SYNC_PRIO_NONE = 0,		/* not tried yet, or nothing possible */
+	VMM_SYNC_PRIO_CONTROLLER,	/* the controller thread runs at nice -10 */
+	VMM_SYNC_PRIO_VCPUS_LOWER,	/* not permitted: vCPU threads at nice +5 */
+};
+struct vmm_sync_info {
+	unsigned int host_cpus;		/* this process's affinity */
+	bool spin;			/* the last sync could spin */
+	enum vmm_sync_prio prio;
+	uint64_t spins, spin_hits;	/* syncs that spun / that the spin finished */
+};
+void vmm_sync_info(struct vm *vm, struct vmm_sync_info *info);
 int vmm_sync(struct vm *vm);
 /* The same; on -ETIMEDOUT *laggard is the vCPU named (else -1). */
 int vmm_sync_laggard(struct vm *vm, int *laggard);

@@ -648,8 +648,16 @@ static enum poke_err batch_protocol(struct batch_run *r)
 	 * site while the byte is still INT3: filed foreign, the guest's own
 	 * handler resumes it at addr + 1, mid-instruction.
 	 */
-	if (inject == POKE_INJECT_EARLY_RETIRE)
+	if (inject == POKE_INJECT_EARLY_RETIRE) {
 		batch_retire(r);
+		/*
+		 * The window is a few microseconds of host code; widen it as
+		 * torn-write widens its tear, so vCPUs really run into the
+		 * INT3 of a retired site (detection, not its chance, is what
+		 * the test measures).
+		 */
+		usleep(100 + (unsigned int)(random() % 201));
+	}
 	/*
 	 * 5. Heads: INT3 -> new first byte, an INT3/instruction swap that
 	 *    is safe for concurrent fetches.  The sync is the point where

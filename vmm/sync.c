@@ -80,6 +80,8 @@
  * out (seen in the 1000-round pause test before this rule).
  */
 #include <errno.h>
+#include <sched.h>
+#include <sys/resource.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <signal.h>
@@ -168,6 +170,28 @@ static bool sync_all_acked(struct vm *vm, uint64_t gen)
 }
 
 /*
+ * With no core to spare (as many busy vCPUs as host cores), the controller
+ * woken by the completing ack would wait for a scheduler tick to get a
+ * core (milliseconds: PLATFORM.md), while this thread goes straight back
+ * into guest mode.  So the last acker lends it its core: it sleeps until
+ * the controller has seen the generation complete, at most
+ * SYNC_HANDOFF_NS.  It has acked and is outside guest mode, so nothing
+ * waits on it, and it holds no lock.
+ */
+#define SYNC_HANDOFF_NS	200000L
+
+static void sync_vcpu_handoff(struct vm *vm, uint64_t g)
+{
+	struct timespec ts = { 0, SYNC_HANDOFF_NS };
+	uint32_t seen = atomic_load(&vm->sync_done);
+
+	if (!atomic_load(&vm->sync_handoff) || !atomic_load(&vm->ctl_waiters) ||
+	    seen == (uint32_t)g)
+		return;
+	sync_futex(&vm->sync_done, FUTEX_WAIT_PRIVATE, seen, &ts);
+}
+
+/*
  * Step 3 of the loop above.  Only the ack that completes a generation
  * wakes the controller: waking it for each vCPU costs a context switch
  * per vCPU for nothing.  Two vCPUs acking at once each store, then scan
@@ -184,8 +208,10 @@ void sync_vcpu_ack(struct vcpu *v)
 	if (g != atomic_load_explicit(&v->acked_gen, memory_order_relaxed)) {
 		atomic_store(&v->acked_gen, g);
 		atomic_fetch_add_explicit(&v->syncs_acked, 1, memory_order_relaxed);
-		if (sync_all_acked(v->vm, g))
+		if (sync_all_acked(v->vm, g)) {
 			sync_notify(v->vm);
+			sync_vcpu_handoff(v->vm, g);
+		}
 	}
 }
 
@@ -258,6 +284,130 @@ static bool sync_from_vcpu(const char *what)
 	return true;
 }
 
+/* --- speed of sync ------------------------------------------------------ */
+
+#define SYNC_SPIN_MIN_NS	2000ull		/* bounds of the adaptive spin */
+#define SYNC_SPIN_MAX_NS	50000ull
+#define SYNC_CTL_NICE		(-10)
+#define SYNC_VCPU_NICE		5
+
+static uint64_t sync_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The cores this process may run on, re-read at most once a second. */
+static unsigned int sync_host_cpus(void)
+{
+	static _Atomic unsigned int cpus;
+	static _Atomic uint64_t when;
+	uint64_t now = sync_now_ns();
+	cpu_set_t set;
+
+	if (!atomic_load(&cpus) || now - atomic_load(&when) > 1000000000ull) {
+		CPU_ZERO(&set);
+		atomic_store(&cpus, sched_getaffinity(0, sizeof(set), &set) ? 1u :
+			     (unsigned int)CPU_COUNT(&set));
+		atomic_store(&when, now);
+	}
+	return atomic_load(&cpus);
+}
+
+static unsigned int sync_online(struct vm *vm)
+{
+	unsigned int n = 0;
+
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
+		n += !atomic_load(&vm->vcpus[i].offline_req) &&
+		     !atomic_load(&vm->vcpus[i].exited);
+	return n;
+}
+
+/*
+ * A bounded adaptive spin on the acks before sleeping, as adaptive mutexes
+ * spin on a running owner: only when the host has a core for the caller
+ * beyond one per online vCPU (the caller checks) (on 2 cores with 2 busy vCPUs a spin would
+ * steal the very core a vCPU needs to ack), and for about twice as long as
+ * recent syncs took to complete, 2..50 us.  Not announced in ctl_waiters,
+ * so the vCPUs' completing ack skips its FUTEX_WAKE; the futex wait
+ * follows if the spin gives up.  True if every vCPU acked.
+ */
+static bool sync_spin(struct vm *vm, uint64_t gen)
+{
+	uint64_t budget = 2 * atomic_load(&vm->sync_ewma_ns), t0;
+
+	budget = budget < SYNC_SPIN_MIN_NS ? SYNC_SPIN_MIN_NS :
+		 budget > SYNC_SPIN_MAX_NS ? SYNC_SPIN_MAX_NS : budget;
+	atomic_fetch_add(&vm->sync_spins, 1);
+	t0 = sync_now_ns();
+	do {
+		unsigned int i;
+
+		for (i = 0; i < vm->nr_vcpus && sync_acked(&vm->vcpus[i], gen); i++)
+			;
+		if (i == vm->nr_vcpus) {
+			atomic_fetch_add(&vm->sync_spin_hits, 1);
+			return true;
+		}
+		__builtin_ia32_pause();
+	} while (sync_now_ns() - t0 < budget);
+	return false;
+}
+
+/*
+ * The controller's scheduling priority while it waits for acks.  On a host
+ * with as many busy vCPUs as cores the woken controller must win a core
+ * from a vCPU at once, so it waits at nice -10 (needs CAP_SYS_NICE).  Only
+ * while it waits: a patching loop that kept -10 between syncs would starve
+ * the guest it patches (torture then saw 50 trap hits in 60 s).  Where
+ * raising is not permitted, the vCPU threads are lowered to nice +5 once
+ * instead, which a process may always do to its own threads.  Returns the
+ * nice value to restore, or INT_MIN if there is nothing to restore.
+ */
+static int sync_priority_raise(struct vm *vm, pid_t tid)
+{
+	int old;
+
+	if (atomic_load(&vm->sync_prio) == VMM_SYNC_PRIO_VCPUS_LOWER)
+		return INT_MIN;
+	errno = 0;
+	old = getpriority(PRIO_PROCESS, (id_t)tid);
+	if (errno)
+		return INT_MIN;
+	if (old <= SYNC_CTL_NICE)
+		return INT_MIN;
+	if (!setpriority(PRIO_PROCESS, (id_t)tid, SYNC_CTL_NICE)) {
+		atomic_store(&vm->sync_prio, VMM_SYNC_PRIO_CONTROLLER);
+		return old;
+	}
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		pid_t t = atomic_load(&vm->vcpus[i].tid);
+
+		if (t && setpriority(PRIO_PROCESS, (id_t)t, SYNC_VCPU_NICE))
+			return INT_MIN;
+	}
+	atomic_store(&vm->sync_prio, VMM_SYNC_PRIO_VCPUS_LOWER);
+	return INT_MIN;
+}
+
+static void sync_priority_restore(pid_t tid, int old)
+{
+	if (old != INT_MIN)
+		setpriority(PRIO_PROCESS, (id_t)tid, old);
+}
+
+void vmm_sync_info(struct vm *vm, struct vmm_sync_info *info)
+{
+	info->host_cpus = sync_host_cpus();
+	info->spin = info->host_cpus > sync_online(vm);
+	info->prio = (enum vmm_sync_prio)atomic_load(&vm->sync_prio);
+	info->spins = atomic_load(&vm->sync_spins);
+	info->spin_hits = atomic_load(&vm->sync_spin_hits);
+}
+
 int vmm_sync(struct vm *vm)
 {
 	return vmm_sync_laggard(vm, NULL);
@@ -265,8 +415,9 @@ int vmm_sync(struct vm *vm)
 
 int vmm_sync_laggard(struct vm *vm, int *laggard)
 {
-	uint64_t gen, mark;
-	int ret;
+	uint64_t gen, mark, t0;
+	bool spare;
+	int ret = 0;
 
 	if (laggard)
 		*laggard = -1;
@@ -278,9 +429,27 @@ int vmm_sync_laggard(struct vm *vm, int *laggard)
 		return 0;
 	}
 	pthread_mutex_lock(&vm->ctl_lock);
+	t0 = sync_now_ns();
+	spare = sync_host_cpus() > sync_online(vm);
+	atomic_store(&vm->sync_handoff, !spare);
 	gen = atomic_fetch_add(&vm->sync_gen, 1) + 1;
 	sync_kick_all(vm);
-	ret = sync_wait_all(vm, sync_acked, gen, "sync", laggard);
+	if (!spare || !sync_spin(vm, gen)) {
+		pid_t tid = (pid_t)syscall(SYS_gettid);
+		int old = spare ? INT_MIN : sync_priority_raise(vm, tid);
+
+		ret = sync_wait_all(vm, sync_acked, gen, "sync", laggard);
+		sync_priority_restore(tid, old);
+	}
+	/* Give the last acker its core back (sync_vcpu_handoff()). */
+	atomic_store(&vm->sync_done, (uint32_t)gen);
+	if (!spare)
+		sync_futex(&vm->sync_done, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
+	if (!ret) {
+		uint64_t took = sync_now_ns() - t0, avg = atomic_load(&vm->sync_ewma_ns);
+
+		atomic_store(&vm->sync_ewma_ns, avg ? (7 * avg + took) / 8 : took);
+	}
 	pthread_mutex_unlock(&vm->ctl_lock);
 	/* The grace period of replaced trap hooks (trap.c). */
 	if (!ret)

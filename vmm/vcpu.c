@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 
 #include "vmm_internal.h"
@@ -212,6 +213,7 @@ void *vcpu_thread(void *arg)
 	sigemptyset(&set);
 	sigaddset(&set, VMM_KICK_SIG);
 	sync_set_run(v->run);
+	atomic_store(&v->tid, (pid_t)syscall(SYS_gettid));
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	for (;;) {
 		int r;

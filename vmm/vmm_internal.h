@@ -59,6 +59,7 @@ struct vcpu {
 
 	/* Statistics. */
 	_Atomic uint64_t exits, syncs_acked, traps, hcalls;
+	_Atomic pid_t tid;		/* for the controller-priority fallback */
 
 	/* Hypercall interval recording (vmm_record_hcall_intervals). */
 	_Atomic bool rec_armed;
@@ -90,6 +91,12 @@ struct vm {
 	_Atomic uint64_t sync_gen;
 	_Atomic uint32_t event_seq;	/* futex: a vCPU acked or parked */
 	_Atomic uint32_t ctl_waiters;	/* controllers waiting on event_seq */
+	/* Speed of sync (sync.c): adaptive spin and scheduling priority. */
+	_Atomic uint64_t sync_ewma_ns;	/* recent time for every ack to arrive */
+	_Atomic int sync_prio;		/* enum vmm_sync_prio */
+	_Atomic uint64_t sync_spins, sync_spin_hits;
+	_Atomic bool sync_handoff;	/* no core to spare: the last acker yields */
+	_Atomic uint32_t sync_done;	/* futex: low bits of the last completed gen */
 	_Atomic bool pause_req;
 	bool paused;			/* under ctl_lock */
 	pthread_mutex_t park_lock;

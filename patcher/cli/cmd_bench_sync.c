@@ -102,6 +102,13 @@ static void bench_sync_gap(void)
 struct bench_row {
 	unsigned int vcpus;
 	struct stats sync, pause;
+	struct vmm_sync_info info;	/* how the syncs waited */
+};
+
+static const char *const prio_names[] = {
+	[VMM_SYNC_PRIO_NONE] = "none",
+	[VMM_SYNC_PRIO_CONTROLLER] = "controller nice -10",
+	[VMM_SYNC_PRIO_VCPUS_LOWER] = "vCPU threads nice +5",
 };
 
 static struct vm *bench_sync_boot(const char *image, unsigned int nr_vcpus,
@@ -215,6 +222,7 @@ static int bench_sync_pause(const char *image, unsigned int nr_vcpus, unsigned i
 		buf[i] = clock_now_ns() - t0;
 	}
 	stats_ns(buf, rounds, &row->sync);
+	vmm_sync_info(vm, &row->info);
 	for (unsigned int i = 0; i < rounds; i++) {
 		uint64_t t0;
 
@@ -243,11 +251,18 @@ static double bench_sync_ratio(double x, double unit)
 }
 
 static struct json_object *bench_sync_row_json(unsigned int vcpus, const struct stats *s,
-					  double unit)
+					  double unit, const struct vmm_sync_info *info)
 {
 	struct json_object *o = json_object_new_object();
 
 	json_object_object_add(o, "vcpus", json_object_new_int64(vcpus));
+	if (info) {
+		json_object_object_add(o, "spin", json_object_new_boolean(info->spin));
+		json_object_object_add(o, "spins", json_object_new_uint64(info->spins));
+		json_object_object_add(o, "spin_finished", json_object_new_uint64(info->spin_hits));
+		json_object_object_add(o, "priority",
+				       json_object_new_string(prio_names[info->prio]));
+	}
 	json_object_object_add(o, "median_us", json_object_new_double(s->median_us));
 	json_object_object_add(o, "p99_us", json_object_new_double(s->p99_us));
 	json_object_object_add(o, "ratio", json_object_new_double(bench_sync_ratio(s->median_us, unit)));
@@ -267,10 +282,12 @@ static int bench_sync_print_json(const struct stats *rt, const struct bench_row 
 	json_object_object_add(j, "exit_roundtrip_us", rto);
 	for (size_t i = 0; i < n; i++) {
 		json_object_array_add(sync, bench_sync_row_json(rows[i].vcpus, &rows[i].sync,
-							   rt->median_us));
+							   rt->median_us, &rows[i].info));
 		json_object_array_add(pause, bench_sync_row_json(rows[i].vcpus, &rows[i].pause,
-							    rt->median_us));
+							    rt->median_us, NULL));
 	}
+	json_object_object_add(j, "host_cpus",
+			       json_object_new_int64(n ? rows[0].info.host_cpus : 0));
 	json_object_object_add(j, "sync", sync);
 	json_object_object_add(j, "pause_resume", pause);
 	ret = cli_json_write("bench sync", "-", j);
@@ -291,6 +308,15 @@ static void bench_sync_print_table(const struct stats *rt, unsigned int rounds,
 		       bench_sync_ratio(rows[i].sync.median_us, rt->median_us),
 		       rows[i].pause.median_us, rows[i].pause.p99_us,
 		       bench_sync_ratio(rows[i].pause.median_us, rt->median_us));
+	if (!n)
+		return;
+	printf("\nhost cores: %u; how syncs waited:\n", rows[0].info.host_cpus);
+	for (size_t i = 0; i < n; i++)
+		printf("  %u vCPU%s: %s, priority %s\n", rows[i].vcpus,
+		       rows[i].vcpus == 1 ? "" : "s",
+		       rows[i].info.spin ? "adaptive spin, then futex" :
+		       "futex, last acker hands its core over",
+		       prio_names[rows[i].info.prio]);
 }
 
 int cmd_bench_sync(int argc, char **argv)
