@@ -26,6 +26,8 @@
  *     op only after it succeeded;
  *   - ops return 0 or a negative errno and fill msg on failure; a patch
  *     refusal is not a failure: it is reported in struct campaign_patch_out;
+ *     boot's -EINVAL/-ENOENT mean bad input (exit 2), -EPIPE that the
+ *     guest itself failed while booting (exit 1), anything else the host;
  *   - probe handles are opaque to the core; the backend keeps a handle
  *     valid (for counts) until ops->destroy.
  *

@@ -183,7 +183,13 @@ int campaign_boot(struct campaign *c, char *msg, size_t len)
 	if (r) {
 		c->boot_failed = true;
 		c->boot_code = r == -ENOENT || r == -EINVAL ? VMPOKE_EXIT_USAGE
-							     : VMPOKE_EXIT_HOST;
+			     : r == -EPIPE ? VMPOKE_EXIT_GUEST : VMPOKE_EXIT_HOST;
+		c->boot_guest_fault = r == -EPIPE;
+		if (c->boot_guest_fault) {
+			struct campaign_kv ev[] = { KV_S("message", msg) };
+
+			campaign_event(c, "guest_fault", ev, KVN(ev));
+		}
 		return r;
 	}
 	c->booted = true;

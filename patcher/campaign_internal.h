@@ -91,6 +91,7 @@ struct campaign {
 
 	struct campaign_boot_cfg cfg;
 	bool booted, boot_failed;
+	bool boot_guest_fault;		/* the guest faulted before it was ready */
 	int boot_code;			/* exit code if boot failed */
 
 	struct campaign_probe **probes;

@@ -52,6 +52,11 @@ static void *kvm_monitor(void *arg)
 	return NULL;
 }
 
+static bool kvm_outcome_healthy(enum vmm_outcome o)
+{
+	return o == VMM_RUNNING || o == VMM_DONE || o == VMM_STOPPED || o == VMM_GUEST_CHECK;
+}
+
 /* The protocol's own phases, nested in the "protocol" slice. */
 static void kvm_protocol_phase(void *opaque, const char *name, uint64_t start_ns,
 			       uint64_t end_ns)
@@ -100,7 +105,9 @@ static int kvm_boot(void *be, const struct campaign_boot_cfg *cfg, char *msg, si
 		snprintf(msg, len, "%s: the guest did not report READY on all %u vCPUs%s%s",
 			 cfg->image, cfg->vcpus, err == -ESRCH ? ": " : "",
 			 err == -ESRCH ? res.message : "");
-		return -EIO;
+		/* the guest itself failed while booting (a fault): exit 1, not 3 */
+		return err == -ESRCH && !kvm_outcome_healthy(res.outcome) &&
+		       res.outcome != VMM_HOST_ERROR ? -EPIPE : -EIO;
 	}
 	if (err) {
 		snprintf(msg, len, "cannot start the vCPUs");
@@ -365,10 +372,6 @@ static void kvm_run(void *be, unsigned int ms)
 	pthread_mutex_unlock(&k->lock);
 }
 
-static bool kvm_outcome_healthy(enum vmm_outcome o)
-{
-	return o == VMM_RUNNING || o == VMM_DONE || o == VMM_STOPPED || o == VMM_GUEST_CHECK;
-}
 
 /* The guest's task table, through the one validated reader (guest_tables.h). */
 static int kvm_stats(void *be, struct campaign_guest_stats *st)

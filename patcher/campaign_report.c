@@ -21,7 +21,8 @@ static bool campaign_expect_failed(const struct campaign *c)
 
 bool campaign_guest_faulted(const struct campaign *c)
 {
-	return c->have_stats && (c->stats.guest_faults || (c->stats.ended && !c->stats.healthy));
+	return c->boot_guest_fault ||
+	       (c->have_stats && (c->stats.guest_faults || (c->stats.ended && !c->stats.healthy)));
 }
 
 int campaign_exit_code(struct campaign *c)

@@ -215,6 +215,31 @@ static void test_campaign_every_symbol(void)
 	script_all_held(lua, 3);
 }
 
+/* A guest that faults (scenario ud): exit 1, unhealthy, a guest_fault event. */
+static void test_campaign_guest_fault(void)
+{
+	static const char lua[] =
+		"campaign = { scenario = 'ud' }\n"
+		"pcall(vm.probe, vm, 'lib_add')\n"
+		"vm:run_for(30)\n";
+	json_object *r = NULL, *g, *v;
+	char *path, *ev = NULL, cmd[512];
+
+	if (!testlib_require_kvm())
+		return;
+	path = campaign_check_script(lua);
+	EXPECT_EQ(1, run_campaign(path, NULL, &r));
+	EXPECT_TRUE(r && json_object_object_get_ex(r, "guest", &g) &&
+		    json_object_object_get_ex(g, "healthy", &v) && !json_object_get_boolean(v));
+	snprintf(cmd, sizeof(cmd), "grep -c '\"type\":\"guest_fault\"' %s", K_EVENTS);
+	testlib_run(cmd, &ev);
+	EXPECT_STR_HAS(ev, "1");
+	free(ev);
+	json_object_put(r);
+	unlink(path);
+	free(path);
+}
+
 /* p:remove() inside the handler: deferred, and the handler runs once. */
 static void test_campaign_handler_removes_itself(void)
 {
@@ -345,6 +370,7 @@ TEST_SUITE(campaign_kvm, "campaign_kvm", true,
 	   TEST(test_campaign_static_key_api),
 	   TEST(test_campaign_skip),
 	   TEST(test_campaign_every_symbol),
+	   TEST(test_campaign_guest_fault),
 	   TEST(test_campaign_handler_removes_itself),
 	   TEST(test_campaign_error_halfway),
 	   TEST(test_campaign_sigint),
