@@ -162,7 +162,9 @@ static void test_campaign_static_key_api(void)
  * A handler that returns "skip" emulates lib_add entirely (result in %rax,
  * return to the caller): the guest's checks still hold, and lib_add's own
  * call counter moves only by the hits that were missed (those ran the
- * original).  Without the skip it would move by every hit.
+ * original), plus at most one call per task that was already inside
+ * lib_add when the probe went in.  Without the skip it would move by
+ * every hit.
  */
 static void test_campaign_skip(void)
 {
@@ -185,7 +187,8 @@ static void test_campaign_skip(void)
 		"local c1 = calls()\n"
 		"local hits, missed = p.hits, p.missed\n"
 		"expect(hits > 0, 'the handler ran: ' .. hits)\n"
-		"expect(c1 - c0 <= missed, 'skipped calls did not run lib_add: counter +' ..\n"
+		"-- slack: a task preempted inside lib_add before the probe went in counts once\n"
+		"expect(c1 - c0 <= missed + 4, 'skipped calls did not run lib_add: counter +' ..\n"
 		"       (c1 - c0) .. ', missed ' .. missed .. ', hits ' .. hits)\n"
 		"expect(vm:stats().check_failures == f0, 'the guest saw correct results')\n";
 	script_all_held(lua, 3);
