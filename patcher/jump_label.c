@@ -210,11 +210,17 @@ static int jl_group(struct jl_raw *raw, size_t n, const struct symtab *st,
 			return jl_bad(msg, len, raw[i].site.entry, st, raw[i].site.code,
 				      "the same site as entry %zu", raw[i - 1].site.entry);
 		if (!i || raw[i].key != raw[i - 1].key) {
+			const char *name = symtab_lookup(st, raw[i].key, NULL)->name;
+
+			/* Keys are found by name: a cut name would find none, or another. */
+			if (strlen(name) >= sizeof(key->name))
+				return jl_bad(msg, len, raw[i].site.entry, st, raw[i].site.code,
+					      "key name longer than %zu bytes",
+					      sizeof(key->name) - 1);
 			key = &t->keys[k++];
 			key->addr = raw[i].key;
 			key->sites = &t->all[i];
-			snprintf(key->name, sizeof(key->name), "%s",
-				 symtab_lookup(st, raw[i].key, NULL)->name);
+			snprintf(key->name, sizeof(key->name), "%s", name);
 		}
 		t->all[i] = raw[i].site;
 		t->keys[k - 1].nr_sites++;
@@ -273,6 +279,14 @@ int jl_table_parse(const struct elf_section *jt, const struct elf_section *text,
 			}
 	}
 	qsort(t->keys, t->nr_keys, sizeof(*t->keys), jl_key_name_cmp);
+	for (i = 1; i < t->nr_keys; i++)
+		if (!strcmp(t->keys[i].name, t->keys[i - 1].name)) {
+			snprintf(msg, len, VMPOKE_SEC_JUMP_TABLE ": keys at 0x%" PRIx64 " and 0x%"
+				 PRIx64 " have one name, %s", t->keys[i - 1].addr,
+				 t->keys[i].addr, t->keys[i].name);
+			ret = -EINVAL;
+			goto fail;
+		}
 	free(raw);
 	*out = t;
 	return 0;
