@@ -17,6 +17,9 @@
 #   NESTED_NICE     nice level of QEMU (default 10: leave room for builds)
 #   NESTED_QEMU_ARGS  more QEMU arguments (word-split)
 #   NESTED_CPU      QEMU -cpu model (default qemu64,+svm,+npt; TCG has no nrip-save)
+#   NESTED_QEMU     the qemu-system-x86_64 to run (default: Debian's, on PATH);
+#                   build-qemu.sh prints the patched one that gives
+#                   KVM_EXIT_DEBUG for trap path (a)
 #   NESTED_TCG_THREAD  single (default) or multi: multi-threaded TCG corrupts
 #                   nested (L2) state under cross-modifying code and wedges
 #                   the L1 kernel (README.md, "Single-threaded TCG")
@@ -68,20 +71,24 @@ main() {
 	esac
 
 	cpu=${NESTED_CPU:-qemu64,+svm,+npt}
+	qemu=${NESTED_QEMU:-qemu-system-x86_64}
+	command -v "$qemu" >/dev/null || die "NESTED_QEMU=$qemu: not an executable"
 	start=$(date +%s.%N)
 	# The command's output goes to a file in the run directory (9p: exact
 	# bytes, far faster than the emulated UART); tail streams it while QEMU
 	# runs.  The console (firmware, kernel, init) is kept for failures.
 	: > "$rundir/output"
 	# No network device; the host tree arrives over virtio-9p.  multidevs=remap
-	# keeps inode numbers unique across the host's mounts.
+	# keeps inode numbers unique across the host's mounts.  no_timer_check:
+	# on a loaded host the emulated timer can miss the kernel's IO-APIC
+	# check, which then panics at boot ("IO-APIC + timer doesn't work").
 	nice -n "${NESTED_NICE:-10}" timeout -k 5 "$timeout_s" \
-		qemu-system-x86_64 \
+		"$qemu" \
 		-accel "tcg,thread=${NESTED_TCG_THREAD:-single}" -cpu "$cpu" \
 		-smp "${NESTED_SMP:-2}" -m "${NESTED_MEM:-2048}" \
 		-nographic -no-reboot -nic none \
 		-kernel "$cache/vmlinuz" -initrd "$cache/initramfs.cpio.gz" \
-		-append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off tsc=reliable" \
+		-append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off tsc=reliable no_timer_check" \
 		-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
 		-virtfs "local,path=$root,mount_tag=repo,security_model=none,multidevs=remap" \
 		-virtfs "local,path=$rundir,mount_tag=run,security_model=none" \

@@ -17,6 +17,7 @@ cache="$root/build/nested"
 pkgs="qemu-system-x86 busybox-static cpio binutils"
 
 die() { echo "nested/setup: $*" >&2; exit 1; }
+[ "${1:-}" = --packages ] && { echo $pkgs; exit 0; }	# for make deps
 
 mkdir -p "$cache"
 cd "$cache"
