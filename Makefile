@@ -24,11 +24,13 @@ NESTED		?= $(if $(KVM_USABLE),0,1)
 TEST_ENV	= VMPOKE=$(BUILD)/vmpoke VMPOKE_IMAGE=$(GUEST_IMG)
 
 DEB_PKGS	:= gcc make pkg-config binutils linux-libc-dev libcapstone-dev \
-		   libcunit1-dev libelf-dev libjson-c-dev liblua5.4-dev
+		   libcunit1-dev libelf-dev libjson-c-dev liblua5.4-dev libxml2-dev
 PKGS		:= capstone libelf json-c lua5.4
 
 PKG_CFLAGS	= $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS	= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# The test binary alone writes and parses JUnit XML.
+TEST_PKGS	:= libxml-2.0
 
 CFLAGS		:= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g \
 		   -Iinclude -DVMPOKE_VERSION='"$(VERSION)"' \
@@ -80,8 +82,11 @@ $(BUILD)/libvmpoke.a: $(LIB_OBJS)
 $(BUILD)/vmpoke: $(BUILD)/patcher/cli/main.o $(BUILD)/libvmpoke.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 
+$(TEST_OBJS): PKG_CFLAGS += $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
+
 $(BUILD)/vmpoke-tests: $(TEST_OBJS) $(BUILD)/libvmpoke.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcunit $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null) \
+		-lcunit $(LDLIBS)
 
 $(BUILD)/guest/%.c.o: guest/%.c $(wildcard include/vmpoke_abi.h guest/*.h)
 	@mkdir -p $(dir $@)
@@ -109,8 +114,13 @@ deb_install = missing=""; for p in $(1); do \
 		echo "  sudo apt-get install -y$$missing"; exit 1; \
 	fi
 
+# Without a hardware KVM module (kvm_pvm, or no KVM at all) check-debug-exit
+# runs in the nested harness with a QEMU it builds: install that too.
+HW_KVM		:= $(shell { [ -d /sys/module/kvm_intel ] || [ -d /sys/module/kvm_amd ]; } && echo 1)
+NESTED_DEB_PKGS	= $(shell tests/nested/setup.sh --packages) $(shell tests/nested/build-qemu.sh --packages)
+
 deps:
-	@$(call deb_install,$(DEB_PKGS))
+	@$(call deb_install,$(DEB_PKGS) $(if $(HW_KVM),,$(NESTED_DEB_PKGS)))
 
 # The demo campaign: boot, probe, patch, report (README shows its output).
 RUN_CMD		= ./$(BUILD)/vmpoke campaign campaigns/demo.lua $(GUEST_IMG) --quiet \
@@ -128,9 +138,15 @@ else
 	$(RUN_CMD)
 endif
 
+# JUNIT=FILE: every CUnit run of `make check` adds its suites to FILE (JUnit XML).
+JUNIT		?=
+JUNIT_ABS	= $(if $(JUNIT),$(abspath $(JUNIT)))
+
 check: deps check-layers
 	@$(MAKE) --no-print-directory all $(BUILD)/vmpoke-tests
+	@$(if $(JUNIT),rm -f '$(JUNIT_ABS)')
 	@$(MAKE) --no-print-directory check-run
+	@$(MAKE) --no-print-directory check-debug-exit
 
 # No upward or sideways #include between the layers (scripts/check-layers.sh).
 check-layers:
@@ -143,7 +159,8 @@ check-layers:
 # only those are retried, loudly; a failing test (exit 1) never is.
 NESTED_TRIES	?= 3
 # $(call nested_run,COMMAND): COMMAND inside the nested-KVM VM, retried only
-# when the VM itself wedged or died (exit 124/125), never for a test failure.
+# when the VM itself wedged or died (exit 124/125), never for a test failure;
+# the caller's environment (NESTED_QEMU, NESTED_CPU, ...) passes through.
 nested_run = for try in $$(seq 1 $(NESTED_TRIES)); do \
 		NESTED_STALL=$${NESTED_STALL:-300} tests/nested/run-in-kvm.sh "$(1)"; rc=$$?; \
 		case $$rc in \
@@ -156,9 +173,10 @@ nested_run = for try in $$(seq 1 $(NESTED_TRIES)); do \
 check-run:
 ifeq ($(NESTED),1)
 	@echo "*** /dev/kvm is not usable here: running the suites inside a nested-KVM VM (tests/nested/)"
-	@$(call nested_run,$(TEST_ENV) ./$(BUILD)/vmpoke-tests $(SUITE))
+	@$(call nested_run,$(TEST_ENV) ./$(BUILD)/vmpoke-tests $(if $(JUNIT),--junit $(abspath $(BUILD))/junit-part.xml) $(SUITE))
+	@$(if $(JUNIT),./$(BUILD)/vmpoke-tests --junit '$(JUNIT_ABS)' --junit-merge $(BUILD)/junit-part.xml)
 else
-	$(TEST_ENV) ./$(BUILD)/vmpoke-tests $(SUITE)
+	$(TEST_ENV) ./$(BUILD)/vmpoke-tests $(if $(JUNIT),--junit '$(JUNIT_ABS)') $(SUITE)
 	@$(MAKE) --no-print-directory check-not-run
 endif
 
@@ -166,12 +184,51 @@ endif
 # listed as NOT RUN by the runner, never passed; they run here, inside the
 # nested KVM, where they must run (VMPOKE_TESTS_MUST_RUN).  A small sub-run:
 # only those suites.
+NOT_RUN_PART	= $(abspath $(BUILD))/junit-not-run.xml
 check-not-run:
-	@suites=$$(./$(BUILD)/vmpoke-tests --list-not-run $(SUITE)); \
+	@rm -f $(NOT_RUN_PART); suites=$$(./$(BUILD)/vmpoke-tests --list-not-run $(SUITE)); \
 	for s in $$suites; do \
 		echo "*** suite $$s cannot run on this host: running it in the nested KVM (tests/nested/)"; \
-		( $(call nested_run,VMPOKE_TESTS_MUST_RUN=1 $(TEST_ENV) ./$(BUILD)/vmpoke-tests $$s) ) || exit 1; \
-	done
+		( $(call nested_run,VMPOKE_TESTS_MUST_RUN=1 $(TEST_ENV) ./$(BUILD)/vmpoke-tests $(if $(JUNIT),--junit $(NOT_RUN_PART)) $$s) ) || exit 1; \
+	done; \
+	$(if $(JUNIT),[ ! -f $(NOT_RUN_PART) ] || ./$(BUILD)/vmpoke-tests --junit '$(JUNIT_ABS)' --junit-merge $(NOT_RUN_PART))
+
+# Trap path (a), KVM_EXIT_DEBUG (issue 11): tests/debug-exit/run.sh runs
+# the suite lists tests/debug-exit/NN-*.sh with VMPOKE_TRAP_PATH=debug-exit
+# (add a file to add a list).  They need a KVM that gives KVM_EXIT_DEBUG
+# for a guest int3, as hardware KVM does: where the host's KVM gives it
+# they run here; otherwise in the nested harness with the patched QEMU
+# (tests/nested/build-qemu.sh): one boot as the harness is (kvm_amd
+# nrips=0), one with NRIPS on for the NN-*.nrips.sh lists.  If that QEMU
+# cannot be built, check-debug-exit FAILS: it never passes without having run.
+DEBUG_EXIT_ENV	= $(TEST_ENV) VMPOKE_TESTS=./$(BUILD)/vmpoke-tests SUITE=$(SUITE)
+DEBUG_EXIT_PART	= $(abspath $(BUILD))/junit-debug-exit.xml
+DEBUG_EXIT_NEST	= $(DEBUG_EXIT_ENV) VMPOKE_JUNIT=$(if $(JUNIT),$(DEBUG_EXIT_PART)) tests/debug-exit/run.sh
+NESTED_CPU_NRIPS ?= qemu64,+svm,+npt,+nrip-save
+
+.PHONY: check-debug-exit
+check-debug-exit: all $(BUILD)/vmpoke-tests
+	@if VMPOKE_TRAP_PATH=debug-exit ./$(BUILD)/vmpoke doctor >/dev/null 2>&1; then \
+		echo "*** trap path (a): this host's KVM gives KVM_EXIT_DEBUG: running tests/debug-exit/ here"; \
+		$(DEBUG_EXIT_ENV) VMPOKE_JUNIT=$(JUNIT_ABS) tests/debug-exit/run.sh all; \
+	else \
+		echo "*** trap path (a): this host's KVM gives no KVM_EXIT_DEBUG: running tests/debug-exit/" \
+			"in the nested harness with the patched QEMU (tests/nested/)"; \
+		$(MAKE) --no-print-directory check-debug-exit-nested; \
+	fi
+
+.PHONY: check-debug-exit-nested
+check-debug-exit-nested:
+	@qemu=$$(tests/nested/build-qemu.sh) || { echo "*** check-debug-exit FAILED: the patched" \
+		"QEMU could not be built, so trap path (a) did NOT run" >&2; exit 1; }; \
+	rm -f $(DEBUG_EXIT_PART); export NESTED_QEMU=$$qemu; \
+	echo "*** nested boot 1 of 2: kvm_amd nrips=0"; \
+	( $(call nested_run,$(DEBUG_EXIT_NEST) plain) ); rc1=$$?; \
+	echo "*** nested boot 2 of 2: kvm_amd with NRIPS ($(NESTED_CPU_NRIPS))"; \
+	( export NESTED_CPU=$(NESTED_CPU_NRIPS); $(call nested_run,$(DEBUG_EXIT_NEST) nrips) ); rc2=$$?; \
+	$(if $(JUNIT),[ ! -f $(DEBUG_EXIT_PART) ] || ./$(BUILD)/vmpoke-tests --junit '$(JUNIT_ABS)' \
+		--junit-merge $(DEBUG_EXIT_PART) || rc1=1;) \
+	[ $$rc1 = 0 ] && [ $$rc2 = 0 ]
 
 .PHONY: nested-setup nested-probe
 nested-setup:

@@ -273,6 +273,25 @@ typedef enum vmm_trap_verdict (*vmm_trap_fn)(struct vmm_trap *trap, void *opaque
  */
 int vmm_set_trap_hook(struct vm *vm, vmm_trap_fn fn, void *opaque);
 
+/* --- trap paths --------------------------------------------------------- */
+
+/* "auto", "debug-exit", "doorbell", as users spell them; -1 if unknown. */
+int vmm_trap_path_parse(const char *name);
+const char *vmm_trap_path_name(enum vmm_trap_path p);
+
+/*
+ * The one switch that forces the trap path: the environment variable
+ * VMPOKE_TRAP_PATH applies to every VM whose config says VMM_TRAP_AUTO, so
+ * every command, library user and test honours it (commands set it from
+ * --trap-path).  VMM_TRAP_AUTO when unset or empty; -1 when it names no
+ * trap path.
+ */
+#define VMM_TRAP_PATH_ENV	"VMPOKE_TRAP_PATH"
+int vmm_trap_path_env(void);
+
+/* What auto picks where KVM_EXIT_DEBUG on int3 does (or does not) work. */
+enum vmm_trap_path vmm_trap_path_auto(bool debug_exit_works);
+
 /* --- host probing (vmpoke doctor, trap-path auto-detection) ------------- */
 
 struct vmm_host_caps {

@@ -5,7 +5,8 @@
  * random size, as fast as the protocol allows, while the guest's tasks run
  * through those sites and check every result.  Check failures are counted
  * (not fatal); a guest fault ends the run.  With an injected fault the
- * engine runs a deliberately broken protocol and the run must detect it.
+ * engine runs a deliberately broken protocol and the run must detect it;
+ * the first detection ends it.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -53,6 +54,7 @@ struct torture {
 
 	uint64_t patches, batches, aborts;
 	double t0, first_detection;	/* < 0: none */
+	bool injected;			/* a broken protocol: end at detection */
 	bool host_error;
 };
 
@@ -422,6 +424,21 @@ static uint64_t torture_check_failures(struct torture *t)
 	return vmm_hcall_count(t->vm, VMPOKE_HC_CHECK_FAIL);
 }
 
+/*
+ * The torture guest executes no int3 of its own, so a trap vmpoke cannot
+ * explain (not a live site, not a ghost) means the protocol broke: a vCPU
+ * trapped on an INT3 already retired.  On trap path (a) the re-injected
+ * #BP lands after the instruction KVM skips, and the guest may go wrong
+ * silently instead of faulting, so the VMM's own count is the detection.
+ */
+static uint64_t torture_foreign_traps(struct torture *t)
+{
+	struct poke_stats st;
+
+	patcher_stats(t->p, &st);
+	return st.foreign_traps;
+}
+
 /* Name what each failing task saw last: the summary alone says only "1". */
 static void torture_report_checks(struct torture *t)
 {
@@ -496,8 +513,11 @@ static void torture_patch_loop(struct torture *t, double seconds)
 			r = torture_flip_key(t, &rng);
 
 		now = torture_now_s();
-		if (t->first_detection < 0 && torture_check_failures(t))
+		if (t->first_detection < 0 &&
+		    (torture_check_failures(t) || torture_foreign_traps(t)))
 			t->first_detection = now - t->t0;
+		if (t->injected && t->first_detection >= 0)
+			break;
 		if (r > 0)
 			break;
 		if (r < 0) {
@@ -588,9 +608,9 @@ static int torture_session(struct torture *t, const struct torture_opts *a,
 	}
 	if (t->res.outcome == VMM_HOST_ERROR)
 		t->host_error = true;
-	if (r->check_failures && t->first_detection < 0)
+	if ((r->check_failures || r->st.foreign_traps) && t->first_detection < 0)
 		t->first_detection = r->elapsed;
-	r->detected = r->guest_faults || r->check_failures;
+	r->detected = r->guest_faults || r->check_failures || r->st.foreign_traps;
 	r->patches = t->patches;
 	r->key_flips = t->key_flips;
 	r->batches = t->batches;
@@ -627,6 +647,7 @@ int torture_run(const struct torture_opts *o, struct torture_report *r)
 	t.progress = o->progress;
 	t.interrupted = o->interrupted ? o->interrupted : &never;
 	t.first_detection = -1;
+	t.injected = o->inject != POKE_INJECT_NONE;
 	pthread_mutex_init(&t.lock, NULL);
 	clock_cond_init(&t.cond);	/* hotplug pacing: clock_deadline() */
 	ret = torture_session(&t, o, r);

@@ -5,6 +5,7 @@
  */
 #include <fcntl.h>
 #include <json.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -80,7 +81,7 @@ static void test_cli_run_all_options(void)
 	EXPECT_EQ_FATAL(RUN_OK("run", "g.img", "--vcpus", "64", "--mem", "128",
 				     "--tasks", "8", "--hz", "0", "--scenario", "lab",
 				     "--iterations", "18446744073709551615", "--seed", "7",
-				     "--timeout", "20", "--trap-path", "doorbell", "--quiet",
+				     "--timeout", "20", "--quiet",
 				     "--json", "out.json"), 0);
 	EXPECT_STREQ(o.cfg.image, "g.img");
 	EXPECT_EQ_U64(64, o.cfg.nr_vcpus);
@@ -91,12 +92,11 @@ static void test_cli_run_all_options(void)
 	EXPECT_EQ_U64(UINT64_MAX, o.cfg.iterations);
 	EXPECT_EQ_U64(7, o.cfg.seed);
 	EXPECT_EQ_U64(20, o.timeout_s);
-	EXPECT_EQ_U64(VMM_TRAP_DOORBELL, o.cfg.trap_path);
+	EXPECT_EQ_U64(VMM_TRAP_AUTO, o.cfg.trap_path);	/* main.c's option */
 	EXPECT_TRUE(o.cfg.quiet);
 	EXPECT_STREQ(o.json, "out.json");
-	EXPECT_EQ(RUN_OK("run", "--vcpus=1", "--trap-path=debug-exit", "x"), 0);
+	EXPECT_EQ(RUN_OK("run", "--vcpus=1", "x"), 0);
 	EXPECT_EQ_U64(1, o.cfg.nr_vcpus);
-	EXPECT_EQ_U64(VMM_TRAP_DEBUG_EXIT, o.cfg.trap_path);
 	EXPECT_EQ(RUN_OK("run", "--help"), 0);
 	EXPECT_TRUE(o.help);
 }
@@ -172,7 +172,10 @@ static void test_cli_names(void)
 	EXPECT_EQ(cli_scenario_parse(NULL), -1);
 	EXPECT_STREQ(cli_scenario_name(VMPOKE_SCN_MAX), "?");
 	for (unsigned int i = 0; i < 3; i++)
-		EXPECT_EQ_U64(i, cli_trap_path_parse(cli_trap_path_name(i)));
+		EXPECT_EQ_U64(i, vmm_trap_path_parse(vmm_trap_path_name(i)));
+	EXPECT_EQ(vmm_trap_path_parse("int3"), -1);
+	EXPECT_EQ(vmm_trap_path_parse(NULL), -1);
+	EXPECT_STREQ(vmm_trap_path_name(3), "?");
 	EXPECT_STREQ(cli_outcome_name(VMM_TIMEOUT), "timeout");
 	EXPECT_STREQ(cli_outcome_name(VMM_HOST_ERROR), "host_error");
 }
@@ -220,7 +223,84 @@ static void test_cli_json_write(void)
 	json_object_put(j);
 }
 
+/* cli_take_trap_path(argv) on a copy; the resulting argv joined by spaces. */
+static int take(char *joined, size_t len, int argc, char **argv)
+{
+	int saved = stderr_off(), ret = cli_take_trap_path(&argc, argv);
+
+	stderr_on(saved);
+	joined[0] = '\0';
+	for (int i = 1; i < argc && !ret; i++) {
+		if (i > 1)
+			strncat(joined, " ", len - strlen(joined) - 1);
+		strncat(joined, argv[i], len - strlen(joined) - 1);
+	}
+	return ret;
+}
+
+#define TAKE(...) take(out, sizeof(out), ARGC(__VA_ARGS__), ARGV(__VA_ARGS__))
+
+static const char *env_path(void)
+{
+	const char *e = getenv(VMM_TRAP_PATH_ENV);
+
+	return e ? e : "(unset)";
+}
+
+/*
+ * --trap-path is every command's option: main.c takes it out of argv
+ * wherever it stands and forces it through VMPOKE_TRAP_PATH, which
+ * vmm_create() honours for every VM whose config says auto.
+ */
+static void test_cli_trap_path(void)
+{
+	char *saved = getenv(VMM_TRAP_PATH_ENV) ? strdup(getenv(VMM_TRAP_PATH_ENV)) : NULL;
+	char out[256];
+
+	unsetenv(VMM_TRAP_PATH_ENV);
+	EXPECT_EQ(TAKE("vmpoke", "run", "g.img", "--vcpus", "1"), 0);
+	EXPECT_STREQ(out, "run g.img --vcpus 1");
+	EXPECT_STREQ(env_path(), "(unset)");
+	EXPECT_EQ_U64(VMM_TRAP_AUTO, vmm_trap_path_env());
+
+	EXPECT_EQ(TAKE("vmpoke", "torture", "--trap-path", "doorbell", "g.img"), 0);
+	EXPECT_STREQ(out, "torture g.img");
+	EXPECT_STREQ(env_path(), "doorbell");
+	EXPECT_EQ_U64(VMM_TRAP_DOORBELL, vmm_trap_path_env());
+
+	/* Before the command, with '=', and the last one wins. */
+	EXPECT_EQ(TAKE("vmpoke", "--trap-path=doorbell", "bench", "sync",
+			     "--trap-path=debug-exit"), 0);
+	EXPECT_STREQ(out, "bench sync");
+	EXPECT_EQ_U64(VMM_TRAP_DEBUG_EXIT, vmm_trap_path_env());
+	/* auto undoes the environment. */
+	EXPECT_EQ(TAKE("vmpoke", "doctor", "--trap-path", "auto"), 0);
+	EXPECT_EQ_U64(VMM_TRAP_AUTO, vmm_trap_path_env());
+	/* After "--" it is an argument, not the option. */
+	EXPECT_EQ(TAKE("vmpoke", "syms", "--", "--trap-path", "x"), 0);
+	EXPECT_STREQ(out, "syms -- --trap-path x");
+	EXPECT_EQ_U64(VMM_TRAP_AUTO, vmm_trap_path_env());
+
+	EXPECT_EQ_U64(VMPOKE_EXIT_USAGE, TAKE("vmpoke", "run", "--trap-path", "int3"));
+	EXPECT_EQ_U64(VMPOKE_EXIT_USAGE, TAKE("vmpoke", "run", "x", "--trap-path"));
+	EXPECT_EQ_U64(VMPOKE_EXIT_USAGE, TAKE("vmpoke", "--trap-path=", "run"));
+	/* A bad environment is named too, whatever the command. */
+	setenv(VMM_TRAP_PATH_ENV, "magic", 1);
+	EXPECT_EQ_U64(-1, vmm_trap_path_env());
+	EXPECT_EQ_U64(VMPOKE_EXIT_USAGE, TAKE("vmpoke", "syms", "g.img"));
+	/* ... unless the option replaces it. */
+	EXPECT_EQ(TAKE("vmpoke", "syms", "g.img", "--trap-path", "doorbell"), 0);
+	EXPECT_EQ_U64(VMM_TRAP_DOORBELL, vmm_trap_path_env());
+
+	if (saved)
+		setenv(VMM_TRAP_PATH_ENV, saved, 1);
+	else
+		unsetenv(VMM_TRAP_PATH_ENV);
+	free(saved);
+}
+
 TEST_SUITE(cli, "cli_args", false,
+	   TEST(test_cli_trap_path),
 	   TEST(test_cli_run_defaults),
 	   TEST(test_cli_run_all_options),
 	   TEST(test_cli_run_bad),

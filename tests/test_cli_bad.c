@@ -112,6 +112,11 @@ static void test_cli_bad_args(void)
 	expect_cli(2, "run x.img --timeout -1", "--timeout", "-1");
 	expect_cli(2, "run x.img --scenario warp", "--scenario", "warp");
 	expect_cli(2, "run x.img --trap-path magic", "--trap-path", "magic");
+	/* --trap-path is every command's, before or after the command name. */
+	expect_cli(2, "syms x.img --trap-path int3", "--trap-path", "int3");
+	expect_cli(2, "--trap-path=int3 doctor", "--trap-path", "int3");
+	expect_cli(2, "torture x.img --trap-path", "--trap-path", "needs a value");
+	expect_cli(2, "bench poke --trap-path=", "--trap-path", "unknown trap path");
 	expect_cli(2, "run x.img --frobnicate", "--frobnicate", NULL);
 	expect_cli(2, "run", "IMAGE", NULL);
 	expect_cli(2, "bench sync --vcpus 1,,2", "--vcpus", "1,,2");

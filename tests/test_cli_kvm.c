@@ -171,33 +171,70 @@ static void test_cli_kvm_run_sigint(void)
 	free(out);
 }
 
+static bool json_has_str(struct json_object *arr, const char *s)
+{
+	for (size_t i = 0; arr && i < json_object_array_length(arr); i++)
+		if (!strcmp(json_object_get_string(json_object_array_get_idx(arr, i)), s))
+			return true;
+	return false;
+}
+
+/*
+ * doctor names the trap paths that work here and auto's choice (two text
+ * lines, two JSON keys), and a forced path it cannot offer is an error.
+ * The environment of the suite (VMPOKE_TRAP_PATH in make
+ * check-debug-exit) is overridden: these cases force what they check.
+ */
 static void test_cli_kvm_doctor(void)
 {
-	struct json_object *j;
+	struct json_object *j, *paths;
 	char *out = NULL;
+	bool dbg;
 	int rc;
 
 	if (!testlib_require_kvm())
 		return;
-	rc = vmpoke("doctor", false, &out);
+	rc = vmpoke("doctor --trap-path auto", false, &out);
 	EXPECT_TRUE_MSG(rc == 0, "exit %d:\n%s", rc, out);
-	EXPECT_NOT_NULL(strstr(out, "trap path:"));
+	EXPECT_NOT_NULL(strstr(out, "\ntrap paths:"));
+	EXPECT_NOT_NULL(strstr(out, "\ntrap path auto:"));
+	EXPECT_NULL(strstr(out, "trap path forced:"));
 	EXPECT_TRUE_MSG(strstr(out, "\ncpl0 int3:          yes\n") ||
 			strstr(out, "\ncpl0 int3:          no"), "no cpl0 int3 line:\n%s", out);
 	free(out);
-	rc = vmpoke("doctor --json", true, &out);
+	rc = vmpoke("doctor --json --trap-path auto", true, &out);
 	EXPECT_TRUE_MSG(rc == 0, "exit %d:\n%s", rc, out);
 	j = json_tokener_parse(out);
 	EXPECT_TRUE_MSG(j != NULL, "not JSON:\n%s", out);
 	EXPECT_TRUE(json_object_get_boolean(get(j, "kvm_ok")));
 	EXPECT_EQ_U64(12, json_object_get_int(get(j, "api_version")));
-	EXPECT_TRUE(!strcmp(get_str(j, "trap_path"), "doorbell") || !strcmp(get_str(j, "trap_path"), "debug-exit"));
+	paths = get(j, "trap_paths_available");
+	EXPECT_TRUE(json_has_str(paths, "doorbell"));
+	dbg = json_object_get_boolean(get(j, "debug_exit_on_int3"));
+	EXPECT_EQ(dbg, json_has_str(paths, "debug-exit"));
+	EXPECT_STREQ(get_str(j, "trap_path_auto"), vmm_trap_path_name(vmm_trap_path_auto(dbg)));
+	EXPECT_STREQ(get_str(j, "trap_path"), get_str(j, "trap_path_auto"));
+	EXPECT_FALSE(json_object_get_boolean(get(j, "trap_path_forced")));
 	EXPECT_GT(json_object_get_double(get(j, "exit_roundtrip_us")), 0);
 	/* The same answer as this process's own probe on the same path. */
 	EXPECT_TRUE(json_object_is_type(get(j, "cpl0_int3"), json_type_boolean));
 	EXPECT_EQ(json_object_get_boolean(get(j, "cpl0_int3")), vmm_cpl0_int3_trappable(!strcmp(get_str(j, "trap_path"), "debug-exit") ?
 						VMM_TRAP_DEBUG_EXIT : VMM_TRAP_DOORBELL));
 	json_object_put(j);
+	free(out);
+
+	/* Forced: the doorbell always exists, debug-exit only where it works. */
+	rc = vmpoke("doctor --json --trap-path doorbell", true, &out);
+	EXPECT_TRUE_MSG(rc == 0, "exit %d:\n%s", rc, out);
+	j = json_tokener_parse(out);
+	EXPECT_STREQ(get_str(j, "trap_path"), "doorbell");
+	EXPECT_TRUE(json_object_get_boolean(get(j, "trap_path_forced")));
+	json_object_put(j);
+	free(out);
+	rc = vmpoke("--trap-path debug-exit doctor", false, &out);
+	EXPECT_TRUE_MSG(rc == (dbg ? 0 : 3), "exit %d (debug-exit %s here):\n%s", rc,
+			dbg ? "available" : "unavailable", out);
+	EXPECT_NOT_NULL(strstr(out, "trap path forced:   debug-exit"));
 	free(out);
 }
 

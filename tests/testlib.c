@@ -11,7 +11,9 @@
 #include <linux/kvm.h>
 #include <CUnit/Basic.h>
 
+#include "junit.h"
 #include "testlib.h"
+#include "vmm.h"
 
 static struct test_suite *suites;
 
@@ -191,19 +193,70 @@ static void testlib_not_run(unsigned int n)
 	}
 }
 
+/* Does the suite name contain one of the comma-separated substrings? */
+static bool suite_selected(const char *name, const char *filters)
+{
+	char *copy, *tok, *save;
+	bool hit = false;
+
+	if (!filters || !*filters)
+		return true;
+	copy = strdup(filters);
+	if (!copy)
+		abort();
+	for (tok = strtok_r(copy, ",", &save); tok && !hit; tok = strtok_r(NULL, ",", &save))
+		hit = strstr(name, tok) != NULL;
+	free(copy);
+	return hit;
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: vmpoke-tests [--junit FILE] [SUBSTRING[,SUBSTRING...]]\n"
+		"       vmpoke-tests --junit FILE --junit-merge PART\n"
+		"       vmpoke-tests --list-not-run [SUBSTRING[,...]]\n"
+		"Runs the suites whose name contains one of the substrings (all by\n"
+		"default).  --junit adds their results to FILE as JUnit XML;\n"
+		"--junit-merge adds PART's suites to FILE and runs nothing;\n"
+		"--list-not-run names the selected suites this host cannot run.\n"
+		"VMPOKE_TRAP_PATH forces the trap path of every VM (auto, debug-exit,\n"
+		"doorbell).\n");
+	return 2;
+}
+
 int main(int argc, char **argv)
 {
-	const char *only = argc > 1 ? argv[1] : NULL;
+	const char *only = NULL, *junit = NULL, *merge = NULL;
 	const char *kvm_why = testlib_kvm_problem();
 	unsigned int kvm_suites = 0, not_run = 0;
 	struct test_suite *s;
-	int failed;
+	bool list_not_run = false;
+	int failed, path = vmm_trap_path_env();
 
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--junit") && i + 1 < argc)
+			junit = argv[++i];
+		else if (!strcmp(argv[i], "--junit-merge") && i + 1 < argc)
+			merge = argv[++i];
+		else if (!strcmp(argv[i], "--list-not-run"))
+			list_not_run = true;
+		else if (argv[i][0] == '-' || only)
+			return usage();
+		else
+			only = argv[i];
+	}
+	if (merge)
+		return junit && !only && !junit_merge(junit, merge) ? 0 : usage();
+	if (path < 0) {
+		fprintf(stderr, "vmpoke-tests: %s=%s: unknown trap path (auto, "
+			"debug-exit or doorbell)\n", VMM_TRAP_PATH_ENV,
+			getenv(VMM_TRAP_PATH_ENV));
+		return 2;
+	}
 	/* For make check: the names of the suites this host cannot run. */
-	if (argc > 1 && !strcmp(argv[1], "--list-not-run")) {
-		only = argc > 2 ? argv[2] : NULL;
+	if (list_not_run) {
 		for (s = suites; s; s = s->next)
-			if ((!only || strstr(s->name, only)) && !kvm_why && s->unavailable &&
+			if (suite_selected(s->name, only) && !kvm_why && s->unavailable &&
 			    s->unavailable())
 				printf("%s\n", s->name);
 		return 0;
@@ -213,7 +266,7 @@ int main(int argc, char **argv)
 	for (s = suites; s; s = s->next) {
 		CU_pSuite cs;
 
-		if (only && !strstr(s->name, only))
+		if (!suite_selected(s->name, only))
 			continue;
 		if (!kvm_why && s->unavailable && (s->not_run_why = s->unavailable())) {
 			not_run++;
@@ -230,6 +283,9 @@ int main(int argc, char **argv)
 	if (kvm_why && kvm_suites)
 		fprintf(stderr, "\n*** %s\n*** %u suite(s) need KVM; their tests "
 			"will FAIL.\n\n", kvm_why, kvm_suites);
+	if (path != VMM_TRAP_AUTO)
+		fprintf(stderr, "*** trap path forced to %s (%s)\n",
+			vmm_trap_path_name(path), VMM_TRAP_PATH_ENV);
 	testlib_not_run(not_run);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
@@ -237,6 +293,13 @@ int main(int argc, char **argv)
 	if (kvm_why && kvm_suites)
 		fprintf(stderr, "\n*** KVM was unusable: %s\n", kvm_why);
 	testlib_not_run(not_run);
+	if (junit) {
+		char label[64];
+
+		snprintf(label, sizeof(label), "trap path %s", vmm_trap_path_name(path));
+		if (junit_add_run(junit, path != VMM_TRAP_AUTO ? label : NULL))
+			failed++;
+	}
 	CU_cleanup_registry();
 	if (not_run && getenv("VMPOKE_TESTS_MUST_RUN")) {
 		fprintf(stderr, "*** VMPOKE_TESTS_MUST_RUN is set: %u suite(s) not run is a "

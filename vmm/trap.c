@@ -199,6 +199,14 @@ int trap_doorbell(struct vcpu *v, unsigned int port, uint8_t *reply)
 	*reply = VMPOKE_BP_FOREIGN;
 	if (port == VMPOKE_PORT_DB)
 		return 0;	/* no #DB users in the VMM: the guest handles it */
+	/*
+	 * On path (a) every int3 already reached the hook as a debug exit;
+	 * one that rings here is a foreign #BP we re-injected (or an
+	 * "int $3", which no #BP intercept sees).  Asking the hook again
+	 * would count it twice and let a site published in between claim it.
+	 */
+	if (v->vm->trap_path == VMM_TRAP_DEBUG_EXIT)
+		return 0;
 	if (vcpu_get_regs(v, &regs)) {
 		vm_end(v->vm, VMM_HOST_ERROR, (int)v->id, NULL,
 		       "host error: vcpu %u: KVM_GET_REGS at #BP doorbell: %s",

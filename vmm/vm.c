@@ -130,6 +130,11 @@ static int vm_check_config(const struct vm_config *cfg)
 		vmm_error("trap path %u unknown", (unsigned int)cfg->trap_path);
 		return -EINVAL;
 	}
+	if (vmm_trap_path_env() < 0) {
+		vmm_error("%s=%s: unknown trap path (auto, debug-exit or doorbell)",
+			  VMM_TRAP_PATH_ENV, getenv(VMM_TRAP_PATH_ENV));
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -233,14 +238,38 @@ static int vm_load_image(struct vm *vm)
 	return 0;
 }
 
-static enum vmm_trap_path vm_pick_trap_path(struct vm *vm)
+/*
+ * The config's path, else the one VMPOKE_TRAP_PATH forces, else auto's
+ * choice.  A forced debug-exit is probed too: on a KVM that never gives
+ * KVM_EXIT_DEBUG for int3 it would silently fall to the guest's doorbell,
+ * and a run forced onto path (a) must never pass on path (b).
+ * 0 or exit code 3.
+ */
+static int vm_pick_trap_path(struct vm *vm)
 {
-	if (vm->cfg.trap_path != VMM_TRAP_AUTO)
-		return vm->cfg.trap_path;
-	if (kvm_check_ext(vm->kvm_fd, KVM_CAP_SET_GUEST_DEBUG) &&
-	    kvm_probe_int3_exit())
-		return VMM_TRAP_DEBUG_EXIT;
-	return VMM_TRAP_DOORBELL;
+	enum vmm_trap_path p = vm->cfg.trap_path;
+	const char *forced = "";
+	bool works;
+
+	if (p == VMM_TRAP_AUTO) {
+		p = (enum vmm_trap_path)vmm_trap_path_env();
+		forced = " (" VMM_TRAP_PATH_ENV ")";
+	}
+	vm->trap_path = p;
+	if (p == VMM_TRAP_DOORBELL)
+		return 0;
+	works = kvm_check_ext(vm->kvm_fd, KVM_CAP_SET_GUEST_DEBUG) &&
+		kvm_probe_int3_exit();
+	if (p == VMM_TRAP_AUTO) {
+		vm->trap_path = vmm_trap_path_auto(works);
+		return 0;
+	}
+	if (works)
+		return 0;
+	vmm_error("trap path debug-exit%s: this KVM does not give KVM_EXIT_DEBUG "
+		  "for a guest int3 (probed; kvm_pvm and stock QEMU TCG never do); "
+		  "use doorbell or auto", forced);
+	return VMPOKE_EXIT_HOST;
 }
 
 static void vm_init_locks(struct vm *vm)
@@ -293,10 +322,9 @@ struct vm *vmm_create(const struct vm_config *cfg, int *exit_code)
 		vmm_destroy(vm);
 		return NULL;
 	}
-	vm->trap_path = vm_pick_trap_path(vm);
-	if (vm->trap_path == VMM_TRAP_DEBUG_EXIT &&
-	    !kvm_check_ext(vm->kvm_fd, KVM_CAP_SET_GUEST_DEBUG)) {
-		vmm_error("trap path debug-exit needs KVM_CAP_SET_GUEST_DEBUG");
+	code = vm_pick_trap_path(vm);
+	if (code) {
+		*exit_code = code;
 		vmm_destroy(vm);
 		return NULL;
 	}

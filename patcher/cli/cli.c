@@ -135,20 +135,56 @@ const char *cli_scenario_name(unsigned int scn)
 	return scn < VMPOKE_SCN_MAX ? scenario_names[scn] : "?";
 }
 
-static const char *const trap_path_names[] = {
-	[VMM_TRAP_AUTO] = "auto",
-	[VMM_TRAP_DEBUG_EXIT] = "debug-exit",
-	[VMM_TRAP_DOORBELL] = "doorbell",
-};
-
-int cli_trap_path_parse(const char *s)
+/* cmd is NULL before the command name (vmpoke --trap-path P CMD ...). */
+static int trap_path_bad(const char *cmd, const char *what, const char *v)
 {
-	return cli_name_index(trap_path_names, 3, s);
+	char msg[160];
+
+	if (v)
+		snprintf(msg, sizeof(msg), "%s: unknown trap path '%.64s' (auto, "
+			 "debug-exit or doorbell)", what, v);
+	else
+		snprintf(msg, sizeof(msg), "option '%s' needs a value", what);
+	if (cmd)
+		return cli_usage_error(cmd, "%s", msg);
+	fprintf(stderr, "vmpoke: %s\nTry 'vmpoke --help'.\n", msg);
+	return VMPOKE_EXIT_USAGE;
 }
 
-const char *cli_trap_path_name(enum vmm_trap_path p)
+int cli_take_trap_path(int *argc, char **argv)
 {
-	return (unsigned int)p < 3 ? trap_path_names[p] : "?";
+	const char *cmd = *argc > 1 && argv[1][0] != '-' ? argv[1] : NULL;
+	const char *env = getenv(VMM_TRAP_PATH_ENV), *val = NULL;
+	int out = 1;
+
+	for (int i = 1; i < *argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "--")) {
+			while (i < *argc)
+				argv[out++] = argv[i++];
+			break;
+		}
+		if (!strncmp(a, "--trap-path=", 12)) {
+			val = a + 12;
+		} else if (!strcmp(a, "--trap-path")) {
+			if (++i >= *argc)
+				return trap_path_bad(cmd, "--trap-path", NULL);
+			val = argv[i];
+		} else {
+			argv[out++] = argv[i];
+			continue;
+		}
+		if (vmm_trap_path_parse(val) < 0)
+			return trap_path_bad(cmd, "--trap-path", val);
+	}
+	*argc = out;
+	argv[out] = NULL;
+	if (val)
+		return setenv(VMM_TRAP_PATH_ENV, val, 1) ? VMPOKE_EXIT_HOST : 0;
+	if (env && *env && vmm_trap_path_parse(env) < 0)
+		return trap_path_bad(cmd, VMM_TRAP_PATH_ENV, env);
+	return 0;
 }
 
 const char *cli_outcome_name(enum vmm_outcome o)

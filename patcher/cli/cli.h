@@ -42,12 +42,24 @@ int cli_parse_list(const char *cmd, const char *opt, const char *s,
 		   unsigned int min, unsigned int max, unsigned int *out,
 		   size_t cap, size_t *n);
 
-/* Scenario and trap-path names as the CLI spells them; -1 if unknown. */
+/* Scenario names as the CLI spells them; -1 if unknown. */
 int cli_scenario_parse(const char *s);
 const char *cli_scenario_name(unsigned int scn);
-int cli_trap_path_parse(const char *s);
-const char *cli_trap_path_name(enum vmm_trap_path p);
 const char *cli_outcome_name(enum vmm_outcome o);
+
+/*
+ * --trap-path, an option of every command: take every "--trap-path P" and
+ * "--trap-path=P" out of argv[1..*argc) (up to a "--") and put the last P
+ * into VMPOKE_TRAP_PATH, which every VM the process (and its children)
+ * creates honours (vmm.h).  So a later --trap-path beats an earlier one and
+ * the environment, and `--trap-path auto` undoes the environment.  Also
+ * checks VMPOKE_TRAP_PATH itself.  0, or VMPOKE_EXIT_USAGE after a message
+ * naming the bad value.
+ */
+int cli_take_trap_path(int *argc, char **argv);
+#define CLI_TRAP_PATH_HELP \
+"  --trap-path P      auto, debug-exit or doorbell: how a guest int3 reaches\n" \
+"                     vmpoke (every command; default $VMPOKE_TRAP_PATH, else auto)\n"
 
 /*
  * Check that path is a loadable image for mem_mib MiB of RAM, before any

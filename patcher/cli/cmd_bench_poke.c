@@ -425,7 +425,8 @@ static int bench_poke_run(struct bench *b, struct bench_result *r, unsigned int 
 
 static void bench_poke_usage(FILE *f)
 {
-	fprintf(f, "usage: vmpoke bench poke [IMAGE] [--json] [--vcpus N]\n");
+	fprintf(f, "usage: vmpoke bench poke [IMAGE] [--json] [--vcpus N]\n"
+		CLI_TRAP_PATH_HELP);
 }
 
 int cmd_bench_poke(int argc, char **argv)

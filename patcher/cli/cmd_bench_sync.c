@@ -42,6 +42,7 @@ static const char bench_sync_usage[] =
 "  --vcpus LIST   comma-separated vCPU counts, each 1..64 (default 1,2,4)\n"
 "  --rounds N     samples per measurement, 1..1000000 (default 1000)\n"
 "  --json         print one JSON object instead of the table\n"
+CLI_TRAP_PATH_HELP
 "  -h, --help     this text\n";
 
 int bench_sync_parse_args(int argc, char **argv, struct bench_sync_opts *o)

@@ -15,13 +15,15 @@
 static const char doctor_usage[] =
 "Usage: vmpoke doctor [--json]\n"
 "Check /dev/kvm, the KVM API version and capabilities, and measure which\n"
-"trap path works here, whether single-step exits, the exit round trip\n"
-"and the kick latency.\n"
+"trap paths work here and which one auto picks, whether single-step exits,\n"
+"the exit round trip and the kick latency.\n"
 "\n"
 "  --json       print the findings as one JSON object\n"
+CLI_TRAP_PATH_HELP
 "  -h, --help   this text\n"
 "\n"
-"Exit: 0 KVM usable, 3 not (with advice).\n";
+"Exit: 0 KVM usable; 3 KVM unusable (with advice), or the trap path forced\n"
+"with --trap-path or VMPOKE_TRAP_PATH is not available here.\n";
 
 static const char doctor_advice[] =
 "vmpoke needs a usable /dev/kvm:\n"
@@ -35,18 +37,58 @@ static const char *doctor_yes(bool b)
 	return b ? "yes" : "no";
 }
 
+/*
+ * The paths a run could take here: the doorbell needs only our guest's #BP
+ * stub, so it exists wherever KVM does; debug-exit where the probe saw
+ * KVM_EXIT_DEBUG for an int3.
+ */
+static const char *doctor_paths_text(const struct vmm_host_caps *c)
+{
+	return c->debug_exit_on_int3 ? "debug-exit, doorbell" : "doorbell";
+}
+
+static enum vmm_trap_path doctor_auto(const struct vmm_host_caps *c)
+{
+	return vmm_trap_path_auto(c->debug_exit_on_int3);
+}
+
+/* The path a run here takes: forced (VMPOKE_TRAP_PATH, --trap-path) or auto. */
+static enum vmm_trap_path doctor_run_path(const struct vmm_host_caps *c, bool *forced)
+{
+	int env = vmm_trap_path_env();
+
+	*forced = env > VMM_TRAP_AUTO;
+	return *forced ? (enum vmm_trap_path)env : doctor_auto(c);
+}
+
+static bool doctor_path_ok(const struct vmm_host_caps *c, enum vmm_trap_path p)
+{
+	return p != VMM_TRAP_DEBUG_EXIT || c->debug_exit_on_int3;
+}
+
 static void doctor_print(const struct vmm_host_caps *c)
 {
+	enum vmm_trap_path a = doctor_auto(c), run;
+	bool forced;
+
 	printf("/dev/kvm:           ok (API version %d)\n", c->api_version);
 	printf("capabilities:       irqchip %s, immediate_exit %s, set_guest_debug %s,\n"
 	       "                    user_memory %s, pit2 %s\n",
 	       doctor_yes(c->cap_irqchip), doctor_yes(c->cap_immediate_exit), doctor_yes(c->cap_set_guest_debug),
 	       doctor_yes(c->cap_user_memory), doctor_yes(c->cap_pit2));
-	if (c->debug_exit_on_int3)
-		printf("trap path:          debug-exit (KVM_EXIT_DEBUG on a guest int3)\n");
-	else
-		printf("trap path:          doorbell (no KVM_EXIT_DEBUG on int3 here; the guest's\n"
-		       "                    #BP stub rings the VMM)\n");
+	printf("trap paths:         %s (%s)\n", doctor_paths_text(c),
+	       c->debug_exit_on_int3 ? "KVM_EXIT_DEBUG on a guest int3 works here" :
+	       "no KVM_EXIT_DEBUG on a guest int3 here; the guest's #BP stub rings the VMM");
+	printf("trap path auto:     %s (%s)\n", vmm_trap_path_name(a),
+	       a == VMM_TRAP_DEBUG_EXIT ?
+	       "one exit per trap, no guest stub; tested by make check-debug-exit" :
+	       c->debug_exit_on_int3 ? "debug-exit is not yet the default" :
+	       "the only path here");
+	run = doctor_run_path(c, &forced);
+	if (forced)
+		printf("trap path forced:   %s (%s or --trap-path)%s\n",
+		       vmm_trap_path_name(run), VMM_TRAP_PATH_ENV,
+		       doctor_path_ok(c, run) ? "" : ": NOT AVAILABLE here, runs will fail");
 	printf("cpl0 int3:          %s\n", c->cpl0_int3 ? "yes" :
 	       "no (an INT3 in kernel code would end the guest here: CPL0 sites are "
 	       "patched stop-the-world)");
@@ -59,6 +101,9 @@ static struct json_object *doctor_json(const struct vmm_host_caps *c)
 {
 	struct json_object *j = json_object_new_object();
 	struct json_object *caps = json_object_new_object();
+	struct json_object *paths = json_object_new_array();
+	enum vmm_trap_path run;
+	bool forced;
 
 	json_object_object_add(j, "kvm_ok", json_object_new_boolean(c->kvm_ok));
 	json_object_object_add(j, "api_version", json_object_new_int(c->api_version));
@@ -72,8 +117,17 @@ static struct json_object *doctor_json(const struct vmm_host_caps *c)
 	json_object_object_add(caps, "user_memory", json_object_new_boolean(c->cap_user_memory));
 	json_object_object_add(caps, "pit2", json_object_new_boolean(c->cap_pit2));
 	json_object_object_add(j, "caps", caps);
-	json_object_object_add(j, "trap_path", json_object_new_string(
-		c->debug_exit_on_int3 ? "debug-exit" : "doorbell"));
+	if (c->kvm_ok && c->debug_exit_on_int3)
+		json_object_array_add(paths, json_object_new_string("debug-exit"));
+	if (c->kvm_ok)
+		json_object_array_add(paths, json_object_new_string("doorbell"));
+	json_object_object_add(j, "trap_paths_available", paths);
+	json_object_object_add(j, "trap_path_auto", json_object_new_string(
+		vmm_trap_path_name(doctor_auto(c))));
+	/* What a run here uses: the forced path, else auto's. */
+	run = doctor_run_path(c, &forced);
+	json_object_object_add(j, "trap_path", json_object_new_string(vmm_trap_path_name(run)));
+	json_object_object_add(j, "trap_path_forced", json_object_new_boolean(forced));
 	json_object_object_add(j, "debug_exit_on_int3",
 			       json_object_new_boolean(c->debug_exit_on_int3));
 	json_object_object_add(j, "cpl0_int3", json_object_new_boolean(c->cpl0_int3));
@@ -125,6 +179,17 @@ int cmd_doctor(int argc, char **argv)
 		fprintf(stderr, "vmpoke doctor: %s\n%s",
 			caps.problem[0] ? caps.problem : "/dev/kvm is not usable", doctor_advice);
 		return VMPOKE_EXIT_HOST;
+	}
+	{
+		bool forced;
+		enum vmm_trap_path run = doctor_run_path(&caps, &forced);
+
+		if (!doctor_path_ok(&caps, run)) {
+			fprintf(stderr, "vmpoke doctor: trap path %s is forced but not "
+				"available here (no KVM_EXIT_DEBUG on a guest int3)\n",
+				vmm_trap_path_name(run));
+			return VMPOKE_EXIT_HOST;
+		}
 	}
 	return 0;
 }

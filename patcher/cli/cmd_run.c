@@ -42,7 +42,7 @@ static const char run_usage[] =
 "  --iterations N     loops per task, 0 = until stopped (default 0)\n"
 "  --seed N           workload seed (default 1)\n"
 "  --timeout SEC      end an unfinished run after SEC s; exit 1 (default none)\n"
-"  --trap-path P      auto, debug-exit or doorbell (default auto)\n"
+CLI_TRAP_PATH_HELP
 "  --quiet            do not echo the guest console\n"
 "  --json FILE        also write the summary as JSON to FILE ('-' = stdout)\n"
 "  -h, --help         this text\n"
@@ -60,7 +60,6 @@ int run_parse_args(int argc, char **argv, struct run_opts *o)
 		{ "iterations", required_argument, NULL, 'i' },
 		{ "seed", required_argument, NULL, 'S' },
 		{ "timeout", required_argument, NULL, 'T' },
-		{ "trap-path", required_argument, NULL, 'p' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "json", required_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
@@ -76,7 +75,7 @@ int run_parse_args(int argc, char **argv, struct run_opts *o)
 	c->hz = 1000;
 	c->scenario = VMPOKE_SCN_HOT;
 	c->seed = 1;
-	c->trap_path = VMM_TRAP_AUTO;
+	c->trap_path = VMM_TRAP_AUTO;	/* --trap-path: VMPOKE_TRAP_PATH (main.c) */
 
 	optind = 0;	/* glibc: full re-initialisation, so tests can call us again */
 	opterr = 0;
@@ -116,14 +115,6 @@ int run_parse_args(int argc, char **argv, struct run_opts *o)
 		case 'T':
 			ret = cli_parse_uint("run", "--timeout", optarg, 0, RUN_MAX_TIMEOUT_S,
 					     &o->timeout_s);
-			break;
-		case 'p':
-			v = cli_trap_path_parse(optarg);
-			if (v < 0)
-				ret = cli_usage_error("run", "--trap-path: unknown trap path '%s' "
-						      "(auto, debug-exit, doorbell)", optarg);
-			else
-				c->trap_path = (enum vmm_trap_path)v;
 			break;
 		case 'q':
 			c->quiet = true;
@@ -266,6 +257,7 @@ struct run_report {
 	struct vmm_vcpu_stats st[VMPOKE_MAX_VCPUS];
 	bool have_rip;
 	char rip[VMPOKE_MAX_VCPUS][128];
+	enum vmm_trap_path trap_path;	/* the one the VM used */
 };
 
 /* On timeout: stop the world and name where every vCPU is. */
@@ -290,6 +282,7 @@ static void cmd_run_collect_rips(struct vm *vm, struct run_report *r)
 static void cmd_run_collect(struct vm *vm, enum vmm_outcome outcome, struct run_report *r)
 {
 	r->nr_vcpus = vmm_nr_vcpus(vm);
+	r->trap_path = vmm_trap_path(vm);
 	if (r->nr_vcpus > VMPOKE_MAX_VCPUS)
 		r->nr_vcpus = VMPOKE_MAX_VCPUS;
 	if (outcome == VMM_TIMEOUT)
@@ -349,9 +342,13 @@ static struct json_object *cmd_run_json(const struct run_opts *o, const struct r
 	json_object_object_add(cfg, "iterations", json_object_new_uint64(o->cfg.iterations));
 	json_object_object_add(cfg, "seed", json_object_new_uint64(o->cfg.seed));
 	json_object_object_add(cfg, "timeout_s", json_object_new_int64(o->timeout_s));
-	json_object_object_add(cfg, "trap_path",
-			       json_object_new_string(cli_trap_path_name(o->cfg.trap_path)));
+	/* Asked for (auto unless forced) and, once the VM existed, used. */
+	json_object_object_add(cfg, "trap_path", json_object_new_string(
+		vmm_trap_path_name(o->cfg.trap_path != VMM_TRAP_AUTO ? o->cfg.trap_path :
+				   (enum vmm_trap_path)vmm_trap_path_env())));
 	json_object_object_add(j, "config", cfg);
+	json_object_object_add(j, "trap_path", r ?
+			       json_object_new_string(vmm_trap_path_name(r->trap_path)) : NULL);
 	json_object_object_add(j, "outcome",
 			       json_object_new_string(cli_outcome_name(res->outcome)));
 	json_object_object_add(j, "exit_code", json_object_new_int(code));

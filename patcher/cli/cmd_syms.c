@@ -18,6 +18,7 @@ static const char syms_usage[] =
 "List IMAGE's symbols in address order: address, size (decimal), nm-style\n"
 "type letter and name.  GLOB (fnmatch(3), quote it) keeps matching names.\n"
 "\n"
+CLI_TRAP_PATH_HELP
 "  -h, --help   this text\n";
 
 int cmd_syms(int argc, char **argv)

@@ -36,7 +36,7 @@ static void cmd_torture_usage(FILE *f)
 		"         image's static keys)\n"
 		"  FAULT: no-int3, torn-write, no-shadow-check, no-sync, "
 		"early-retire,\n"
-		"         no-ghost, late-publish\n");
+		"         no-ghost, late-publish\n" CLI_TRAP_PATH_HELP);
 }
 
 static void cmd_torture_json(const struct torture_report *t, enum poke_inject inj)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "commands.h"
 #include "patcher.h"
 #include "vmm.h"
@@ -33,6 +34,9 @@ static const char main_usage[] =
 "  help [COMMAND]           this text, or COMMAND --help\n"
 "\n"
 "  --version, --help\n"
+"  --trap-path P            auto, debug-exit or doorbell, for any command:\n"
+"                           how a guest int3 reaches vmpoke (default\n"
+"                           $VMPOKE_TRAP_PATH, else auto; see vmpoke doctor)\n"
 "\n"
 "Exit: 0 ok, 1 guest failed, 2 usage/input error, 3 host/KVM error, 4 signal.\n"
 "See vmpoke(1).\n";
@@ -121,7 +125,10 @@ static int main_help(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	cmd_fn fn;
+	int ret = cli_take_trap_path(&argc, argv);
 
+	if (ret)
+		return ret;
 	if (argc < 2) {
 		fputs(main_usage, stderr);
 		return VMPOKE_EXIT_USAGE;
