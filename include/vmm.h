@@ -291,6 +291,13 @@ int vmm_trap_path_env(void);
 
 /* What auto picks where KVM_EXIT_DEBUG on int3 does (or does not) work. */
 enum vmm_trap_path vmm_trap_path_auto(bool debug_exit_works);
+/*
+ * The path a VM with config path cfg takes on such a host: cfg, else the
+ * one VMPOKE_TRAP_PATH forces (*forced set), else auto's.  May be
+ * debug-exit where it does not work: vmm_create() refuses that.
+ */
+enum vmm_trap_path vmm_trap_path_resolve(enum vmm_trap_path cfg, bool debug_exit_works,
+					 bool *forced);
 
 /* --- host probing (vmpoke doctor, trap-path auto-detection) ------------- */
 
@@ -303,7 +310,7 @@ struct vmm_host_caps {
 	/* Found by running tiny probe VMs: */
 	bool debug_exit_on_int3;	/* USE_SW_BP gives KVM_EXIT_DEBUG */
 	bool singlestep_exits;		/* SINGLESTEP gives KVM_EXIT_DEBUG */
-	bool cpl0_int3;			/* a CPL0 INT3 can be trapped on the auto path */
+	bool cpl0_int3;			/* a CPL0 INT3 traps on the path a run takes */
 	double exit_roundtrip_us;	/* median CPL0 `out` round trip */
 	double kick_us;			/* median kick -> KVM_RUN returns */
 };

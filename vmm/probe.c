@@ -519,8 +519,12 @@ int vmm_probe_host(struct vmm_host_caps *caps)
 		caps->debug_exit_on_int3 = kvm_probe_int3_exit();
 		caps->singlestep_exits = probe_singlestep(fd);
 	}
-	caps->cpl0_int3 = vmm_cpl0_int3_trappable(caps->debug_exit_on_int3 ?
-						  VMM_TRAP_DEBUG_EXIT : VMM_TRAP_DOORBELL);
+	{
+		bool forced;
+
+		caps->cpl0_int3 = vmm_cpl0_int3_trappable(vmm_trap_path_resolve(
+			VMM_TRAP_AUTO, caps->debug_exit_on_int3, &forced));
+	}
 	caps->exit_roundtrip_us = probe_roundtrip(fd);
 	if (caps->cap_immediate_exit)
 		caps->kick_us = probe_kick(fd);

@@ -56,3 +56,16 @@ enum vmm_trap_path vmm_trap_path_auto(bool debug_exit_works)
 	return debug_exit_works && VMM_AUTO_PREFERS_DEBUG_EXIT ?
 		VMM_TRAP_DEBUG_EXIT : VMM_TRAP_DOORBELL;
 }
+
+enum vmm_trap_path vmm_trap_path_resolve(enum vmm_trap_path cfg, bool debug_exit_works,
+					 bool *forced)
+{
+	int env = vmm_trap_path_env();
+
+	*forced = cfg != VMM_TRAP_AUTO || env > VMM_TRAP_AUTO;
+	if (cfg != VMM_TRAP_AUTO)
+		return cfg;
+	if (env > VMM_TRAP_AUTO)
+		return (enum vmm_trap_path)env;
+	return vmm_trap_path_auto(debug_exit_works);
+}

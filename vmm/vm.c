@@ -247,28 +247,20 @@ static int vm_load_image(struct vm *vm)
  */
 static int vm_pick_trap_path(struct vm *vm)
 {
-	enum vmm_trap_path p = vm->cfg.trap_path;
-	const char *forced = "";
-	bool works;
+	bool works = false, forced;
 
-	if (p == VMM_TRAP_AUTO) {
-		p = (enum vmm_trap_path)vmm_trap_path_env();
-		forced = " (" VMM_TRAP_PATH_ENV ")";
-	}
-	vm->trap_path = p;
-	if (p == VMM_TRAP_DOORBELL)
-		return 0;
-	works = kvm_check_ext(vm->kvm_fd, KVM_CAP_SET_GUEST_DEBUG) &&
-		kvm_probe_int3_exit();
-	if (p == VMM_TRAP_AUTO) {
-		vm->trap_path = vmm_trap_path_auto(works);
-		return 0;
-	}
-	if (works)
+	/* Probe only where the answer matters: the doorbell always works. */
+	if (vmm_trap_path_resolve(vm->cfg.trap_path, false, &forced) != VMM_TRAP_DOORBELL ||
+	    !forced)
+		works = kvm_check_ext(vm->kvm_fd, KVM_CAP_SET_GUEST_DEBUG) &&
+			kvm_probe_int3_exit();
+	vm->trap_path = vmm_trap_path_resolve(vm->cfg.trap_path, works, &forced);
+	if (vm->trap_path != VMM_TRAP_DEBUG_EXIT || works)
 		return 0;
 	vmm_error("trap path debug-exit%s: this KVM does not give KVM_EXIT_DEBUG "
 		  "for a guest int3 (probed; kvm_pvm and stock QEMU TCG never do); "
-		  "use doorbell or auto", forced);
+		  "use doorbell or auto", vm->cfg.trap_path == VMM_TRAP_AUTO ?
+		  " (" VMM_TRAP_PATH_ENV ")" : "");
 	return VMPOKE_EXIT_HOST;
 }
 

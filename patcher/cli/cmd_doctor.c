@@ -55,10 +55,7 @@ static enum vmm_trap_path doctor_auto(const struct vmm_host_caps *c)
 /* The path a run here takes: forced (VMPOKE_TRAP_PATH, --trap-path) or auto. */
 static enum vmm_trap_path doctor_run_path(const struct vmm_host_caps *c, bool *forced)
 {
-	int env = vmm_trap_path_env();
-
-	*forced = env > VMM_TRAP_AUTO;
-	return *forced ? (enum vmm_trap_path)env : doctor_auto(c);
+	return vmm_trap_path_resolve(VMM_TRAP_AUTO, c->debug_exit_on_int3, forced);
 }
 
 static bool doctor_path_ok(const struct vmm_host_caps *c, enum vmm_trap_path p)
