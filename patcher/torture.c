@@ -616,6 +616,7 @@ static int torture_session(struct torture *t, const struct torture_opts *a,
 	r->batches = t->batches;
 	r->hotplug_cycles = t->hotplug_cycles;
 	r->nr_sites = t->nr_sites;
+	r->trap_path = vmm_trap_path(t->vm);
 	r->refused = t->refused;
 	r->first_detection = t->first_detection;
 	r->host_error = t->host_error;

@@ -96,8 +96,9 @@ struct torture_report {
 	unsigned int refused;		/* transitions the engine refused */
 	double elapsed;			/* seconds in the patch loop */
 	double first_detection;		/* seconds; < 0: nothing detected */
-	bool detected;			/* a guest fault or a check failure */
+	bool detected;			/* a guest fault, check failure or foreign trap */
 	bool host_error;
+	enum vmm_trap_path trap_path;	/* the one the VM used */
 };
 
 /*

@@ -49,6 +49,8 @@ static void cmd_torture_json(const struct torture_report *t, enum poke_inject in
 	json_object_object_add(o, "key_flips", json_object_new_uint64(t->key_flips));
 	json_object_object_add(o, "syncs", json_object_new_uint64(st->syncs));
 	json_object_object_add(o, "sites", json_object_new_int(t->nr_sites));
+	json_object_object_add(o, "trap_path",
+			       json_object_new_string(vmm_trap_path_name(t->trap_path)));
 	json_object_object_add(o, "trap_hits", json_object_new_uint64(st->trap_hits));
 	json_object_object_add(o, "ghost_traps", json_object_new_uint64(st->ghost_traps));
 	json_object_object_add(o, "foreign_traps", json_object_new_uint64(st->foreign_traps));
