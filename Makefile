@@ -2,8 +2,10 @@
 #
 #   make            build vmpoke and images/guest.img
 #   make run        the demo campaign: boot, probe, patch, report
-#   make check      check the layers, build and run the CUnit suites (unit + real KVM)
+#   make check      check the layers, build and run the CUnit suites (unit + real KVM),
+#                   then check-debug-exit; JUNIT=FILE also writes JUnit XML
 #   make check-layers  only the include check between the layers
+#   make check-debug-exit  trap, patch and torture suites on trap path (a)
 #   make check-asan the same under ASan + UBSan, in build-asan/
 #   make install PREFIX=/usr/local DESTDIR=
 #   make deps       install missing Debian packages (or print the apt-get line)
