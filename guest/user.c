@@ -22,6 +22,7 @@
 #include "sites.h"
 #include "probelib.h"
 #include "jump_label.h"
+#include "static_call.h"
 
 #define INT3_DEFAULT_COUNT	1000
 
@@ -259,6 +260,7 @@ static void __attribute__((noreturn)) run_sites(struct vmpoke_task *t,
 		}
 		check_lib(t, x);
 		jl_check_all(t);
+		sc_check_all(t, x);
 		t->iterations++;
 		if (n && t->iterations >= n)
 			break;

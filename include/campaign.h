@@ -132,6 +132,14 @@ struct campaign_static_key {
 	size_t sites;
 };
 
+/* A static call of the guest, for vm:static_calls(). */
+struct campaign_static_call {
+	char name[64];
+	uint64_t current;		/* 0 = NULL */
+	size_t sites, nr_targets;
+	uint64_t targets[16];
+};
+
 struct campaign_ops {
 	int (*boot)(void *be, const struct campaign_boot_cfg *cfg, char *msg, size_t len);
 	const struct symtab *(*symtab)(void *be);
@@ -172,6 +180,17 @@ struct campaign_ops {
 			   char *msg, size_t len);
 	int (*static_key_set)(void *be, const char *name, bool enable, bool *changed,
 			      size_t *sites, struct campaign_patch_out *out);
+	/*
+	 * Optional.  static_calls: every __SCT__ trampoline with its key's
+	 * function, targets and sites (*calls malloc'd).  static_call_update:
+	 * static_call_update(name, target) (0 = NULL) in one batch; -ENOENT
+	 * for an unknown name; a refusal is out->ok = false with out->error;
+	 * *sites rewritten, *stw of them stop-the-world.
+	 */
+	int (*static_calls)(void *be, struct campaign_static_call **calls, size_t *n,
+			    char *msg, size_t len);
+	int (*static_call_update)(void *be, const char *name, uint64_t target, size_t *sites,
+				  size_t *stw, struct campaign_patch_out *out);
 };
 
 /*

@@ -337,6 +337,46 @@ struct vmpoke_jump_entry {
 #define VMPOKE_JUMP_INIT	2ll
 #define VMPOKE_SEC_JUMP_TABLE	"__jump_table"
 
+/*
+ * Static calls, in the kernel's x86-64 format (static_call.h,
+ * arch/x86/kernel/static_call.c).  For a call NAME:
+ *   __SCT__NAME  the trampoline, 4-aligned: E9 rel32 (JMP to the current
+ *                function) or the NULL form C3 CC 90 90 90 (ret; int3;
+ *                nops; after an update C3 CC CC CC CC), then the signature
+ *                0f b9 cc (ud1 %esp, %ecx) at +5;
+ *   __SCK__NAME  struct vmpoke_static_call_key: func (0 = NULL), and a
+ *                seq the VMM makes odd while it updates the call;
+ *   ".static_call_sites": {s32 addr, s32 key | TAIL | INIT}, each relative
+ *                to its own address: a direct CALL site (E8 rel32, or NOP5
+ *                when NULL) or, with TAIL, a JMP (E9 rel32, or C3 CC CC CC
+ *                CC when NULL);
+ *   ".static_call_targets": {s32 key, s32 func}, relative likewise: the
+ *                functions the call may be pointed at (vmpoke's own; the
+ *                kernel does not restrict them).
+ */
+struct vmpoke_static_call_key {
+	uint64_t func;
+	uint32_t seq;			/* odd while the VMM updates the call */
+	uint32_t pad;
+};
+
+struct vmpoke_static_call_site {
+	int32_t addr;
+	int32_t key;			/* | VMPOKE_SC_TAIL | VMPOKE_SC_INIT */
+};
+
+struct vmpoke_static_call_target {
+	int32_t key;
+	int32_t func;
+};
+
+#define VMPOKE_SC_TAIL		1
+#define VMPOKE_SC_INIT		2
+#define VMPOKE_SC_TRAMP_PREFIX	"__SCT__"
+#define VMPOKE_SC_KEY_PREFIX	"__SCK__"
+#define VMPOKE_SEC_SC_SITES	".static_call_sites"
+#define VMPOKE_SEC_SC_TARGETS	".static_call_targets"
+
 #define VMPOKE_SYM_SITES	"vmpoke_sites"
 #define VMPOKE_SYM_LAB		"vmpoke_lab"
 #define VMPOKE_SYM_TASKS	"vmpoke_tasks"

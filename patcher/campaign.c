@@ -410,7 +410,7 @@ static void campaign_undo(struct campaign *c)
 		}
 	}
 	/* keys last: a key's sites must hold no probe or patch of ours */
-	c->restored = campaign_keys_undo(c);
+	c->restored = campaign_kinds_undo(c);
 	for (size_t i = 0; i < c->nr_probes; i++) {
 		struct campaign_probe *cp = c->probes[i];
 
@@ -453,7 +453,7 @@ static void campaign_free(struct campaign *c)
 	free(c->probes);
 	free(c->batches);
 	free(c->expects);
-	free(c->keys);
+	free(c->changed);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->out.lock);

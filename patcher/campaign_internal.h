@@ -54,10 +54,16 @@ struct campaign_batch {
 	uint64_t seq;
 };
 
-/* A key the script flipped: put back on exit. */
-struct campaign_key {
+/*
+ * A static key (value: enabled) or static call (value: func) the script
+ * changed: its first value, put back on exit.
+ */
+enum campaign_kind { CAMPAIGN_KIND_KEY, CAMPAIGN_KIND_CALL };
+
+struct campaign_changed {
+	enum campaign_kind kind;
 	char name[64];
-	bool orig, cur;
+	uint64_t orig, cur;
 };
 
 struct campaign_expect {
@@ -100,8 +106,8 @@ struct campaign {
 	size_t nr_batches, cap_batches;
 	struct campaign_expect *expects;
 	size_t nr_expects, cap_expects;
-	struct campaign_key *keys;
-	size_t nr_keys, cap_keys;
+	struct campaign_changed *changed;	/* keys and calls, in order */
+	size_t nr_changed;
 	uint64_t seq;
 
 	atomic_int interp;		/* enum campaign_interp */
@@ -142,8 +148,20 @@ int campaign_add_expect(struct campaign *c, const char *msg, bool ok, int line);
 /* campaign_kinds.c: vm:static_keys(), vm:static_key(name) */
 int campaign_lua_static_keys(lua_State *L);
 int campaign_lua_static_key(lua_State *L);
-/* Put every flipped key back; false if one could not be. */
-bool campaign_keys_undo(struct campaign *c);
+int campaign_lua_static_calls(lua_State *L);
+int campaign_lua_static_call(lua_State *L);
+/* {ok=, sites=, syncs=, us=, error=?} of a key flip or call update. */
+void campaign_push_kind_result(lua_State *L, const struct campaign_patch_out *out,
+			       size_t sites);
+/* A key or call object: userdata holding name, metatable mt with __index. */
+void campaign_push_kind_object(lua_State *L, const char *name, const char *mt,
+			       lua_CFunction index);
+/* Record that the script set kind name from orig to cur. */
+int campaign_track(struct campaign *c, enum campaign_kind kind, const char *name,
+		   uint64_t orig, uint64_t cur);
+/* Put every key and call back, newest first; false if one is not. */
+bool campaign_kinds_undo(struct campaign *c);
+/* campaign_scall.c: vm:static_calls(), vm:static_call(name) */
 
 /* campaign_lua.c */
 struct campaign *campaign_lua_vm(lua_State *L);		/* `vm` of method, booted */

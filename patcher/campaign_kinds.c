@@ -60,31 +60,6 @@ int campaign_lua_static_keys(lua_State *L)
 	return 1;
 }
 
-static int key_track(struct campaign *c, const char *name, bool enable)
-{
-	struct campaign_key *nk;
-
-	for (size_t i = 0; i < c->nr_keys; i++)
-		if (!strcmp(c->keys[i].name, name)) {
-			c->keys[i].cur = enable;
-			return 0;
-		}
-	if (c->nr_keys == c->cap_keys) {
-		size_t cap = c->cap_keys ? 2 * c->cap_keys : 8;
-
-		nk = realloc(c->keys, cap * sizeof(*nk));
-		if (!nk)
-			return -ENOMEM;
-		c->keys = nk;
-		c->cap_keys = cap;
-	}
-	nk = &c->keys[c->nr_keys++];
-	snprintf(nk->name, sizeof(nk->name), "%s", name);
-	nk->orig = !enable;
-	nk->cur = enable;
-	return 0;
-}
-
 static int key_set(lua_State *L, bool enable)
 {
 	const char *fn = enable ? "k:enable" : "k:disable";
@@ -110,7 +85,7 @@ static int key_set(lua_State *L, bool enable)
 			 ret == -ENOENT ? "no such static key" : "the patch engine failed");
 	if (ret)
 		out.ok = false;
-	if (out.ok && changed && key_track(c, name, enable))
+	if (out.ok && changed && campaign_track(c, CAMPAIGN_KIND_KEY, name, !enable, enable))
 		return luaL_error(L, "%s: out of memory", fn);
 	{
 		struct campaign_kv ev[] = {
@@ -125,21 +100,9 @@ static int key_set(lua_State *L, bool enable)
 		campaign_trace_slice(c, enable ? "static_key:enable" : "static_key:disable",
 				     "patch", t0, campaign_now_ns(), kv, KVN(kv));
 	}
-	lua_createtable(L, 0, 6);
-	lua_pushboolean(L, out.ok);
-	lua_setfield(L, -2, "ok");
+	campaign_push_kind_result(L, &out, sites);
 	lua_pushboolean(L, changed);
 	lua_setfield(L, -2, "changed");
-	lua_pushinteger(L, (lua_Integer)sites);
-	lua_setfield(L, -2, "sites");
-	lua_pushinteger(L, (lua_Integer)out.syncs);
-	lua_setfield(L, -2, "syncs");
-	lua_pushnumber(L, out.us);
-	lua_setfield(L, -2, "us");
-	if (out.error[0]) {
-		lua_pushstring(L, out.error);
-		lua_setfield(L, -2, "error");
-	}
 	return 1;
 }
 
@@ -208,48 +171,117 @@ int campaign_lua_static_key(lua_State *L)
 	if (!found)
 		return luaL_error(L, "vm:static_key: no static key '%s' in the image's "
 				  "__jump_table (vm:static_keys() lists them)", name);
-	lua_newuserdatauv(L, 1, 1);
-	lua_pushstring(L, name);
-	lua_setiuservalue(L, -2, 1);
-	if (luaL_newmetatable(L, KEY_MT)) {
-		lua_pushcfunction(L, key_index);
-		lua_setfield(L, -2, "__index");
-	}
-	lua_setmetatable(L, -2);
+	campaign_push_kind_object(L, name, KEY_MT, key_index);
 	return 1;
 }
 
-bool campaign_keys_undo(struct campaign *c)
+void campaign_push_kind_result(lua_State *L, const struct campaign_patch_out *out,
+			       size_t sites)
+{
+	lua_createtable(L, 0, 7);
+	lua_pushboolean(L, out->ok);
+	lua_setfield(L, -2, "ok");
+	lua_pushinteger(L, (lua_Integer)sites);
+	lua_setfield(L, -2, "sites");
+	lua_pushinteger(L, (lua_Integer)out->syncs);
+	lua_setfield(L, -2, "syncs");
+	lua_pushnumber(L, out->us);
+	lua_setfield(L, -2, "us");
+	if (out->error[0]) {
+		lua_pushstring(L, out->error);
+		lua_setfield(L, -2, "error");
+	}
+}
+
+void campaign_push_kind_object(lua_State *L, const char *name, const char *mt,
+			       lua_CFunction index)
+{
+	lua_newuserdatauv(L, 1, 1);
+	lua_pushstring(L, name);
+	lua_setiuservalue(L, -2, 1);
+	if (luaL_newmetatable(L, mt)) {
+		lua_pushcfunction(L, index);
+		lua_setfield(L, -2, "__index");
+	}
+	lua_setmetatable(L, -2);
+}
+
+int campaign_track(struct campaign *c, enum campaign_kind kind, const char *name,
+		   uint64_t orig, uint64_t cur)
+{
+	struct campaign_changed *n;
+
+	for (size_t i = 0; i < c->nr_changed; i++)
+		if (c->changed[i].kind == kind && !strcmp(c->changed[i].name, name)) {
+			c->changed[i].cur = cur;
+			return 0;
+		}
+	n = realloc(c->changed, (c->nr_changed + 1) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	c->changed = n;
+	n = &c->changed[c->nr_changed++];
+	n->kind = kind;
+	snprintf(n->name, sizeof(n->name), "%s", name);
+	n->orig = orig;
+	n->cur = cur;
+	return 0;
+}
+
+/* Set one back through the backend; 0 if it now holds orig. */
+static int kind_restore(struct campaign *c, struct campaign_changed *ch)
+{
+	struct campaign_patch_out out;
+	size_t sites, stw;
+	bool changed;
+	int ret;
+
+	memset(&out, 0, sizeof(out));
+	if (ch->kind == CAMPAIGN_KIND_KEY)
+		ret = c->ops->static_key_set(c->be, ch->name, ch->orig, &changed, &sites, &out);
+	else
+		ret = c->ops->static_call_update(c->be, ch->name, ch->orig, &sites, &stw, &out);
+	if (ret || !out.ok) {
+		fprintf(stderr, "vmpoke campaign: cannot put static %s %s back: %s\n",
+			ch->kind == CAMPAIGN_KIND_KEY ? "key" : "call", ch->name,
+			out.error[0] ? out.error : "refused");
+		return -1;
+	}
+	ch->cur = ch->orig;
+	return 0;
+}
+
+/* Does the guest hold ch's first value again (read back, not assumed)? */
+static bool kind_holds_orig(struct campaign *c, const struct campaign_changed *ch)
 {
 	struct campaign_static_key *k = NULL;
-	struct campaign_patch_out out;
-	bool ok = true, changed;
-	size_t n = 0, sites;
+	struct campaign_static_call *sc = NULL;
+	bool ok = false;
+	size_t n = 0;
 	char msg[256];
 
-	if (!c->nr_keys || !c->ops->static_key_set)
-		return true;
-	for (size_t i = c->nr_keys; i--;) {
-		struct campaign_key *ck = &c->keys[i];
-
-		if (ck->cur == ck->orig)
-			continue;
-		memset(&out, 0, sizeof(out));
-		if (c->ops->static_key_set(c->be, ck->name, ck->orig, &changed, &sites, &out) ||
-		    !out.ok) {
-			fprintf(stderr, "vmpoke campaign: cannot put static key %s back: %s\n",
-				ck->name, out.error[0] ? out.error : "refused");
-			ok = false;
-		} else {
-			ck->cur = ck->orig;
-		}
-	}
-	if (c->ops->static_keys(c->be, &k, &n, msg, sizeof(msg)))
-		return false;
-	for (size_t i = 0; i < c->nr_keys; i++)
+	if (ch->kind == CAMPAIGN_KIND_KEY && !c->ops->static_keys(c->be, &k, &n, msg, sizeof(msg)))
 		for (size_t j = 0; j < n; j++)
-			if (!strcmp(k[j].name, c->keys[i].name) && k[j].enabled != c->keys[i].orig)
-				ok = false;
+			ok |= !strcmp(k[j].name, ch->name) && k[j].enabled == (ch->orig != 0);
+	if (ch->kind == CAMPAIGN_KIND_CALL && !c->ops->static_calls(c->be, &sc, &n, msg, sizeof(msg)))
+		for (size_t j = 0; j < n; j++)
+			ok |= !strcmp(sc[j].name, ch->name) && sc[j].current == ch->orig;
 	free(k);
+	free(sc);
+	return ok;
+}
+
+bool campaign_kinds_undo(struct campaign *c)
+{
+	bool ok = true;
+
+	for (size_t i = c->nr_changed; i--;) {
+		struct campaign_changed *ch = &c->changed[i];
+
+		if (ch->cur != ch->orig && kind_restore(c, ch))
+			ok = false;
+		if (!kind_holds_orig(c, ch))
+			ok = false;
+	}
 	return ok;
 }

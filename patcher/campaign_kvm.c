@@ -18,6 +18,7 @@
 #include "campaign_internal.h"
 #include "clock.h"
 #include "jump_label.h"
+#include "static_call.h"
 #include "patcher.h"
 #include "probe.h"
 #include "vmm.h"
@@ -36,6 +37,7 @@ struct kvm_be {
 	struct vmm_result res;
 	char *image;
 	struct jl_table *jl;		/* loaded on first use */
+	struct sc_table *sc;
 };
 
 static void *kvm_monitor(void *arg)
@@ -297,6 +299,72 @@ static int kvm_static_key_set(void *be, const char *name, bool enable, bool *cha
 	return 0;
 }
 
+static int kvm_sc(struct kvm_be *k, char *msg, size_t len)
+{
+	if (k->sc)
+		return 0;
+	return sc_table_load(k->image, vmm_symtab(k->vm), &k->sc, msg, len);
+}
+
+static int kvm_static_calls(void *be, struct campaign_static_call **calls, size_t *n,
+			    char *msg, size_t len)
+{
+	struct kvm_be *k = be;
+	struct vmpoke_static_call_key key;
+	int ret = kvm_sc(k, msg, len);
+
+	*calls = NULL;
+	*n = 0;
+	if (ret)
+		return ret;
+	*calls = calloc(k->sc->nr_calls ? k->sc->nr_calls : 1, sizeof(**calls));
+	if (!*calls) {
+		snprintf(msg, len, "out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < k->sc->nr_calls; i++) {
+		const struct sc_call *c = &k->sc->calls[i];
+		struct campaign_static_call *o = &(*calls)[i];
+
+		if (sc_key_read(k->vm, c, &key)) {
+			snprintf(msg, len, "%s: key not mapped", c->name);
+			free(*calls);
+			*calls = NULL;
+			return -EFAULT;
+		}
+		snprintf(o->name, sizeof(o->name), "%s", c->name);
+		o->current = key.func;
+		o->sites = c->nr_sites;
+		o->nr_targets = c->nr_targets < 16 ? c->nr_targets : 16;
+		memcpy(o->targets, c->targets, o->nr_targets * sizeof(o->targets[0]));
+	}
+	*n = k->sc->nr_calls;
+	return 0;
+}
+
+static int kvm_static_call_update(void *be, const char *name, uint64_t target, size_t *sites,
+				  size_t *stw, struct campaign_patch_out *out)
+{
+	struct kvm_be *k = be;
+	struct sc_update_out uo;
+	const struct sc_call *c;
+	int ret = kvm_sc(k, out->error, sizeof(out->error));
+
+	*sites = *stw = 0;
+	if (ret)
+		return ret;
+	c = sc_call_find(k->sc, name);
+	if (!c)
+		return -ENOENT;
+	ret = sc_update(k->p, k->vm, c, target, &uo, out->error, sizeof(out->error));
+	out->ok = !ret;
+	out->syncs = uo.syncs;
+	out->us = uo.us;
+	*sites = uo.sites;
+	*stw = uo.stw;
+	return 0;
+}
+
 static enum probe_verdict kvm_hit(struct probe_hit_ctx *ctx, void *opaque)
 {
 	struct campaign_hit h = { ctx->vcpu, ctx->task, ctx->regs };
@@ -427,6 +495,7 @@ static void kvm_destroy(void *be)
 	pthread_mutex_destroy(&k->lock);
 	pthread_cond_destroy(&k->cond);
 	jl_table_free(k->jl);
+	sc_table_free(k->sc);
 	free(k->image);
 	free(k);
 }
@@ -457,4 +526,6 @@ const struct campaign_ops campaign_kvm_ops = {
 	.destroy = kvm_destroy,
 	.static_keys = kvm_static_keys,
 	.static_key_set = kvm_static_key_set,
+	.static_calls = kvm_static_calls,
+	.static_call_update = kvm_static_call_update,
 };

@@ -1086,6 +1086,8 @@ static const luaL_Reg vm_methods[] = {
 	{ "stats", vm_stats },
 	{ "static_keys", campaign_lua_static_keys },
 	{ "static_key", campaign_lua_static_key },
+	{ "static_calls", campaign_lua_static_calls },
+	{ "static_call", campaign_lua_static_call },
 	{ NULL, NULL },
 };
 

@@ -312,7 +312,8 @@ bool campaign_check_trace_has(const char *path, const char *ph, const char *name
 int campaign_check_events(const char *path, char *why, size_t len)
 {
 	static const char *const types[] = { "probe", "hit", "patch_phase", "expect", "log",
-					     "guest_fault", "static_key" };
+					     "guest_fault", "static_key",
+					     "static_call" };
 	FILE *f = fopen(path, "r");
 	char line[8192];
 	size_t n = 0;

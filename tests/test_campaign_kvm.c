@@ -131,6 +131,30 @@ static void test_campaign_static_keys(void)
 	EXPECT_TRUE(campaign_check_trace_has(K_TRACE, "X", "static_key:disable"));
 }
 
+/* sc_op through every target and NULL; the undeclared target refused. */
+static void test_campaign_static_call(void)
+{
+	example("static-call.lua", 11);
+	CU_ASSERT_TRUE(campaign_check_trace_has(K_TRACE, "X", "static_call:update"));
+}
+
+/* A static call left retargeted is put back on exit ("restored"). */
+static void test_campaign_static_call_api(void)
+{
+	script_all_held(
+		"campaign = { vcpus = 2, tasks = 2 }\n"
+		"local cs = vm:static_calls()\n"
+		"expect(#cs == 1 and cs[1].name == 'sc_op' and cs[1].current == 'sc_op_add'\n"
+		"       and cs[1].sites == 3 and #cs[1].targets == 3, 'sc_op listed')\n"
+		"local c = vm:static_call('sc_op')\n"
+		"local r = c:update('sc_op_xor')\n"
+		"expect(r.ok and r.sites == 4 and c.current == 'sc_op_xor', 'retargeted')\n"
+		"local ok, err = pcall(vm.static_call, vm, 'nope')\n"
+		"expect(not ok and err:find(\"no static call 'nope'\", 1, true), tostring(err))\n"
+		"vm:run_for(0.3)\n"
+		"expect(vm:stats().check_failures == 0, 'guest checks hold')\n", 4);
+}
+
 /*
  * A key left flipped is put back on exit: the report's "restored" covers
  * it (run_campaign checks it).  An unknown key is an error naming it.
@@ -371,6 +395,8 @@ TEST_SUITE(campaign_kvm, "campaign_kvm", true,
 	   TEST(test_campaign_demo),
 	   TEST(test_campaign_static_keys),
 	   TEST(test_campaign_static_key_api),
+	   TEST(test_campaign_static_call),
+	   TEST(test_campaign_static_call_api),
 	   TEST(test_campaign_skip),
 	   TEST(test_campaign_every_symbol),
 	   TEST(test_campaign_guest_fault),

@@ -30,12 +30,8 @@ static bool jenv_start(struct jenv *e)
 	char msg[256];
 
 	memset(e, 0, sizeof(*e));
-	e->vm = vmt_boot_ready(2, VMPOKE_SCN_HOT);
-	if (!e->vm)
+	if (!vmt_boot_patchable(2, &e->vm, &e->p))
 		return false;
-	vmm_set_check_fail_fatal(e->vm, false);
-	e->p = patcher_create(e->vm, NULL);
-	EXPECT_NOT_NULL_FATAL(e->p);
 	EXPECT_TRUE_MSG(!jl_table_load(testlib_image(), vmm_symtab(e->vm), &e->t, msg,
 				       sizeof(msg)), "jl_table_load: %s", msg);
 	return e->t != NULL;

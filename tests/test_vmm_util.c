@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "testlib.h"
+#include "patcher.h"
 #include "test_vmm_util.h"
 
 void vmt_config(struct vm_config *cfg, unsigned int vcpus,
@@ -69,6 +70,18 @@ void vmt_finish(struct vm *vm)
 	vmm_stop(vm);
 	vmm_wait(vm, VMT_WAIT_MS, &res);
 	vmm_destroy(vm);
+}
+
+bool vmt_boot_patchable(unsigned int vcpus, struct vm **vm, struct patcher **p)
+{
+	*p = NULL;
+	*vm = vmt_boot_ready(vcpus, VMPOKE_SCN_HOT);
+	if (!*vm)
+		return false;
+	vmm_set_check_fail_fatal(*vm, false);
+	*p = patcher_create(*vm, NULL);
+	EXPECT_NOT_NULL(*p);
+	return *p != NULL;
 }
 
 struct vm *vmt_boot_ready(unsigned int vcpus, enum vmpoke_scenario scn)

@@ -17,6 +17,13 @@ void vmt_config(struct vm_config *cfg, unsigned int vcpus,
 struct vm *vmt_boot(const struct vm_config *cfg);
 /* Require KVM, boot scn (run until stopped) and wait for READY; or NULL. */
 struct vm *vmt_boot_ready(unsigned int vcpus, enum vmpoke_scenario scn);
+/*
+ * Require KVM, boot HOT on vcpus (run until stopped, check failures
+ * counted, not fatal) and give it a patcher: the start of every test that
+ * patches a running guest's kernel-style sites.  false if either failed.
+ */
+struct patcher;
+bool vmt_boot_patchable(unsigned int vcpus, struct vm **vm, struct patcher **p);
 /* Wait until every vCPU rang VMPOKE_HC_READY. */
 bool vmt_wait_ready(struct vm *vm);
 /* The guest's task table (vmm_tasks_read); false (and a failure) if refused. */

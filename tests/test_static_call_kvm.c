@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_static_call_kvm.c - the guest's static call sc_op retargeted from
+ * outside on a real /dev/kvm while the HOT tasks call it through every
+ * site and check each result against __SCK__sc_op.func (seqlock-fair).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "patcher.h"
+#include "static_call.h"
+#include "symtab.h"
+#include "testlib.h"
+#include "test_vmm_util.h"
+#include "vmm.h"
+
+struct senv {
+	struct vm *vm;
+	struct patcher *p;
+	struct sc_table *t;
+	const struct sc_call *c;
+};
+
+static bool senv_start(struct senv *e)
+{
+	char msg[256];
+
+	memset(e, 0, sizeof(*e));
+	if (!vmt_boot_patchable(2, &e->vm, &e->p))
+		return false;
+	EXPECT_TRUE_MSG(!sc_table_load(testlib_image(), vmm_symtab(e->vm), &e->t, msg,
+				       sizeof(msg)), "sc_table_load: %s", msg);
+	e->c = sc_call_find(e->t, "sc_op");
+	EXPECT_NOT_NULL(e->c);
+	return e->c != NULL;
+}
+
+static void senv_end(struct senv *e)
+{
+	sc_table_free(e->t);
+	if (e->p)
+		patcher_destroy(e->p);
+	if (e->vm)
+		vmt_finish(e->vm);
+}
+
+static uint64_t sym(struct senv *e, const char *name)
+{
+	const struct sym *s = symtab_find(vmm_symtab(e->vm), name);
+
+	EXPECT_TRUE_MSG(s != NULL, "no symbol %s", name);
+	return s ? s->addr : 0;
+}
+
+static void settle(void)
+{
+	usleep(30000);
+}
+
+/* The trampoline and every site hold the form for target. */
+static void expect_text(struct senv *e, uint64_t target)
+{
+	uint8_t b[8];
+
+	CU_ASSERT_EQUAL_FATAL(vmm_gva_read(e->vm, e->c->tramp, b, 8), 0);
+	EXPECT_EQ(b[0], target ? 0xe9 : 0xc3);
+	EXPECT_EQ(b[5], 0x0f);
+	EXPECT_EQ(b[7], 0xcc);
+	for (size_t i = 0; i < e->c->nr_sites; i++) {
+		const struct sc_site *s = &e->c->sites[i];
+		int32_t rel;
+
+		CU_ASSERT_EQUAL_FATAL(vmm_gva_read(e->vm, s->addr, b, 5), 0);
+		if (!target) {
+			EXPECT_EQ(b[0], s->tail ? 0xc3 : 0x0f);
+			continue;
+		}
+		EXPECT_EQ(b[0], s->tail ? 0xe9 : 0xe8);
+		memcpy(&rel, b + 1, 4);
+		EXPECT_EQ(s->addr + 5 + (uint64_t)(int64_t)rel, target);
+	}
+}
+
+/*
+ * Every target and NULL, twice round, the tasks calling all the while;
+ * their INT3 hits during the updates emulate the new CALL/JMP/RET.
+ */
+static void test_sc_update_both_ways(void)
+{
+	static const char *const order[] = { "sc_op_mul", "sc_op_xor", NULL, "sc_op_add" };
+	struct vmpoke_static_call_key k0, k1;
+	struct sc_update_out o;
+	struct poke_stats st0, st1;
+	struct senv e;
+	char msg[512];
+
+	if (!senv_start(&e))
+		goto out;
+	EXPECT_EQ_U64(3, e.c->nr_sites);
+	EXPECT_EQ_U64(3, e.c->nr_targets);
+	patcher_stats(e.p, &st0);
+	for (int round = 0; round < 3; round++)
+		for (size_t i = 0; i < 4; i++) {
+			uint64_t target = order[i] ? sym(&e, order[i]) : 0;
+
+			CU_ASSERT_EQUAL(sc_key_read(e.vm, e.c, &k0), 0);
+			EXPECT_TRUE_MSG(!sc_update(e.p, e.vm, e.c, target, &o, msg, sizeof(msg)),
+					"sc_op -> %s: %s", order[i] ? order[i] : "NULL", msg);
+			CU_ASSERT_EQUAL(sc_key_read(e.vm, e.c, &k1), 0);
+			EXPECT_EQ(k1.func, target);
+			EXPECT_EQ(k1.seq, k0.seq + 2);
+			EXPECT_EQ_U64(o.stw, 0);	/* all CPL3 text */
+			expect_text(&e, target);
+			settle();
+		}
+	patcher_stats(e.p, &st1);
+	/* the same target again: nothing to write, no sync */
+	EXPECT_EQ(0, sc_update(e.p, e.vm, e.c, sym(&e, "sc_op_add"), &o, msg, sizeof(msg)));
+	EXPECT_EQ_U64(0, o.sites);
+	settle();
+	EXPECT_EQ_U64(0, vmm_hcall_count(e.vm, VMPOKE_HC_CHECK_FAIL));
+	EXPECT_EQ_U64(0, vmm_hcall_count(e.vm, VMPOKE_HC_FAULT));
+	vmm_info("static call: %llu trap hits during 12 updates",
+		 (unsigned long long)(st1.trap_hits - st0.trap_hits));
+out:
+	senv_end(&e);
+}
+
+/* The guest's checks can fail: func changed without the text. */
+static void test_sc_checks_bite(void)
+{
+	struct senv e;
+	uint64_t mul;
+
+	if (!senv_start(&e))
+		goto out;
+	mul = sym(&e, "sc_op_mul");
+	settle();
+	EXPECT_EQ_U64(0, vmm_hcall_count(e.vm, VMPOKE_HC_CHECK_FAIL));
+	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, e.c->key, &mul, sizeof(mul)), 0);
+	settle();
+	EXPECT_GT(vmm_hcall_count(e.vm, VMPOKE_HC_CHECK_FAIL), 0u);
+out:
+	senv_end(&e);
+}
+
+/*
+ * A site that holds neither CALL nor NOP5, or a trampoline without its
+ * signature: refused by name, nothing written, key untouched.  An
+ * undeclared target is refused too.
+ */
+static void test_sc_refusals(void)
+{
+	static const uint8_t junk[5] = { 0x0f, 0x1f, 0x40, 0x00, 0x90 };
+	uint8_t before[3][5], after[3][5], tb[8], ta[8], bad_sig[3] = { 0x0f, 0x0b, 0x90 };
+	struct vmpoke_static_call_key k0, k1;
+	struct sc_update_out o;
+	struct senv e;
+	char msg[512], where[96];
+	const struct sc_site *s;
+
+	if (!senv_start(&e))
+		goto out;
+	EXPECT_EQ(-EINVAL, sc_update(e.p, e.vm, e.c, sym(&e, "lib_add"), &o, msg, sizeof(msg)));
+	EXPECT_STR_HAS(msg, "is not a target of sc_op");
+	/* a non-tail site, planted with other bytes while the vCPUs run */
+	s = e.c->sites[0].tail ? &e.c->sites[1] : &e.c->sites[0];
+	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, s->addr, junk, 5), 0);
+	for (size_t i = 0; i < 3; i++)
+		CU_ASSERT_EQUAL(vmm_gva_read(e.vm, e.c->sites[i].addr, before[i], 5), 0);
+	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, e.c->tramp, tb, 8), 0);
+	CU_ASSERT_EQUAL(sc_key_read(e.vm, e.c, &k0), 0);
+	EXPECT_EQ(-EILSEQ, sc_update(e.p, e.vm, e.c, sym(&e, "sc_op_mul"), &o, msg,
+				     sizeof(msg)));
+	symtab_format(vmm_symtab(e.vm), s->addr, where, sizeof(where));
+	EXPECT_STR_HAS(msg, "unexpected op at ");
+	EXPECT_STR_HAS(msg, where);
+	for (size_t i = 0; i < 3; i++)
+		CU_ASSERT_EQUAL(vmm_gva_read(e.vm, e.c->sites[i].addr, after[i], 5), 0);
+	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, e.c->tramp, ta, 8), 0);
+	EXPECT_EQ(0, memcmp(before, after, sizeof(before)));
+	EXPECT_EQ(0, memcmp(tb, ta, sizeof(tb)));
+	CU_ASSERT_EQUAL(sc_key_read(e.vm, e.c, &k1), 0);
+	EXPECT_EQ(k0.func, k1.func);
+	EXPECT_EQ(k0.seq, k1.seq);
+	/* the signature */
+	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, e.c->tramp + 5, bad_sig, 3), 0);
+	EXPECT_EQ(-EILSEQ, sc_update(e.p, e.vm, e.c, sym(&e, "sc_op_mul"), &o, msg,
+				     sizeof(msg)));
+	EXPECT_STR_HAS(msg, "no signature 0f b9 cc");
+	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, e.c->tramp, ta, 5), 0);
+	EXPECT_EQ(0, memcmp(tb, ta, 5));
+out:
+	senv_end(&e);
+}
+
+TEST_SUITE(static_call_kvm, "static_call_kvm", true,
+	   TEST(test_sc_update_both_ways), TEST(test_sc_checks_bite), TEST(test_sc_refusals))
