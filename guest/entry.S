@@ -340,6 +340,8 @@ guest_timer_entry:
 	addq	%rbx, %rax
 	movl	%eax, %gs:PCPU_CURRENT
 .Ltimer_out:
+	/* The task registers are saved on this stack: C may clobber them. */
+	call	sched_tick_hook
 	incq	%gs:PCPU_TICKS
 	movl	$LAPIC_EOI, %eax
 	movl	$0, (%rax)

@@ -34,21 +34,13 @@ void sc_op_xor(uint64_t x, uint64_t *out)
 
 struct vmpoke_static_call_key __SCK__sc_op = { .func = (uintptr_t)sc_op_add };
 
-/*
- * The trampoline and the tail-call site by hand; the call sites are the
- * asm in SC_CALL (objtool would have found them; we list them ourselves).
- */
-__asm__(".pushsection .static_call.text, \"ax\"\n"
-	".balign 4\n"
-	".globl __SCT__sc_op\n"
-	".type __SCT__sc_op, @function\n"
-	"__SCT__sc_op:\n"
-	"	.byte 0xe9\n"
-	"	.long sc_op_add - (. + 4)\n"
-	"	.byte 0x0f, 0xb9, 0xcc\n"
-	".size __SCT__sc_op, . - __SCT__sc_op\n"
-	".popsection\n"
-	".pushsection .text.sc_tail, \"ax\"\n"
+SC_TRAMP(".static_call.text", sc_op, sc_op_add);
+SC_TARGET(sc_op, sc_op_add);
+SC_TARGET(sc_op, sc_op_mul);
+SC_TARGET(sc_op, sc_op_xor);
+
+/* The tail-call site by hand: a JMP to the trampoline. */
+__asm__(".pushsection .text.sc_tail, \"ax\"\n"
 	".globl sc_call_tail\n"
 	".type sc_call_tail, @function\n"
 	"sc_call_tail:\n"
@@ -60,32 +52,16 @@ __asm__(".pushsection .static_call.text, \"ax\"\n"
 	".long 1b - .\n"
 	".long __SCK__sc_op + 1 - .\n"
 	".popsection\n"
-	".popsection\n"
-	".pushsection .static_call_targets, \"a\"\n"
-	".balign 4\n"
-	".long __SCK__sc_op - ., sc_op_add - .\n"
-	".long __SCK__sc_op - ., sc_op_mul - .\n"
-	".long __SCK__sc_op - ., sc_op_xor - .\n"
 	".popsection\n");
-
-/* A direct CALL of the trampoline, recorded in .static_call_sites. */
-#define SC_CALL(x, out)							\
-	__asm__ volatile("1: .byte 0xe8\n\t.long __SCT__sc_op - (1b + 5)\n\t"	\
-			 ".pushsection .static_call_sites, \"a\"\n\t"	\
-			 ".balign 4\n\t.long 1b - .\n\t"		\
-			 ".long __SCK__sc_op - .\n\t.popsection"	\
-			 : "+D"(x), "+S"(out)				\
-			 : : "rax", "rcx", "rdx", "r8", "r9", "r10",	\
-			     "r11", "memory", "cc")
 
 __attribute__((noinline)) void sc_call_a(uint64_t x, uint64_t *out)
 {
-	SC_CALL(x, out);
+	SC_CALL(sc_op, x, out);
 }
 
 __attribute__((noinline)) void sc_call_b(uint64_t x, uint64_t *out)
 {
-	SC_CALL(x, out);
+	SC_CALL(sc_op, x, out);
 }
 
 typedef void (*sc_fn)(uint64_t x, uint64_t *out);

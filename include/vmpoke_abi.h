@@ -203,6 +203,14 @@ struct vmpoke_fault {
  * frame in flight: all gates are interrupt gates and CPL0 never nests, so
  * a vCPU at CPL0 has at most one frame, at rsp0 - VMPOKE_CPL0_FRAME_SIZE.
  */
+/*
+ * The timer's CPL0 path calls kernel text outside the entry text
+ * (sched_tick_hook() and the static call sc_tick): the VMM patches those
+ * sites stop-the-world where a CPL0 INT3 cannot be trapped, so no #BP frame
+ * nests under the timer's and the one-frame rule holds.  A host that traps
+ * CPL0 INT3s would break it there; vmpoke does not handle nested CPL0
+ * frames yet.
+ */
 /* The frame a CPL3 -> CPL0 interrupt pushes: rip, cs, rflags, rsp, ss. */
 #define VMPOKE_CPL0_FRAME_SIZE	40
 struct vmpoke_percpu {

@@ -20,6 +20,7 @@
 
 #include "clock.h"
 #include "jump_label.h"
+#include "static_call.h"
 #include "symtab.h"
 #include "torture.h"
 #include "vmm.h"
@@ -51,6 +52,8 @@ struct torture {
 	struct jl_table *jl;		/* --kinds jump_label */
 	bool *jl_refused;		/* per key: refused once, not retried */
 	uint64_t key_flips;
+	struct sc_table *sc;		/* --kinds static_call */
+	uint64_t call_updates;
 
 	uint64_t patches, batches, aborts;
 	double t0, first_detection;	/* < 0: none */
@@ -419,6 +422,42 @@ static int torture_flip_key(struct torture *t, uint64_t *rng)
 	return -1;
 }
 
+static int torture_load_calls(struct torture *t, const char *image)
+{
+	char msg[512];
+
+	if (sc_table_load(image, vmm_symtab(t->vm), &t->sc, msg, sizeof(msg))) {
+		vmm_error("torture: %s", msg);
+		return -1;
+	}
+	if (!t->sc->nr_calls) {
+		vmm_error("torture: %s has no static calls (" VMPOKE_SC_TRAMP_PREFIX "*)", image);
+		return -1;
+	}
+	return 0;
+}
+
+/* Retarget one random call to one of its targets or NULL; a failure ends the run. */
+static int torture_update_call(struct torture *t, uint64_t *rng)
+{
+	const struct sc_call *c = &t->sc->calls[torture_rand(rng) % t->sc->nr_calls];
+	size_t pick = (size_t)(torture_rand(rng) % (c->nr_targets + 1));
+	uint64_t target = pick < c->nr_targets ? c->targets[pick] : 0;
+	struct sc_update_out o;
+	char msg[512];
+
+	if (!sc_update(t->p, t->vm, c, target, &o, msg, sizeof(msg))) {
+		t->call_updates++;
+		t->patches += o.sites;
+		t->batches += o.sites != 0;
+		return 0;
+	}
+	if (atomic_load(&t->ended))
+		return 1;
+	vmm_error("torture: static call %s: %s", c->name, msg);
+	return -1;
+}
+
 static uint64_t torture_check_failures(struct torture *t)
 {
 	return vmm_hcall_count(t->vm, VMPOKE_HC_CHECK_FAIL);
@@ -511,6 +550,8 @@ static void torture_patch_loop(struct torture *t, double seconds)
 
 		if (!r && t->jl)
 			r = torture_flip_key(t, &rng);
+		if (!r && t->sc)
+			r = torture_update_call(t, &rng);
 
 		now = torture_now_s();
 		if (t->first_detection < 0 &&
@@ -583,6 +624,8 @@ static int torture_session(struct torture *t, const struct torture_opts *a,
 		goto out_stop;
 	if ((a->kinds & TORTURE_KINDS_KEYS) && torture_load_keys(t, a->cfg.image))
 		goto out_stop;
+	if ((a->kinds & TORTURE_KINDS_CALLS) && torture_load_calls(t, a->cfg.image))
+		goto out_stop;
 	if (a->hotplug) {
 		if (pthread_create(&hot, NULL, torture_hotplug, t))
 			goto out_stop;
@@ -613,6 +656,7 @@ static int torture_session(struct torture *t, const struct torture_opts *a,
 	r->detected = r->guest_faults || r->check_failures || r->st.foreign_traps;
 	r->patches = t->patches;
 	r->key_flips = t->key_flips;
+	r->call_updates = t->call_updates;
 	r->batches = t->batches;
 	r->hotplug_cycles = t->hotplug_cycles;
 	r->nr_sites = t->nr_sites;
@@ -656,6 +700,7 @@ int torture_run(const struct torture_opts *o, struct torture_report *r)
 	free(t.prep);
 	free(t.prep_state);
 	jl_table_free(t.jl);
+	sc_table_free(t.sc);
 	free(t.jl_refused);
 	pthread_mutex_destroy(&t.lock);
 	pthread_cond_destroy(&t.cond);

@@ -36,6 +36,9 @@ struct symtab;
  */
 #define TORTURE_KIND_JUMP_LABEL	16
 #define TORTURE_KINDS_KEYS	(1u << TORTURE_KIND_JUMP_LABEL)
+/* --kinds static_call: retarget a random static call (or to NULL) per round. */
+#define TORTURE_KIND_STATIC_CALL	17
+#define TORTURE_KINDS_CALLS	(1u << TORTURE_KIND_STATIC_CALL)
 
 struct torture_site {
 	struct vmpoke_site_desc desc;
@@ -90,6 +93,7 @@ struct torture_report {
 	struct poke_stats st;
 	uint64_t patches, batches, hotplug_cycles;
 	uint64_t key_flips;		/* jump_label: keys flipped */
+	uint64_t call_updates;		/* static_call: calls retargeted */
 	uint64_t guest_faults;		/* 0 or 1: a fault ends the run */
 	uint64_t check_failures;
 	unsigned int nr_sites;

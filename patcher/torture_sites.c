@@ -19,6 +19,7 @@ static const struct {
 	{ "jcc", VMPOKE_SITE_JCC32 },
 	{ "multi", VMPOKE_SITE_MULTI },
 	{ "jump_label", TORTURE_KIND_JUMP_LABEL },
+	{ "static_call", TORTURE_KIND_STATIC_CALL },
 };
 
 static const char *const inject_names[] = {
@@ -58,7 +59,7 @@ unsigned int torture_parse_kinds(const char *list, char *msg, size_t msglen)
 		}
 		if (!found) {
 			snprintf(msg, msglen, "--kinds %s: unknown kind '%.*s' "
-				 "(nop5,nop2,call,jcc,multi,jump_label)", list, (int)n, p);
+				 "(nop5,nop2,call,jcc,multi,jump_label,static_call)", list, (int)n, p);
 			return 0;
 		}
 		p += n;

@@ -143,16 +143,20 @@ static void test_campaign_static_call_api(void)
 {
 	script_all_held(
 		"campaign = { vcpus = 2, tasks = 2 }\n"
-		"local cs = vm:static_calls()\n"
-		"expect(#cs == 1 and cs[1].name == 'sc_op' and cs[1].current == 'sc_op_add'\n"
-		"       and cs[1].sites == 3 and #cs[1].targets == 3, 'sc_op listed')\n"
+		"local cs, by = vm:static_calls(), {}\n"
+		"for _, x in ipairs(cs) do by[x.name] = x end\n"
+		"expect(#cs == 2 and by.sc_op.current == 'sc_op_add' and by.sc_op.sites == 3\n"
+		"       and #by.sc_op.targets == 3 and by.sc_tick.sites == 1, 'calls listed')\n"
+		"local t = vm:static_call('sc_tick'):update('sc_tick_b')\n"
+		"expect(t.ok and t.sites == 2 and t.stop_the_world == 2, 'CPL0 sc_tick: ' ..\n"
+		"       t.stop_the_world .. ' of ' .. t.sites .. ' stop-the-world')\n"
 		"local c = vm:static_call('sc_op')\n"
 		"local r = c:update('sc_op_xor')\n"
 		"expect(r.ok and r.sites == 4 and c.current == 'sc_op_xor', 'retargeted')\n"
 		"local ok, err = pcall(vm.static_call, vm, 'nope')\n"
 		"expect(not ok and err:find(\"no static call 'nope'\", 1, true), tostring(err))\n"
 		"vm:run_for(0.3)\n"
-		"expect(vm:stats().check_failures == 0, 'guest checks hold')\n", 4);
+		"expect(vm:stats().check_failures == 0, 'guest checks hold')\n", 5);
 }
 
 /*

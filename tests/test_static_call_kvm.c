@@ -196,5 +196,71 @@ out:
 	senv_end(&e);
 }
 
+static uint64_t tick_calls(struct senv *e, unsigned int which)
+{
+	uint64_t v = 0;
+
+	CU_ASSERT_EQUAL(vmm_gva_read(e->vm, sym(e, "sc_tick_calls") + 8 * which, &v, 8), 0);
+	return v;
+}
+
+/*
+ * sc_tick is called by the timer at CPL0: its trampoline and site are
+ * kernel text, written stop-the-world on this host (no CPL0 INT3), and
+ * after each update the tick runs the new target only.
+ */
+static void test_sc_cpl0_tick(void)
+{
+	const struct sc_call *c;
+	struct sc_update_out o;
+	uint64_t a0, b0, a1, b1;
+	struct senv e;
+	char msg[512];
+
+	if (!senv_start(&e) || !(c = sc_call_find(e.t, "sc_tick"))) {
+		CU_FAIL("no static call sc_tick");
+		goto out;
+	}
+	EXPECT_EQ_U64(1, c->nr_sites);
+	EXPECT_TRUE(patcher_addr_is_cpl0(e.p, c->sites[0].addr));
+	EXPECT_TRUE(patcher_addr_is_cpl0(e.p, c->tramp));
+	for (int round = 0; round < 3; round++) {
+		EXPECT_TRUE_MSG(!sc_update(e.p, e.vm, c, sym(&e, "sc_tick_b"), &o, msg,
+					   sizeof(msg)), "sc_tick -> b: %s", msg);
+		EXPECT_EQ_U64(2, o.sites);
+		if (!patcher_cpl0_trappable(e.p))
+			EXPECT_EQ_U64(2, o.stw);
+		usleep(20000);	/* a tick that was inside sc_tick_a has left it */
+		a0 = tick_calls(&e, 0);
+		b0 = tick_calls(&e, 1);
+		usleep(50000);
+		a1 = tick_calls(&e, 0);
+		b1 = tick_calls(&e, 1);
+		EXPECT_EQ(a0, a1);
+		EXPECT_GT(b1, b0);
+		EXPECT_TRUE_MSG(!sc_update(e.p, e.vm, c, sym(&e, "sc_tick_a"), &o, msg,
+					   sizeof(msg)), "sc_tick -> a: %s", msg);
+		usleep(20000);
+		b0 = tick_calls(&e, 1);
+		a0 = tick_calls(&e, 0);
+		usleep(50000);
+		EXPECT_EQ(b0, tick_calls(&e, 1));
+		EXPECT_GT(tick_calls(&e, 0), a0);
+	}
+	/* NULL: the site becomes NOP5, the tick calls nobody */
+	EXPECT_EQ(0, sc_update(e.p, e.vm, c, 0, &o, msg, sizeof(msg)));
+	usleep(20000);
+	a0 = tick_calls(&e, 0);
+	b0 = tick_calls(&e, 1);
+	usleep(50000);
+	EXPECT_EQ(a0, tick_calls(&e, 0));
+	EXPECT_EQ(b0, tick_calls(&e, 1));
+	EXPECT_EQ_U64(0, vmm_hcall_count(e.vm, VMPOKE_HC_FAULT));
+	EXPECT_EQ_U64(0, vmm_hcall_count(e.vm, VMPOKE_HC_CHECK_FAIL));
+out:
+	senv_end(&e);
+}
+
 TEST_SUITE(static_call_kvm, "static_call_kvm", true,
-	   TEST(test_sc_update_both_ways), TEST(test_sc_checks_bite), TEST(test_sc_refusals))
+	   TEST(test_sc_update_both_ways), TEST(test_sc_checks_bite), TEST(test_sc_refusals),
+	   TEST(test_sc_cpl0_tick))

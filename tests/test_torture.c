@@ -186,6 +186,7 @@ static void test_parse(void)
 	EXPECT_EQ(torture_parse_kinds("jump_label,nop5", msg, sizeof(msg)),
 		  TORTURE_KINDS_KEYS | (1u << VMPOKE_SITE_NOP5_JMP32));
 	EXPECT_EQ(TORTURE_KINDS_ALL & TORTURE_KINDS_KEYS, 0u);
+	EXPECT_EQ(torture_parse_kinds("static_call", msg, sizeof(msg)), TORTURE_KINDS_CALLS);
 	EXPECT_EQ(torture_parse_kinds("nop5,nop7", msg, sizeof(msg)), 0);
 	EXPECT_NOT_NULL(strstr(msg, "nop7"));
 	EXPECT_EQ(torture_parse_kinds("", msg, sizeof(msg)), 0);
@@ -252,8 +253,9 @@ static const char *jget_str(struct json_object *o, const char *key)
 static void check_keys(struct json_object *o)
 {
 	static const char *const keys[] = {
-		"patches", "batches", "key_flips", "syncs", "sites", "trap_path", "trap_hits",
-		"ghost_traps", "foreign_traps", "shadow_retries", "shadow_aborts", "emu_faults",
+		"patches", "batches", "key_flips", "call_updates", "syncs", "sites", "trap_path",
+		"trap_hits", "ghost_traps", "foreign_traps", "shadow_retries", "shadow_aborts",
+		"emu_faults",
 		"guest_faults", "check_failures", "detected", "first_detection_s",
 		"inject",
 	};
@@ -324,6 +326,25 @@ static void test_torture_jump_label(void)
 	EXPECT_EQ_U64(0, jget_u64(o, "sites"));
 	EXPECT_TRUE_MSG(jget_u64(o, "key_flips") > 0, "no static key flipped");
 	EXPECT_EQ_U64(jget_u64(o, "key_flips"), jget_u64(o, "batches"));
+	EXPECT_EQ_U64(0, jget_u64(o, "guest_faults"));
+	EXPECT_EQ_U64(0, jget_u64(o, "check_failures"));
+	json_object_put(o);
+}
+
+/* Static calls (CPL3 sites by INT3, the timer's CPL0 site stop-the-world). */
+static void test_torture_static_call(void)
+{
+	struct json_object *o;
+	int status;
+
+	if (!testlib_require_kvm())
+		return;
+	o = run_json_ex("--seconds 4 --hotplug --kinds static_call,jump_label", &status, true);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	check_keys(o);
+	EXPECT_EQ_U64(0, status);
+	EXPECT_TRUE_MSG(jget_u64(o, "call_updates") > 0, "no static call updated");
+	EXPECT_TRUE_MSG(jget_u64(o, "key_flips") > 0, "no static key flipped");
 	EXPECT_EQ_U64(0, jget_u64(o, "guest_faults"));
 	EXPECT_EQ_U64(0, jget_u64(o, "check_failures"));
 	json_object_put(o);
@@ -562,7 +583,7 @@ TEST_SUITE(torture_unit, "torture_unit", false,
 	   TEST(test_site_call_jcc), TEST(test_parse), TEST(test_torture_usage))
 TEST_SUITE(torture, "torture", true,
 	   TEST(test_torture_safe), TEST(test_torture_safe_hotplug),
-	   TEST(test_torture_jump_label),
+	   TEST(test_torture_jump_label), TEST(test_torture_static_call),
 	   TEST(test_inject_no_int3), TEST(test_inject_torn_write),
 	   TEST(test_inject_no_shadow_check), TEST(test_inject_no_sync),
 	   TEST(test_inject_early_retire), TEST(test_inject_no_ghost),

@@ -31,9 +31,10 @@ static void cmd_torture_usage(FILE *f)
 		"[--kinds LIST] [--hotplug]\n"
 		"                     [--inject FAULT] [--json] [--tasks N] "
 		"[--hz HZ] [--seed S]\n"
-		"  LIST:  comma-separated nop5,nop2,call,jcc,multi,jump_label\n"
-		"         (default: the five site kinds; jump_label flips the\n"
-		"         image's static keys)\n"
+		"  LIST:  comma-separated nop5,nop2,call,jcc,multi,jump_label,\n"
+		"         static_call (default: the five site kinds; jump_label\n"
+		"         flips the image's static keys, static_call retargets its\n"
+		"         static calls)\n"
 		"  FAULT: no-int3, torn-write, no-shadow-check, no-sync, "
 		"early-retire,\n"
 		"         no-ghost, late-publish\n" CLI_TRAP_PATH_HELP);
@@ -47,6 +48,7 @@ static void cmd_torture_json(const struct torture_report *t, enum poke_inject in
 	json_object_object_add(o, "patches", json_object_new_uint64(t->patches));
 	json_object_object_add(o, "batches", json_object_new_uint64(t->batches));
 	json_object_object_add(o, "key_flips", json_object_new_uint64(t->key_flips));
+	json_object_object_add(o, "call_updates", json_object_new_uint64(t->call_updates));
 	json_object_object_add(o, "syncs", json_object_new_uint64(st->syncs));
 	json_object_object_add(o, "sites", json_object_new_int(t->nr_sites));
 	json_object_object_add(o, "trap_path",
@@ -87,6 +89,8 @@ static void cmd_torture_text(const struct torture_report *t, enum poke_inject in
 	       t->check_failures);
 	if (t->key_flips)
 		printf("  static key flips %" PRIu64 "\n", t->key_flips);
+	if (t->call_updates)
+		printf("  static call updates %" PRIu64 "\n", t->call_updates);
 	if (t->detected)
 		printf("  DETECTED after %.3f s\n", t->first_detection);
 	else
