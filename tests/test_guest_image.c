@@ -433,6 +433,14 @@ static void cpl0_scan(struct gimg *g, const struct sym *fn,
 	char sym[128];
 	unsigned int k;
 
+	/*
+	 * A static-call trampoline is one 5-byte JMP (or RET): its signature
+	 * 0f b9 cc after it is data no CPU executes, not an int3.
+	 */
+	if (!strncmp(fn->name, VMPOKE_SC_TRAMP_PREFIX, strlen(VMPOKE_SC_TRAMP_PREFIX)) &&
+	    fn->size >= 5)
+		end = fn->addr + 5;
+
 	while (pc < end) {
 		cs_insn *in = decode1(g, pc, end);
 		const char *bad;
