@@ -67,6 +67,12 @@ void probe_counts(const struct probe *pr, struct probe_counts *c);
 uint64_t probe_addr(const struct probe *pr);
 enum probe_kind probe_kind_of(const struct probe *pr);
 bool probe_removed(const struct probe *pr);
+/*
+ * How the probe runs the instruction it replaced: "emulated" (in the VMM,
+ * one exit per hit), "boosted" (out of line, the slot jumps back: one
+ * exit) or "stepped" (out of line, the slot ends in an INT3: two exits).
+ */
+const char *probe_exec_of(const struct probe *pr);
 
 /*
  * The one list of refusal reasons (probes, and the relocator under them),

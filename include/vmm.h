@@ -113,6 +113,8 @@ unsigned int vmm_nr_vcpus(const struct vm *vm);
 void vmm_sanitize_text(char *s, size_t len);
 const struct symtab *vmm_symtab(const struct vm *vm);
 enum vmm_trap_path vmm_trap_path(const struct vm *vm);
+/* Registers come with every exit (KVM_CAP_SYNC_REGS), not by ioctl. */
+bool vmm_has_sync_regs(const struct vm *vm);
 void vmm_vcpu_stats(struct vm *vm, unsigned int id, struct vmm_vcpu_stats *st);
 /* Map an outcome to the documented exit code. */
 int vmm_outcome_exit_code(enum vmm_outcome o);

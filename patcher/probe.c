@@ -522,6 +522,13 @@ enum probe_kind probe_kind_of(const struct probe *pr)
 	return PROBE_KIND_INT3;
 }
 
+const char *probe_exec_of(const struct probe *pr)
+{
+	if (pr->insn.exec == PROBE_EXEC_EMULATE)
+		return "emulated";
+	return pr->insn.boost ? "boosted" : "stepped";
+}
+
 bool probe_removed(const struct probe *pr)
 {
 	return atomic_load((atomic_bool *)&pr->removed);

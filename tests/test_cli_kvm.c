@@ -274,6 +274,41 @@ static void test_cli_kvm_bench_sync(void)
 	free(out);
 }
 
+/*
+ * bench probe: every documented key is a number, the probe on lib_add's
+ * first instruction took its 5 hits per iteration (one direct call, four
+ * from lib_sum_calls), and the Lua handler ran (int3_lua_ns present).
+ */
+static void test_cli_kvm_bench_probe(void)
+{
+	static const char *const keys[] = {
+		"baseline_iter_ns", "int3_ns", "int3_emulated_ns", "int3_stepped_ns",
+		"int3_handler_ns", "int3_lua_ns", "int3_wall_ns", "int3_lua_wall_ns",
+	};
+	struct json_object *j, *v;
+	char args[600], *out = NULL;
+	double hpi;
+	int rc;
+
+	if (!testlib_require_kvm())
+		return;
+	snprintf(args, sizeof(args), "bench probe --seconds 1 --json %s", testlib_image());
+	rc = vmpoke(args, true, &out);
+	EXPECT_TRUE_MSG(rc == 0, "exit %d:\n%s", rc, out);
+	j = json_tokener_parse(out);
+	EXPECT_TRUE_MSG(j != NULL, "not JSON:\n%s", out);
+	for (size_t i = 0; j && i < sizeof(keys) / sizeof(keys[0]); i++) {
+		v = get(j, keys[i]);
+		EXPECT_TRUE_MSG(v && json_object_is_type(v, json_type_double),
+				"%s missing or not a number:\n%s", keys[i], out);
+	}
+	hpi = json_object_get_double(get(j, "int3_hits_per_iter"));
+	EXPECT_TRUE_MSG(hpi > 4.9 && hpi < 5.1, "%.3f hits per iteration, want 5", hpi);
+	CU_ASSERT(json_object_get_double(get(j, "baseline_iter_ns")) > 0);
+	json_object_put(j);
+	free(out);
+}
+
 int test_elf_variant(const char *good, const char *dir, const char *name,
 		     void (*fn)(unsigned char *b), size_t len, char *path, size_t pathlen);
 
@@ -323,4 +358,5 @@ TEST_SUITE(cli_kvm, "cli_kvm", true,
 	   TEST(test_cli_kvm_run_sigint),
 	   TEST(test_cli_kvm_doctor),
 	   TEST(test_cli_kvm_bench_sync),
+	   TEST(test_cli_kvm_bench_probe),
 	   TEST(test_cli_kvm_bench_dead_guest))

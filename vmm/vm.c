@@ -161,7 +161,12 @@ static int vm_open_kvm(struct vm *vm)
 			return VMPOKE_EXIT_HOST;
 		}
 	}
-	vm->sync_regs = (kvm_check_ext(vm->kvm_fd, KVM_CAP_SYNC_REGS) &
+	/*
+	 * VMPOKE_NO_SYNC_REGS=1 forces a KVM_GET_REGS per trap instead, so
+	 * `vmpoke bench probe` can measure what sync_regs saves.
+	 */
+	vm->sync_regs = !getenv("VMPOKE_NO_SYNC_REGS") &&
+			(kvm_check_ext(vm->kvm_fd, KVM_CAP_SYNC_REGS) &
 			 KVM_SYNC_X86_REGS) != 0;
 	do
 		vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
@@ -402,4 +407,9 @@ void vmm_vcpu_stats(struct vm *vm, unsigned int id, struct vmm_vcpu_stats *st)
 	st->traps = atomic_load(&v->traps);
 	st->hcalls = atomic_load(&v->hcalls);
 	st->online = !atomic_load(&v->offline_req);
+}
+
+bool vmm_has_sync_regs(const struct vm *vm)
+{
+	return vm->sync_regs;
 }

@@ -14,6 +14,7 @@ int cmd_doctor(int argc, char **argv);		/* vmm/cmd_doctor.c */
 int cmd_bench_sync(int argc, char **argv);	/* vmm/cmd_bench_sync.c */
 int cmd_bench_poke(int argc, char **argv);	/* patcher/ */
 int cmd_bench_flip(int argc, char **argv);	/* patcher/cli/cmd_bench_flip.c */
+int cmd_bench_probe(int argc, char **argv);	/* patcher/cli/cmd_bench_probe.c */
 int cmd_torture(int argc, char **argv);		/* patcher/ */
 int cmd_campaign(int argc, char **argv);		/* patcher/cli/cmd_campaign.c */
 

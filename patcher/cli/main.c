@@ -29,6 +29,7 @@ static const char main_usage[] =
 "  bench sync [options]     cost of exits, sync and pause\n"
 "  bench poke [options]     cost of live patching\n"
 "  bench flip [options]     guest throughput while a static key flips\n"
+"  bench probe [options]    cost of one INT3 probe hit\n"
 "  torture [options]        patch every site kind under load and check\n"
 "  campaign SCRIPT [IMAGE]  run a Lua campaign: probe and patch by symbol\n"
 "  help [COMMAND]           this text, or COMMAND --help\n"
@@ -42,10 +43,13 @@ static const char main_usage[] =
 "See vmpoke(1).\n";
 
 static const char bench_usage[] =
-"Usage: vmpoke bench sync|poke|flip [options]\n"
+"Usage: vmpoke bench sync|poke|flip|probe [options]\n"
 "  sync   exit round trip, vmm_sync and pause/resume latency\n"
 "  poke   live-patch latency\n"
-"Try 'vmpoke bench sync --help' or 'vmpoke bench poke --help'.\n";
+"  flip   guest throughput while a static key flips\n"
+"  probe  cost of one INT3 probe hit\n"
+"Try 'vmpoke bench sync --help', 'vmpoke bench poke --help' or\n"
+"'vmpoke bench probe --help'.\n";
 
 typedef int (*cmd_fn)(int argc, char **argv);
 
@@ -94,6 +98,8 @@ static int main_bench(int argc, char **argv)
 		return cmd_bench_poke(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "flip"))
 		return cmd_bench_flip(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "probe"))
+		return cmd_bench_probe(argc - 1, argv + 1);
 	return main_unknown("benchmark", argv[1], "vmpoke bench --help");
 }
 
