@@ -9,6 +9,8 @@
  * a re-injection with KVM_GUESTDBG_INJECT_BP.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,8 +291,72 @@ static void test_trap_path_choice(void)
 	free(saved);
 }
 
+/*
+ * A vCPU thread that never comes back must not hang vmm_destroy(): here the
+ * trap hook blocks (no kick reaches a thread outside KVM_RUN), as a vCPU
+ * deaf to kicks inside KVM_RUN once did on kvm_pvm.  vmm_destroy() must
+ * abandon the thread and return; the hook is released afterwards and the
+ * thread leaves on the VM that was leaked for it.
+ */
+static sem_t stuck_entered, stuck_release, stuck_destroyed;
+
+static enum vmm_trap_verdict stuck_hook(struct vmm_trap *t, void *opaque)
+{
+	(void)t;
+	(void)opaque;
+	sem_post(&stuck_entered);
+	sem_wait(&stuck_release);
+	sem_post(&stuck_release);	/* pass it on to the next stuck vCPU */
+	return VMM_TRAP_FOREIGN;
+}
+
+static void *stuck_destroy_main(void *vm)
+{
+	vmm_destroy(vm);
+	sem_post(&stuck_destroyed);
+	return NULL;
+}
+
+static bool stuck_wait(sem_t *sem, unsigned int s)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += s;
+	while (sem_timedwait(sem, &ts))
+		if (errno != EINTR)
+			return false;
+	return true;
+}
+
+static void test_destroy_abandons_stuck_vcpu(void)
+{
+	struct vm_config cfg;
+	struct vm *vm;
+	pthread_t t;
+	int code;
+
+	if (!testlib_require_kvm())
+		return;
+	sem_init(&stuck_entered, 0, 0);
+	sem_init(&stuck_release, 0, 0);
+	sem_init(&stuck_destroyed, 0, 0);
+	vmt_config(&cfg, 2, VMPOKE_SCN_INT3, 20000);
+	vm = vmm_create(&cfg, &code);
+	EXPECT_NOT_NULL_FATAL(vm);
+	vmm_set_trap_hook(vm, stuck_hook, NULL);
+	EXPECT_EQ(0, vmm_start(vm));
+	EXPECT_TRUE_MSG(stuck_wait(&stuck_entered, 120), "no vCPU reached the hook");
+	EXPECT_EQ_FATAL(0, pthread_create(&t, NULL, stuck_destroy_main, vm));
+	/* Two stuck vCPUs at most, each given up on after 10 s. */
+	EXPECT_TRUE_MSG(stuck_wait(&stuck_destroyed, 90),
+			"vmm_destroy() still joining a vCPU stuck in its hook after 90 s");
+	sem_post(&stuck_release);
+	pthread_join(t, NULL);
+}
+
 TEST_SUITE(vmm_traps, "vmm_traps", true,
 	   TEST(test_trap_path_choice), TEST(test_int3_foreign), TEST(test_int3_handled),
-	   TEST(test_hook_swap_under_traps))
+	   TEST(test_hook_swap_under_traps), TEST(test_destroy_abandons_stuck_vcpu))
 /* Its own suite, so check-debug-exit can run it with NRIPS on. */
 TEST_SUITE(int3_reinject, "int3_reinject", true, TEST(test_int3_foreign_tick))

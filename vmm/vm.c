@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "elf_load.h"
 #include "symtab.h"
 #include "vmm_internal.h"
@@ -335,8 +336,37 @@ struct vm *vmm_create(const struct vm_config *cfg, int *exit_code)
 	return vm;
 }
 
+/*
+ * Join a vCPU thread that was told to stop, but never wait for ever.  A
+ * thread leaves KVM_RUN on its kick (sync.c), yet one kvm_pvm host was
+ * seen keeping vCPU threads inside KVM_RUN, deaf to kicks, with the RIP in
+ * the #BP stub (docs/design.md, platform facts); and a trap hook that
+ * blocks holds its thread outside KVM_RUN where no kick reaches it.
+ * vmpoke must still exit: re-kick every 100 ms and, after
+ * VM_JOIN_GIVEUP_MS, abandon the thread.  false: abandoned (detached).
+ */
+#define VM_JOIN_GIVEUP_MS	10000u
+
+static bool vm_join_vcpu(struct vcpu *v)
+{
+	struct timespec ts;
+
+	for (unsigned int waited = 0; waited < VM_JOIN_GIVEUP_MS; waited += 100) {
+		clock_deadline(&ts, 100 * CLOCK_NS_PER_MS);
+		if (pthread_clockjoin_np(v->thread, NULL, CLOCK_MONOTONIC, &ts) == 0)
+			return true;
+		sync_kick(v);
+	}
+	vmm_error("vcpu %u did not stop %u ms after being kicked; abandoning its "
+		  "thread and leaking the VM it may still touch", v->id, VM_JOIN_GIVEUP_MS);
+	pthread_detach(v->thread);
+	return false;
+}
+
 void vmm_destroy(struct vm *vm)
 {
+	bool abandoned = false;
+
 	if (!vm)
 		return;
 	atomic_store(&vm->stop_req, true);
@@ -348,9 +378,22 @@ void vmm_destroy(struct vm *vm)
 		struct vcpu *v = &vm->vcpus[i];
 
 		if (atomic_load(&v->thread_live)) {
-			pthread_join(v->thread, NULL);
+			if (!vm_join_vcpu(v)) {
+				abandoned = true;
+				continue;
+			}
 			atomic_store(&v->thread_live, false);
 		}
+	}
+	/*
+	 * An abandoned thread may still run on this VM's memory, kvm_run and
+	 * hook records: leak all of it rather than free it under the thread.
+	 */
+	if (abandoned)
+		return;
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
 		if (v->run)
 			munmap(v->run, vm->run_size);
 		if (v->fd >= 0)
