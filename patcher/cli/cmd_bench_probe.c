@@ -247,7 +247,7 @@ static int bench_run(struct pbench *b, bool json, const char *image)
 
 	if (!json) {
 		printf("bench probe: %s, 1 vCPU, trap path %s, registers by %s\n", image,
-		       cli_trap_path_name(vmm_trap_path(b->vm)),
+		       vmm_trap_path_name(vmm_trap_path(b->vm)),
 		       vmm_has_sync_regs(b->vm) ? "sync_regs" : "KVM_GET_REGS");
 		printf("  baseline                %10.1f ns per iteration (first %.1f, last %.1f)\n",
 		       ref, base[0].iter_ns, base[1].iter_ns);
@@ -277,7 +277,7 @@ static int bench_run(struct pbench *b, bool json, const char *image)
 	json_object_object_add(o, "int3_hits_per_iter", json_object_new_double(ph[0].hits_per_iter));
 	json_object_object_add(o, "seconds_per_phase", json_object_new_double((double)b->ns / 1e9));
 	json_object_object_add(o, "trap_path",
-			       json_object_new_string(cli_trap_path_name(vmm_trap_path(b->vm))));
+			       json_object_new_string(vmm_trap_path_name(vmm_trap_path(b->vm))));
 	json_object_object_add(o, "sync_regs", json_object_new_boolean(vmm_has_sync_regs(b->vm)));
 	json_object_object_add(o, "image", json_object_new_string(image));
 	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
