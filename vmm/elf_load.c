@@ -224,7 +224,8 @@ static int elf_section_find(Elf *e, const char *path, const char *name,
 		out->data = malloc(sh.sh_size ? sh.sh_size : 1);
 		if (!out->data)
 			return elf_fail(err, errlen, -ENOMEM, path, "out of memory");
-		memcpy(out->data, d->d_buf, sh.sh_size);
+		if (sh.sh_size)		/* an empty section has no d_buf */
+			memcpy(out->data, d->d_buf, sh.sh_size);
 		return 0;
 	}
 	return elf_fail(err, errlen, -ENOENT, path, "no section %s", name);
