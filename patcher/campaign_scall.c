@@ -84,7 +84,7 @@ int campaign_lua_static_calls(lua_State *L)
 static struct campaign_static_call call_now(lua_State *L, struct campaign *c, const char *fn,
 					    const char *name)
 {
-	struct campaign_static_call *sc, one;
+	struct campaign_static_call *sc, one = { 0 };	/* luaL_error() does not return */
 	size_t n = 0;
 
 	sc = calls_get(L, c, fn, &n);
