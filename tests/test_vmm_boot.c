@@ -4,6 +4,7 @@
  * makes progress and the run ends VMM_DONE; config errors; stop; timeout;
  * host probing.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -178,6 +179,29 @@ static void test_stop(void)
 	vmm_destroy(vm);
 }
 
+/*
+ * A run that ends while someone waits for a hypercall count it will never
+ * reach wakes the waiter (-ESRCH) at once.  Before, only a hypercall woke
+ * it, so a guest that faulted before its last READY held a campaign's boot
+ * for the whole READY timeout, then reported a host error instead of the
+ * fault.  The ud scenario's fault ends the run; 1000 READYs never come.
+ */
+static void test_wait_hcall_run_ends(void)
+{
+	struct vm_config cfg;
+	struct vm *vm;
+	int code;
+
+	if (!testlib_require_kvm())
+		return;
+	vmt_config(&cfg, 2, VMPOKE_SCN_UD, 0);
+	vm = vmm_create(&cfg, &code);
+	EXPECT_NOT_NULL_FATAL(vm);
+	EXPECT_EQ(0, vmm_start(vm));
+	EXPECT_EQ(-ESRCH, vmm_wait_hcall(vm, VMPOKE_HC_READY, 1000, 60000));
+	vmm_destroy(vm);
+}
+
 /* A timeout names every vCPU and where it is, and the run goes on. */
 static void test_timeout(void)
 {
@@ -264,5 +288,5 @@ static void test_probe(void)
 
 TEST_SUITE(vmm_boot, "vmm_boot", true,
 	   TEST(test_boot_1), TEST(test_boot_2), TEST(test_boot_4),
-	   TEST(test_mem_too_small), TEST(test_stop), TEST(test_timeout),
+	   TEST(test_mem_too_small), TEST(test_stop), TEST(test_wait_hcall_run_ends), TEST(test_timeout),
 	   TEST(test_memory_8_vcpus), TEST(test_probe))

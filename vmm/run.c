@@ -59,6 +59,16 @@ void vm_end(struct vm *vm, enum vmm_outcome o, int vcpu,
 	sync_kick_all(vm);
 	sync_notify(vm);
 	run_wake_waiters(vm);
+	/*
+	 * vmm_wait_hcall() waiters too: the count they wait for may never
+	 * come now (a guest that faults before its last READY).  They check
+	 * `ended` under hc_lock before sleeping, so this cannot be lost.
+	 */
+	if (atomic_load(&vm->hc_waiters)) {
+		pthread_mutex_lock(&vm->hc_lock);
+		pthread_cond_broadcast(&vm->hc_cond);
+		pthread_mutex_unlock(&vm->hc_lock);
+	}
 }
 
 int vmm_start(struct vm *vm)
