@@ -58,7 +58,7 @@ static struct vmpoke_static_key kread(struct jenv *e, const struct jl_key *k)
 {
 	struct vmpoke_static_key v = { 0 };
 
-	CU_ASSERT_EQUAL(jl_key_read(e->vm, k, &v), 0);
+	EXPECT_EQ(jl_key_read(e->vm, k, &v), 0);
 	return v;
 }
 
@@ -69,7 +69,7 @@ static void expect_sites(struct jenv *e, const struct jl_key *k, bool enabled)
 		const struct jl_site *s = &k->sites[i];
 		uint8_t b[5];
 
-		CU_ASSERT_EQUAL_FATAL(vmm_gva_read(e->vm, s->code, b, s->len), 0);
+		EXPECT_EQ_FATAL(vmm_gva_read(e->vm, s->code, b, s->len), 0);
 		if (enabled ^ s->branch) {
 			EXPECT_EQ(b[0], s->len == 2 ? 0xeb : 0xe9);
 		} else {
@@ -126,16 +126,16 @@ static void test_jl_flip_both_ways(void)
 			expect_sites(&e, k, v0.enabled > 0);
 			EXPECT_TRUE_MSG(!jl_key_set(e.p, e.vm, k, !v0.enabled, &o, msg,
 						    sizeof(msg)), "%s: %s", k->name, msg);
-			CU_ASSERT_TRUE(o.changed);
+			EXPECT_TRUE(o.changed);
 			EXPECT_EQ_U64(k->nr_sites, o.sites);
 			v1 = kread(&e, k);
 			EXPECT_EQ(!v0.enabled, v1.enabled > 0);
 			EXPECT_EQ_U64(v0.seq + 2, v1.seq);	/* odd during, even after */
 			expect_sites(&e, k, v1.enabled > 0);
 			/* the same state again: static_key_enable() twice is a no-op */
-			CU_ASSERT_EQUAL(jl_key_set(e.p, e.vm, k, v1.enabled, &o, msg,
+			EXPECT_EQ(jl_key_set(e.p, e.vm, k, v1.enabled, &o, msg,
 						   sizeof(msg)), 0);
-			CU_ASSERT_TRUE(!o.changed);
+			EXPECT_TRUE(!o.changed);
 			let_run(e.vm, 200);
 		}
 	let_run(e.vm, 2000);
@@ -159,7 +159,7 @@ static void test_jl_checks_bite(void)
 		goto out;
 	let_run(e.vm, 200);
 	EXPECT_EQ_U64(0, vmm_hcall_count(e.vm, VMPOKE_HC_CHECK_FAIL));
-	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, k->addr, &one, sizeof(one)), 0);
+	EXPECT_EQ(vmm_gva_write(e.vm, k->addr, &one, sizeof(one)), 0);
 	let_run(e.vm, 200);
 	EXPECT_GT(vmm_hcall_count(e.vm, VMPOKE_HC_CHECK_FAIL), 0u);
 out:
@@ -170,7 +170,7 @@ static void read_all(struct jenv *e, const struct jl_key *k, uint8_t (*b)[5])
 {
 	memset(b, 0, k->nr_sites * sizeof(*b));
 	for (size_t i = 0; i < k->nr_sites; i++)
-		CU_ASSERT_EQUAL(vmm_gva_read(e->vm, k->sites[i].code, b[i], k->sites[i].len), 0);
+		EXPECT_EQ(vmm_gva_read(e->vm, k->sites[i].code, b[i], k->sites[i].len), 0);
 }
 
 /* The guest corrupted jl_key_corrupt's site at boot: refused by name. */
@@ -194,7 +194,7 @@ static void test_jl_corrupt_refused(void)
 	patcher_stats(e.p, &st1);
 	EXPECT_STR_HAS(msg, "unexpected op at jl_corrupt_fn");
 	EXPECT_STR_HAS(msg, "jl_key_corrupt");
-	CU_ASSERT_TRUE(!o.changed);
+	EXPECT_TRUE(!o.changed);
 	EXPECT_EQ_U64(st0.syncs, st1.syncs);		/* no protocol step ran */
 	read_all(&e, k, after);
 	EXPECT_EQ(0, memcmp(before, after, sizeof(before)));
@@ -223,12 +223,12 @@ static void test_jl_planted_unexpected_op(void)
 
 	if (!jenv_start(&e) || !(k = key(&e, "jl_key_true")))
 		goto out;
-	CU_ASSERT_EQUAL_FATAL(k->nr_sites, 4);
+	EXPECT_EQ_FATAL(k->nr_sites, 4);
 	/* the JMP32 site (branch 0): expected JMP when disabling */
 	for (size_t i = 0; i < k->nr_sites; i++)
 		if (k->sites[i].len == 5 && !k->sites[i].branch)
 			bad = i;
-	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, k->sites[bad].code, nop5, 5), 0);
+	EXPECT_EQ(vmm_gva_write(e.vm, k->sites[bad].code, nop5, 5), 0);
 	read_all(&e, k, before);
 	v0 = kread(&e, k);
 	EXPECT_EQ(-EILSEQ, jl_key_set(e.p, e.vm, k, false, &o, msg, sizeof(msg)));

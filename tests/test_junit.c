@@ -26,12 +26,12 @@ static void fixture_pass_a(void)
 
 static void fixture_pass_b(void)
 {
-	CU_ASSERT_EQUAL(2, 1 + 1);
+	EXPECT_EQ(2, 1 + 1);
 }
 
 static void fixture_fail(void)
 {
-	CU_ASSERT_EQUAL(1 + 1, 3);	/* the message the XML must carry */
+	EXPECT_EQ(1 + 1, 3);	/* the message the XML must carry */
 }
 
 static const struct test_case fixture_cases[] = {
@@ -78,9 +78,9 @@ static int run_fixture(const char *path, const char *trap_env, char **out)
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	int st;
 
-	CU_ASSERT_FATAL(n > 0);
+	EXPECT_TRUE_FATAL(n > 0);
 	exe[n] = '\0';
-	CU_ASSERT_FATAL(asprintf(&cmd, "%s=1 VMPOKE_TRAP_PATH=%s '%s' --junit '%s' "
+	EXPECT_TRUE_FATAL(asprintf(&cmd, "%s=1 VMPOKE_TRAP_PATH=%s '%s' --junit '%s' "
 				 "junit_fixture", FIXTURE_ENV, trap_env, exe, path) > 0);
 	st = testlib_run(cmd, out);
 	EXPECT_TRUE_MSG(strstr(*out, "fixture_fail") != NULL, "fixture output: %s", *out);
@@ -96,7 +96,7 @@ static void test_junit_xml(void)
 	xmlDocPtr doc;
 	char *msg, *text, *out;
 
-	CU_ASSERT_FATAL(fd >= 0);
+	EXPECT_TRUE_FATAL(fd >= 0);
 	close(fd);
 	unlink(path);		/* the run creates it */
 
@@ -114,22 +114,22 @@ static void test_junit_xml(void)
 		return;
 	}
 	ctx = xmlXPathNewContext(doc);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
-	CU_ASSERT_EQUAL(1, xp_num(ctx, "count(/testsuites)"));
-	CU_ASSERT_EQUAL(2, xp_num(ctx, "count(/testsuites/testsuite)"));
-	CU_ASSERT_EQUAL(6, xp_num(ctx, "/testsuites/@tests"));
-	CU_ASSERT_EQUAL(2, xp_num(ctx, "/testsuites/@failures"));
-	CU_ASSERT_EQUAL(1, xp_num(ctx, "count(/testsuites/testsuite[@name='junit_fixture'])"));
-	CU_ASSERT_EQUAL(1, xp_num(ctx, "count(/testsuites/testsuite"
+	EXPECT_NOT_NULL_FATAL(ctx);
+	EXPECT_EQ(1, xp_num(ctx, "count(/testsuites)"));
+	EXPECT_EQ(2, xp_num(ctx, "count(/testsuites/testsuite)"));
+	EXPECT_EQ(6, xp_num(ctx, "/testsuites/@tests"));
+	EXPECT_EQ(2, xp_num(ctx, "/testsuites/@failures"));
+	EXPECT_EQ(1, xp_num(ctx, "count(/testsuites/testsuite[@name='junit_fixture'])"));
+	EXPECT_EQ(1, xp_num(ctx, "count(/testsuites/testsuite"
 				  "[@name='junit_fixture [trap path doorbell]'])"));
 	/* One testcase per CUnit test, by name, in each suite. */
-	CU_ASSERT_EQUAL(3, xp_num(ctx, "count(//testsuite[1]/testcase)"));
-	CU_ASSERT_EQUAL(3, xp_num(ctx, "//testsuite[1]/@tests"));
-	CU_ASSERT_EQUAL(1, xp_num(ctx, "//testsuite[1]/@failures"));
-	CU_ASSERT_EQUAL(2, xp_num(ctx, "count(//testcase[@name='fixture_pass_a'])"));
-	CU_ASSERT_EQUAL(2, xp_num(ctx, "count(//testcase[@name='fixture_pass_b'])"));
-	CU_ASSERT_EQUAL(0, xp_num(ctx, "count(//testcase[@name='fixture_pass_a']/failure)"));
-	CU_ASSERT_EQUAL(2, xp_num(ctx, "count(//testcase[@name='fixture_fail']/failure)"));
+	EXPECT_EQ(3, xp_num(ctx, "count(//testsuite[1]/testcase)"));
+	EXPECT_EQ(3, xp_num(ctx, "//testsuite[1]/@tests"));
+	EXPECT_EQ(1, xp_num(ctx, "//testsuite[1]/@failures"));
+	EXPECT_EQ(2, xp_num(ctx, "count(//testcase[@name='fixture_pass_a'])"));
+	EXPECT_EQ(2, xp_num(ctx, "count(//testcase[@name='fixture_pass_b'])"));
+	EXPECT_EQ(0, xp_num(ctx, "count(//testcase[@name='fixture_pass_a']/failure)"));
+	EXPECT_EQ(2, xp_num(ctx, "count(//testcase[@name='fixture_fail']/failure)"));
 	/* The failure carries CUnit's message and where it failed. */
 	msg = xp_str(ctx, "//testsuite[1]/testcase[@name='fixture_fail']/failure/@message");
 	text = xp_str(ctx, "//testsuite[1]/testcase[@name='fixture_fail']/failure");
@@ -149,16 +149,16 @@ static void test_junit_refuses_other_files(void)
 	int fd = mkstemp(path);
 	char buf[64] = "", *out;
 
-	CU_ASSERT_FATAL(fd >= 0);
-	CU_ASSERT_EQUAL(6, write(fd, "hello\n", 6));
+	EXPECT_TRUE_FATAL(fd >= 0);
+	EXPECT_EQ(6, write(fd, "hello\n", 6));
 	close(fd);
-	CU_ASSERT_NOT_EQUAL(0, run_fixture(path, "", &out));
+	EXPECT_NE(0, run_fixture(path, "", &out));
 	EXPECT_TRUE_MSG(strstr(out, "is not a JUnit") != NULL, "output: %s", out);
 	free(out);
 	fd = open(path, O_RDONLY);
-	CU_ASSERT_EQUAL(6, read(fd, buf, sizeof(buf)));
+	EXPECT_EQ(6, read(fd, buf, sizeof(buf)));
 	close(fd);
-	CU_ASSERT_STRING_EQUAL("hello\n", buf);
+	EXPECT_STREQ("hello\n", buf);
 	unlink(path);
 }
 

@@ -52,7 +52,7 @@ static bool penv_create(struct penv *e, unsigned int vcpus, uint64_t iterations)
 	if (!e->vm)
 		return false;
 	e->p = patcher_create(e->vm, NULL);
-	CU_ASSERT_PTR_NOT_NULL(e->p);
+	EXPECT_NOT_NULL(e->p);
 	return e->p != NULL;
 }
 
@@ -105,7 +105,7 @@ static uint64_t lib_calls(struct penv *e, const char *lib, unsigned int vcpu)
 	uint64_t v = 0;
 
 	snprintf(name, sizeof(name), "lib_calls_%s", lib);
-	CU_ASSERT_EQUAL(vmm_gva_read(e->vm, sym_addr(e, name) + vcpu * 8, &v, 8), 0);
+	EXPECT_EQ(vmm_gva_read(e->vm, sym_addr(e, name) + vcpu * 8, &v, 8), 0);
 	return v;
 }
 
@@ -138,11 +138,11 @@ static void test_probe_lib_counts(void)
 		goto out;
 	for (i = 0; i < NR_LIBS; i++) {
 		snprintf(name, sizeof(name), "lib_%s", lib_names[i]);
-		CU_ASSERT_EQUAL(vmm_gva_read(e.vm, sym_addr(&e, name), before[i], 16), 0);
+		EXPECT_EQ(vmm_gva_read(e.vm, sym_addr(&e, name), before[i], 16), 0);
 		pr[i] = place(&e, sym_addr(&e, name), NULL);
 		if (!pr[i])
 			goto out;
-		CU_ASSERT_EQUAL(probe_kind_of(pr[i]), PROBE_KIND_INT3);
+		EXPECT_EQ(probe_kind_of(pr[i]), PROBE_KIND_INT3);
 		EXPECT_EQ_U64(sym_addr(&e, name), probe_addr(pr[i]));
 	}
 	if (!penv_start(&e))
@@ -159,11 +159,11 @@ static void test_probe_lib_counts(void)
 			EXPECT_EQ_U64(lib_calls(&e, lib_names[i], v), c.per_vcpu[v]);
 		}
 		EXPECT_EQ_U64(c.per_vcpu[0] + c.per_vcpu[1], c.hits);
-		CU_ASSERT_EQUAL(probe_remove(pr[i], msg, sizeof(msg)), 0);
-		CU_ASSERT_TRUE(probe_removed(pr[i]));
+		EXPECT_EQ(probe_remove(pr[i], msg, sizeof(msg)), 0);
+		EXPECT_TRUE(probe_removed(pr[i]));
 		snprintf(name, sizeof(name), "lib_%s", lib_names[i]);
-		CU_ASSERT_EQUAL(vmm_gva_read(e.vm, sym_addr(&e, name), after, 16), 0);
-		CU_ASSERT_EQUAL(memcmp(before[i], after, 16), 0);
+		EXPECT_EQ(vmm_gva_read(e.vm, sym_addr(&e, name), after, 16), 0);
+		EXPECT_EQ(memcmp(before[i], after, 16), 0);
 	}
 out:
 	penv_end(&e, true);
@@ -242,7 +242,7 @@ static void test_probe_skip_seen(void)
 	}
 	probe_counts(pr, &c);
 	EXPECT_EQ_U64(50, c.hits);		/* max_hits, exactly */
-	CU_ASSERT_TRUE(probe_removed(pr));	/* reaped */
+	EXPECT_TRUE(probe_removed(pr));	/* reaped */
 	EXPECT_TRUE_MSG(vmm_hcall_count(e.vm, VMPOKE_HC_CHECK_FAIL) > 0,
 			"an off-by-one lib_add went unnoticed by the guest");
 out:
@@ -312,8 +312,8 @@ static void test_probe_recursion(void)
 	EXPECT_EQ_U64(3, atomic_load(&re.add_refused));
 	EXPECT_EQ_U64(3, atomic_load(&re.remove_refused));
 	EXPECT_TRUE_MSG(!strcmp(re.reason, "in_handler"), "reason %s", re.reason);
-	CU_ASSERT_FALSE(probe_removed(pr2));
-	CU_ASSERT_EQUAL(probe_remove(pr2, msg, sizeof(msg)), 0);
+	EXPECT_FALSE(probe_removed(pr2));
+	EXPECT_EQ(probe_remove(pr2, msg, sizeof(msg)), 0);
 out:
 	penv_end(&e, true);
 }
@@ -358,13 +358,13 @@ static void test_probe_refusals(void)
 	if (!patcher_cpl0_trappable(e.p))
 		expect_refused(&e, sym_addr(&e, "memcpy"), "cpl0_untrappable");
 	pr = probe_add(e.p, sym_addr(&e, "lib_add"), &opt, &reason, msg, sizeof(msg));
-	CU_ASSERT_PTR_NULL(pr);
+	EXPECT_NULL(pr);
 	EXPECT_TRUE_MSG(reason && !strcmp(reason, "kind_unsupported"), "%s", msg);
 	/* a second probe on the same instruction: the first is live there */
 	pr = place(&e, sym_addr(&e, "lib_add"), NULL);
 	expect_refused(&e, sym_addr(&e, "lib_add"), "live_site");
 	if (pr)
-		CU_ASSERT_EQUAL(probe_remove(pr, msg, sizeof(msg)), 0);
+		EXPECT_EQ(probe_remove(pr, msg, sizeof(msg)), 0);
 out:
 	penv_end(&e, true);
 }
@@ -395,7 +395,7 @@ static void test_probe_every_symbol(void)
 	hi = sym_addr(&e, VMPOKE_SYM_XOL_END);
 	text0 = malloc(hi - lo);
 	text1 = malloc(hi - lo);
-	CU_ASSERT_FATAL(pr && text0 && text1 && hi > lo);
+	EXPECT_TRUE_FATAL(pr && text0 && text1 && hi > lo);
 	/*
 	 * The text as it stands once the guest is READY: boot itself writes
 	 * text (jl_boot_corrupt() plants a bad jump-label site), and that is
@@ -403,7 +403,7 @@ static void test_probe_every_symbol(void)
 	 */
 	if (!penv_start(&e))
 		goto out;
-	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, lo, text0, hi - lo), 0);
+	EXPECT_EQ(vmm_gva_read(e.vm, lo, text0, hi - lo), 0);
 	for (i = 0; i < n; i++) {
 		const struct sym *s = symtab_at(st, i);
 		const char *reason = NULL;
@@ -428,9 +428,9 @@ static void test_probe_every_symbol(void)
 		EXPECT_TRUE_MSG(probe_remove(pr[i], msg, sizeof(msg)) == 0, "%s", msg);
 	}
 	EXPECT_TRUE_MSG(hits > 0, "%u probes armed for 0.5 s and not one hit", placed);
-	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, lo, text1, hi - lo), 0);
+	EXPECT_EQ(vmm_gva_read(e.vm, lo, text1, hi - lo), 0);
 	/* XOL slots hold copies now; everything below them must be as it was */
-	CU_ASSERT_EQUAL(memcmp(text0, text1, sym_addr(&e, VMPOKE_SYM_XOL_START) - lo), 0);
+	EXPECT_EQ(memcmp(text0, text1, sym_addr(&e, VMPOKE_SYM_XOL_START) - lo), 0);
 	fprintf(stderr, "\n  every symbol: %u placed, %u refused, %llu hits in 0.5 s\n",
 		placed, refused, (unsigned long long)hits);
 out:
@@ -462,20 +462,20 @@ static void test_probe_slot_reuse(void)
 	pr = place(&e, addr, NULL);
 	if (!pr)
 		goto out;
-	CU_ASSERT_EQUAL(probe_insn_of(pr)->exec, PROBE_EXEC_SLOT);
+	EXPECT_EQ(probe_insn_of(pr)->exec, PROBE_EXEC_SLOT);
 	slot = probe_slot_of(pr);
 	x = probe_xol_of(e.p);
-	CU_ASSERT_FATAL(slot && x);
-	CU_ASSERT_EQUAL(probe_remove(pr, msg, sizeof(msg)), 0);
-	CU_ASSERT_EQUAL_FATAL(vmm_vcpu_offline(e.vm, 1), 0);
-	CU_ASSERT_EQUAL_FATAL(vmm_vcpu_get_regs(e.vm, 1, &saved), 0);
+	EXPECT_TRUE_FATAL(slot && x);
+	EXPECT_EQ(probe_remove(pr, msg, sizeof(msg)), 0);
+	EXPECT_EQ_FATAL(vmm_vcpu_offline(e.vm, 1), 0);
+	EXPECT_EQ_FATAL(vmm_vcpu_get_regs(e.vm, 1, &saved), 0);
 	regs = saved;
 	regs.rip = slot + 3;		/* the JMP back */
-	CU_ASSERT_EQUAL(vmm_vcpu_set_regs(e.vm, 1, &regs), 0);
+	EXPECT_EQ(vmm_vcpu_set_regs(e.vm, 1, &regs), 0);
 	EXPECT_EQ_U64(0, xol_reclaim(e.p, x, msg, sizeof(msg)));
 	EXPECT_EQ_U64(1, xol_count(x, XOL_PENDING));	/* still pending */
-	CU_ASSERT_EQUAL(vmm_vcpu_set_regs(e.vm, 1, &saved), 0);
-	CU_ASSERT_EQUAL(vmm_vcpu_online(e.vm, 1), 0);
+	EXPECT_EQ(vmm_vcpu_set_regs(e.vm, 1, &saved), 0);
+	EXPECT_EQ(vmm_vcpu_online(e.vm, 1), 0);
 	/*
 	 * Planted RIP gone.  A task of the guest may itself have been preempted
 	 * inside the slot when the probe went (CPL3 runs natively here): it
