@@ -64,7 +64,7 @@ static void expect_text(struct senv *e, uint64_t target)
 {
 	uint8_t b[8];
 
-	CU_ASSERT_EQUAL_FATAL(vmm_gva_read(e->vm, e->c->tramp, b, 8), 0);
+	EXPECT_EQ_FATAL(vmm_gva_read(e->vm, e->c->tramp, b, 8), 0);
 	EXPECT_EQ(b[0], target ? 0xe9 : 0xc3);
 	EXPECT_EQ(b[5], 0x0f);
 	EXPECT_EQ(b[7], 0xcc);
@@ -72,7 +72,7 @@ static void expect_text(struct senv *e, uint64_t target)
 		const struct sc_site *s = &e->c->sites[i];
 		int32_t rel;
 
-		CU_ASSERT_EQUAL_FATAL(vmm_gva_read(e->vm, s->addr, b, 5), 0);
+		EXPECT_EQ_FATAL(vmm_gva_read(e->vm, s->addr, b, 5), 0);
 		if (!target) {
 			EXPECT_EQ(b[0], s->tail ? 0xc3 : 0x0f);
 			continue;
@@ -105,10 +105,10 @@ static void test_sc_update_both_ways(void)
 		for (size_t i = 0; i < 4; i++) {
 			uint64_t target = order[i] ? sym(&e, order[i]) : 0;
 
-			CU_ASSERT_EQUAL(sc_key_read(e.vm, e.c, &k0), 0);
+			EXPECT_EQ(sc_key_read(e.vm, e.c, &k0), 0);
 			EXPECT_TRUE_MSG(!sc_update(e.p, e.vm, e.c, target, &o, msg, sizeof(msg)),
 					"sc_op -> %s: %s", order[i] ? order[i] : "NULL", msg);
-			CU_ASSERT_EQUAL(sc_key_read(e.vm, e.c, &k1), 0);
+			EXPECT_EQ(sc_key_read(e.vm, e.c, &k1), 0);
 			EXPECT_EQ(k1.func, target);
 			EXPECT_EQ(k1.seq, k0.seq + 2);
 			EXPECT_EQ_U64(o.stw, 0);	/* all CPL3 text */
@@ -139,7 +139,7 @@ static void test_sc_checks_bite(void)
 	mul = sym(&e, "sc_op_mul");
 	settle();
 	EXPECT_EQ_U64(0, vmm_hcall_count(e.vm, VMPOKE_HC_CHECK_FAIL));
-	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, e.c->key, &mul, sizeof(mul)), 0);
+	EXPECT_EQ(vmm_gva_write(e.vm, e.c->key, &mul, sizeof(mul)), 0);
 	settle();
 	EXPECT_GT(vmm_hcall_count(e.vm, VMPOKE_HC_CHECK_FAIL), 0u);
 out:
@@ -167,30 +167,30 @@ static void test_sc_refusals(void)
 	EXPECT_STR_HAS(msg, "is not a target of sc_op");
 	/* a non-tail site, planted with other bytes while the vCPUs run */
 	s = e.c->sites[0].tail ? &e.c->sites[1] : &e.c->sites[0];
-	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, s->addr, junk, 5), 0);
+	EXPECT_EQ(vmm_gva_write(e.vm, s->addr, junk, 5), 0);
 	for (size_t i = 0; i < 3; i++)
-		CU_ASSERT_EQUAL(vmm_gva_read(e.vm, e.c->sites[i].addr, before[i], 5), 0);
-	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, e.c->tramp, tb, 8), 0);
-	CU_ASSERT_EQUAL(sc_key_read(e.vm, e.c, &k0), 0);
+		EXPECT_EQ(vmm_gva_read(e.vm, e.c->sites[i].addr, before[i], 5), 0);
+	EXPECT_EQ(vmm_gva_read(e.vm, e.c->tramp, tb, 8), 0);
+	EXPECT_EQ(sc_key_read(e.vm, e.c, &k0), 0);
 	EXPECT_EQ(-EILSEQ, sc_update(e.p, e.vm, e.c, sym(&e, "sc_op_mul"), &o, msg,
 				     sizeof(msg)));
 	symtab_format(vmm_symtab(e.vm), s->addr, where, sizeof(where));
 	EXPECT_STR_HAS(msg, "unexpected op at ");
 	EXPECT_STR_HAS(msg, where);
 	for (size_t i = 0; i < 3; i++)
-		CU_ASSERT_EQUAL(vmm_gva_read(e.vm, e.c->sites[i].addr, after[i], 5), 0);
-	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, e.c->tramp, ta, 8), 0);
+		EXPECT_EQ(vmm_gva_read(e.vm, e.c->sites[i].addr, after[i], 5), 0);
+	EXPECT_EQ(vmm_gva_read(e.vm, e.c->tramp, ta, 8), 0);
 	EXPECT_EQ(0, memcmp(before, after, sizeof(before)));
 	EXPECT_EQ(0, memcmp(tb, ta, sizeof(tb)));
-	CU_ASSERT_EQUAL(sc_key_read(e.vm, e.c, &k1), 0);
+	EXPECT_EQ(sc_key_read(e.vm, e.c, &k1), 0);
 	EXPECT_EQ(k0.func, k1.func);
 	EXPECT_EQ(k0.seq, k1.seq);
 	/* the signature */
-	CU_ASSERT_EQUAL(vmm_gva_write(e.vm, e.c->tramp + 5, bad_sig, 3), 0);
+	EXPECT_EQ(vmm_gva_write(e.vm, e.c->tramp + 5, bad_sig, 3), 0);
 	EXPECT_EQ(-EILSEQ, sc_update(e.p, e.vm, e.c, sym(&e, "sc_op_mul"), &o, msg,
 				     sizeof(msg)));
 	EXPECT_STR_HAS(msg, "no signature 0f b9 cc");
-	CU_ASSERT_EQUAL(vmm_gva_read(e.vm, e.c->tramp, ta, 5), 0);
+	EXPECT_EQ(vmm_gva_read(e.vm, e.c->tramp, ta, 5), 0);
 	EXPECT_EQ(0, memcmp(tb, ta, 5));
 out:
 	senv_end(&e);
@@ -200,7 +200,7 @@ static uint64_t tick_calls(struct senv *e, unsigned int which)
 {
 	uint64_t v = 0;
 
-	CU_ASSERT_EQUAL(vmm_gva_read(e->vm, sym(e, "sc_tick_calls") + 8 * which, &v, 8), 0);
+	EXPECT_EQ(vmm_gva_read(e->vm, sym(e, "sc_tick_calls") + 8 * which, &v, 8), 0);
 	return v;
 }
 

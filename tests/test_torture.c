@@ -320,7 +320,7 @@ static void test_torture_jump_label(void)
 	if (!testlib_require_kvm())
 		return;
 	o = run_json_ex("--seconds 3 --hotplug --kinds jump_label", &status, true);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	EXPECT_NOT_NULL_FATAL(o);
 	check_keys(o);
 	EXPECT_EQ_U64(0, status);
 	EXPECT_EQ_U64(0, jget_u64(o, "sites"));
@@ -340,7 +340,7 @@ static void test_torture_static_call(void)
 	if (!testlib_require_kvm())
 		return;
 	o = run_json_ex("--seconds 4 --hotplug --kinds static_call,jump_label", &status, true);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	EXPECT_NOT_NULL_FATAL(o);
 	check_keys(o);
 	EXPECT_EQ_U64(0, status);
 	EXPECT_TRUE_MSG(jget_u64(o, "call_updates") > 0, "no static call updated");
@@ -543,7 +543,7 @@ static void test_inject_no_ghost(void)
 	if (!testlib_require_kvm())
 		return;
 	o = run_json("--seconds 5 --inject no-ghost", &status);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	EXPECT_NOT_NULL_FATAL(o);
 	check_keys(o);
 	if (strcmp(jget_str(o, "trap_path"), "debug-exit")) {
 		json_object_put(o);

@@ -267,7 +267,7 @@ static void test_trap_path_choice(void)
 
 	if (!testlib_require_kvm())
 		return;
-	CU_ASSERT_EQUAL_FATAL(vmm_probe_host(&caps), 0);
+	EXPECT_EQ_FATAL(vmm_probe_host(&caps), 0);
 	dbg = caps.debug_exit_on_int3;
 	expect_path(VMM_TRAP_DOORBELL, true, VMM_TRAP_DOORBELL);
 	expect_path(VMM_TRAP_DEBUG_EXIT, dbg, VMM_TRAP_DEBUG_EXIT);
@@ -282,7 +282,7 @@ static void test_trap_path_choice(void)
 	setenv(VMM_TRAP_PATH_ENV, "auto", 1);
 	expect_path(VMM_TRAP_AUTO, true, vmm_trap_path_auto(dbg));
 	setenv(VMM_TRAP_PATH_ENV, "magic", 1);
-	CU_ASSERT_PTR_NULL(create_on(VMM_TRAP_AUTO, &code));
+	EXPECT_NULL(create_on(VMM_TRAP_AUTO, &code));
 	EXPECT_EQ_U64(VMPOKE_EXIT_USAGE, code);
 	if (saved)
 		setenv(VMM_TRAP_PATH_ENV, saved, 1);
