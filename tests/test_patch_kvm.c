@@ -37,6 +37,15 @@ static bool env_boot(struct env *e, enum vmpoke_scenario scn, unsigned int vcpus
 		.image = testlib_image(), .nr_vcpus = vcpus, .mem_mib = 64,
 		.tasks = 2, .hz = 1000, .scenario = scn, .seed = 7, .quiet = true,
 	};
+
+	/*
+	 * No tick for the guest's own int3s on trap path (a): under kvm_amd
+	 * without NRIPS a re-injected #BP that meets a pending interrupt is
+	 * lost (int3_reinject suite; README, "Trap path (a)"), and this
+	 * scenario counts every one.
+	 */
+	if (scn == VMPOKE_SCN_INT3 && vmm_trap_path_env() == VMM_TRAP_DEBUG_EXIT)
+		cfg.hz = 0;
 	char msg[256];
 	int code, r;
 
