@@ -286,6 +286,19 @@ const char *cli_default_image(char *buf, size_t len)
 	return buf;
 }
 
+const char *cli_bench_image(const char *cmd, int argc, char **argv, uint64_t mem_mib,
+			    void (*usage)(FILE *f), char *buf, size_t len)
+{
+	const char *image;
+
+	if (argc - optind > 1) {
+		usage(stderr);
+		return NULL;
+	}
+	image = optind < argc ? argv[optind] : cli_default_image(buf, len);
+	return cli_check_image(cmd, image, mem_mib) ? NULL : image;
+}
+
 int cli_json_write(const char *cmd, const char *path, struct json_object *obj)
 {
 	const char *text;

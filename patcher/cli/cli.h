@@ -8,6 +8,7 @@
 #define VMPOKE_CLI_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -90,6 +91,15 @@ void cli_status_clear(void);
  * $VMPOKE_DATADIR/guest.img.
  */
 const char *cli_default_image(char *buf, size_t len);
+
+/*
+ * The bench commands' one optional IMAGE operand, after getopt: at most one
+ * operand (else usage on stderr), the default image when there is none, and
+ * cli_check_image() on it.  The path (argv[optind] or buf) or NULL after the
+ * message; the caller then exits VMPOKE_EXIT_USAGE.
+ */
+const char *cli_bench_image(const char *cmd, int argc, char **argv, uint64_t mem_mib,
+			    void (*usage)(FILE *f), char *buf, size_t len);
 
 /* Write obj to path ("-" = stdout), pretty-printed; 0 or VMPOKE_EXIT_HOST. */
 int cli_json_write(const char *cmd, const char *path, struct json_object *obj);

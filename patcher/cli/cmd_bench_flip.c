@@ -242,12 +242,8 @@ int cmd_bench_flip(int argc, char **argv)
 			return cli_getopt_error("bench flip", c, argv);
 		}
 	}
-	if (argc - optind > 1) {
-		usage(stderr);
-		return VMPOKE_EXIT_USAGE;
-	}
-	cfg.image = optind < argc ? argv[optind] : cli_default_image(img, sizeof(img));
-	if (cli_check_image("bench flip", cfg.image, cfg.mem_mib))
+	cfg.image = cli_bench_image("bench flip", argc, argv, cfg.mem_mib, usage, img, sizeof(img));
+	if (!cfg.image)
 		return VMPOKE_EXIT_USAGE;
 	b.tab = malloc(sizeof(*b.tab));
 	if (!b.tab)

@@ -467,12 +467,8 @@ int cmd_bench_poke(int argc, char **argv)
 			return cli_getopt_error("bench poke", c, argv);
 		}
 	}
-	if (argc - optind > 1) {
-		bench_poke_usage(stderr);
-		return VMPOKE_EXIT_USAGE;
-	}
-	cfg.image = optind < argc ? argv[optind] : cli_default_image(img, sizeof(img));
-	if (cli_check_image("bench poke", cfg.image, cfg.mem_mib))
+	cfg.image = cli_bench_image("bench poke", argc, argv, cfg.mem_mib, bench_poke_usage, img, sizeof(img));
+	if (!cfg.image)
 		return VMPOKE_EXIT_USAGE;
 
 	b.vm = vmm_create(&cfg, &code);

@@ -335,12 +335,8 @@ int cmd_bench_probe(int argc, char **argv)
 			return cli_getopt_error("bench probe", c, argv);
 		}
 	}
-	if (argc - optind > 1) {
-		usage(stderr);
-		return VMPOKE_EXIT_USAGE;
-	}
-	cfg.image = optind < argc ? argv[optind] : cli_default_image(img, sizeof(img));
-	if (cli_check_image("bench probe", cfg.image, cfg.mem_mib))
+	cfg.image = cli_bench_image("bench probe", argc, argv, cfg.mem_mib, usage, img, sizeof(img));
+	if (!cfg.image)
 		return VMPOKE_EXIT_USAGE;
 	b.vm = vmm_create(&cfg, &code);
 	if (!b.vm)
