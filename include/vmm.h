@@ -129,7 +129,7 @@ int vmm_outcome_exit_code(enum vmm_outcome o);
  * Must not be called from a vCPU thread (-EDEADLK).
  *
  * Why this is enough where Linux runs sync_core() on every CPU: see
- * docs/design.md, "Why a sync is enough".  In short, an ack means the vCPU
+ * docs/protocol.md, "Why a sync is enough".  In short, an ack means the vCPU
  * left guest mode after the bytes were written and entered it again; on
  * hardware KVM that VM entry, and the IRETQ that ends our #BP stub, are
  * serializing, so the vCPU fetches the new bytes; on kvm_pvm host writes

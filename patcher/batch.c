@@ -412,7 +412,7 @@ static enum poke_err batch_check_old(struct batch_run *r)
 }
 
 /*
- * Invariant 7 (docs/design.md) between phases: every site must hold exactly what we left
+ * Invariant 7 (docs/protocol.md) between phases: every site must hold exactly what we left
  * there.  A difference means someone else wrote the code under us; go no
  * further and undo.
  */
@@ -448,7 +448,7 @@ static int site_key_cmp(const void *key, const void *elem)
 }
 
 /*
- * Invariant 9 (docs/design.md) across the batch: a new branch of one site must not land
+ * Invariant 9 (docs/protocol.md) across the batch: a new branch of one site must not land
  * strictly inside another site of the same batch, whose bytes are being
  * replaced (prepare only saw the function as it was).  Sites are sorted
  * and disjoint, so a bsearch finds the one a target is inside.

@@ -2,7 +2,7 @@
 /*
  * shadow.c - the busy-range check: is any context inside these ranges?
  * Built once for every user: the probe-shadow check of sites that cover
- * more than one old instruction (seed 000, invariant 8 in docs/design.md;
+ * more than one old instruction (seed 000, invariant 8 in docs/protocol.md;
  * shadow_check() below), and the reuse of a probe's out-of-line slot
  * (xol.c: a task can be preempted inside the slot).  busy_scan() takes any ranges.
  *

@@ -327,7 +327,7 @@ enum trap_class traptable_classify(struct poke_table *t, uint64_t addr,
 	 * two-byte "int $3" (CD 03) is the guest's own: resuming there as a
 	 * ghost would only raise it again, for ever.  Through the doorbell
 	 * addr is return address - 1 and that form cannot be told from a
-	 * ghost whose new byte is 03 (docs/design.md; kprobes alike).
+	 * ghost whose new byte is 03 (docs/protocol.md; kprobes alike).
 	 */
 	if (at_insn_start && byte == 0xcd && !read_byte(ctx, addr + 1, &imm) &&
 	    imm == 3)
@@ -349,7 +349,7 @@ static int traptable_hook_read_byte(void *ctx, uint64_t gva, uint8_t *byte)
  * Live site: emulate the queued instruction.  No live site and the byte is
  * no longer INT3: a ghost - the vCPU fetched our INT3 before the last
  * sync, the site has been retired since; resume at addr, which now holds
- * the final instruction (invariant 4, docs/design.md).  Otherwise the INT3 is not ours.
+ * the final instruction (invariant 4, docs/protocol.md).  Otherwise the INT3 is not ours.
  */
 enum vmm_trap_verdict traptable_hook(struct vmm_trap *trap, void *opaque)
 {

@@ -4,7 +4,7 @@
  * kernel's IPI-sync that text_poke_bp relies on.
  *
  * WHY IT IS ENOUGH where Linux runs sync_core() on every CPU (the full
- * argument: docs/design.md, "Why a sync is enough").  An ack proves the
+ * argument: docs/protocol.md, "Why a sync is enough").  An ack proves the
  * vCPU left guest mode after the write and re-enters only after the ack.
  * On hardware KVM it re-enters through VM entry, and a vCPU that trapped
  * on our INT3 leaves the #BP stub through IRETQ, which is serializing; on
