@@ -116,6 +116,12 @@ static int sc_calls(const struct elf_section *text, const struct symtab *st,
 				      s->name, kname, sizeof(struct vmpoke_static_call_key));
 		if (strlen(s->name + plen) >= sizeof(c->name))
 			return sc_bad(msg, len, "%s: name too long", s->name);
+		/* an update of one would retarget the other (found by fuzz_elf) */
+		for (size_t j = 0; j < t->nr_calls; j++)
+			if (t->calls[j].key == k->addr || t->calls[j].tramp == s->addr)
+				return sc_bad(msg, len, "%s: shares its %s with __SCT__%s",
+					      s->name, t->calls[j].key == k->addr ?
+					      "key" : "trampoline", t->calls[j].name);
 		c = realloc(t->calls, (t->nr_calls + 1) * sizeof(*c));
 		if (!c)
 			return sc_bad(msg, len, "out of memory");
@@ -163,10 +169,6 @@ static int sc_sites(const struct elf_section *sec, const struct elf_section *tex
 				      "(first byte 0x%02x)", i, where,
 				      tail ? "JMP rel32 or RET" : "CALL rel32 or NOP5",
 				      text->data[addr - text->addr]);
-		for (size_t j = 0; j < c->nr_sites; j++)
-			if (c->sites[j].addr == addr)
-				return sc_bad(msg, len, VMPOKE_SEC_SC_SITES "[%zu] (site %s): "
-					      "listed twice", i, where);
 		ns = realloc(c->sites, (c->nr_sites + 1) * sizeof(*ns));
 		if (!ns)
 			return sc_bad(msg, len, "out of memory");
@@ -207,6 +209,67 @@ static int sc_targets(const struct elf_section *sec, const struct symtab *st,
 	return 0;
 }
 
+/* The code one update rewrites: a trampoline's 8 bytes or a site's 5. */
+struct sc_range {
+	uint64_t addr, len;
+	const char *call;
+	size_t entry;			/* in .static_call_sites; SIZE_MAX: trampoline */
+};
+
+static int sc_range_cmp(const void *a, const void *b)
+{
+	const struct sc_range *x = a, *y = b;
+
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+static void sc_range_name(const struct sc_range *r, char *buf, size_t len)
+{
+	if (r->entry == SIZE_MAX)
+		snprintf(buf, len, "the trampoline of %s", r->call);
+	else
+		snprintf(buf, len, VMPOKE_SEC_SC_SITES "[%zu] (%s)", r->entry, r->call);
+}
+
+/*
+ * No byte in two ranges: a site listed twice, under two keys, or inside a
+ * trampoline would have one update undo another's, or refuse them all as
+ * an overlapping batch (found by fuzz_elf).
+ */
+static int sc_overlaps(const struct sc_table *t, const struct symtab *st, char *msg,
+		       size_t len)
+{
+	struct sc_range *r;
+	size_t n = 0, k = 0;
+	int ret = 0;
+
+	for (size_t i = 0; i < t->nr_calls; i++)
+		n += 1 + t->calls[i].nr_sites;
+	r = calloc(n ? n : 1, sizeof(*r));
+	if (!r)
+		return sc_bad(msg, len, "out of memory");
+	for (size_t i = 0; i < t->nr_calls; i++) {
+		const struct sc_call *c = &t->calls[i];
+
+		r[k++] = (struct sc_range){ c->tramp, 8, c->name, SIZE_MAX };
+		for (size_t j = 0; j < c->nr_sites; j++)
+			r[k++] = (struct sc_range){ c->sites[j].addr, 5, c->name,
+						    c->sites[j].entry };
+	}
+	qsort(r, n, sizeof(*r), sc_range_cmp);
+	for (size_t i = 1; i < n && !ret; i++)
+		if (r[i].addr < r[i - 1].addr + r[i - 1].len) {
+			char a[96], b[96], where[96];
+
+			sc_range_name(&r[i - 1], a, sizeof(a));
+			sc_range_name(&r[i], b, sizeof(b));
+			symtab_format(st, r[i].addr, where, sizeof(where));
+			ret = sc_bad(msg, len, "%s at %s overlaps %s", b, where, a);
+		}
+	free(r);
+	return ret;
+}
+
 int sc_table_parse(const struct elf_section *sites, const struct elf_section *targets,
 		   const struct elf_section *text, const struct symtab *st,
 		   struct sc_table **out, char *msg, size_t len)
@@ -220,6 +283,8 @@ int sc_table_parse(const struct elf_section *sites, const struct elf_section *ta
 	ret = sc_calls(text, st, t, msg, len);
 	if (!ret && sites)
 		ret = sc_sites(sites, text, st, t, msg, len);
+	if (!ret)
+		ret = sc_overlaps(t, st, msg, len);
 	if (!ret && targets)
 		ret = sc_targets(targets, st, t, msg, len);
 	if (ret) {

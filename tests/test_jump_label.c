@@ -205,24 +205,6 @@ out:
 	fix_free(&f);
 }
 
-/* The image's symbols, with the key object `from` named `to`. */
-static struct symtab *syms_renamed(const struct symtab *st, const char *from, const char *to)
-{
-	size_t n = symtab_count(st);
-	struct sym *s = calloc(n ? n : 1, sizeof(*s));
-	struct symtab *out;
-
-	EXPECT_NOT_NULL_FATAL(s);
-	for (size_t i = 0; i < n; i++) {
-		s[i] = *symtab_at(st, i);
-		if (!strcmp(s[i].name, from))
-			s[i].name = to;
-	}
-	out = symtab_from_array(s, n);
-	free(s);
-	return out;
-}
-
 /*
  * Found by fuzz_elf: keys are looked up by name, but two keys could share
  * one (or one cut at 63 bytes), and jl_key_find() then found either.
@@ -239,12 +221,12 @@ static void test_jt_key_names(void)
 	if (!fix_load(&f))
 		goto out;
 	orig = f.st;
-	f.st = syms_renamed(orig, "jl_key_false", "jl_key_true");
+	f.st = testlib_syms_renamed(orig, "jl_key_false", "jl_key_true");
 	EXPECT_NE(0, jl_table_parse(&f.jt, &f.text, f.st, &t, msg, sizeof(msg)));
 	EXPECT_NULL(t);
 	EXPECT_STR_HAS(msg, "have one name, jl_key_true");
 	symtab_free(f.st);
-	f.st = syms_renamed(orig, "jl_key_false", longname);
+	f.st = testlib_syms_renamed(orig, "jl_key_false", longname);
 	msg[0] = '\0';
 	EXPECT_NE(0, jl_table_parse(&f.jt, &f.text, f.st, &t, msg, sizeof(msg)));
 	EXPECT_NULL(t);

@@ -121,5 +121,58 @@ out:
 	sfix_free(&f);
 }
 
+/* Entry i of .static_call_sites pointed at addr (its key kept), TAIL or not. */
+static void site_point(struct sc_fix *f, size_t i, uint64_t addr, int32_t tail)
+{
+	int32_t v = (int32_t)(addr - (f->sites.addr + i * 8)), k;
+
+	memcpy(f->sites.data + i * 8, &v, 4);
+	memcpy(&k, f->sites.data + i * 8 + 4, 4);
+	k = (k & ~VMPOKE_SC_TAIL) | tail;
+	memcpy(f->sites.data + i * 8 + 4, &k, 4);
+}
+
+/*
+ * Found by fuzz_elf: two trampolines with one key (two __SCT__ symbols of
+ * one name), a site listed twice, or a site inside a trampoline were
+ * accepted; sc_call_find() then found either call, and one update undid
+ * another's.
+ */
+static void test_sc_shared_code(void)
+{
+	struct sc_table *t = NULL;
+	struct symtab *orig;
+	struct sc_fix f;
+	uint8_t save[16];
+	char msg[512] = "";
+	uint64_t site0;
+	int32_t v, k0;
+
+	if (!sfix_load(&f))
+		goto out;
+	orig = f.st;
+	f.st = testlib_syms_renamed(orig, "__SCT__sc_tick", "__SCT__sc_op");
+	EXPECT_NE(0, sc_table_parse(NULL, NULL, &f.text, f.st, &t, msg, sizeof(msg)));
+	EXPECT_NULL(t);
+	EXPECT_STR_HAS(msg, ": shares its key with __SCT__sc_op");
+	symtab_free(f.st);
+	f.st = orig;
+	memcpy(save, f.sites.data, sizeof(save));
+	memcpy(&v, f.sites.data, 4);
+	memcpy(&k0, f.sites.data + 4, 4);
+	site0 = f.sites.addr + (uint64_t)(int64_t)v;
+	site_point(&f, 1, site0, k0 & VMPOKE_SC_TAIL);
+	EXPECT_NE(0, sparse(&f, msg, sizeof(msg)));
+	EXPECT_STR_HAS(msg, "overlaps " VMPOKE_SEC_SC_SITES "[");
+	memcpy(f.sites.data, save, sizeof(save));
+	site_point(&f, 0, symtab_find(f.st, "__SCT__sc_tick")->addr, VMPOKE_SC_TAIL);
+	EXPECT_NE(0, sparse(&f, msg, sizeof(msg)));
+	EXPECT_STR_HAS(msg, "the trampoline of sc_tick");
+	memcpy(f.sites.data, save, sizeof(save));
+	EXPECT_EQ(0, sparse(&f, msg, sizeof(msg)));
+out:
+	sfix_free(&f);
+}
+
 TEST_SUITE(static_call, "static_call", false,
-	   TEST(test_sc_image), TEST(test_sc_refusals_parse))
+	   TEST(test_sc_image), TEST(test_sc_refusals_parse), TEST(test_sc_shared_code))

@@ -12,6 +12,7 @@
 #include <CUnit/Basic.h>
 
 #include "junit.h"
+#include "symtab.h"
 #include "testlib.h"
 #include "vmm.h"
 
@@ -134,6 +135,23 @@ const char *testlib_image(void)
 	const char *p = getenv("VMPOKE_IMAGE");
 
 	return p ? p : "images/guest.img";
+}
+
+struct symtab *testlib_syms_renamed(const struct symtab *st, const char *from, const char *to)
+{
+	size_t n = symtab_count(st);
+	struct sym *s = calloc(n ? n : 1, sizeof(*s));
+	struct symtab *out;
+
+	EXPECT_NOT_NULL_FATAL(s);
+	for (size_t i = 0; i < n; i++) {
+		s[i] = *symtab_at(st, i);
+		if (!strcmp(s[i].name, from))
+			s[i].name = to;
+	}
+	out = symtab_from_array(s, n);
+	free(s);
+	return out;
 }
 
 int testlib_run(const char *cmd, char **output)

@@ -71,6 +71,10 @@ const char *testlib_kvm_problem(void);
 const char *testlib_vmpoke(void);
 const char *testlib_image(void);
 
+/* A copy of st with the symbol `from` named `to` (tests of name clashes). */
+struct symtab;
+struct symtab *testlib_syms_renamed(const struct symtab *st, const char *from, const char *to);
+
 /* Run a shell command, capture stdout+stderr (NUL-terminated, malloc'd) and exit status. */
 int testlib_run(const char *cmd, char **output);
 
