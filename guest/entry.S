@@ -10,10 +10,11 @@
  *    boot, these stubs and the scheduler tick: a few dozen general-purpose
  *    instructions each.  CPL3 reaches the VMM with MMIO stores; CPL0 with
  *    port IO.
- *  - All IDT gates are interrupt gates: CPL0 always runs with IF=0, so it
- *    never nests and a vCPU at CPL0 has at most one frame, at rsp0 - 40 of
- *    its own kernel stack.  That is the invariant the VMM relies on to find
- *    the #BP frame without KVM_GET_REGS.
+ *  - All IDT gates are interrupt gates: CPL0 always runs with IF=0, so
+ *    interrupts never nest and the entry frame is at rsp0 - 40 of the
+ *    vCPU's own kernel stack.  Only a #BP can nest under it: a breakpoint
+ *    the VMM put in the timer's callee (sched_call.c) on a host that traps
+ *    CPL0 INT3s.  vmpoke_abi.h's "CPL0 frames" is the rule the VMM walks.
  *  - The LAPIC timer preempts tasks.  Its handler pushes the GPRs below the
  *    hardware frame in exactly the order of struct vmpoke_task_ctx, so the
  *    kernel stack *is* a context.  When the next RUNNABLE task of this

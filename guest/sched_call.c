@@ -5,7 +5,9 @@
  * through sc_tick.  Both targets count their calls, so the VMM can see
  * which one the tick runs after an update.  This file is kernel text
  * (guest.ld lists only the task text), so the VMM rewrites its sites
- * stop-the-world where the host cannot trap a CPL0 INT3.
+ * stop-the-world where the host cannot trap a CPL0 INT3; where it can, a
+ * tick that hits the site's INT3 nests a #BP frame under the timer's
+ * (vmpoke_abi.h, "CPL0 frames").
  */
 #include "guest.h"
 #include "static_call.h"

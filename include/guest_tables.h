@@ -63,6 +63,25 @@ int gtab_percpu_read(const struct guest_ram *ram, uint64_t cr3, const struct sym
 int gtab_cpl0_frame(const struct guest_ram *ram, uint64_t cr3,
 		    const struct vmpoke_percpu *pc, uint64_t *frame);
 
+/* One resumable frame on a vCPU's kernel stack: where, and what it holds. */
+struct gtab_frame {
+	uint64_t at;			/* guest address of the frame (its RIP slot) */
+	uint64_t rip, cs;
+};
+
+/*
+ * The CPL0 frames of a vCPU whose block is pc, innermost first, walked as
+ * vmpoke_abi.h's "CPL0 frames" rule says: stub_frame (the frame a #BP
+ * stub holds, found by decoding the stub at the vCPU's RIP; 0 when the RIP
+ * is in no stub or the stub could not say), then the entry frame at
+ * rsp0 - VMPOKE_CPL0_FRAME_SIZE unless stub_frame is that frame (CS RPL 3
+ * or the same address).  A frame whose 40 bytes are not in RAM is left
+ * out.  Returns how many of out[] it filled (0..VMPOKE_CPL0_MAX_FRAMES).
+ */
+unsigned int gtab_cpl0_frames(const struct guest_ram *ram, uint64_t cr3,
+			      const struct vmpoke_percpu *pc, uint64_t stub_frame,
+			      struct gtab_frame out[VMPOKE_CPL0_MAX_FRAMES]);
+
 /*
  * The header and the first nr_sites descriptors into *out.  Each site
  * has a known kind, 1..4 targets, a length of 1..VMPOKE_SITE_MAX_LEN, and

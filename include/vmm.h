@@ -206,6 +206,13 @@ int vmm_percpu_read(struct vm *vm, unsigned int id, struct vmpoke_percpu *out, c
 int vmm_sites_read(struct vm *vm, struct vmpoke_site_table *out, char *msg, size_t msglen);
 /* The address of vCPU id's CPL0 frame (rsp0 - VMPOKE_CPL0_FRAME_SIZE). */
 int vmm_cpl0_frame(struct vm *vm, unsigned int id, uint64_t *frame);
+/*
+ * vCPU id's CPL0 frames, innermost first (vmpoke_abi.h, "CPL0 frames";
+ * gtab_cpl0_frames() in guest_tables.h): out holds VMPOKE_CPL0_MAX_FRAMES.
+ */
+struct gtab_frame;
+unsigned int vmm_cpl0_frames(struct vm *vm, unsigned int id, uint64_t stub_frame,
+			     struct gtab_frame *out);
 
 /* Symbolize a guest address: "sym+0xoff (0xaddr)" or "0xaddr". */
 const char *vmm_symbolize(const struct vm *vm, uint64_t addr, char *buf, size_t len);

@@ -200,19 +200,35 @@ struct vmpoke_fault {
 /*
  * One per vCPU, exported as the array "vmpoke_percpu".  The kernel stack
  * top (TSS.RSP0) is here so the VMM can find the exception or interrupt
- * frame in flight: all gates are interrupt gates and CPL0 never nests, so
- * a vCPU at CPL0 has at most one frame, at rsp0 - VMPOKE_CPL0_FRAME_SIZE.
+ * frames in flight without KVM_GET_REGS of the guest's stack.
+ *
+ * CPL0 frames.  All gates are interrupt gates (CPL0 runs with IF=0), so a
+ * vCPU at CPL0 holds at most VMPOKE_CPL0_MAX_FRAMES resumable frames, a
+ * chain the VMM walks innermost first:
+ *  1. the entry frame, at rsp0 - VMPOKE_CPL0_FRAME_SIZE: every interrupt
+ *     or exception taken at CPL3 (the timer, a task's #BP) pushes it
+ *     there, with a CS whose RPL is 3;
+ *  2. a #BP frame from CPL0, nested under the timer's entry frame: the
+ *     timer calls kernel text outside the entry text (sched_tick_hook() and
+ *     the static call sc_tick, guest/sched_call.c), and where the host
+ *     traps a CPL0 INT3 and patches those sites with breakpoints, a hit
+ *     there enters the #BP stub at CPL0.  The CPU pushes that frame on the
+ *     kernel stack below the entry frame (CS RPL 0); it exists only while
+ *     the vCPU runs VMPOKE_SYM_BP_ENTRY or VMPOKE_SYM_BP_HANDLER, which
+ *     address it through %rsp only, so the VMM finds it by decoding the
+ *     stub at the vCPU's RIP.
+ * The walk: the stub's frame, if the RIP is in a stub; then the entry
+ * frame, unless the stub's frame is the entry frame itself (CS RPL 3, or
+ * the same address).  Nothing else nests: the entry text holds no INT3,
+ * nothing single-steps, and the timer never interrupts CPL0.  A CPL0 trap
+ * with no entry frame under it (boot, VMPOKE_SCN_CPL0) leaves stale words
+ * in the entry slot: reading them can make the shadow check wait, never
+ * miss a context.  Every frame address is a guest value: read only where
+ * it translates to RAM.
  */
-/*
- * The timer's CPL0 path calls kernel text outside the entry text
- * (sched_tick_hook() and the static call sc_tick): the VMM patches those
- * sites stop-the-world where a CPL0 INT3 cannot be trapped, so no #BP frame
- * nests under the timer's and the one-frame rule holds.  A host that traps
- * CPL0 INT3s would break it there; vmpoke does not handle nested CPL0
- * frames yet.
- */
-/* The frame a CPL3 -> CPL0 interrupt pushes: rip, cs, rflags, rsp, ss. */
+/* The frame an interrupt or exception pushes: rip, cs, rflags, rsp, ss. */
 #define VMPOKE_CPL0_FRAME_SIZE	40
+#define VMPOKE_CPL0_MAX_FRAMES	2
 struct vmpoke_percpu {
 	uint64_t rsp0;			/* top of this vCPU's kernel stack */
 	uint32_t vcpu;

@@ -18,14 +18,16 @@
  *
  *   1. every vCPU's RIP (offline ones too: they resume there);
  *   2. a vCPU at CPL0 is inside an interrupt or exception; all its gates
- *      are interrupt gates and CPL0 never nests, so the interrupted RIP is
- *      in the one frame at percpu.rsp0 - VMPOKE_CPL0_FRAME_SIZE.  Inside
- *      the #BP stub (which may also hold a CPL0-origin frame, moved down
- *      by its int3 stack gap) the frame is where Capstone says it is at that instruction:
- *      the stub is decoded once, following pushes, pops and %rsp
- *      adjustments (decode_frame_offsets()).  A vCPU parked in the stub
- *      before its doorbell, for a site's own INT3, is not inside: it can
- *      only resume at the emulated target or, as a ghost, at the site;
+ *      are interrupt gates, so it holds a chain of at most two frames
+ *      (vmpoke_abi.h, "CPL0 frames"): the entry frame at percpu.rsp0 -
+ *      VMPOKE_CPL0_FRAME_SIZE and, when a breakpoint in the timer's callee
+ *      nested a #BP under it, that #BP frame.  Inside the #BP stub (whose
+ *      CPL0-origin frame the int3 stack gap may have moved down) the frame
+ *      is where Capstone says it is at that instruction: the stub is
+ *      decoded once, following pushes, pops and %rsp adjustments
+ *      (decode_frame_offsets()).  A vCPU parked in the stub before its
+ *      doorbell, for a site's own INT3, is not inside on that frame: it
+ *      can only resume at the emulated target or, as a ghost, at the site;
  *   3. every RUNNABLE task's saved ctx.rip in vmpoke_tasks.
  *
  * Something inside: back off and retry (sleeping is fine, we hold no vCPU),
@@ -41,6 +43,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "guest_tables.h"
 #include "patcher_internal.h"
 #include "symtab.h"
 
@@ -90,17 +93,6 @@ static bool shadow_hit(struct shadow_ctx *c, uint64_t rip, const char *who,
 			 used ? "; " : "", who, at, r->what);
 	}
 	return hit;
-}
-
-static bool shadow_frame_rip(struct patcher *p, uint64_t frame, uint64_t *rip)
-{
-	uint64_t gpa;
-
-	/* A guest value: it must translate and lie in RAM before we use it. */
-	if (frame < 8 || vmm_gva_to_gpa(p->vm, frame, &gpa) ||
-	    !vmm_gpa_ptr(p->vm, gpa, sizeof(*rip)))
-		return false;
-	return !vmm_gva_read(p->vm, frame, rip, sizeof(*rip));
 }
 
 void shadow_free(struct patcher *p)
@@ -169,19 +161,23 @@ static int shadow_stub_frame(struct patcher *p, uint64_t rip, uint64_t rsp,
 
 /*
  * A vCPU's contexts: its RIP (offline vCPUs too: they resume there), and at
- * CPL0 the one interrupted context it can hold (every gate is an interrupt
- * gate, CPL0 never nests).  Inside a #BP stub that frame is where the
- * decoded stub says, which also covers a trap from CPL0; anywhere else at
- * CPL0 it is at rsp0 - VMPOKE_CPL0_FRAME_SIZE.
+ * CPL0 every frame of its chain (vmpoke_abi.h, "CPL0 frames"): the frame a
+ * #BP stub holds, where the decoded stub says at this RIP, and the entry
+ * frame at rsp0 - VMPOKE_CPL0_FRAME_SIZE under it when the stub's trap came
+ * from CPL0 - a breakpoint hit in the timer's callee nests there, and the
+ * task the timer interrupted resumes from the entry frame.  A place in a
+ * stub the decoder could not pin down gives no stub frame (never a wrong
+ * slot); the entry frame is read all the same.
  */
 static bool shadow_vcpu(struct shadow_ctx *c, unsigned int id)
 {
+	struct gtab_frame f[VMPOKE_CPL0_MAX_FRAMES];
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
-	uint64_t rip, frame;
-	bool hit, early;
+	uint64_t stub = 0;
+	bool hit, early = false;
+	unsigned int i, n;
 	char who[64];
-	int in_stub;
 
 	if (vmm_vcpu_get_regs(c->p->vm, id, &regs))
 		return false;	/* never ran: no context to check */
@@ -189,17 +185,17 @@ static bool shadow_vcpu(struct shadow_ctx *c, unsigned int id)
 	hit = shadow_hit(c, regs.rip, who, false);
 	if (vmm_vcpu_get_sregs(c->p->vm, id, &sregs) || (sregs.cs.selector & 3))
 		return hit;
-	in_stub = shadow_stub_frame(c->p, regs.rip, regs.rsp, &frame, &early);
-	if (in_stub > 0 && shadow_frame_rip(c->p, frame, &rip)) {
-		snprintf(who, sizeof(who), "vcpu %u #BP frame rip", id);
-		return shadow_hit(c, rip, who, early) || hit;
+	if (shadow_stub_frame(c->p, regs.rip, regs.rsp, &stub, &early) <= 0) {
+		stub = 0;
+		early = false;
 	}
-	if (in_stub)
-		return hit;
-	if (!vmm_cpl0_frame(c->p->vm, id, &frame) &&
-	    !vmm_gva_read(c->p->vm, frame, &rip, sizeof(rip))) {
-		snprintf(who, sizeof(who), "vcpu %u interrupted rip", id);
-		hit |= shadow_hit(c, rip, who, false);
+	n = vmm_cpl0_frames(c->p->vm, id, stub, f);
+	for (i = 0; i < n; i++) {
+		bool in_stub = stub && f[i].at == stub;
+
+		snprintf(who, sizeof(who), in_stub ? "vcpu %u #BP frame rip" :
+			 "vcpu %u interrupted rip", id);
+		hit |= shadow_hit(c, f[i].rip, who, in_stub && early);
 	}
 	return hit;
 }

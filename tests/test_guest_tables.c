@@ -210,6 +210,65 @@ static void test_percpu(void)
 	EXPECT_EQ(gtab_cpl0_frame(&ram, CR3, &pc, &frame), -EFAULT);
 }
 
+/* A 40-byte interrupt frame at gva: rip, cs, rflags, rsp, ss. */
+static void frame_plant(uint64_t gva, uint64_t rip, uint64_t cs, uint64_t rsp)
+{
+	uint64_t f[5] = { rip, cs, 0x2, rsp, cs == 0x8 ? 0x10 : 0x33 };
+
+	memcpy(ram.host + gva, f, sizeof(f));
+}
+
+/*
+ * The chain of CPL0 frames (vmpoke_abi.h, "CPL0 frames") on a planted
+ * kernel stack: the timer's entry frame at rsp0 - 40 (a task interrupted
+ * at a CPL3 site) and, below the task context it saved and the call into
+ * sched_tick_hook(), a #BP frame from CPL0 (a breakpoint hit in the
+ * static call's site).  Both interrupted RIPs must be found, innermost
+ * first; a CPL3 trap's frame is the entry frame alone; no stub frame
+ * leaves the entry frame; a frame not in RAM is left out.
+ */
+static void test_cpl0_frames_nested(void)
+{
+	const uint64_t site_a = CODE_GVA + 0x11, site_b = CODE_GVA + 0x203;
+	struct gtab_frame f[VMPOKE_CPL0_MAX_FRAMES];
+	struct vmpoke_percpu pc = { .rsp0 = 0x172000 };
+	uint64_t entry = pc.rsp0 - VMPOKE_CPL0_FRAME_SIZE;
+	uint64_t inner = ((entry - 15 * 8 - 8 - 0x18) & ~15ull) - VMPOKE_CPL0_FRAME_SIZE;
+
+	ram_setup();
+	frame_plant(entry, site_b, 0x2b, 0x7ff000);
+	frame_plant(inner, site_a + 1, 0x8, inner + VMPOKE_CPL0_FRAME_SIZE);
+	EXPECT_EQ(gtab_cpl0_frames(&ram, CR3, &pc, inner, f), 2u);
+	EXPECT_EQ(f[0].at, inner);
+	EXPECT_EQ(f[0].rip, site_a + 1);
+	EXPECT_EQ(f[0].cs, 0x8u);
+	EXPECT_EQ(f[1].at, entry);
+	EXPECT_EQ(f[1].rip, site_b);
+	EXPECT_EQ(f[1].cs, 0x2bu);
+	/* Not in a stub (the timer's callee itself): the entry frame. */
+	EXPECT_EQ(gtab_cpl0_frames(&ram, CR3, &pc, 0, f), 1u);
+	EXPECT_EQ(f[0].at, entry);
+	EXPECT_EQ(f[0].rip, site_b);
+	/* The stub's frame is the entry frame: by address, or from CPL3. */
+	EXPECT_EQ(gtab_cpl0_frames(&ram, CR3, &pc, entry, f), 1u);
+	EXPECT_EQ(f[0].at, entry);
+	frame_plant(inner, site_a + 1, 0x2b, 0x7ff000);
+	EXPECT_EQ(gtab_cpl0_frames(&ram, CR3, &pc, inner, f), 1u);
+	EXPECT_EQ(f[0].at, inner);
+	/* A stub frame outside RAM, or wrapping: the entry frame still counts. */
+	EXPECT_EQ(gtab_cpl0_frames(&ram, CR3, &pc, BEYOND_RAM_GVA - 8, f), 1u);
+	EXPECT_EQ(f[0].at, entry);
+	EXPECT_EQ(gtab_cpl0_frames(&ram, CR3, &pc, UINT64_MAX - 16, f), 1u);
+	EXPECT_EQ(f[0].at, entry);
+	/* A bad rsp0: only the stub's frame, which the stub addresses itself. */
+	frame_plant(inner, site_a + 1, 0x8, inner + VMPOKE_CPL0_FRAME_SIZE);
+	pc.rsp0 = UNMAPPED_GVA + 0x100;
+	EXPECT_EQ(gtab_cpl0_frames(&ram, CR3, &pc, inner, f), 1u);
+	EXPECT_EQ(f[0].at, inner);
+	pc.rsp0 = 0;
+	EXPECT_EQ(gtab_cpl0_frames(&ram, CR3, &pc, 0, f), 0u);
+}
+
 static struct vmpoke_site_table *sites_at(void)
 {
 	return (struct vmpoke_site_table *)(ram.host + SITES_GVA);
@@ -312,4 +371,4 @@ static void test_sites_outside_ram(void)
 
 TEST_SUITE(guest_tables, "guest_tables", false,
 	   TEST(test_tasks_valid), TEST(test_tasks_corrupt), TEST(test_tasks_outside_ram),
-	   TEST(test_percpu), TEST(test_sites), TEST(test_sites_outside_ram))
+	   TEST(test_percpu), TEST(test_cpl0_frames_nested), TEST(test_sites), TEST(test_sites_outside_ram))

@@ -16,6 +16,7 @@
 #include "patcher.h"
 #include "symtab.h"
 #include "testlib.h"
+#include "test_vmm_util.h"
 #include "vmm.h"
 #include "../patcher/patcher_internal.h"
 #include "../vmm/vmm_internal.h"
@@ -843,6 +844,72 @@ out:
 	env_end(&e);
 }
 
+/*
+ * A breakpoint hit in the timer's callee at CPL0 (sc_tick's site in
+ * sched_tick_hook(), where the host traps a CPL0 INT3) nests a #BP frame
+ * under the timer's entry frame (vmpoke_abi.h, "CPL0 frames").  Planted on
+ * vCPU 1: parked at the #BP stub's doorbell, with the #BP frame (from CPL0)
+ * below the task context and the call into sched_tick_hook() on its kernel
+ * stack, and the timer's frame at rsp0 - 40 holding the task's RIP.  An
+ * interrupted RIP inside the range must be found at both levels; with the
+ * #BP frame at the site's own INT3 and the task outside, the batch goes on.
+ */
+static void nested_plant(struct env *e, uint64_t entry, uint64_t task_rip, uint64_t stack,
+			 uint64_t bp_rip)
+{
+	uint64_t tf[5] = { task_rip, 0x2b, 0x202, 0x7ff000, 0x33 };
+	uint64_t bp[6] = { 0, bp_rip, 0x8, 0x2, stack + 8 + VMPOKE_CPL0_FRAME_SIZE, 0x10 };
+
+	EXPECT_EQ(vmm_gva_write(e->vm, entry, tf, sizeof(tf)), 0);
+	EXPECT_EQ(vmm_gva_write(e->vm, stack, bp, sizeof(bp)), 0);
+}
+
+static void test_kvm_shadow_nested_frame(void)
+{
+	struct patcher_opts opts = { .shadow_retries = 2, .shadow_backoff_us = 1000 };
+	const struct vmpoke_site_desc *d;
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	uint64_t in, entry, stack, outside, saved_entry[5], saved_bp[6];
+	struct poke_site s;
+	struct env e = { 0 };
+	char msg[1024];
+
+	if (!shadow_boot(&e, &opts, 0, &s, &d))
+		goto out;
+	in = stub_insn(&e, VMPOKE_SYM_BP_ENTRY, 0xe4, 0);	/* inb: frame at %rsp + 8 */
+	entry = cpl0_frame(&e, 1);
+	/* Under the 15 saved task registers, the return into the timer and a C frame. */
+	stack = ((entry - 15 * 8 - 8 - 32) & ~15ull) - VMPOKE_CPL0_FRAME_SIZE - 8;
+	outside = d->addr + d->len + 0x100;
+	plant_cpl0(&e, in, stack, &regs, &sregs);	/* offline first: the stack is live */
+	EXPECT_EQ(vmm_gva_read(e.vm, entry, saved_entry, sizeof(saved_entry)), 0);
+	EXPECT_EQ(vmm_gva_read(e.vm, stack, saved_bp, sizeof(saved_bp)), 0);
+
+	/* The task the timer interrupted is inside: the outer level. */
+	nested_plant(&e, entry, d->addr + 2, stack, outside);
+	EXPECT_EQ(run_one(&e, &s, msg, sizeof(msg)), POKE_E_SHADOW_BUSY);
+	expect_culprit(&e, msg, "vcpu 1 interrupted rip", d->addr + 2, &s);
+	expect_bytes(&e, d, s.old, "old");
+	/* The nested #BP frame is inside: the inner level. */
+	nested_plant(&e, entry, outside, stack, d->addr + 3);
+	EXPECT_EQ(run_one(&e, &s, msg, sizeof(msg)), POKE_E_SHADOW_BUSY);
+	expect_culprit(&e, msg, "vcpu 1 #BP frame rip", d->addr + 3, &s);
+	expect_bytes(&e, d, s.old, "old");
+	/* The #BP frame at the site's own INT3, before the doorbell: not inside. */
+	nested_plant(&e, entry, outside, stack, d->addr + 1);
+	EXPECT_EQ(run_until_done(&e, &s, msg, sizeof(msg)), POKE_OK);
+	EXPECT_TRUE_MSG(!msg[0], "%s", msg);
+	expect_bytes(&e, d, s.new, "new");
+
+	EXPECT_EQ(vmm_gva_write(e.vm, entry, saved_entry, sizeof(saved_entry)), 0);
+	EXPECT_EQ(vmm_gva_write(e.vm, stack, saved_bp, sizeof(saved_bp)), 0);
+	plant_undo(&e, &regs, &sregs);
+	let_run();
+out:
+	env_end(&e);
+}
+
 /* A preempted task whose saved RIP is inside the range (seed 000, docs/design.md). */
 static void test_kvm_shadow_task(void)
 {
@@ -1237,18 +1304,7 @@ static void test_kvm_cpl0_running_breakpoint(void)
 	cpl0_flips(POKE_CPL0_BREAKPOINT, 400);
 }
 
-static const char *cpl0_int3_unavailable(void)
-{
-	enum vmm_trap_path path = kvm_probe_int3_exit() ? VMM_TRAP_DEBUG_EXIT :
-			     VMM_TRAP_DOORBELL;
-
-	return vmm_cpl0_int3_trappable(path) ? NULL :
-	       "this host cannot trap a CPL0 INT3 (vmpoke doctor: cpl0 int3: no; kvm_pvm "
-	       "ends the guest on one), so CPL0 breakpoints cannot be tested here: "
-	       "make check runs this suite under the nested KVM";
-}
-
-TEST_SUITE_IF(cpl0_int3, "cpl0_int3_kvm", cpl0_int3_unavailable,
+TEST_SUITE_IF(cpl0_int3, "cpl0_int3_kvm", vmt_cpl0_int3_unavailable,
 	      TEST(test_kvm_cpl0_running_breakpoint))
 
 /* --- the write log, and the paths only it can reach -------------------- */
@@ -1570,7 +1626,7 @@ TEST_SUITE(patch_kvm, "patch_kvm", true,
 	   TEST(test_kvm_ghost_traps),
 	   TEST(test_kvm_foreign_int3),
 	   TEST(test_kvm_shadow_vcpu), TEST(test_kvm_shadow_frame),
-	   TEST(test_kvm_shadow_bp_stub),
+	   TEST(test_kvm_shadow_bp_stub), TEST(test_kvm_shadow_nested_frame),
 	   TEST(test_kvm_shadow_task),
 	   TEST(test_kvm_refusals),
 	   TEST(test_kvm_hotplug_during_batches))

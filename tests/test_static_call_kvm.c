@@ -5,6 +5,7 @@
  * site and check each result against __SCK__sc_op.func (seqlock-fair).
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,6 +16,8 @@
 #include "testlib.h"
 #include "test_vmm_util.h"
 #include "vmm.h"
+#include "guest_tables.h"
+#include "../patcher/patcher_internal.h"
 
 struct senv {
 	struct vm *vm;
@@ -261,6 +264,130 @@ out:
 	senv_end(&e);
 }
 
+/*
+ * The write log's hook for test_sc_cpl0_tick_breakpoint(): once the INT3
+ * is on sc_tick's site, hold the batch (the vCPUs run on) until a timer
+ * tick has hit it, so every update really is hit at CPL0 while it is in
+ * flight, instead of by chance.  Bounded: 10 s, then the test fails.
+ */
+struct tick_hit {
+	struct patcher *p;
+	uint64_t site;
+	unsigned int waits, hits;
+	atomic_uint walked, bad_walks;
+};
+
+/*
+ * Wraps the patcher's trap hook: at a CPL0 hit of sc_tick's site, the
+ * vCPU's frame chain, walked as the shadow check walks it, must be the
+ * timer's entry frame (from CPL3) and, on the doorbell path, the #BP frame
+ * from CPL0 nested under it, where the CPU pushed it (the interrupted
+ * %rsp rounded down to 16, less the frame) with the site's INT3 + 1.  On
+ * the debug-exit path the INT3 exits before any frame is pushed.
+ */
+static enum vmm_trap_verdict tick_hit_hook(struct vmm_trap *t, void *opaque)
+{
+	struct tick_hit *w = opaque;
+	struct gtab_frame f[VMPOKE_CPL0_MAX_FRAMES];
+	uint64_t bp = (t->rsp & ~15ull) - VMPOKE_CPL0_FRAME_SIZE;
+	bool doorbell = t->path == VMM_TRAP_DOORBELL;
+	unsigned int n;
+
+	if (t->cpl == 0 && t->addr == w->site) {
+		n = vmm_cpl0_frames(t->vm, t->vcpu, doorbell ? bp : 0, f);
+		atomic_fetch_add(&w->walked, 1);
+		if (n != (doorbell ? 2u : 1u) || (f[n - 1].cs & 3) != 3 ||
+		    (doorbell && (f[0].at != bp || f[0].rip != w->site + 1 || (f[0].cs & 3))))
+			atomic_fetch_add(&w->bad_walks, 1);
+	}
+	return traptable_hook(t, w->p);
+}
+
+static void tick_hit_wait(void *opaque, const struct poke_site *s, unsigned int off,
+			  const uint8_t *bytes, unsigned int n, const char *what)
+{
+	struct tick_hit *w = opaque;
+	struct poke_stats st;
+	uint64_t base;
+
+	(void)bytes;
+	(void)n;
+	if (s->addr != w->site || off || strcmp(what, "INT3"))
+		return;
+	w->waits++;
+	patcher_stats(w->p, &st);
+	base = st.trap_hits;
+	for (int i = 0; i < 2000; i++) {
+		usleep(5000);
+		patcher_stats(w->p, &st);
+		if (st.trap_hits > base) {
+			w->hits++;
+			return;
+		}
+	}
+}
+
+/*
+ * sc_tick's site in sched_tick_hook() with the breakpoint method
+ * (VMPOKE_CPL0_PATCH=breakpoint), where the host traps a CPL0 INT3: each
+ * update is hit by the timer's call at CPL0 while its INT3 is live, a #BP
+ * nested under the timer's frame (vmpoke_abi.h, "CPL0 frames") whose CALL
+ * is emulated onto the kernel stack.  After each update the tick runs the
+ * new target only, and the guest never faults.  The patcher's hook is
+ * wrapped to check each hit's frame chain (tick_hit_hook()).
+ */
+static void test_sc_cpl0_tick_breakpoint(void)
+{
+	struct patcher_opts opts = { .cpl0_patch = POKE_CPL0_BREAKPOINT,
+				     .write_log = tick_hit_wait };
+	struct tick_hit w = { 0 };
+	const struct sc_call *c;
+	struct sc_update_out o;
+	struct senv e = { 0 };
+	uint64_t a0, b0;
+	char msg[512];
+
+	if (!(e.vm = vmt_boot_ready(2, VMPOKE_SCN_HOT)))
+		goto out;
+	vmm_set_check_fail_fatal(e.vm, false);
+	opts.write_log_opaque = &w;
+	e.p = w.p = patcher_create(e.vm, &opts);
+	EXPECT_NOT_NULL_FATAL(e.p);
+	EXPECT_TRUE_MSG(!sc_table_load(testlib_image(), vmm_symtab(e.vm), &e.t, msg,
+				       sizeof(msg)), "sc_table_load: %s", msg);
+	c = e.t ? sc_call_find(e.t, "sc_tick") : NULL;
+	EXPECT_NOT_NULL_FATAL(c);
+	EXPECT_TRUE(patcher_cpl0_trappable(e.p));
+	w.site = c->sites[0].addr;
+	EXPECT_EQ(vmm_set_trap_hook(e.vm, tick_hit_hook, &w), 0);
+	for (int round = 0; round < 4; round++) {
+		bool to_b = !(round & 1);
+
+		EXPECT_TRUE_MSG(!sc_update(e.p, e.vm, c, sym(&e, to_b ? "sc_tick_b" :
+						"sc_tick_a"), &o, msg, sizeof(msg)),
+				"sc_tick round %d: %s", round, msg);
+		EXPECT_EQ_U64(0, o.stw);
+		EXPECT_EQ_U64(3, o.syncs);
+		usleep(20000);	/* a tick inside the old target has left it */
+		a0 = tick_calls(&e, 0);
+		b0 = tick_calls(&e, 1);
+		usleep(50000);
+		EXPECT_EQ(to_b ? a0 : b0, tick_calls(&e, to_b ? 0 : 1));
+		EXPECT_GT(tick_calls(&e, to_b ? 1 : 0), to_b ? b0 : a0);
+	}
+	EXPECT_EQ(w.waits, 4u);
+	EXPECT_EQ(w.hits, 4u);
+	EXPECT_GE(atomic_load(&w.walked), 4u);
+	EXPECT_EQ(atomic_load(&w.bad_walks), 0u);
+	EXPECT_EQ_U64(0, vmm_hcall_count(e.vm, VMPOKE_HC_FAULT));
+	EXPECT_EQ_U64(0, vmm_hcall_count(e.vm, VMPOKE_HC_CHECK_FAIL));
+out:
+	senv_end(&e);
+}
+
 TEST_SUITE(static_call_kvm, "static_call_kvm", true,
 	   TEST(test_sc_update_both_ways), TEST(test_sc_checks_bite), TEST(test_sc_refusals),
 	   TEST(test_sc_cpl0_tick))
+
+TEST_SUITE_IF(static_call_cpl0_int3, "static_call_cpl0_int3_kvm", vmt_cpl0_int3_unavailable,
+	      TEST(test_sc_cpl0_tick_breakpoint))

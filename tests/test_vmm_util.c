@@ -7,6 +7,7 @@
 #include "testlib.h"
 #include "patcher.h"
 #include "test_vmm_util.h"
+#include "../vmm/vmm_internal.h"
 
 void vmt_config(struct vm_config *cfg, unsigned int vcpus,
 		enum vmpoke_scenario scn, uint64_t iterations)
@@ -107,4 +108,15 @@ struct vm *vmt_boot_ready(unsigned int vcpus, enum vmpoke_scenario scn)
 		return NULL;
 	}
 	return vm;
+}
+
+const char *vmt_cpl0_int3_unavailable(void)
+{
+	enum vmm_trap_path path = kvm_probe_int3_exit() ? VMM_TRAP_DEBUG_EXIT :
+			     VMM_TRAP_DOORBELL;
+
+	return vmm_cpl0_int3_trappable(path) ? NULL :
+	       "this host cannot trap a CPL0 INT3 (vmpoke doctor: cpl0 int3: no; kvm_pvm "
+	       "ends the guest on one), so CPL0 breakpoints cannot be tested here: "
+	       "make check runs this suite under the nested KVM";
 }

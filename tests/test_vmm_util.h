@@ -28,6 +28,11 @@ bool vmt_boot_patchable(unsigned int vcpus, struct vm **vm, struct patcher **p);
 bool vmt_wait_ready(struct vm *vm);
 /* The guest's task table (vmm_tasks_read); false (and a failure) if refused. */
 bool vmt_read_tasks(struct vm *vm, struct vmpoke_task_table *tab);
+/*
+ * For TEST_SUITE_IF: NULL where this host traps a CPL0 INT3 (the nested
+ * KVM, hardware), else why CPL0 breakpoint suites cannot run here.
+ */
+const char *vmt_cpl0_int3_unavailable(void);
 /* Stop, wait for VMM_STOPPED, destroy. */
 void vmt_finish(struct vm *vm);
 

@@ -86,6 +86,16 @@ int vmm_cpl0_frame(struct vm *vm, unsigned int id, uint64_t *frame)
 	return err ? err : gtab_cpl0_frame(&vm->ram, VMPOKE_PML4_GPA, &pc, frame);
 }
 
+unsigned int vmm_cpl0_frames(struct vm *vm, unsigned int id, uint64_t stub_frame,
+			     struct gtab_frame *out)
+{
+	struct vmpoke_percpu pc;
+
+	if (vmm_percpu_read(vm, id, &pc, NULL, 0))
+		return 0;
+	return gtab_cpl0_frames(&vm->ram, VMPOKE_PML4_GPA, &pc, stub_frame, out);
+}
+
 const char *vmm_symbolize(const struct vm *vm, uint64_t addr, char *buf, size_t len)
 {
 	if (vm && vm->symtab)

@@ -140,6 +140,39 @@ int gtab_cpl0_frame(const struct guest_ram *ram, uint64_t cr3,
 	return 0;
 }
 
+/* The frame at gva into *f when all of it is guest RAM. */
+static bool gtab_frame_read(const struct guest_ram *ram, uint64_t cr3, uint64_t gva,
+			    struct gtab_frame *f)
+{
+	uint64_t w[VMPOKE_CPL0_FRAME_SIZE / 8];
+
+	if (gva + sizeof(w) < gva || gva_read(ram, cr3, gva, w, sizeof(w)))
+		return false;
+	f->at = gva;
+	f->rip = w[0];
+	f->cs = w[1];
+	return true;
+}
+
+unsigned int gtab_cpl0_frames(const struct guest_ram *ram, uint64_t cr3,
+			      const struct vmpoke_percpu *pc, uint64_t stub_frame,
+			      struct gtab_frame out[VMPOKE_CPL0_MAX_FRAMES])
+{
+	unsigned int n = 0;
+	uint64_t entry;
+	bool have_entry = !gtab_cpl0_frame(ram, cr3, pc, &entry);
+
+	if (stub_frame && gtab_frame_read(ram, cr3, stub_frame, &out[n])) {
+		/* A trap taken at CPL3: the stub's frame is the entry frame. */
+		if ((out[n].cs & 3) == 3 || (have_entry && stub_frame == entry))
+			return n + 1;
+		n++;	/* from CPL0: nested under the timer's entry frame */
+	}
+	if (have_entry && gtab_frame_read(ram, cr3, entry, &out[n]))
+		n++;
+	return n;
+}
+
 /* [gva, gva + len) is guest memory. */
 static bool gtab_mapped(const struct guest_ram *ram, uint64_t cr3, uint64_t gva,
 			uint64_t len)

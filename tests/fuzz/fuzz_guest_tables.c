@@ -248,6 +248,28 @@ static void gt_check_tasks(const struct gt_in *g)
 			   "task %u differs between the two readers", g->task);
 }
 
+/*
+ * The CPL0 frame chain, with the stub's frame a guest value too (the
+ * block's tick count stands in for it): bounded, every frame in RAM, and
+ * a second frame only under a stub frame from CPL0.
+ */
+static void gt_check_frames(const struct gt_in *g, const struct vmpoke_percpu *pc)
+{
+	struct gtab_frame f[VMPOKE_CPL0_MAX_FRAMES];
+	unsigned int n = gtab_cpl0_frames(&g->ram, g->cr3, pc, pc->ticks, f);
+	uint8_t buf[VMPOKE_CPL0_FRAME_SIZE];
+
+	FUZZ_CHECK(T, n <= VMPOKE_CPL0_MAX_FRAMES, "%u CPL0 frames", n);
+	for (unsigned int i = 0; i < n && i < VMPOKE_CPL0_MAX_FRAMES; i++)
+		FUZZ_CHECK(T, !gva_read(&g->ram, g->cr3, f[i].at, buf, sizeof(buf)),
+			   "CPL0 frame %u at 0x%llx is not in RAM", i,
+			   (unsigned long long)f[i].at);
+	if (n == 2)
+		FUZZ_CHECK(T, f[0].at == pc->ticks && (f[0].cs & 3) != 3 &&
+			   f[1].at == pc->rsp0 - VMPOKE_CPL0_FRAME_SIZE,
+			   "a second CPL0 frame without a nested one");
+}
+
 static void gt_check_percpu(const struct gt_in *g)
 {
 	struct vmpoke_percpu pc;
@@ -276,6 +298,7 @@ static void gt_check_percpu(const struct gt_in *g)
 			   pc.rsp0 >= VMPOKE_CPL0_FRAME_SIZE && gt_in_ram(g, frame, 8),
 			   "CPL0 frame 0x%llx accepted but its RIP slot is not in RAM",
 			   (unsigned long long)frame);
+	gt_check_frames(g, &pc);
 }
 
 static void gt_check_sites(const struct gt_in *g)
