@@ -122,6 +122,42 @@ done:
 	return 0;
 }
 
+/*
+ * The first direct branch of the function, outside [skip_lo, skip_hi),
+ * whose target lies in (lo, hi); 0 if none (or the decoder cannot start).
+ * For optimized probes: a branch inside the displaced region itself is
+ * relocated with it (to the copy), only the others are a problem.
+ */
+uint64_t decode_jump_into(const uint8_t *code, size_t size, uint64_t base,
+			  uint64_t lo, uint64_t hi, uint64_t skip_lo,
+			  uint64_t skip_hi, uint64_t *target)
+{
+	const uint8_t *p = code;
+	uint64_t pc = base, t, found = 0;
+	size_t left = size;
+	cs_insn *insn;
+	csh h;
+
+	if (decode_open(&h, true))
+		return 0;
+	insn = cs_malloc(h);
+	while (insn && !found && left) {
+		uint64_t at = pc;
+
+		if (!cs_disasm_iter(h, &p, &left, &pc, insn))
+			break;
+		if ((at < skip_lo || at >= skip_hi) && decode_direct_target(h, insn, &t) &&
+		    t > lo && t < hi) {
+			found = at;
+			*target = t;
+		}
+	}
+	if (insn)
+		cs_free(insn, 1);
+	cs_close(&h);
+	return found;
+}
+
 static int32_t decode_rd32(const uint8_t *b)
 {
 	return (int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 |

@@ -57,6 +57,10 @@ struct decode_scan {
 int decode_scan_function(const uint8_t *code, size_t size, uint64_t base,
 			 uint64_t addr, size_t len, struct decode_scan *out);
 
+uint64_t decode_jump_into(const uint8_t *code, size_t size, uint64_t base,
+			  uint64_t lo, uint64_t hi, uint64_t skip_lo,
+			  uint64_t skip_hi, uint64_t *target);
+
 /*
  * Check that bytes[0..len) at addr is exactly one instruction of len (RET
  * and JMP may be padded with 0xCC).  With `emulatable`, it must also be one

@@ -65,7 +65,13 @@ const char *const probe_reasons[] = {
 	"branch_rel8",		/* relocator: LOOP/JrCXZ cannot be relocated */
 	"too_long",		/* relocated bytes do not fit the slot */
 	"unsupported",		/* e.g. a 66-prefixed branch */
-	"kind_unsupported",	/* PROBE_KIND_OPTIMIZED: not built yet */
+	"kind_unsupported",	/* an unknown probe kind */
+	"jump_into_range",	/* optimized: a jump lands inside the JMP's 5 bytes (reported as jump_into_range@+off) */
+	"indirect_jump",	/* optimized: a jump table in the function */
+	"leaves_function",	/* optimized: the displaced bytes run past the function */
+	"call_in_region",	/* optimized: a CALL that is not the last displaced instruction */
+	"shadow_busy",		/* optimized: a context stayed inside the displaced range */
+	"max_hits",		/* optimized: a detour cannot stop at max_hits */
 	"no_slot",		/* the XOL region is full or missing */
 	"no_decoder",		/* Capstone could not start */
 	"fault",		/* guest memory not mapped */

@@ -26,4 +26,41 @@ int relocate_insn(const uint8_t *in, size_t len, uint64_t from, uint64_t to,
 /* kprobes' can_boost(): may the copy end in a JMP back instead of an INT3? */
 bool relocate_can_boost(const uint8_t *in, size_t len);
 
+/*
+ * A displaced region (relocate_region.c): the whole instructions at addr
+ * that a JMP rel32 of `min` (5) bytes covers, moved to `to` and followed
+ * by a JMP back to addr + len, for an optimized probe's detour.
+ */
+#define RELOCATE_REGION_MAX_INSNS	8
+#define RELOCATE_REGION_MAX_OUT		(RELOCATE_REGION_MAX_INSNS * 16 + 5 + 15)
+
+struct relocate_range {
+	uint64_t lo, hi;		/* [lo, hi): a live site or probe */
+};
+
+struct relocate_region {
+	size_t len;			/* displaced bytes at addr: whole instructions */
+	unsigned int ninsn;
+	size_t outlen;			/* bytes written at `to` */
+	bool ends_in_call;		/* the last one was CALL: push + jmp */
+	uint64_t bad_at;		/* a refusal's culprit instruction, 0 if none */
+	uint64_t bad_off;		/* jump_into_range: the target - addr */
+};
+
+/*
+ * fn[0..fnlen) is the whole function at fnaddr (our INT3s recovered); the
+ * region starts at addr.  Pure: 0 with out[0..r->outlen), or -1 with
+ * *reason from probe_reasons[] and detail.  Refusals: jump_into_range
+ * (r->bad_off: any direct jump of the function into (addr, addr + min)),
+ * indirect_jump (a jump table), leaves_function, live_site (overlap with
+ * live[0..nlive)), call_in_region (a CALL that is not the last displaced
+ * instruction, or an indirect CALL), not_code / not_boundary, the probe
+ * refusals of probe_insn.c, rip_rel_unreachable, too_long.
+ */
+int relocate_region(const uint8_t *fn, size_t fnlen, uint64_t fnaddr,
+		    uint64_t addr, size_t min, uint64_t to,
+		    const struct relocate_range *live, size_t nlive,
+		    uint8_t *out, size_t outcap, struct relocate_region *r,
+		    const char **reason, char *detail, size_t dlen);
+
 #endif /* VMPOKE_RELOCATE_H */
