@@ -50,7 +50,12 @@ struct probe_opts {
 	probe_handler_t handler;	/* NULL: count only */
 	void *opaque;
 	uint64_t max_hits;		/* 0: unlimited; after max_hits the probe stops firing and is removed by the controller at its next probe_reap()/probe_* call */
-	enum probe_kind kind;		/* INT3 only until optimized probes exist: OPTIMIZED refused with a reason, AUTO = INT3 */
+	/*
+	 * INT3; OPTIMIZED or AUTO (the same): an INT3 probe first, then a
+	 * JMP to a counting detour where the site allows (no exit per hit);
+	 * where not, it stays INT3 and probe_opt_refusal() names the rule.
+	 */
+	enum probe_kind kind;
 };
 
 struct probe_counts { uint64_t hits, missed; uint64_t per_vcpu[VMPOKE_MAX_VCPUS]; };
@@ -73,6 +78,19 @@ bool probe_removed(const struct probe *pr);
  * exit) or "stepped" (out of line, the slot ends in an INT3: two exits).
  */
 const char *probe_exec_of(const struct probe *pr);
+/*
+ * Why a probe asked to be optimized stayed INT3: a probe_reasons[] name,
+ * "jump_into_range@+0x3" for that rule; "" if it was optimized (or asked
+ * for INT3).
+ */
+const char *probe_opt_refusal(const struct probe *pr);
+/*
+ * Optimize an INT3 probe now / turn an optimized one back into an armed
+ * INT3 probe (controller thread; 0, or -1 with a message).  A detour is
+ * freed only when no context is inside it; its counts are kept.
+ */
+int probe_optimize(struct probe *pr, const char **reason, char *msg, size_t msglen);
+int probe_unoptimize(struct probe *pr, char *msg, size_t msglen);
 
 /*
  * The one list of refusal reasons (probes, and the relocator under them),

@@ -83,6 +83,34 @@ enum poke_err poke_disarm_locked(struct patcher *p, const struct poke_live *e,
 	return arm_sync(p, where, "retire", msg, msglen);
 }
 
+/*
+ * Replace bytes[0..len) at addr through the protocol, from an armed head
+ * (INT3 at addr, its entry published): INT3 (again), sync, the tail
+ * bytes[1..len), sync, head bytes[0], sync.  Optimized probes use it both
+ * ways (optprobe.c): in, the JMP to the detour; out, the original tail
+ * with head INT3, so the probe is armed again.  Caller holds p->lock and
+ * has made sure no context is inside (addr, addr + len).
+ */
+enum poke_err poke_rewrite_locked(struct patcher *p, uint64_t addr, const uint8_t *bytes,
+				  size_t len, const char *where, char *msg, size_t msglen)
+{
+	enum poke_err err;
+
+	err = arm_write(p, addr, POKE_INT3, where, msg, msglen);
+	if (!err)
+		err = arm_sync(p, where, "INT3", msg, msglen);
+	for (size_t i = 1; !err && i < len; i++)
+		err = arm_write(p, addr + i, bytes[i], where, msg, msglen);
+	if (!err && len > 1)
+		err = arm_sync(p, where, "the tail", msg, msglen);
+	if (!err && bytes[0] != POKE_INT3) {
+		err = arm_write(p, addr, bytes[0], where, msg, msglen);
+		if (!err)
+			err = arm_sync(p, where, "the head", msg, msglen);
+	}
+	return err;
+}
+
 enum poke_err poke_arm(struct patcher *p, const struct poke_live *e,
 		       const char *where, char *msg, size_t msglen)
 {

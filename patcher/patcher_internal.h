@@ -205,6 +205,10 @@ enum poke_err poke_arm_locked(struct patcher *p, const struct poke_live *e,
 			      const char *where, char *msg, size_t msglen);
 enum poke_err poke_disarm_locked(struct patcher *p, const struct poke_live *e,
 				 const char *where, char *msg, size_t msglen);
+enum poke_err poke_rewrite_locked(struct patcher *p, uint64_t addr, const uint8_t *bytes,
+				  size_t len, const char *where, char *msg, size_t msglen);
+/* Replace the entry at e->addr in one publication (traptable.c). */
+int traptable_replace(struct poke_table *t, const struct poke_live *e);
 
 /*
  * Where the exception frame is inside a #BP stub (VMPOKE_SYM_BP_ENTRY /

@@ -81,49 +81,6 @@ const char *const probe_reasons[] = {
 	NULL,
 };
 
-/*
- * A SKIP that resumed a context right at a probe: the next hit of that
- * context - same vCPU, same %rsp (tasks have their own stacks) - at that
- * address counts as missed.  Keyed by context, not just by vCPU, because
- * the timer may preempt the task before it reaches the INT3 and another
- * task of the vCPU may hit probes first.
- */
-#define PROBE_SKIP_SLOTS	VMPOKE_MAX_TASKS
-
-struct probe_skip {
-	uint64_t addr, rsp;
-};
-
-struct probe_vcpu {
-	bool in_handler;	/* this vCPU's thread is inside a handler */
-	unsigned int next;	/* round robin over skip[] */
-	struct probe_skip skip[PROBE_SKIP_SLOTS];
-};
-
-struct probe_state {
-	struct probe *list;		/* every probe ever added (controller) */
-	struct probe_xol xol;
-	bool xol_tried;
-	char xol_err[192];
-	struct probe_vcpu pv[VMPOKE_MAX_VCPUS];	/* each touched by its own vCPU */
-};
-
-struct probe {
-	struct patcher *p;
-	struct probe *next;
-	uint64_t addr;
-	char where[96];
-	struct probe_opts opts;
-	struct probe_insn insn;
-	int slot;			/* XOL slot, -1 if none */
-	uint64_t slot_addr;
-	uint64_t ret_entry;		/* the slot's closing INT3, 0 if boosted */
-	struct poke_live head;
-	atomic_bool removed;
-	atomic_uint_fast64_t hits, missed;
-	atomic_uint_fast64_t per_vcpu[VMPOKE_MAX_VCPUS];
-};
-
 static struct probe *probe_refuse(const char **reason, const char *name, char *msg,
 				  size_t msglen, const char *where, const char *fmt, ...)
 	__attribute__((format(printf, 6, 7)));
@@ -280,13 +237,10 @@ struct probe *probe_add(struct patcher *p, uint64_t addr, const struct probe_opt
 	if (reason)
 		*reason = NULL;
 	site_where(p, addr, where, sizeof(where));
-	if (opts.kind == PROBE_KIND_OPTIMIZED)
-		return probe_refuse(reason, "kind_unsupported", msg, msglen, where,
-				    "optimized probes are not built yet; use int3 or auto");
-	if (opts.kind != PROBE_KIND_INT3 && opts.kind != PROBE_KIND_AUTO)
+	if (opts.kind != PROBE_KIND_INT3 && opts.kind != PROBE_KIND_AUTO &&
+	    opts.kind != PROBE_KIND_OPTIMIZED)
 		return probe_refuse(reason, "kind_unsupported", msg, msglen, where,
 				    "unknown probe kind %d", (int)opts.kind);
-	opts.kind = PROBE_KIND_INT3;
 	if (vmm_on_vcpu_thread())
 		return probe_refuse(reason, "in_handler", msg, msglen, where,
 				    "probe_add called from a vCPU thread (a handler): it "
@@ -428,6 +382,14 @@ struct probe *probe_add(struct patcher *p, uint64_t addr, const struct probe_opt
 	pr->next = ps->list;
 	ps->list = pr;
 	ret = pr;
+	/*
+	 * 6. optimized and auto: the armed INT3 probe becomes a JMP to a
+	 * detour where the site allows; where not, it stays INT3 and
+	 * opt_refused names the rule (probe_opt_refusal()).
+	 */
+	if (opts.kind != PROBE_KIND_INT3)
+		optprobe_optimize_locked(p, pr, code, fn->addr, fn->size, &why,
+					 detail, sizeof(detail));
 	pr = NULL;
 out:
 	pthread_mutex_unlock(&p->lock);
@@ -443,6 +405,8 @@ static int probe_remove_locked(struct probe *pr, char *msg, size_t msglen)
 
 	if (atomic_load(&pr->removed))
 		return 0;
+	if (optprobe_unoptimize_locked(p, pr, msg, msglen))
+		return -1;	/* still optimized: the JMP and its detour stay */
 	err = poke_disarm_locked(p, &pr->head, pr->where, msg, msglen);
 	if (err)
 		return -1;	/* still armed: the entry stays, hits stay handled */
@@ -492,9 +456,12 @@ static void probe_reap_locked(struct patcher *p)
 
 	if (!p->probes)
 		return;
-	for (struct probe *pr = p->probes->list; pr; pr = pr->next)
+	for (struct probe *pr = p->probes->list; pr; pr = pr->next) {
 		if (!atomic_load(&pr->removed) && probe_spent(pr))
 			probe_remove_locked(pr, msg, sizeof(msg));
+		if (pr->retired)
+			optprobe_reap_locked(p, pr);
+	}
 }
 
 void probe_reap(struct patcher *p)
@@ -509,12 +476,16 @@ void probe_reap(struct patcher *p)
 void probe_counts(const struct probe *pr, struct probe_counts *c)
 {
 	struct probe *q = (struct probe *)pr;	/* atomics are read, not written */
+	uint64_t detour_hits;
 
 	memset(c, 0, sizeof(*c));
 	c->hits = atomic_load(&q->hits);
 	c->missed = atomic_load(&q->missed);
 	for (unsigned int i = 0; i < VMPOKE_MAX_VCPUS; i++)
 		c->per_vcpu[i] = atomic_load(&q->per_vcpu[i]);
+	/* the detours' counters: hits that never left the guest */
+	optprobe_counts(pr, c->per_vcpu, &detour_hits);
+	c->hits += detour_hits;
 }
 
 uint64_t probe_addr(const struct probe *pr)
@@ -524,8 +495,67 @@ uint64_t probe_addr(const struct probe *pr)
 
 enum probe_kind probe_kind_of(const struct probe *pr)
 {
-	(void)pr;
-	return PROBE_KIND_INT3;
+	return atomic_load(&pr->detour) ? PROBE_KIND_OPTIMIZED : PROBE_KIND_INT3;
+}
+
+const char *probe_opt_refusal(const struct probe *pr)
+{
+	return pr->opt_refused;
+}
+
+/* Controller-side entry points: p->lock, never from a handler. */
+static int probe_locked_call(struct probe *pr, char *msg, size_t msglen)
+{
+	if (msg && msglen)
+		msg[0] = '\0';
+	if (vmm_on_vcpu_thread() || atomic_load(&pr->removed)) {
+		if (msg && msglen)
+			snprintf(msg, msglen, "%s: %s", pr->where,
+				 atomic_load(&pr->removed) ? "removed" : "in_handler");
+		return -1;
+	}
+	pthread_mutex_lock(&pr->p->lock);
+	return 0;
+}
+
+int probe_optimize(struct probe *pr, const char **reason, char *msg, size_t msglen)
+{
+	struct patcher *p = pr->p;
+	const struct symtab *st = vmm_symtab(p->vm);
+	const struct sym *fn;
+	uint8_t *code = NULL;
+	char detail[256] = "";
+	uint64_t off;
+	int r = -1;
+
+	*reason = "in_handler";
+	if (probe_locked_call(pr, msg, msglen))
+		return -1;
+	fn = st ? symtab_lookup(st, pr->addr, &off) : NULL;
+	code = fn ? malloc(fn->size) : NULL;
+	*reason = "no_memory";
+	if (code && !vmm_gva_read(p->vm, fn->addr, code, fn->size)) {
+		site_recover(p, code, fn->addr, fn->size);
+		r = optprobe_optimize_locked(p, pr, code, fn->addr, fn->size, reason,
+					     detail, sizeof(detail));
+	}
+	if (r && msg && msglen)
+		snprintf(msg, msglen, "%s: %s: %s", pr->where, pr->opt_refused[0] ?
+			 pr->opt_refused : *reason, detail);
+	pthread_mutex_unlock(&p->lock);
+	free(code);
+	return r;
+}
+
+int probe_unoptimize(struct probe *pr, char *msg, size_t msglen)
+{
+	int r;
+
+	if (probe_locked_call(pr, msg, msglen))
+		return -1;
+	r = optprobe_unoptimize_locked(pr->p, pr, msg, msglen);
+	pthread_mutex_unlock(&pr->p->lock);
+	return r;
 }
 
 const char *probe_exec_of(const struct probe *pr)
@@ -555,7 +585,8 @@ void probe_destroy_all(struct patcher *p)
 	pthread_mutex_lock(&p->lock);
 	for (pr = p->probes->list; pr; pr = pr->next)
 		if (!atomic_load(&pr->removed) && probe_remove_locked(pr, msg, sizeof(msg)))
-			vmm_gva_write(p->vm, pr->addr, pr->head.old, 1);
+			vmm_gva_write(p->vm, pr->addr, pr->head.old,
+				      pr->detour ? pr->region_len : 1);
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -567,7 +598,14 @@ void probe_free_all(struct patcher *p)
 	if (!p->probes)
 		return;
 	for (pr = p->probes->list; pr; pr = next) {
+		struct optprobe_detour *d = pr->detour, *dn;
+
 		next = pr->next;
+		free(d);
+		for (d = pr->retired; d; d = dn) {
+			dn = d->next;
+			free(d);
+		}
 		free(pr);
 	}
 	xol_free(&p->probes->xol);
@@ -674,6 +712,7 @@ enum vmm_trap_verdict probe_hit(struct patcher *p, const struct poke_live *e,
 	struct poke_mem mem = { hit_read, hit_write, t->vm };
 	struct kvm_regs local, *r = t->regs, before;
 	enum probe_verdict v = PROBE_RESUME;
+	uint64_t via;
 	bool again;
 
 	if (!r) {
@@ -716,6 +755,12 @@ enum vmm_trap_verdict probe_hit(struct patcher *p, const struct poke_live *e,
 	}
 	r->rip = e->addr;	/* RESUME: the original runs, wherever rip was set */
 original:
+	via = atomic_load_explicit(&pr->via, memory_order_acquire);
+	if (via) {
+		/* being optimized, or optimized: the detour's relocated copy */
+		r->rip = via;
+		goto done;
+	}
 	if (pr->insn.exec == PROBE_EXEC_EMULATE) {
 		if (poke_emulate_regs(&pr->insn.emu, e->addr, r, &mem)) {
 			/*

@@ -72,6 +72,98 @@ void xol_unuse(struct probe_xol *x, int slot);
 int xol_reclaim(struct patcher *p, struct probe_xol *x, char *msg, size_t msglen);
 unsigned int xol_count(const struct probe_xol *x, int state);
 
+/* --- probe.c: the engine's state ---------------------------------------- */
+
+/*
+ * A SKIP that resumed a context right at a probe: the next hit of that
+ * context - same vCPU, same %rsp (tasks have their own stacks) - at that
+ * address counts as missed.  Keyed by context, not just by vCPU, because
+ * the timer may preempt the task before it reaches the INT3 and another
+ * task of the vCPU may hit probes first.
+ */
+#define PROBE_SKIP_SLOTS	VMPOKE_MAX_TASKS
+
+struct probe_skip {
+	uint64_t addr, rsp;
+};
+
+struct probe_vcpu {
+	bool in_handler;	/* this vCPU's thread is inside a handler */
+	unsigned int next;	/* round robin over skip[] */
+	struct probe_skip skip[PROBE_SKIP_SLOTS];
+};
+
+struct probe_state {
+	struct probe *list;		/* every probe ever added (controller) */
+	struct probe_xol xol;
+	bool xol_tried;
+	char xol_err[192];
+	struct probe_vcpu pv[VMPOKE_MAX_VCPUS];	/* each touched by its own vCPU */
+};
+
+struct optprobe_detour;
+
+struct probe {
+	struct patcher *p;
+	struct probe *next;
+	uint64_t addr;
+	char where[96];
+	struct probe_opts opts;
+	struct probe_insn insn;
+	int slot;			/* XOL slot, -1 if none */
+	uint64_t slot_addr;
+	uint64_t ret_entry;		/* the slot's closing INT3, 0 if boosted */
+	struct poke_live head;
+	/* optimized probes (optprobe.c) */
+	atomic_uint_fast64_t via;	/* non-0: INT3 hits resume here (the detour's copy) */
+	/* the live detour (NULL: INT3), and older ones, freed once empty */
+	_Atomic(struct optprobe_detour *) detour;
+	_Atomic(struct optprobe_detour *) retired;
+	uint8_t region_len;		/* displaced bytes while optimized */
+	char opt_refused[128];		/* why it stayed INT3: "jump_into_range@+0x3" */
+	atomic_bool removed;
+	atomic_uint_fast64_t hits, missed;
+	atomic_uint_fast64_t per_vcpu[VMPOKE_MAX_VCPUS];
+};
+
+/* --- optprobe.c: optimized probes ------------------------------------- */
+
+#define OPTPROBE_CODE_SIZE	256	/* counting prologue + relocated region */
+#define OPTPROBE_SIZE		(OPTPROBE_CODE_SIZE + 8 * VMPOKE_MAX_VCPUS)
+#define OPTPROBE_SLOTS		(OPTPROBE_SIZE / PROBE_SLOT_SIZE)
+
+enum optprobe_state { DETOUR_LIVE = 0, DETOUR_RETIRED, DETOUR_FREED };
+
+struct optprobe_detour {
+	struct optprobe_detour *next;	/* on pr->retired */
+	int slot;			/* first XOL slot */
+	uint64_t base;			/* guest address: code, then counters */
+	uint64_t body;			/* the relocated region (INT3 hits go here) */
+	_Atomic int state;
+	uint64_t final[VMPOKE_MAX_VCPUS]; /* the counters, copied when freed */
+};
+
+/*
+ * Try to optimize an armed INT3 probe (under p->lock): 0 optimized, -1
+ * with *reason (a probe_reasons[] name) and pr->opt_refused filled; the
+ * probe stays an armed INT3 probe either way.
+ */
+int optprobe_optimize_locked(struct patcher *p, struct probe *pr, const uint8_t *code,
+			     uint64_t fnaddr, size_t fnsize, const char **reason,
+			     char *detail, size_t dlen);
+/* Back to INT3 (under p->lock): the detour is retired, freed when empty. */
+int optprobe_unoptimize_locked(struct patcher *p, struct probe *pr, char *msg,
+			       size_t msglen);
+/* Free retired detours that no context is inside any more. */
+void optprobe_reap_locked(struct patcher *p, struct probe *pr);
+/* Hits the probe's detours counted (live, retired and freed). */
+void optprobe_counts(const struct probe *pr, uint64_t *per_vcpu, uint64_t *total);
+/* The counting prologue for a detour at base (exposed for the unit test). */
+size_t optprobe_prologue(uint64_t base, uint8_t *out, size_t outcap);
+/* XOL: n contiguous FREE slots (reclaiming PENDING ones first); -1 if none. */
+int xol_alloc_n(struct patcher *p, struct probe_xol *x, unsigned int n, char *msg,
+		size_t msglen);
+
 /* --- probe.c (for tests) ----------------------------------------------- */
 
 /* The patcher's XOL region (NULL before the first probe_add). */

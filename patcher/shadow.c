@@ -262,14 +262,16 @@ static int busy_scan_run(struct patcher *p, struct busy_range *r, size_t n,
 			 char *msg, size_t msglen, unsigned int *culprits)
 {
 	struct shadow_ctx c = { .p = p, .r = r, .n = n, .msg = msg, .msglen = msglen };
-	int ret;
+	int ret, paused;
 
 	for (size_t i = 0; i < n; i++)
 		r[i].busy = false;
 	msg[0] = '\0';
 	*err = POKE_OK;
 	shadow_decode_stubs(p);
-	if (vmm_pause(p->vm)) {
+	/* -EINVAL: not started yet, so the world is as still as it gets */
+	paused = vmm_pause(p->vm);
+	if (paused && paused != -EINVAL) {
 		snprintf(msg, msglen, "vmm_pause failed for the busy-range check");
 		return -2;
 	}
@@ -277,7 +279,8 @@ static int busy_scan_run(struct patcher *p, struct busy_range *r, size_t n,
 	/* Clear: the world is still stopped for the caller's writes. */
 	if (ret == 0 && fn)
 		*err = fn(ctx);
-	vmm_resume(p->vm);
+	if (!paused)
+		vmm_resume(p->vm);
 	if (culprits)
 		*culprits = c.culprits;
 	return ret;

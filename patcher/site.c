@@ -64,8 +64,9 @@ void site_recover(struct patcher *p, uint8_t *code, uint64_t base,
 	for (i = 0; s && i < s->n; i++) {
 		const struct poke_live *e = &s->e[i];
 
+		/* an optimized probe's head is a JMP, its entry the region */
 		if (e->addr >= base && e->addr + e->len <= base + size &&
-		    code[e->addr - base] == POKE_INT3)
+		    (code[e->addr - base] == POKE_INT3 || e->role == LIVE_PROBE))
 			memcpy(code + (e->addr - base), e->old, e->len);
 	}
 }

@@ -31,6 +31,7 @@ static const char *const inject_names[] = {
 	[POKE_INJECT_EARLY_RETIRE] = "early-retire",
 	[POKE_INJECT_NO_GHOST] = "no-ghost",
 	[POKE_INJECT_LATE_PUBLISH] = "late-publish",
+	[POKE_INJECT_NO_OPTIMIZE_SHADOW] = "no-optimize-shadow",
 };
 
 const char *torture_kind_name(uint32_t kind)

@@ -160,6 +160,32 @@ int traptable_add_live(struct poke_table *t, const struct poke_live *e, size_t n
 	return r;
 }
 
+/*
+ * One snapshot with the entry at e->addr replaced: no moment without an
+ * entry there, so an INT3 at addr is never misfiled as foreign.  An
+ * optimized probe widens its head entry to the displaced region this way.
+ */
+int traptable_replace(struct poke_table *t, const struct poke_live *e)
+{
+	struct poke_snapshot *cur = atomic_load_explicit(&t->cur, memory_order_relaxed);
+	struct poke_snapshot *s;
+	size_t i;
+
+	if (!cur)
+		return -ENOENT;
+	for (i = 0; i < cur->n && cur->e[i].addr != e->addr; i++)
+		;
+	if (i == cur->n)
+		return -ENOENT;
+	s = traptable_snapshot_alloc(cur->n);
+	if (!s)
+		return -ENOMEM;
+	memcpy(s->e, cur->e, cur->n * sizeof(cur->e[0]));
+	s->e[i] = *e;
+	traptable_publish(t, s);
+	return 0;
+}
+
 static int traptable_addr_cmp(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;

@@ -154,26 +154,38 @@ out:
 	return ret;
 }
 
-/* A FREE slot, reclaiming PENDING ones first if there is none; -1 if full. */
-int xol_alloc(struct patcher *p, struct probe_xol *x, char *msg, size_t msglen)
+/*
+ * n contiguous FREE slots (an optimized probe's detour takes several),
+ * reclaiming PENDING ones first if there are none; the first's index, or
+ * -1 if the region is full.
+ */
+int xol_alloc_n(struct patcher *p, struct probe_xol *x, unsigned int n, char *msg,
+		size_t msglen)
 {
-	unsigned int i;
+	unsigned int i, run;
 
 	msg[0] = '\0';
 	for (int pass = 0; pass < 2; pass++) {
-		for (i = 0; i < x->nslots; i++) {
-			if (x->state[i] == XOL_FREE) {
-				x->state[i] = XOL_USED;
-				return (int)i;
+		for (i = 0, run = 0; i < x->nslots; i++) {
+			run = x->state[i] == XOL_FREE ? run + 1 : 0;
+			if (run == n) {
+				for (unsigned int k = i + 1 - n; k <= i; k++)
+					x->state[k] = XOL_USED;
+				return (int)(i + 1 - n);
 			}
 		}
 		if (pass == 0 && xol_reclaim(p, x, msg, msglen) <= 0)
 			break;
 	}
 	if (!msg[0])
-		snprintf(msg, msglen, "all %u out-of-line slots are in use (or still busy)",
-			 x->nslots);
+		snprintf(msg, msglen, "no %u free out-of-line slot%s of %u (in use, or "
+			 "still busy)", n, n == 1 ? "" : "s in a row", x->nslots);
 	return -1;
+}
+
+int xol_alloc(struct patcher *p, struct probe_xol *x, char *msg, size_t msglen)
+{
+	return xol_alloc_n(p, x, 1, msg, msglen);
 }
 
 /* The slot's probe is gone; the slot waits for the busy-range check. */

@@ -343,7 +343,7 @@ static void expect_refused(struct penv *e, uint64_t addr, const char *want)
 /* Code the trap path runs, and what is not code, is refused by name. */
 static void test_probe_refusals(void)
 {
-	struct probe_opts opt = { .kind = PROBE_KIND_OPTIMIZED };
+	struct probe_opts opt = { .kind = (enum probe_kind)7 };	/* no such kind */
 	const char *reason = NULL;
 	struct probe *pr;
 	struct penv e;
