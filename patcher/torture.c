@@ -54,6 +54,7 @@ struct torture {
 	uint64_t key_flips;
 	struct sc_table *sc;		/* --kinds static_call */
 	uint64_t call_updates;
+	struct torture_probes *probes;	/* --kinds probe */
 
 	uint64_t patches, batches, aborts;
 	double t0, first_detection;	/* < 0: none */
@@ -552,6 +553,10 @@ static void torture_patch_loop(struct torture *t, double seconds)
 			r = torture_flip_key(t, &rng);
 		if (!r && t->sc)
 			r = torture_update_call(t, &rng);
+		if (!r && t->probes)
+			r = torture_probes_step(t->probes, &rng) ? -1 : 0;
+		if (r < 0 && atomic_load(&t->ended))
+			r = 1;	/* the guest died under a probe's sync: its verdict */
 
 		now = torture_now_s();
 		if (t->first_detection < 0 &&
@@ -626,6 +631,11 @@ static int torture_session(struct torture *t, const struct torture_opts *a,
 		goto out_stop;
 	if ((a->kinds & TORTURE_KINDS_CALLS) && torture_load_calls(t, a->cfg.image))
 		goto out_stop;
+	if (a->kinds & TORTURE_KINDS_PROBES) {
+		t->probes = torture_probes_new(t->p, t->vm);
+		if (!t->probes)
+			goto out_stop;
+	}
 	if (a->hotplug) {
 		if (pthread_create(&hot, NULL, torture_hotplug, t))
 			goto out_stop;
@@ -636,6 +646,10 @@ static int torture_session(struct torture *t, const struct torture_opts *a,
 	r->elapsed = torture_now_s() - t->t0;
 
 	torture_stop_hotplug(t, hot, &hot_started);
+	/* Probes come out while the guest still runs: removal syncs. */
+	if (t->probes && torture_probes_finish(t->probes, !atomic_load(&t->ended),
+					       &r->probes) && !atomic_load(&t->ended))
+		t->host_error = true;
 	patcher_stats(t->p, &r->st);
 	r->check_failures = torture_check_failures(t);
 	if (r->check_failures)
@@ -653,7 +667,10 @@ static int torture_session(struct torture *t, const struct torture_opts *a,
 		t->host_error = true;
 	if ((r->check_failures || r->st.foreign_traps) && t->first_detection < 0)
 		t->first_detection = r->elapsed;
-	r->detected = r->guest_faults || r->check_failures || r->st.foreign_traps;
+	if (r->probes.failures && t->first_detection < 0)
+		t->first_detection = r->elapsed;
+	r->detected = r->guest_faults || r->check_failures || r->st.foreign_traps ||
+		      r->probes.failures;
 	r->patches = t->patches;
 	r->key_flips = t->key_flips;
 	r->call_updates = t->call_updates;
@@ -701,6 +718,7 @@ int torture_run(const struct torture_opts *o, struct torture_report *r)
 	free(t.prep_state);
 	jl_table_free(t.jl);
 	sc_table_free(t.sc);
+	torture_probes_free(t.probes);
 	free(t.jl_refused);
 	pthread_mutex_destroy(&t.lock);
 	pthread_cond_destroy(&t.cond);

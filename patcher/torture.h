@@ -40,6 +40,35 @@ struct symtab;
 #define TORTURE_KIND_STATIC_CALL	17
 #define TORTURE_KINDS_CALLS	(1u << TORTURE_KIND_STATIC_CALL)
 
+/*
+ * --kinds probe: place and remove INT3 probes on every instruction of the
+ * lib_* functions, with and without a counting handler (torture_probe.c).
+ */
+#define TORTURE_KIND_PROBE	19
+#define TORTURE_KINDS_PROBES	(1u << TORTURE_KIND_PROBE)
+
+struct torture_probe_report {
+	uint64_t placed, removed;	/* probe_add()s that succeeded; probe_remove()s */
+	uint64_t hits, missed;		/* summed over every probe placed */
+	uint64_t handler_calls;		/* of the counting handler */
+	uint64_t refused;		/* points refused by name, once each */
+	unsigned int points;		/* instruction starts in the lib_* functions */
+	unsigned int failures;		/* broken promises (torture_probe.c) */
+};
+
+struct torture_probes;
+/* Read the lib_* functions and their instructions; NULL after an error message. */
+struct torture_probes *torture_probes_new(struct patcher *p, struct vm *vm);
+/* One round: toggle a random point.  0, or -1 on a host error. */
+int torture_probes_step(struct torture_probes *tp, uint64_t *rng);
+/*
+ * Remove every live probe (while the guest runs), then check what the run
+ * promised; *r filled either way.  0, or -1 if a removal failed.
+ */
+int torture_probes_finish(struct torture_probes *tp, bool guest_alive,
+			  struct torture_probe_report *r);
+void torture_probes_free(struct torture_probes *tp);
+
 struct torture_site {
 	struct vmpoke_site_desc desc;
 	unsigned int nr_variants;
@@ -94,6 +123,7 @@ struct torture_report {
 	uint64_t patches, batches, hotplug_cycles;
 	uint64_t key_flips;		/* jump_label: keys flipped */
 	uint64_t call_updates;		/* static_call: calls retargeted */
+	struct torture_probe_report probes;	/* probe */
 	uint64_t guest_faults;		/* 0 or 1: a fault ends the run */
 	uint64_t check_failures;
 	unsigned int nr_sites;

@@ -20,6 +20,7 @@ static const struct {
 	{ "multi", VMPOKE_SITE_MULTI },
 	{ "jump_label", TORTURE_KIND_JUMP_LABEL },
 	{ "static_call", TORTURE_KIND_STATIC_CALL },
+	{ "probe", TORTURE_KIND_PROBE },
 };
 
 static const char *const inject_names[] = {

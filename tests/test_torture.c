@@ -187,6 +187,10 @@ static void test_parse(void)
 		  TORTURE_KINDS_KEYS | (1u << VMPOKE_SITE_NOP5_JMP32));
 	EXPECT_EQ(TORTURE_KINDS_ALL & TORTURE_KINDS_KEYS, 0u);
 	EXPECT_EQ(torture_parse_kinds("static_call", msg, sizeof(msg)), TORTURE_KINDS_CALLS);
+	EXPECT_EQ(torture_parse_kinds("probe,nop2", msg, sizeof(msg)),
+		  TORTURE_KINDS_PROBES | (1u << VMPOKE_SITE_NOP2_JMP8));
+	EXPECT_EQ(TORTURE_KINDS_PROBES & (TORTURE_KINDS_ALL | TORTURE_KINDS_KEYS |
+					  TORTURE_KINDS_CALLS), 0u);
 	EXPECT_EQ(torture_parse_kinds("nop5,nop7", msg, sizeof(msg)), 0);
 	EXPECT_NOT_NULL(strstr(msg, "nop7"));
 	EXPECT_EQ(torture_parse_kinds("", msg, sizeof(msg)), 0);
@@ -254,6 +258,8 @@ static void check_keys(struct json_object *o)
 {
 	static const char *const keys[] = {
 		"patches", "batches", "key_flips", "call_updates", "syncs", "sites", "trap_path",
+		"probes_placed", "probes_removed", "probe_hits", "probe_missed",
+		"probe_handler_calls", "probe_points", "probe_refused", "probe_failures",
 		"trap_hits", "ghost_traps", "foreign_traps", "shadow_retries", "shadow_aborts",
 		"emu_faults",
 		"guest_faults", "check_failures", "detected", "first_detection_s",
@@ -347,6 +353,40 @@ static void test_torture_static_call(void)
 	EXPECT_TRUE_MSG(jget_u64(o, "key_flips") > 0, "no static key flipped");
 	EXPECT_EQ_U64(0, jget_u64(o, "guest_faults"));
 	EXPECT_EQ_U64(0, jget_u64(o, "check_failures"));
+	json_object_put(o);
+}
+
+/*
+ * Probes placed and removed on every instruction of the lib_* functions
+ * while the tasks call them and check the results, a vCPU going offline
+ * and online meanwhile: the guest sees no difference, every probe comes
+ * out, the handlers ran once per hit of theirs and the text reads back as
+ * it was (probe_failures).
+ */
+static void test_torture_probe(void)
+{
+	struct json_object *o;
+	int status;
+
+	if (!testlib_require_kvm())
+		return;
+	o = run_json_ex("--seconds 3 --hotplug --kinds probe", &status, true);
+	EXPECT_NOT_NULL_FATAL(o);
+	check_keys(o);
+	EXPECT_EQ_U64(0, status);
+	EXPECT_EQ_U64(0, jget_u64(o, "sites"));
+	EXPECT_TRUE_MSG(jget_u64(o, "probe_points") > 5, "%llu points in lib_*",
+			(unsigned long long)jget_u64(o, "probe_points"));
+	EXPECT_TRUE_MSG(jget_u64(o, "probes_placed") > 0, "no probe placed");
+	EXPECT_EQ_U64(jget_u64(o, "probes_placed"), jget_u64(o, "probes_removed"));
+	EXPECT_TRUE_MSG(jget_u64(o, "probe_hits") > 0, "no probe hit");
+	EXPECT_TRUE_MSG(jget_u64(o, "probe_handler_calls") > 0, "no handler ran");
+	EXPECT_TRUE(jget_u64(o, "probe_handler_calls") <= jget_u64(o, "probe_hits"));
+	EXPECT_TRUE(jget_u64(o, "trap_hits") >= jget_u64(o, "probe_hits"));
+	EXPECT_EQ_U64(0, jget_u64(o, "probe_failures"));
+	EXPECT_EQ_U64(0, jget_u64(o, "guest_faults"));
+	EXPECT_EQ_U64(0, jget_u64(o, "check_failures"));
+	EXPECT_EQ_U64(0, jget_u64(o, "foreign_traps"));
 	json_object_put(o);
 }
 
@@ -584,6 +624,7 @@ TEST_SUITE(torture_unit, "torture_unit", false,
 TEST_SUITE(torture, "torture", true,
 	   TEST(test_torture_safe), TEST(test_torture_safe_hotplug),
 	   TEST(test_torture_jump_label), TEST(test_torture_static_call),
+	   TEST(test_torture_probe),
 	   TEST(test_inject_no_int3), TEST(test_inject_torn_write),
 	   TEST(test_inject_no_shadow_check), TEST(test_inject_no_sync),
 	   TEST(test_inject_early_retire), TEST(test_inject_no_ghost),

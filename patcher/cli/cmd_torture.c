@@ -32,9 +32,10 @@ static void cmd_torture_usage(FILE *f)
 		"                     [--inject FAULT] [--json] [--tasks N] "
 		"[--hz HZ] [--seed S]\n"
 		"  LIST:  comma-separated nop5,nop2,call,jcc,multi,jump_label,\n"
-		"         static_call (default: the five site kinds; jump_label\n"
+		"         static_call,probe (default: the five site kinds; jump_label\n"
 		"         flips the image's static keys, static_call retargets its\n"
-		"         static calls)\n"
+		"         static calls, probe places and removes INT3 probes on\n"
+		"         the lib_* functions)\n"
 		"  FAULT: no-int3, torn-write, no-shadow-check, no-sync, "
 		"early-retire,\n"
 		"         no-ghost, late-publish\n" CLI_TRAP_PATH_HELP);
@@ -49,6 +50,15 @@ static void cmd_torture_json(const struct torture_report *t, enum poke_inject in
 	json_object_object_add(o, "batches", json_object_new_uint64(t->batches));
 	json_object_object_add(o, "key_flips", json_object_new_uint64(t->key_flips));
 	json_object_object_add(o, "call_updates", json_object_new_uint64(t->call_updates));
+	json_object_object_add(o, "probes_placed", json_object_new_uint64(t->probes.placed));
+	json_object_object_add(o, "probes_removed", json_object_new_uint64(t->probes.removed));
+	json_object_object_add(o, "probe_hits", json_object_new_uint64(t->probes.hits));
+	json_object_object_add(o, "probe_missed", json_object_new_uint64(t->probes.missed));
+	json_object_object_add(o, "probe_handler_calls",
+			       json_object_new_uint64(t->probes.handler_calls));
+	json_object_object_add(o, "probe_points", json_object_new_int(t->probes.points));
+	json_object_object_add(o, "probe_refused", json_object_new_uint64(t->probes.refused));
+	json_object_object_add(o, "probe_failures", json_object_new_int(t->probes.failures));
 	json_object_object_add(o, "syncs", json_object_new_uint64(st->syncs));
 	json_object_object_add(o, "sites", json_object_new_int(t->nr_sites));
 	json_object_object_add(o, "trap_path",
@@ -91,6 +101,13 @@ static void cmd_torture_text(const struct torture_report *t, enum poke_inject in
 		printf("  static key flips %" PRIu64 "\n", t->key_flips);
 	if (t->call_updates)
 		printf("  static call updates %" PRIu64 "\n", t->call_updates);
+	if (t->probes.points)
+		printf("  probes placed %" PRIu64 ", removed %" PRIu64 ", hits %" PRIu64
+		       " (handler %" PRIu64 "), missed %" PRIu64 "\n"
+		       "  probe points %u, refused %" PRIu64 ", probe failures %u\n",
+		       t->probes.placed, t->probes.removed, t->probes.hits,
+		       t->probes.handler_calls, t->probes.missed, t->probes.points,
+		       t->probes.refused, t->probes.failures);
 	if (t->detected)
 		printf("  DETECTED after %.3f s\n", t->first_detection);
 	else
