@@ -59,6 +59,11 @@ GUEST_CFLAGS	:= -std=c11 -ffreestanding -fno-pic -fno-pie -fno-stack-protector \
 		   -fno-asynchronous-unwind-tables -mno-red-zone -mgeneral-regs-only \
 		   -mno-sse -mno-mmx -mno-80387 -mcmodel=small -O2 -g \
 		   -Wall -Wextra -Werror -Iinclude -Iguest
+# Frame pointers where the VMM walks task stacks (livepatch), and the fentry
+# NOP5 at every livepatch target's entry (vmpoke_abi.h).
+GUEST_FP_CFLAGS	:= -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer
+$(BUILD)/guest/user.c.o: GUEST_CFLAGS += $(GUEST_FP_CFLAGS)
+$(BUILD)/guest/livepatch.c.o: GUEST_CFLAGS += $(GUEST_FP_CFLAGS) -pg -mfentry -mnop-mcount
 GUEST_LDFLAGS	:= -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-z,noexecstack \
 		   -Wl,-z,max-page-size=4096 -T guest/guest.ld
 GUEST_SRCS	:= $(sort $(wildcard guest/*.c guest/*.S))

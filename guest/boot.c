@@ -209,6 +209,9 @@ static void task_setup(struct vmpoke_task *t, uint32_t vcpu, uint32_t slot,
 	t->ctx.ss = GDT_USER_DS;
 	t->ctx.rdi = (uintptr_t)t;
 	t->last_check.task = -1;
+	/* ctx.rbp = 0 and a zero return slot: where the VMM's stack walk ends */
+	t->stack_lo = (uintptr_t)guest_ustacks[id];
+	t->stack_hi = top;
 	/* context before state: RUNNABLE promises a whole context */
 	__asm__ volatile("" : : : "memory");
 	t->state = VMPOKE_TASK_RUNNABLE;

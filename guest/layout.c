@@ -21,6 +21,7 @@ _Static_assert(CTX_SIZE == CTX_WORDS * 8, "ctx words");
 _Static_assert(CTX_RIP == 15 * 8, "GPRs then frame");
 
 CHECK_OFF(struct vmpoke_task, state, TASK_STATE);
+CHECK_OFF(struct vmpoke_task, patch_state, TASK_PATCH_STATE);
 CHECK_OFF(struct vmpoke_task, ctx, TASK_CTX);
 CHECK_OFF(struct vmpoke_task, own_int3, TASK_OWN_INT3);
 CHECK_OFF(struct vmpoke_task, switches, TASK_SWITCHES);

@@ -44,10 +44,11 @@
 
 /* struct vmpoke_task and struct vmpoke_task_table */
 #define TASK_STATE		0
+#define TASK_PATCH_STATE	12
 #define TASK_CTX		16
 #define TASK_OWN_INT3		192
 #define TASK_SWITCHES		200
-#define TASK_SIZE		272
+#define TASK_SIZE		288
 #define TASKTAB_TASKS		24
 
 /* enum vmpoke_task_state */
@@ -93,6 +94,6 @@
 #define SITEF_PAGE		0x4
 #define SITES_MAGIC		0x5345544953504d56
 #define MAX_SITES		64
-#define ABI_VERSION		2
+#define ABI_VERSION		3
 
 #endif /* GUEST_OFFSETS_H */

@@ -23,6 +23,7 @@
 #include "probelib.h"
 #include "jump_label.h"
 #include "static_call.h"
+#include "livepatch.h"
 
 #define INT3_DEFAULT_COUNT	1000
 
@@ -261,6 +262,7 @@ static void __attribute__((noreturn)) run_sites(struct vmpoke_task *t,
 		check_lib(t, x);
 		jl_check_all(t);
 		sc_check_all(t, x);
+		lp_check_all(t, x);
 		t->iterations++;
 		if (n && t->iterations >= n)
 			break;
@@ -276,6 +278,11 @@ static void hot_task(struct vmpoke_task *t)
 static void torture_task(struct vmpoke_task *t)
 {
 	run_sites(t, 1);
+}
+
+static void lp_sleeper_task(struct vmpoke_task *t)
+{
+	lp_sleeper_main(t);
 }
 
 static void park_task(struct vmpoke_task *t)
@@ -379,6 +386,10 @@ __kernel_text guest_task_fn guest_task_entry(uint32_t scenario, uint32_t vcpu,
 		return hot_task;
 	case VMPOKE_SCN_TORTURE:
 		return torture_task;
+	case VMPOKE_SCN_LIVEPATCH:
+		/* the last task of vCPU 0 is the livepatch straggler */
+		return vcpu == 0 && slot + 1 == guest_cfg.tasks_per_vcpu ?
+		       lp_sleeper_task : torture_task;
 	case VMPOKE_SCN_INT3:
 		return int3_task;
 	case VMPOKE_SCN_IDLE:

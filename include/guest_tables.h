@@ -39,7 +39,11 @@
 
 struct sym;
 
-/* The header and the first nr_tasks entries into *out (the rest zeroed). */
+/*
+ * The header and the first nr_tasks entries into *out (the rest zeroed).
+ * Every entry in use has known patch_state bits and a bounded, aligned
+ * stack in RAM (ABI version 3).
+ */
 int gtab_tasks_read(const struct guest_ram *ram, uint64_t cr3, const struct sym *sym,
 		    struct vmpoke_task_table *out, char *msg, size_t msglen);
 

@@ -14,7 +14,12 @@
 
 #include <stdint.h>
 
-#define VMPOKE_ABI_VERSION	2
+/*
+ * Version 3 (livepatch): struct vmpoke_task gained patch_state (where pad
+ * was) and stack_lo/stack_hi at its end (task_size 272 -> 288), and
+ * livepatch targets may carry a struct vmpoke_klp_func (see below).
+ */
+#define VMPOKE_ABI_VERSION	3
 #define VMPOKE_BOOT_MAGIC	0x4b4f50564d504b56ull	/* "VKPMVPOK" */
 #define VMPOKE_TASKS_MAGIC	0x534b534154504d56ull	/* "VMPTASKS" */
 
@@ -113,6 +118,9 @@ enum vmpoke_scenario {
 					 * reported from the IST fault stack */
 	VMPOKE_SCN_CPL0		= 12,	/* every vCPU calls CALL sites in kernel
 					 * text at CPL0, checked (no tasks) */
+	VMPOKE_SCN_LIVEPATCH	= 13,	/* TORTURE, but the last task of vCPU 0
+					 * sleeps inside lp_sleep half the time
+					 * (a livepatch straggler) */
 	VMPOKE_SCN_MAX,
 };
 
@@ -166,14 +174,40 @@ struct vmpoke_task {
 	uint32_t state;			/* enum vmpoke_task_state */
 	uint32_t vcpu;
 	uint32_t id;			/* global: vcpu * MAX_TASKS + slot */
-	uint32_t pad;
+	uint32_t patch_state;		/* VMPOKE_PATCH_*; written by the VMM only */
 	struct vmpoke_task_ctx ctx;
 	uint64_t iterations;		/* workload loops completed */
 	uint64_t check_failures;
 	uint64_t own_int3;		/* int3s this task executed itself */
 	uint64_t switches;		/* times scheduled in */
 	struct vmpoke_check last_check;	/* filled before CHECK_FAIL */
+	/*
+	 * This task's CPL3 stack, [stack_lo, stack_hi): the bounds of the
+	 * VMM's frame-pointer walk (livepatch).  The task starts with
+	 * %rsp = stack_hi - 8 and %rbp = 0, and its first frame's saved %rbp
+	 * and return slot are 0: that is where a walk ends, reliably.
+	 */
+	uint64_t stack_lo, stack_hi;
 };
+
+/*
+ * patch_state (since ABI version 3), livepatch's per-task state
+ * (kernel/livepatch/transition.c).  Bit 0: the task runs the patched
+ * functions of the livepatch in transition (the redirect stub at an old
+ * function's entry tests it for the current task, %gs:current_task).  The
+ * VMM changes a task's bit only while the task is not running on any vCPU
+ * (every vCPU paused) and, unless forced, while a frame-pointer walk of its
+ * saved stack shows no frame in the body being replaced.  Before a
+ * transition starts it sets every task to the initial state; force() sets
+ * every task, running or not, to the target and ors in FORCED, telling the
+ * guest's checks that this one switch was not made safe.
+ */
+#define VMPOKE_PATCH_UNPATCHED	0u
+#define VMPOKE_PATCH_PATCHED	1u
+#define VMPOKE_PATCH_FORCED	0x80000000u
+#define VMPOKE_PATCH_VALID	(VMPOKE_PATCH_PATCHED | VMPOKE_PATCH_FORCED)
+/* The most a task's stack may span (stack_hi - stack_lo). */
+#define VMPOKE_TASK_STACK_MAX	(1u << 20)
 
 /*
  * Exported by the guest as the symbol "vmpoke_tasks".  Bounded and
@@ -440,5 +474,39 @@ struct vmpoke_static_call_target {
 #define VMPOKE_SYM_XOL_START	"__xol_start"
 #define VMPOKE_SYM_XOL_END	"__xol_end"
 #define VMPOKE_XOL_MAX_SIZE	(1u << 20)
+
+/*
+ * Livepatch (since ABI version 3).  A livepatchable function starts with
+ * the 5-byte NOP 0f 1f 44 00 00 (gcc -pg -mfentry -mnop-mcount, the
+ * kernel's fentry site) and lives in the CPL3 task text; its replacements
+ * are named NAME__vN (N >= 2).  The VMM redirects the entry NOP to a stub
+ * it writes into [__klp_stubs_start, __klp_stubs_end) (page aligned,
+ * executable, filled with INT3, never written or entered by the guest
+ * otherwise): the stub tests bit 0 of the current task's patch_state and
+ * jumps to the replacement or to NAME + 5.  Once every task has switched,
+ * the entry becomes a direct JMP to the replacement and the stub is freed.
+ *
+ * Optionally the guest gives NAME a struct vmpoke_klp_func named
+ * __KLP__NAME, which the VMM keeps up to date so that the guest's checks
+ * know which version each task must get: state OLD (every task runs NAME),
+ * TRANSITION (a task runs func if its patch_state has bit 0, else NAME),
+ * NEW (every task runs func).  The VMM writes func before state leaves
+ * OLD, and changes state only when that changes no task's version.
+ */
+#define VMPOKE_SYM_KLP_STUBS_START	"__klp_stubs_start"
+#define VMPOKE_SYM_KLP_STUBS_END	"__klp_stubs_end"
+#define VMPOKE_KLP_STUBS_MAX_SIZE	(1u << 16)
+#define VMPOKE_KLP_FUNC_PREFIX		"__KLP__"
+#define VMPOKE_KLP_VERSION_SEP		"__v"
+enum vmpoke_klp_state {
+	VMPOKE_KLP_OLD		= 0,
+	VMPOKE_KLP_TRANSITION	= 1,
+	VMPOKE_KLP_NEW		= 2,
+};
+struct vmpoke_klp_func {
+	uint32_t state;			/* enum vmpoke_klp_state */
+	uint32_t pad;
+	uint64_t func;			/* the replacement, for TRANSITION and NEW */
+};
 
 #endif /* VMPOKE_ABI_H */

@@ -65,6 +65,8 @@ static struct sym tasks_plant(void)
 		t->tasks[i].id = i;
 		t->tasks[i].state = VMPOKE_TASK_RUNNABLE;
 		t->tasks[i].iterations = 100 + i;
+		t->tasks[i].stack_lo = 0x200000 + i * 0x2000;
+		t->tasks[i].stack_hi = t->tasks[i].stack_lo + 0x2000;
 	}
 	return s;
 }
@@ -132,6 +134,42 @@ static void test_tasks_corrupt(void)
 	s.size = 0;				/* size unknown: refused too */
 	EXPECT_EQ(tasks_read(&s, msg, sizeof(msg)), -EINVAL);
 	s.size = sizeof(*t);
+	EXPECT_EQ(tasks_read(&s, msg, sizeof(msg)), 0);
+}
+
+/* ABI version 3: an entry in use has known patch_state bits and a sane stack. */
+static void test_tasks_entry_corrupt(void)
+{
+	struct vmpoke_task_table *t;
+	struct vmpoke_task one;
+	struct sym s;
+	char msg[256];
+
+	ram_setup();
+	s = tasks_plant();
+	t = tasks_at(TASKS_GVA);
+	t->tasks[1].patch_state = VMPOKE_PATCH_PATCHED | VMPOKE_PATCH_FORCED;
+	EXPECT_EQ(tasks_read(&s, msg, sizeof(msg)), 0);
+	t->tasks[1].patch_state = 2;			/* unknown bit */
+	EXPECT_EQ(tasks_read(&s, msg, sizeof(msg)), -EINVAL);
+	EXPECT_STR_HAS(msg, "patch_state");
+	EXPECT_EQ(gtab_task_read(&ram, CR3, &s, 1, &one, msg, sizeof(msg)), -EINVAL);
+	t->tasks[1].patch_state = 0;
+	t->tasks[2].stack_hi = t->tasks[2].stack_lo;	/* empty */
+	EXPECT_EQ(tasks_read(&s, msg, sizeof(msg)), -EINVAL);
+	EXPECT_STR_HAS(msg, "stack");
+	t->tasks[2].stack_hi = t->tasks[2].stack_lo + VMPOKE_TASK_STACK_MAX + 16; /* too big */
+	EXPECT_EQ(tasks_read(&s, msg, sizeof(msg)), -EINVAL);
+	t->tasks[2].stack_hi = t->tasks[2].stack_lo + 0x2008;	/* misaligned */
+	EXPECT_EQ(tasks_read(&s, msg, sizeof(msg)), -EINVAL);
+	t->tasks[2].stack_lo = UNMAPPED_GVA;		/* not mapped */
+	t->tasks[2].stack_hi = UNMAPPED_GVA + 0x2000;
+	EXPECT_EQ(tasks_read(&s, msg, sizeof(msg)), -EFAULT);
+	EXPECT_STR_HAS(msg, "not in guest RAM");
+	t->tasks[2].stack_lo = RAM_SIZE - 0x1000;	/* runs off the end of RAM */
+	t->tasks[2].stack_hi = RAM_SIZE + 0x1000;
+	EXPECT_EQ(tasks_read(&s, msg, sizeof(msg)), -EFAULT);
+	t->tasks[2].state = VMPOKE_TASK_UNUSED;		/* unused: not checked */
 	EXPECT_EQ(tasks_read(&s, msg, sizeof(msg)), 0);
 }
 
@@ -370,5 +408,6 @@ static void test_sites_outside_ram(void)
 }
 
 TEST_SUITE(guest_tables, "guest_tables", false,
-	   TEST(test_tasks_valid), TEST(test_tasks_corrupt), TEST(test_tasks_outside_ram),
+	   TEST(test_tasks_valid), TEST(test_tasks_corrupt), TEST(test_tasks_entry_corrupt),
+	   TEST(test_tasks_outside_ram),
 	   TEST(test_percpu), TEST(test_cpl0_frames_nested), TEST(test_sites), TEST(test_sites_outside_ram))

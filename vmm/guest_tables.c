@@ -79,6 +79,34 @@ static int gtab_tasks_header(const struct guest_ram *ram, uint64_t cr3,
 	return 0;
 }
 
+/*
+ * An entry in use (since ABI version 3): only known patch_state bits, and
+ * a stack of 1..VMPOKE_TASK_STACK_MAX bytes, 16-aligned at both ends, whose
+ * first and last bytes are in RAM (the livepatch stack walk still reads
+ * every frame through the page walk).
+ */
+static int gtab_task_check(const struct guest_ram *ram, uint64_t cr3,
+			   const struct vmpoke_task *t, uint32_t i, char *msg, size_t msglen)
+{
+	uint8_t b;
+
+	if (t->state == VMPOKE_TASK_UNUSED)
+		return 0;
+	if (t->patch_state & ~VMPOKE_PATCH_VALID)
+		return gtab_fail(-EINVAL, msg, msglen, "%s[%u]: unknown patch_state bits "
+				 "0x%x", VMPOKE_SYM_TASKS, i, t->patch_state);
+	if (t->stack_hi <= t->stack_lo || t->stack_hi - t->stack_lo > VMPOKE_TASK_STACK_MAX ||
+	    (t->stack_lo | t->stack_hi) & 15)
+		return gtab_fail(-EINVAL, msg, msglen, "%s[%u]: bad stack 0x%" PRIx64 "..0x%"
+				 PRIx64 " (16-aligned, 1..%u bytes)", VMPOKE_SYM_TASKS, i,
+				 t->stack_lo, t->stack_hi, VMPOKE_TASK_STACK_MAX);
+	if (gva_read(ram, cr3, t->stack_lo, &b, 1) || gva_read(ram, cr3, t->stack_hi - 1, &b, 1))
+		return gtab_fail(-EFAULT, msg, msglen, "%s[%u]: stack 0x%" PRIx64 "..0x%"
+				 PRIx64 " is not in guest RAM", VMPOKE_SYM_TASKS, i,
+				 t->stack_lo, t->stack_hi);
+	return 0;
+}
+
 int gtab_tasks_read(const struct guest_ram *ram, uint64_t cr3, const struct sym *sym,
 		    struct vmpoke_task_table *out, char *msg, size_t msglen)
 {
@@ -86,11 +114,13 @@ int gtab_tasks_read(const struct guest_ram *ram, uint64_t cr3, const struct sym 
 
 	memset(out, 0, sizeof(*out));
 	err = gtab_tasks_header(ram, cr3, sym, out, msg, msglen);
-	if (err)
-		return err;
-	return gtab_read(ram, cr3, sym->addr + GTAB_TASKS_HDR, out->tasks,
-			 out->nr_tasks * sizeof(out->tasks[0]),
-			 VMPOKE_SYM_TASKS " entries", msg, msglen);
+	if (!err)
+		err = gtab_read(ram, cr3, sym->addr + GTAB_TASKS_HDR, out->tasks,
+				out->nr_tasks * sizeof(out->tasks[0]),
+				VMPOKE_SYM_TASKS " entries", msg, msglen);
+	for (uint32_t i = 0; !err && i < out->nr_tasks; i++)
+		err = gtab_task_check(ram, cr3, &out->tasks[i], i, msg, msglen);
+	return err;
 }
 
 int gtab_task_read(const struct guest_ram *ram, uint64_t cr3, const struct sym *sym,
@@ -104,8 +134,9 @@ int gtab_task_read(const struct guest_ram *ram, uint64_t cr3, const struct sym *
 	if (id >= h.nr_tasks)
 		return gtab_fail(-EINVAL, msg, msglen, "%s: task %u is not in use "
 				 "(nr_tasks %u)", VMPOKE_SYM_TASKS, id, h.nr_tasks);
-	return gtab_read(ram, cr3, sym->addr + GTAB_TASKS_HDR + (uint64_t)id * sizeof(*out),
-			 out, sizeof(*out), VMPOKE_SYM_TASKS " entry", msg, msglen);
+	err = gtab_read(ram, cr3, sym->addr + GTAB_TASKS_HDR + (uint64_t)id * sizeof(*out),
+			out, sizeof(*out), VMPOKE_SYM_TASKS " entry", msg, msglen);
+	return err ? err : gtab_task_check(ram, cr3, out, id, msg, msglen);
 }
 
 int gtab_percpu_read(const struct guest_ram *ram, uint64_t cr3, const struct sym *sym,

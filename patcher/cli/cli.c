@@ -115,6 +115,7 @@ static const char *const scenario_names[VMPOKE_SCN_MAX] = {
 	[VMPOKE_SCN_IDLE] = "idle",	[VMPOKE_SCN_LAB] = "lab",
 	[VMPOKE_SCN_EMUFAIL] = "emufail",
 	[VMPOKE_SCN_BADSTACK] = "badstack", [VMPOKE_SCN_CPL0] = "cpl0",
+	[VMPOKE_SCN_LIVEPATCH] = "livepatch",
 };
 
 static int cli_name_index(const char *const *names, unsigned int n, const char *s)

@@ -237,6 +237,12 @@ static void gt_check_tasks(const struct gt_in *g)
 			   tt.capacity == VMPOKE_TASKS_CAPACITY && tt.nr_tasks <= tt.capacity &&
 			   (tt.nr_tasks == tt.capacity || !tt.tasks[tt.nr_tasks].state),
 			   "accepted a task table that breaks the rules");
+	for (uint32_t i = 0; !r && i < tt.nr_tasks; i++)
+		FUZZ_CHECK(T, !tt.tasks[i].state ||
+			   (!(tt.tasks[i].patch_state & ~VMPOKE_PATCH_VALID) &&
+			    tt.tasks[i].stack_lo < tt.tasks[i].stack_hi &&
+			    tt.tasks[i].stack_hi - tt.tasks[i].stack_lo <= VMPOKE_TASK_STACK_MAX),
+			   "accepted task %u with a bad patch_state or stack", i);
 	r2 = gtab_task_read(&g->ram, g->cr3, g->syms[0], g->task, &task, msg2, sizeof(msg2));
 	gt_check_ret("gtab_task_read", r2, msg2, g->syms[0]);
 	if (!r2)
