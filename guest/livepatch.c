@@ -34,8 +34,12 @@ typedef uint64_t (*lp_fn)(struct vmpoke_task *t, uint64_t x);
 static uint64_t lp_inner[LP_CAP];
 /* The sleeper asks lp_sleep to block (set around its own call only). */
 static uint8_t lp_nap[LP_CAP];
-/* Exported for tests: ticks a nap lasts, the sleeper inside its nap, naps done. */
-uint32_t lp_sleep_ticks;
+/*
+ * Exported for tests: ticks a nap lasts (re-read while napping, so a test
+ * can hold the sleeper inside lp_sleep and let it go), the sleeper inside
+ * its nap, naps done.
+ */
+volatile uint32_t lp_sleep_ticks;
 volatile uint32_t lp_sleeper_in;
 volatile uint64_t lp_sleeps;
 
