@@ -22,13 +22,49 @@
 #define LAB_RSP_AT_SITE		40
 #define LAB_RSP_IN_CALLEE	48
 #define LAB_RET_ADDR		56
-#define LAB_SIZE		64
+#define LAB_REGS_IN		64	/* 12 words: rax rcx rdx rsi rdi r8-r11 r13-r15 */
+#define LAB_REGS_OUT		160
+#define LAB_RSP_OUT		256
+#define LAB_STACK_IN		264	/* 3 words, planted at rsp_at_site - 24 .. - 8 */
+#define LAB_STACK_OUT		288	/* 5 words, rsp_at_site - 24 .. + 8 */
+#define LAB_SIZE		328
 
 /* VMPOKE_MMIO_CMD(VMPOKE_HC_LAB_DONE) = 0xd0000000 + 8 * 7 */
 #define LAB_DOORBELL		0xd0000038
 
 /* CF PF AF ZF SF OF: the only flags a request may set. */
 #define LAB_ARITH_FLAGS		0x8d5
+
+/*
+ * First thing at every pad, before anything clobbers them: the planted
+ * registers, %rsp and the stack window around rsp_at_site (%rbp - 8) as
+ * the site left them.  mov does not touch the flags.
+ */
+.macro lab_save
+	movq	%rax, LAB_REGS_OUT + 0(%rbx)
+	movq	%rcx, LAB_REGS_OUT + 8(%rbx)
+	movq	%rdx, LAB_REGS_OUT + 16(%rbx)
+	movq	%rsi, LAB_REGS_OUT + 24(%rbx)
+	movq	%rdi, LAB_REGS_OUT + 32(%rbx)
+	movq	%r8, LAB_REGS_OUT + 40(%rbx)
+	movq	%r9, LAB_REGS_OUT + 48(%rbx)
+	movq	%r10, LAB_REGS_OUT + 56(%rbx)
+	movq	%r11, LAB_REGS_OUT + 64(%rbx)
+	movq	%r13, LAB_REGS_OUT + 72(%rbx)
+	movq	%r14, LAB_REGS_OUT + 80(%rbx)
+	movq	%r15, LAB_REGS_OUT + 88(%rbx)
+	movq	%rsp, LAB_RSP_OUT(%rbx)
+	movq	-32(%rbp), %rax
+	movq	%rax, LAB_STACK_OUT + 0(%rbx)
+	movq	-24(%rbp), %rax
+	movq	%rax, LAB_STACK_OUT + 8(%rbx)
+	movq	-16(%rbp), %rax
+	movq	%rax, LAB_STACK_OUT + 16(%rbx)
+	movq	-8(%rbp), %rax
+	movq	%rax, LAB_STACK_OUT + 24(%rbx)
+	movq	(%rbp), %rax
+	movq	%rax, LAB_STACK_OUT + 32(%rbx)
+.endm
 
 /*
  * path = path * 10 + digit; clobbers %rax but not the flags, so a CALL
@@ -109,35 +145,73 @@ lab_task_main:
 	pushq	%rax
 	pushq	%rcx
 	popfq
-	/* mov neither reads nor writes flags */
+	/* mov neither reads nor writes flags: plant the stack, then the registers */
+	movq	LAB_STACK_IN + 0(%rbx), %rax
+	movq	%rax, -32(%rbp)
+	movq	LAB_STACK_IN + 8(%rbx), %rax
+	movq	%rax, -24(%rbp)
+	movq	LAB_STACK_IN + 16(%rbx), %rax
+	movq	%rax, -16(%rbp)
+	movq	LAB_REGS_IN + 0(%rbx), %rax
+	movq	LAB_REGS_IN + 8(%rbx), %rcx
+	movq	LAB_REGS_IN + 16(%rbx), %rdx
+	movq	LAB_REGS_IN + 24(%rbx), %rsi
+	movq	LAB_REGS_IN + 32(%rbx), %rdi
+	movq	LAB_REGS_IN + 40(%rbx), %r8
+	movq	LAB_REGS_IN + 48(%rbx), %r9
+	movq	LAB_REGS_IN + 56(%rbx), %r10
+	movq	LAB_REGS_IN + 64(%rbx), %r11
+	movq	LAB_REGS_IN + 72(%rbx), %r13
+	movq	LAB_REGS_IN + 80(%rbx), %r14
+	movq	LAB_REGS_IN + 88(%rbx), %r15
 	movq	%rsp, LAB_RSP_AT_SITE(%rbx)
 
+	/*
+	 * A function of its own 8 bytes, so that a probe placed here finds
+	 * its containing function (and decodes it from lab_site).
+	 */
 	.globl	lab_site
+	.type	lab_site, @function
 lab_site:
 	/* NOP8: 0f 1f 84 00 00 00 00 00 */
 	.byte	0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00
+	.size	lab_site, . - lab_site
 
+	/*
+	 * lab_taken stays within a rel8 of the site (LOOP, JrCXZ and Jcc
+	 * rel8 reach it), so lab_fall's pad is out of line; a JMP touches
+	 * neither the flags nor the planted registers.
+	 */
 	.globl	lab_fall
 lab_fall:
-	lab_pad	1
-	jmp	.Ldone
+	jmp	.Lfall
 
 	.globl	lab_taken
 lab_taken:
+	lab_save
 	lab_pad	2
+	jmp	.Ldone
+
+.Lfall:
+	lab_save
+	lab_pad	1
 	jmp	.Ldone
 
 	.globl	lab_callee
 lab_callee:
+	lab_save
 	/* Before pushfq moves %rsp: what the CALL left on the stack. */
 	movq	%rsp, LAB_RSP_IN_CALLEE(%rbx)
 	movq	(%rsp), %rax
 	movq	%rax, LAB_RET_ADDR(%rbx)
 	lab_pad	3
+	/* what the site planted in %rax, for the return path's lab_save */
+	movq	LAB_REGS_OUT + 0(%rbx), %rax
 	ret
 
 	.globl	lab_ret_target
 lab_ret_target:
+	lab_save
 	lab_pad	4
 
 .Ldone:

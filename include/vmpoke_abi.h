@@ -333,8 +333,19 @@ struct vmpoke_site_table {
  * then sets seq_done = seq_req and rings VMPOKE_HC_LAB_DONE.
  * "path" accumulates digits (path = path * 10 + pad) so a CALL that returns
  * and falls through reads 31.
+ *
+ * Registers and stack, for the probe emulation set (LOOP, PUSH/POP, call
+ * *%reg...): after loading the flags the task plants regs_in into %rax
+ * %rcx %rdx %rsi %rdi %r8-%r11 %r13-%r15 (VMPOKE_LAB_REGS; %rbx, %rbp,
+ * %r12 are the lab's own) and stack_in[i] at rsp_at_site - 8 * (3 - i)
+ * (below lab_ret_target, which [rsp_at_site] holds).  The first thing
+ * every pad does is store those registers in regs_out, %rsp in rsp_out
+ * and the words at rsp_at_site - 24 .. rsp_at_site + 8 in stack_out.
  */
 #define VMPOKE_LAB_SITE_LEN	8
+#define VMPOKE_LAB_REGS		12	/* rax rcx rdx rsi rdi r8 r9 r10 r11 r13 r14 r15 */
+#define VMPOKE_LAB_STACK_IN	3
+#define VMPOKE_LAB_STACK_OUT	5
 /* The lab's labels (guest/lab.S), as the host finds them. */
 #define VMPOKE_SYM_LAB_SITE		"lab_site"
 #define VMPOKE_SYM_LAB_FALL		"lab_fall"
@@ -350,6 +361,11 @@ struct vmpoke_lab {
 	uint64_t rsp_at_site;
 	uint64_t rsp_in_callee;
 	uint64_t ret_addr;
+	uint64_t regs_in[VMPOKE_LAB_REGS];
+	uint64_t regs_out[VMPOKE_LAB_REGS];
+	uint64_t rsp_out;
+	uint64_t stack_in[VMPOKE_LAB_STACK_IN];
+	uint64_t stack_out[VMPOKE_LAB_STACK_OUT];
 };
 
 /*

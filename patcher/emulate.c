@@ -95,10 +95,11 @@ __u64 *poke_gpr(struct kvm_regs *r, unsigned int n)
 
 /*
  * LOOP/LOOPE/LOOPNE decrement the count register of the address size
- * (RCX, or ECX with a 67 prefix, leaving the upper half as it is, as
- * kprobes' int3_emulate_loop() does) and branch if it is not zero (and
- * ZF allows); JRCXZ/JECXZ branch if it is zero, without changing it.
- * The lab test compares each against the real instruction.
+ * (RCX, or ECX with a 67 prefix) and branch if it is not zero (and ZF
+ * allows); JRCXZ/JECXZ branch if it is zero, without changing it.  A
+ * 32-bit count is written as ECX is, zero-extended into RCX: the lab
+ * (test_lab_loop) shows the real 67 e2 clearing RCX's upper half, where
+ * kprobes' int3_emulate_loop() (and vmpoke before it) kept it.
  */
 static bool emulate_loop(const struct poke_emu *emu, struct kvm_regs *r)
 {
@@ -109,7 +110,7 @@ static bool emulate_loop(const struct poke_emu *emu, struct kvm_regs *r)
 	if (emu->cond == 3)
 		return cx == 0;
 	cx = (cx - 1) & mask;
-	r->rcx = (r->rcx & ~mask) | cx;
+	r->rcx = cx;
 	switch (emu->cond) {
 	case 0: return cx && !zf;	/* LOOPNE */
 	case 1: return cx && zf;	/* LOOPE */

@@ -202,10 +202,45 @@ static void test_emulate_jcc(void)
 	}
 }
 
+/*
+ * A LOOP with a 67 prefix counts in ECX and writes it as ECX: RCX's upper
+ * half cleared, as the real instruction does in the lab (test_lab_loop
+ * found the emulation keeping it); JECXZ looks at ECX only, changing
+ * nothing.
+ */
+static void test_emulate_loop_ecx(void)
+{
+	struct poke_emu loop32 = { .kind = POKE_EMU_LOOP, .len = 3, .cond = 2, .asize = 4,
+				   .target = 0x402000 };
+	struct poke_emu loop64 = loop32, jecxz = loop32;
+	struct kvm_regs r;
+
+	loop64.asize = 8;
+	loop64.len = 2;
+	jecxz.cond = 3;
+	memset(&r, 0, sizeof(r));
+	r.rcx = 0x100000001ull;
+	EXPECT_EQ(poke_emulate_regs(&loop32, SITE, &r, &fake_mem), 0);
+	EXPECT_EQ_U64(0, r.rcx);
+	EXPECT_EQ_U64(SITE + 3, r.rip);
+	r.rcx = 0x500000002ull;
+	EXPECT_EQ(poke_emulate_regs(&loop32, SITE, &r, &fake_mem), 0);
+	EXPECT_EQ_U64(1, r.rcx);
+	EXPECT_EQ_U64(0x402000, r.rip);
+	r.rcx = 0x100000001ull;
+	EXPECT_EQ(poke_emulate_regs(&loop64, SITE, &r, &fake_mem), 0);
+	EXPECT_EQ_U64(0x100000000ull, r.rcx);
+	EXPECT_EQ_U64(0x402000, r.rip);
+	r.rcx = 0x700000000ull;
+	EXPECT_EQ(poke_emulate_regs(&jecxz, SITE, &r, &fake_mem), 0);
+	EXPECT_EQ_U64(0x700000000ull, r.rcx);
+	EXPECT_EQ_U64(0x402000, r.rip);
+}
+
 TEST_SUITE(patch_emulate, "patch_emulate", false,
 	   TEST(test_cond_all_flags),
 	   TEST(test_cond_jng_jnle),
 	   TEST(test_emulate_jmp_and_nop),
 	   TEST(test_emulate_call_ret),
 	   TEST(test_emulate_stack_fault), TEST(test_emulate_ret_noncanonical),
-	   TEST(test_emulate_jcc))
+	   TEST(test_emulate_jcc), TEST(test_emulate_loop_ecx))
