@@ -90,6 +90,13 @@ enum vmpoke_hcall {
 	VMPOKE_HC_READY		= 5,	/* vCPU finished boot, tasks running */
 	VMPOKE_HC_TASK_DONE	= 6,	/* MMIO arg = global task id */
 	VMPOKE_HC_LAB_DONE	= 7,	/* MMIO arg = vmpoke_lab.seq_done */
+	/*
+	 * MMIO only, and only from VMM-written code: an optimized probe's
+	 * detour with a handler stores %rax here as its first instruction,
+	 * so every register is still the probed context's.  The guest never
+	 * rings it itself.
+	 */
+	VMPOKE_HC_PROBE		= 8,
 	VMPOKE_HC_MAX,
 };
 

@@ -19,6 +19,13 @@
  *                then JMP addr + len (or push literal; jmp callee)
  *   base + 256:  u64 counters[VMPOKE_MAX_VCPUS], read by the VMM
  *
+ * With a handler the detour cannot count alone: its first instruction is
+ * `mov %rax, VMPOKE_MMIO_CMD(VMPOKE_HC_PROBE)` (48 A3 imm64), one exit
+ * with every register still the probed context's; a LIVE_PROBE_DOORBELL
+ * entry at the address after it sends the exit to probe_hit() as a hit on
+ * the head, which counts, runs the handler and resumes at body (or where
+ * the handler said).  No #BP, no CPL0 stub: cheaper than an INT3 hit.
+ *
  * Optimizing (the probe is already an armed INT3 probe, p->lock held):
  *   1. relocate the region and write the detour (its slots are FREE:
  *      nothing executes them, a plain write is safe);
@@ -171,6 +178,35 @@ static int optprobe_refuse(struct probe *pr, const char **reason, const char *na
 	return -1;
 }
 
+/* The doorbell a detour with a handler starts with; its length. */
+static size_t optprobe_doorbell(uint8_t *out)
+{
+	uint64_t a = VMPOKE_MMIO_CMD(VMPOKE_HC_PROBE);
+
+	out[0] = 0x48;		/* mov %rax, moffs64 */
+	out[1] = 0xa3;
+	for (int i = 0; i < 8; i++)
+		out[2 + i] = (uint8_t)(a >> (8 * i));
+	return 10;
+}
+
+/* With a handler: publish the doorbell's entry (before anything can ring). */
+static int optprobe_publish_doorbell(struct patcher *p, struct probe *pr,
+				     struct optprobe_detour *d)
+{
+	struct poke_live e;
+
+	memset(&e, 0, sizeof(e));
+	e.addr = d->body;
+	e.len = 1;
+	e.role = LIVE_PROBE_DOORBELL;
+	e.probe = pr;
+	if (traptable_add_live(&p->table, &e, 1))
+		return -1;
+	d->doorbell = e.addr;
+	return 0;
+}
+
 int optprobe_optimize_locked(struct patcher *p, struct probe *pr, const uint8_t *code,
 			     uint64_t fnaddr, size_t fnsize, const char **reason,
 			     char *detail, size_t dlen)
@@ -190,11 +226,11 @@ int optprobe_optimize_locked(struct patcher *p, struct probe *pr, const uint8_t 
 	pr->opt_refused[0] = '\0';
 	if (pr->detour)
 		return 0;
-	if (pr->opts.handler)
+	if (pr->opts.handler && patcher_addr_is_cpl0(p, pr->addr))
 		return optprobe_refuse(pr, reason, "has_handler", detail, dlen,
-				       "a Lua/C handler needs an exit per hit; the "
-				       "detour only counts");
-	if (pr->opts.max_hits)
+				       "a detour's doorbell is a CPL3 MMIO store; this "
+				       "is CPL0 text");
+	if (pr->opts.max_hits && !pr->opts.handler)
 		return optprobe_refuse(pr, reason, "max_hits", detail, dlen,
 				       "a detour counts without an exit and cannot "
 				       "stop at max_hits");
@@ -207,7 +243,8 @@ int optprobe_optimize_locked(struct patcher *p, struct probe *pr, const uint8_t 
 	base = xol_slot_addr(x, slot);
 	memset(buf, 0, sizeof(buf));
 	memset(buf, POKE_INT3, OPTPROBE_CODE_SIZE);
-	n = optprobe_prologue(base, buf, OPTPROBE_CODE_SIZE);
+	n = pr->opts.handler ? optprobe_doorbell(buf) :
+	    optprobe_prologue(base, buf, OPTPROBE_CODE_SIZE);
 	nlive = optprobe_live_ranges(p, pr, &live);
 	if (relocate_region(code, fnsize, fnaddr, pr->addr, OPTPROBE_JMP_LEN, base + n,
 			    live, nlive, buf + n, OPTPROBE_CODE_SIZE - n, &rr, reason,
@@ -240,6 +277,12 @@ int optprobe_optimize_locked(struct patcher *p, struct probe *pr, const uint8_t 
 	d->slot = slot;
 	d->base = base;
 	d->body = base + n;
+	if (pr->opts.handler && optprobe_publish_doorbell(p, pr, d)) {
+		free(d);
+		optprobe_unuse(x, slot);
+		return optprobe_refuse(pr, reason, "no_memory", detail, dlen,
+				       "cannot publish the doorbell's entry");
+	}
 
 	/* 2. INT3 hits take the detour's copy; after the sync, every hook does */
 	atomic_store(&pr->via, d->body);
@@ -347,6 +390,18 @@ void optprobe_reap_locked(struct patcher *p, struct probe *pr)
 		snprintf(r.what, sizeof(r.what), "detour of %s", pr->where);
 		if (busy_scan(p, &r, 1, why, sizeof(why), NULL))
 			continue;	/* someone is inside (or no answer): later */
+		if (d->doorbell) {
+			/* nobody can ring it now; a sync later nobody holds the entry */
+			uint64_t mark;
+
+			if (traptable_remove_addrs(&p->table, &d->doorbell, 1))
+				continue;
+			mark = traptable_mark(&p->table);
+			if (vmm_sync(p->vm))
+				continue;	/* retried at the next reap */
+			traptable_reclaim(&p->table, mark);
+			d->doorbell = 0;
+		}
 		optprobe_read_counters(p, d, d->final);
 		atomic_store_explicit(&d->state, DETOUR_FREED, memory_order_release);
 		optprobe_unuse(x, d->slot);

@@ -139,6 +139,8 @@ enum poke_live_role {
 	LIVE_PROBE,		/* a probe's head: probe_hit() (persistent) */
 	LIVE_PROBE_RET,		/* the INT3 closing a probe's out-of-line slot:
 				 * resume at emu.target (uprobes' IP fix) */
+	LIVE_PROBE_DOORBELL,	/* just after an optimized probe's detour rang
+				 * VMPOKE_HC_PROBE: probe_hit() for its probe */
 };
 
 struct poke_live {
@@ -147,7 +149,7 @@ struct poke_live {
 	uint8_t role;			/* enum poke_live_role */
 	uint8_t old[POKE_MAX_LEN];	/* for site.c's recovery of our INT3s */
 	struct poke_emu emu;
-	struct probe *probe;		/* LIVE_PROBE, LIVE_PROBE_RET */
+	struct probe *probe;		/* LIVE_PROBE, LIVE_PROBE_RET, LIVE_PROBE_DOORBELL */
 };
 
 /* Immutable once published. */

@@ -715,6 +715,8 @@ enum vmm_trap_verdict probe_hit(struct patcher *p, const struct poke_live *e,
 	uint64_t via;
 	bool again;
 
+	if (e->role == LIVE_PROBE_DOORBELL)
+		e = &pr->head;		/* an optimized probe's detour rang: a hit there */
 	if (!r) {
 		/* a trap source without registers: what the frame has */
 		memset(&local, 0, sizeof(local));

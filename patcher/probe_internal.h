@@ -139,6 +139,7 @@ struct optprobe_detour {
 	int slot;			/* first XOL slot */
 	uint64_t base;			/* guest address: code, then counters */
 	uint64_t body;			/* the relocated region (INT3 hits go here) */
+	uint64_t doorbell;		/* with a handler: the entry after the doorbell, else 0 */
 	_Atomic int state;
 	uint64_t final[VMPOKE_MAX_VCPUS]; /* the counters, copied when freed */
 };

@@ -389,7 +389,7 @@ enum vmm_trap_verdict traptable_hook(struct vmm_trap *trap, void *opaque)
 				   trap->path == VMM_TRAP_DEBUG_EXIT,
 				   traptable_hook_read_byte, trap->vm, &e)) {
 	case TRAP_LIVE:
-		if (e->role == LIVE_PROBE)
+		if (e->role == LIVE_PROBE || e->role == LIVE_PROBE_DOORBELL)
 			return probe_hit(p, e, trap);
 		if (e->role == LIVE_PROBE_RET) {
 			/* the out-of-line copy ran: go on after the original */

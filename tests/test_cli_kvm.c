@@ -284,6 +284,8 @@ static void test_cli_kvm_bench_probe(void)
 	static const char *const keys[] = {
 		"baseline_iter_ns", "int3_ns", "int3_emulated_ns", "int3_stepped_ns",
 		"int3_handler_ns", "int3_lua_ns", "int3_wall_ns", "int3_lua_wall_ns",
+		"optimized_ns", "optimized_handler_ns", "ratio_int3_to_optimized",
+		"optimized_iter_ns",
 	};
 	struct json_object *j, *v;
 	char args[600], *out = NULL;
@@ -304,6 +306,10 @@ static void test_cli_kvm_bench_probe(void)
 	}
 	hpi = json_object_get_double(get(j, "int3_hits_per_iter"));
 	EXPECT_TRUE_MSG(hpi > 4.9 && hpi < 5.1, "%.3f hits per iteration, want 5", hpi);
+	/* the optimized probe counted every hit too, with no exit */
+	hpi = json_object_get_double(get(j, "optimized_hits_per_iter"));
+	EXPECT_TRUE_MSG(hpi > 4.9 && hpi < 5.1, "optimized: %.3f hits per iteration, want 5",
+			hpi);
 	EXPECT_GT(json_object_get_double(get(j, "baseline_iter_ns")), 0.0);
 	json_object_put(j);
 	free(out);

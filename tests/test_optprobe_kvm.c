@@ -7,6 +7,7 @@
  * wrongly relocated region shows as a check failure.  Probes are placed
  * before vmm_start() of a finite run: the counts are then exact.
  */
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -275,7 +276,62 @@ out:
 	oenv_end(&e);
 }
 
+struct hctx {
+	uint64_t addr;
+	atomic_uint_fast64_t calls, bad_rip;
+};
+
+static enum probe_verdict count_handler(struct probe_hit_ctx *ctx, void *opaque)
+{
+	struct hctx *h = opaque;
+
+	atomic_fetch_add(&h->calls, 1);
+	if (ctx->regs->rip != h->addr)
+		atomic_fetch_add(&h->bad_rip, 1);
+	return PROBE_RESUME;
+}
+
+/*
+ * With a handler: the detour rings VMPOKE_HC_PROBE (one exit, no #BP);
+ * the handler sees the context at the probe address, once per call.
+ */
+static void test_optprobe_handler(void)
+{
+	struct hctx h = { 0 };
+	struct probe_opts o = { .kind = PROBE_KIND_OPTIMIZED, .handler = count_handler,
+				.opaque = &h };
+	struct vmm_result res;
+	struct probe *pr;
+	const char *why;
+	struct oenv e;
+	char msg[512];
+
+	if (!testlib_require_kvm() || !oenv_boot(&e, 2, 2000))
+		goto out;
+	h.addr = osym(&e, "lib_%s", "mul_add");
+	pr = probe_add(e.p, h.addr, &o, &why, msg, sizeof(msg));
+	EXPECT_TRUE_MSG(pr != NULL, "%s", msg);
+	if (!pr || !oenv_start(&e))
+		goto out;
+	EXPECT_TRUE_MSG(probe_kind_of(pr) == PROBE_KIND_OPTIMIZED, "'%s'",
+			probe_opt_refusal(pr));
+	EXPECT_TRUE_MSG(vmm_wait(e.vm, OPT_TIMEOUT_MS, &res) == VMM_DONE, "run: %s",
+			res.message);
+	expect_exact(&e, pr, "mul_add");
+	EXPECT_EQ_U64(atomic_load(&h.calls), vmm_hcall_count(e.vm, VMPOKE_HC_PROBE));
+	EXPECT_EQ_U64(0, atomic_load(&h.bad_rip));
+	{
+		struct probe_counts c;
+
+		probe_counts(pr, &c);
+		EXPECT_EQ_U64(c.hits, atomic_load(&h.calls));
+	}
+	EXPECT_EQ(probe_remove(pr, msg, sizeof(msg)), 0);
+out:
+	oenv_end(&e);
+}
+
 TEST_SUITE(optprobe_unit, "optprobe_unit", false, TEST(test_optprobe_prologue))
 TEST_SUITE(optprobe_kvm, "optprobe_kvm", true,
 	   TEST(test_optprobe_each_lib), TEST(test_optprobe_unoptimize_hot),
-	   TEST(test_optprobe_remove_busy))
+	   TEST(test_optprobe_remove_busy), TEST(test_optprobe_handler))

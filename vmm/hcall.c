@@ -243,6 +243,10 @@ int hcall_handle(struct vcpu *v, uint32_t cmd, uint64_t arg, bool from_mmio)
 	case VMPOKE_HC_TASK_DONE:
 	case VMPOKE_HC_LAB_DONE:
 		return 0;
+	case VMPOKE_HC_PROBE:
+		if (from_mmio)
+			return trap_probe_doorbell(v);
+		break;
 	case VMPOKE_HC_PUTS:
 		if (hcall_read_percpu(v, &pc, "puts"))
 			return 1;
@@ -272,11 +276,13 @@ int hcall_handle(struct vcpu *v, uint32_t cmd, uint64_t arg, bool from_mmio)
 		}
 		return hcall_check_fail(v, &chk);
 	default:
-		vm_end(v->vm, VMM_UNEXPECTED_EXIT, (int)v->id, NULL,
-		       "unknown hypercall %u from vcpu %u (%s) at %s", cmd, v->id,
-		       from_mmio ? "mmio" : "port",
-		       vmm_symbolize(v->vm, exit_rip(v), sym, sizeof(sym)));
-		return 1;
+		break;
 	}
+	/* unknown, or VMPOKE_HC_PROBE through the port */
+	vm_end(v->vm, VMM_UNEXPECTED_EXIT, (int)v->id, NULL,
+	       "unknown hypercall %u from vcpu %u (%s) at %s", cmd, v->id,
+	       from_mmio ? "mmio" : "port",
+	       vmm_symbolize(v->vm, exit_rip(v), sym, sizeof(sym)));
+	return 1;
 }
 

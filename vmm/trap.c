@@ -288,3 +288,44 @@ fail:
 	       "host error: vcpu %u: debug-exit trap: %s", v->id, strerror(errno));
 	return 1;
 }
+
+/*
+ * VMPOKE_HC_PROBE: an optimized probe's detour rang (a CPL3 MMIO store of
+ * %rax, VMM-written, its first instruction), so every register is the
+ * probed context's, and KVM has already moved RIP past the store.  The
+ * hook finds the detour by that RIP (trap->addr), runs the handler and
+ * says where to go on: the rest of the detour, or the handler's RIP.
+ * No entry for it (the detour is going away): carry on in the detour.
+ */
+int trap_probe_doorbell(struct vcpu *v)
+{
+	struct kvm_regs regs, ctx;
+	struct vmm_trap t;
+
+	if (vcpu_get_regs(v, &regs))
+		goto fail;
+	atomic_store(&v->last_rip, regs.rip);
+	ctx = regs;
+	t = (struct vmm_trap){ .vm = v->vm, .vcpu = v->id, .path = VMM_TRAP_DOORBELL,
+		.addr = regs.rip, .rip = regs.rip, .rsp = regs.rsp,
+		.rflags = regs.rflags, .regs = &ctx, .cpl = 3 };
+	if (trap_call_hook(v, &t) != VMM_TRAP_HANDLED)
+		return 0;
+	if (t.regs_dirty) {
+		ctx.rflags = (regs.rflags & ~TRAP_ARITH_FLAGS) |
+			     (ctx.rflags & TRAP_ARITH_FLAGS);
+		regs = ctx;
+	}
+	if (!t.regs_dirty && regs.rip == t.rip && regs.rsp == t.rsp)
+		return 0;
+	regs.rip = t.rip;
+	regs.rsp = t.rsp;
+	if (vcpu_set_regs(v, &regs))
+		goto fail;
+	return 0;
+fail:
+	vm_end(v->vm, VMM_HOST_ERROR, (int)v->id, NULL,
+	       "host error: vcpu %u: registers at a probe doorbell: %s", v->id,
+	       strerror(errno));
+	return 1;
+}

@@ -173,6 +173,7 @@ int trap_doorbell_frame(const struct guest_ram *ram, uint64_t cr3, struct kvm_re
 			enum vmm_trap_verdict (*hook)(void *ctx, struct vmm_trap *t),
 			void *ctx, bool *set_regs);
 int trap_debug_exit(struct vcpu *v);
+int trap_probe_doorbell(struct vcpu *v);
 
 /* sync.c */
 void sync_install_kick(void);
