@@ -47,6 +47,7 @@
 #include <stdint.h>
 #include <linux/kvm.h>
 
+#include "livepatch.h"
 #include "vmpoke_abi.h"
 
 #define CAMPAIGN_MAX_SITE	16	/* = POKE_MAX_LEN */
@@ -191,6 +192,17 @@ struct campaign_ops {
 			    char *msg, size_t len);
 	int (*static_call_update)(void *be, const char *name, uint64_t target, size_t *sites,
 				  size_t *stw, struct campaign_patch_out *out);
+	/*
+	 * Optional: livepatch (include/livepatch.h).  livepatch_new validates
+	 * a patch (retry_ms 0: the default) and hands back its handle;
+	 * livepatch_op runs 'e'nable, 'd'isable or 'f'orce, a refusal being
+	 * out->ok = false with out->error; livepatch_info reads its state.
+	 * The backend's run() retries the transition in progress.
+	 */
+	int (*livepatch_new)(void *be, const struct klp_func_spec *f, size_t n,
+			     unsigned int retry_ms, void **h, char *msg, size_t len);
+	int (*livepatch_op)(void *be, void *h, char op, struct campaign_patch_out *out);
+	void (*livepatch_info)(void *be, void *h, struct klp_info *info);
 };
 
 /*

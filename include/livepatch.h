@@ -176,6 +176,8 @@ int klp_force(struct klp_patch *lp, char *msg, size_t len);
  * failed batch: the transition stays and is retried).
  */
 int klp_tick(struct klp *k, bool now, char *msg, size_t len);
+/* This patch's retry interval (0: the engine's). */
+void klp_patch_set_retry_ms(struct klp_patch *lp, unsigned int ms);
 /* The transition in progress, NULL if none. */
 struct klp_patch *klp_in_transition(struct klp *k);
 void klp_patch_info(const struct klp_patch *lp, struct klp_info *out);

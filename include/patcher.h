@@ -87,6 +87,7 @@ enum poke_inject {
 	POKE_INJECT_NO_GHOST,		/* trap hook: no ghost handling */
 	POKE_INJECT_LATE_PUBLISH,	/* publish after the INT3 sync, not before the INT3 */
 	POKE_INJECT_NO_OPTIMIZE_SHADOW,	/* optprobe: write the JMP without the shadow check */
+	POKE_INJECT_NO_STACK_CHECK,	/* livepatch: switch tasks without the stack walk */
 };
 
 /*

@@ -411,6 +411,8 @@ static void campaign_undo(struct campaign *c)
 	}
 	/* keys last: a key's sites must hold no probe or patch of ours */
 	c->restored = campaign_kinds_undo(c);
+	if (!campaign_livepatch_undo(c))
+		c->restored = false;
 	for (size_t i = 0; i < c->nr_probes; i++) {
 		struct campaign_probe *cp = c->probes[i];
 
@@ -454,6 +456,7 @@ static void campaign_free(struct campaign *c)
 	free(c->batches);
 	free(c->expects);
 	free(c->changed);
+	free(c->livepatches);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->out.lock);

@@ -108,6 +108,8 @@ struct campaign {
 	size_t nr_expects, cap_expects;
 	struct campaign_changed *changed;	/* keys and calls, in order */
 	size_t nr_changed;
+	void **livepatches;		/* backend handles of vm:livepatch(), in order */
+	size_t nr_livepatches;
 	uint64_t seq;
 
 	atomic_int interp;		/* enum campaign_interp */
@@ -162,6 +164,9 @@ int campaign_track(struct campaign *c, enum campaign_kind kind, const char *name
 /* Put every key and call back, newest first; false if one is not. */
 bool campaign_kinds_undo(struct campaign *c);
 /* campaign_scall.c: vm:static_calls(), vm:static_call(name) */
+/* campaign_livepatch.c: vm:livepatch{...}; undo: disable each, false if one stays */
+int campaign_lua_livepatch(lua_State *L);
+bool campaign_livepatch_undo(struct campaign *c);
 
 /* campaign_lua.c */
 struct campaign *campaign_lua_vm(lua_State *L);		/* `vm` of method, booted */

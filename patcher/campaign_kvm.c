@@ -18,6 +18,7 @@
 #include "campaign_internal.h"
 #include "clock.h"
 #include "jump_label.h"
+#include "livepatch.h"
 #include "static_call.h"
 #include "patcher.h"
 #include "probe.h"
@@ -38,6 +39,7 @@ struct kvm_be {
 	char *image;
 	struct jl_table *jl;		/* loaded on first use */
 	struct sc_table *sc;
+	struct klp *klp;		/* made by the first vm:livepatch() */
 };
 
 static void *kvm_monitor(void *arg)
@@ -428,10 +430,65 @@ static void kvm_probe_reap(void *be)
 	probe_reap(((struct kvm_be *)be)->p);
 }
 
+static int kvm_livepatch_new(void *be, const struct klp_func_spec *f, size_t n,
+			     unsigned int retry_ms, void **h, char *msg, size_t len)
+{
+	struct kvm_be *k = be;
+	struct klp_patch *lp;
+
+	if (!k->klp) {
+		struct klp_opts o = { 0 };
+
+		k->klp = klp_new(k->p, k->vm, k->image, &o, msg, len);
+		if (!k->klp)
+			return -EINVAL;
+	}
+	lp = klp_patch_new(k->klp, f, n, msg, len);
+	if (!lp)
+		return -EINVAL;
+	klp_patch_set_retry_ms(lp, retry_ms);
+	*h = lp;
+	return 0;
+}
+
+static void kvm_livepatch_info(void *be, void *h, struct klp_info *info)
+{
+	(void)be;
+	klp_patch_info(h, info);
+}
+
+/* 'e'nable, 'd'isable, 'f'orce, or 't': retry the transition now. */
+static int kvm_livepatch_op(void *be, void *h, char op, struct campaign_patch_out *out)
+{
+	struct kvm_be *k = be;
+	struct klp_info a, b;
+	int ret;
+
+	klp_patch_info(h, &a);
+	if (op == 'e')
+		ret = klp_enable(h, out->error, sizeof(out->error));
+	else if (op == 'd')
+		ret = klp_disable(h, out->error, sizeof(out->error));
+	else if (op == 'f')
+		ret = klp_force(h, out->error, sizeof(out->error));
+	else
+		ret = klp_tick(k->klp, true, out->error, sizeof(out->error));
+	klp_patch_info(h, &b);
+	out->ok = !ret;
+	out->syncs = b.syncs - a.syncs;
+	out->us = b.us - a.us;
+	return 0;	/* a refusal is out->ok = false */
+}
+
 static void kvm_run(void *be, unsigned int ms)
 {
 	struct kvm_be *k = be;
 	struct timespec ts;
+	char msg[256];
+
+	/* livepatch retries, about every retry_ms, while the script waits */
+	if (k->klp && !k->ended && klp_tick(k->klp, false, msg, sizeof(msg)))
+		fprintf(stderr, "vmpoke campaign: livepatch: %s\n", msg);
 
 	clock_deadline(&ts, ms * CLOCK_NS_PER_MS);
 	pthread_mutex_lock(&k->lock);
@@ -488,6 +545,7 @@ static void kvm_destroy(void *be)
 		vmm_stop(k->vm);
 	if (k->mon_started)
 		pthread_join(k->mon, NULL);
+	klp_free(k->klp);
 	if (k->p)
 		patcher_destroy(k->p);
 	if (k->vm)
@@ -528,4 +586,7 @@ const struct campaign_ops campaign_kvm_ops = {
 	.static_key_set = kvm_static_key_set,
 	.static_calls = kvm_static_calls,
 	.static_call_update = kvm_static_call_update,
+	.livepatch_new = kvm_livepatch_new,
+	.livepatch_op = kvm_livepatch_op,
+	.livepatch_info = kvm_livepatch_info,
 };

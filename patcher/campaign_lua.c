@@ -1088,6 +1088,7 @@ static const luaL_Reg vm_methods[] = {
 	{ "static_key", campaign_lua_static_key },
 	{ "static_calls", campaign_lua_static_calls },
 	{ "static_call", campaign_lua_static_call },
+	{ "livepatch", campaign_lua_livepatch },
 	{ NULL, NULL },
 };
 

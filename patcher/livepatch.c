@@ -49,6 +49,7 @@ struct klp_patch {
 	bool forced;
 	uint32_t target;		/* VMPOKE_PATCH_* the transition goes to */
 	uint64_t t0_ns, next_ns;
+	unsigned int retry_ms;
 	unsigned int retries, switched;
 	size_t nr_pending;
 	struct klp_straggler pending[VMPOKE_TASKS_CAPACITY];
@@ -72,6 +73,7 @@ struct klp {
 	size_t nr_patches;
 	struct klp_patch *transition;	/* at most one, as in the kernel */
 	struct vmpoke_task_table *tab;	/* scratch for retries */
+	uint64_t next_reap_ns;		/* stubs' grace check, every retry_ms */
 };
 
 static const uint8_t klp_nop5[5] = { 0x0f, 0x1f, 0x44, 0x00, 0x00 };
@@ -194,6 +196,7 @@ struct klp_patch *klp_patch_new(struct klp *k, const struct klp_func_spec *f, si
 	}
 	lp->k = k;
 	lp->nr = n;
+	lp->retry_ms = k->o.retry_ms;
 	for (size_t i = 0; i < n; i++) {
 		struct klp_func *kf = &lp->f[i];
 		const struct sym *d;
@@ -604,7 +607,7 @@ static int klp_try(struct klp_patch *lp, bool force, char *msg, size_t len)
 	lp->switched += switched;
 	klp_history(lp, switched);
 	lp->retries++;
-	lp->next_ns = clock_now_ns() + (uint64_t)k->o.retry_ms * CLOCK_NS_PER_MS;
+	lp->next_ns = clock_now_ns() + (uint64_t)lp->retry_ms * CLOCK_NS_PER_MS;
 	return lp->nr_pending ? 0 : klp_complete(lp, msg, len);
 }
 
@@ -734,8 +737,16 @@ int klp_tick(struct klp *k, bool now, char *msg, size_t len)
 	msg[0] = '\0';
 	if (lp && (now || clock_now_ns() >= lp->next_ns))
 		err = klp_try(lp, false, msg, len);
-	klp_stubs_reap(k);
+	if (now || clock_now_ns() >= k->next_reap_ns) {
+		klp_stubs_reap(k);
+		k->next_reap_ns = clock_now_ns() + (uint64_t)k->o.retry_ms * CLOCK_NS_PER_MS;
+	}
 	return err;
+}
+
+void klp_patch_set_retry_ms(struct klp_patch *lp, unsigned int ms)
+{
+	lp->retry_ms = ms ? ms : lp->k->o.retry_ms;
 }
 
 struct klp_patch *klp_in_transition(struct klp *k)

@@ -105,12 +105,49 @@ static bool klp_branches(const cs_insn *insn)
 	       (b[0] & 0xf0) == 0x70 || (insn->size >= 2 && b[0] == 0x0f && (b[1] & 0xf0) == 0x80);
 }
 
+/* Does insn write %rsp or %rbp (push, pop, sub $n,%rsp, mov ...,%rbp)? */
+static bool klp_writes_frame_regs(csh h, const cs_insn *insn)
+{
+	cs_regs rd, wr;
+	uint8_t nrd, nwr;
+
+	if (cs_regs_access(h, insn, rd, &nrd, wr, &nwr))
+		return true;
+	for (uint8_t i = 0; i < nwr; i++)
+		if (wr[i] == X86_REG_RSP || wr[i] == X86_REG_ESP || wr[i] == X86_REG_RBP ||
+		    wr[i] == X86_REG_EBP)
+			return true;
+	return false;
+}
+
+/*
+ * Before the frame is set up: push %rbp, then mov %rsp,%rbp, with other
+ * work scheduled around them (gcc does) but nothing else that moves %rsp
+ * or %rbp, and no branch: otherwise [%rbp + 8] might not be the return
+ * address and a caller's frame would be missed.  1: framed after this insn;
+ * 0: keep looking; -1: this function has no frame we can trust.
+ */
+static int klp_prologue_step(csh h, const cs_insn *insn, bool *pushed)
+{
+	const uint8_t *b = insn->bytes;
+
+	if (insn->size == 1 && b[0] == 0x55 && !*pushed) {	/* push %rbp */
+		*pushed = true;
+		return 0;
+	}
+	/* mov %rsp,%rbp, in either encoding */
+	if (*pushed && insn->size == 3 && b[0] == 0x48 &&
+	    ((b[1] == 0x89 && b[2] == 0xe5) || (b[1] == 0x8b && b[2] == 0xec)))
+		return 1;
+	return klp_branches(insn) || klp_writes_frame_regs(h, insn) ? -1 : 0;
+}
+
 bool klp_frame_ok(const uint8_t *code, size_t size, uint64_t base, uint64_t rip)
 {
 	const uint8_t *p = code;
 	uint64_t pc = base;
 	size_t left = size;
-	bool ok = false, framed = false, after_pop = false, found = false;
+	bool ok = false, framed = false, pushed = false, after_pop = false, found = false;
 	cs_insn *insn;
 	csh h;
 
@@ -122,12 +159,11 @@ bool klp_frame_ok(const uint8_t *code, size_t size, uint64_t base, uint64_t rip)
 		pc += 5;
 		left -= 5;
 	}
-	if (!left || *p != 0x55 || pc == rip)	/* push %rbp */
-		return false;
 	if (cs_open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK)
 		return false;
+	cs_option(h, CS_OPT_DETAIL, CS_OPT_ON);
 	insn = cs_malloc(h);
-	while (insn && !found && cs_disasm_iter(h, &p, &left, &pc, insn)) {
+	while (insn && cs_disasm_iter(h, &p, &left, &pc, insn)) {
 		const uint8_t *b = insn->bytes;
 
 		if (insn->address == rip) {
@@ -136,12 +172,11 @@ bool klp_frame_ok(const uint8_t *code, size_t size, uint64_t base, uint64_t rip)
 			break;
 		}
 		if (!framed) {
-			/* mov %rsp,%rbp, in either encoding */
-			if (insn->size == 3 && b[0] == 0x48 &&
-			    ((b[1] == 0x89 && b[2] == 0xe5) || (b[1] == 0x8b && b[2] == 0xec)))
-				framed = true;
-			else if (klp_branches(insn) || insn->id == X86_INS_POP)
-				break;	/* no frame set up at the start */
+			int r = klp_prologue_step(h, insn, &pushed);
+
+			if (r < 0)
+				break;
+			framed = r > 0;
 			continue;
 		}
 		if ((insn->size == 1 && (b[0] == 0x5d || b[0] == 0xc9)))	/* pop %rbp, leave */

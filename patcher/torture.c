@@ -55,6 +55,7 @@ struct torture {
 	struct sc_table *sc;		/* --kinds static_call */
 	uint64_t call_updates;
 	struct torture_probes *probes;	/* --kinds probe */
+	struct torture_lp *lp;		/* --kinds livepatch */
 
 	uint64_t patches, batches, aborts;
 	double t0, first_detection;	/* < 0: none */
@@ -557,6 +558,8 @@ static void torture_patch_loop(struct torture *t, double seconds)
 			r = torture_probes_step(t->probes, &rng) ? -1 : 0;
 		if (r < 0 && atomic_load(&t->ended))
 			r = 1;	/* the guest died under a probe's sync: its verdict */
+		if (!r && t->lp && torture_lp_round(t->lp, &rng))
+			r = atomic_load(&t->ended) ? 1 : -1;
 
 		now = torture_now_s();
 		if (t->first_detection < 0 &&
@@ -636,6 +639,9 @@ static int torture_session(struct torture *t, const struct torture_opts *a,
 		if (!t->probes)
 			goto out_stop;
 	}
+	if ((a->kinds & TORTURE_KINDS_LP) &&
+	    !(t->lp = torture_lp_new(t->p, t->vm, a->cfg.image, a->inject)))
+		goto out_stop;
 	if (a->hotplug) {
 		if (pthread_create(&hot, NULL, torture_hotplug, t))
 			goto out_stop;
@@ -674,6 +680,8 @@ static int torture_session(struct torture *t, const struct torture_opts *a,
 	r->patches = t->patches;
 	r->key_flips = t->key_flips;
 	r->call_updates = t->call_updates;
+	if (t->lp)
+		torture_lp_stats(t->lp, &r->lp);
 	r->batches = t->batches;
 	r->hotplug_cycles = t->hotplug_cycles;
 	r->nr_sites = t->nr_sites;
@@ -688,6 +696,8 @@ out_stop:
 	vmm_stop(t->vm);
 	if (mon_started)
 		pthread_join(mon, NULL);
+	torture_lp_free(t->lp);
+	t->lp = NULL;
 out_patcher:
 	patcher_destroy(t->p);
 out_vm:

@@ -68,6 +68,13 @@ int torture_probes_step(struct torture_probes *tp, uint64_t *rng);
 int torture_probes_finish(struct torture_probes *tp, bool guest_alive,
 			  struct torture_probe_report *r);
 void torture_probes_free(struct torture_probes *tp);
+/*
+ * --kinds livepatch: enable and disable livepatches of the guest's lp_*
+ * functions (torture_livepatch.c), reversing some mid-transition; boots
+ * the livepatch scenario (TORTURE plus the sleeper).
+ */
+#define TORTURE_KIND_LIVEPATCH	18
+#define TORTURE_KINDS_LP	(1u << TORTURE_KIND_LIVEPATCH)
 
 struct torture_site {
 	struct vmpoke_site_desc desc;
@@ -124,6 +131,13 @@ struct torture_report {
 	uint64_t key_flips;		/* jump_label: keys flipped */
 	uint64_t call_updates;		/* static_call: calls retargeted */
 	struct torture_probe_report probes;	/* probe */
+	struct torture_lp_stats {	/* livepatch */
+		uint64_t transitions;	/* completed, either way */
+		uint64_t reversals;	/* reversed mid-transition */
+		uint64_t retries, switches;
+		uint64_t stragglers;	/* retries that found a task sleeping in a body */
+		uint64_t planted;	/* transitions begun with the sleeper inside */
+	} lp;
 	uint64_t guest_faults;		/* 0 or 1: a fault ends the run */
 	uint64_t check_failures;
 	unsigned int nr_sites;
@@ -142,6 +156,18 @@ struct torture_report {
  * message printed.
  */
 int torture_run(const struct torture_opts *o, struct torture_report *r);
+
+/*
+ * The livepatch kind (torture_livepatch.c).  new: NULL and a message if the
+ * image has no livepatch targets.  round: begin, retry or reverse one
+ * transition; 0, or -1 with the message printed.
+ */
+struct torture_lp;
+struct torture_lp *torture_lp_new(struct patcher *p, struct vm *vm, const char *image,
+				  enum poke_inject inject);
+int torture_lp_round(struct torture_lp *t, uint64_t *rng);
+void torture_lp_stats(const struct torture_lp *t, struct torture_lp_stats *out);
+void torture_lp_free(struct torture_lp *t);
 
 /* xorshift64*: seeded, reproducible, cheap. */
 static inline uint64_t torture_rand(uint64_t *s)

@@ -21,6 +21,7 @@ static const struct {
 	{ "jump_label", TORTURE_KIND_JUMP_LABEL },
 	{ "static_call", TORTURE_KIND_STATIC_CALL },
 	{ "probe", TORTURE_KIND_PROBE },
+	{ "livepatch", TORTURE_KIND_LIVEPATCH },
 };
 
 static const char *const inject_names[] = {
@@ -33,6 +34,7 @@ static const char *const inject_names[] = {
 	[POKE_INJECT_NO_GHOST] = "no-ghost",
 	[POKE_INJECT_LATE_PUBLISH] = "late-publish",
 	[POKE_INJECT_NO_OPTIMIZE_SHADOW] = "no-optimize-shadow",
+	[POKE_INJECT_NO_STACK_CHECK] = "no-stack-check",
 };
 
 const char *torture_kind_name(uint32_t kind)

@@ -313,7 +313,7 @@ int campaign_check_events(const char *path, char *why, size_t len)
 {
 	static const char *const types[] = { "probe", "hit", "patch_phase", "expect", "log",
 					     "guest_fault", "static_key",
-					     "static_call" };
+					     "static_call", "livepatch" };
 	FILE *f = fopen(path, "r");
 	char line[8192];
 	size_t n = 0;

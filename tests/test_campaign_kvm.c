@@ -131,6 +131,14 @@ static void test_campaign_static_keys(void)
 	EXPECT_TRUE(campaign_check_trace_has(K_TRACE, "X", "static_key:disable"));
 }
 
+/* lp_sleep and lp_mix replaced and put back under load, printed per retry. */
+static void test_campaign_livepatch(void)
+{
+	example("livepatch.lua", 7);
+	EXPECT_TRUE(campaign_check_trace_has(K_TRACE, "X", "lp:enable"));
+	EXPECT_TRUE(campaign_check_trace_has(K_TRACE, "X", "lp:disable"));
+}
+
 /* sc_op through every target and NULL; the undeclared target refused. */
 static void test_campaign_static_call(void)
 {
@@ -399,7 +407,7 @@ TEST_SUITE(campaign_kvm, "campaign_kvm", true,
 	   TEST(test_campaign_demo),
 	   TEST(test_campaign_static_keys),
 	   TEST(test_campaign_static_key_api),
-	   TEST(test_campaign_static_call),
+	   TEST(test_campaign_static_call), TEST(test_campaign_livepatch),
 	   TEST(test_campaign_static_call_api),
 	   TEST(test_campaign_skip),
 	   TEST(test_campaign_every_symbol),

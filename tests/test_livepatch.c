@@ -180,6 +180,10 @@ static void test_frame_ok(void)
 		0xc3,				/* 19: ret */
 	};
 	static const uint8_t noframe[] = { 0x48, 0x89, 0xf8, 0xc3 };
+	/* gcc schedules work before the push: fine, unless it moves %rsp */
+	static const uint8_t early[] = { 0x48, 0x89, 0xf8, 0x55, 0x48, 0x89, 0xe5, 0x90, 0xc3 };
+	static const uint8_t subfirst[] = { 0x48, 0x83, 0xec, 0x08, 0x55, 0x48, 0x89, 0xe5,
+					    0x90, 0xc3 };
 	static const uint8_t jumps_first[] = { 0x55, 0x74, 0x00, 0x48, 0x89, 0xe5, 0xc3 };
 	const uint64_t b = 0x1000;
 	static const struct { unsigned int off; bool ok; } want[] = {
@@ -201,6 +205,9 @@ static void test_frame_ok(void)
 		EXPECT_TRUE(klp_frame_ok(j, sizeof(j), b, b + 0xc));
 	}
 	EXPECT_FALSE(klp_frame_ok(noframe, sizeof(noframe), b, b + 3));
+	EXPECT_TRUE(klp_frame_ok(early, sizeof(early), b, b + 7));
+	EXPECT_FALSE(klp_frame_ok(early, sizeof(early), b, b + 3));
+	EXPECT_FALSE(klp_frame_ok(subfirst, sizeof(subfirst), b, b + 8));
 	EXPECT_FALSE(klp_frame_ok(jumps_first, sizeof(jumps_first), b, b + 6));
 	EXPECT_FALSE(klp_frame_ok(fn, sizeof(fn), b, b + sizeof(fn)));	/* outside */
 }

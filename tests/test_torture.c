@@ -260,6 +260,8 @@ static void check_keys(struct json_object *o)
 		"patches", "batches", "key_flips", "call_updates", "syncs", "sites", "trap_path",
 		"probes_placed", "probes_removed", "probe_hits", "probe_missed",
 		"probe_handler_calls", "probe_points", "probe_refused", "probe_failures",
+		"livepatch_transitions", "livepatch_reversals", "livepatch_retries",
+		"livepatch_switches", "livepatch_stragglers", "livepatch_planted",
 		"trap_hits", "ghost_traps", "foreign_traps", "shadow_retries", "shadow_aborts",
 		"emu_faults",
 		"guest_faults", "check_failures", "detected", "first_detection_s",
@@ -351,6 +353,31 @@ static void test_torture_static_call(void)
 	EXPECT_EQ_U64(0, status);
 	EXPECT_TRUE_MSG(jget_u64(o, "call_updates") > 0, "no static call updated");
 	EXPECT_TRUE_MSG(jget_u64(o, "key_flips") > 0, "no static key flipped");
+	EXPECT_EQ_U64(0, jget_u64(o, "guest_faults"));
+	EXPECT_EQ_U64(0, jget_u64(o, "check_failures"));
+	json_object_put(o);
+}
+
+/*
+ * Livepatches of the lp_* functions enabled, disabled and reversed under
+ * load with hotplug: every transition the sleeper straggles in (planted:
+ * the kind waits until it naps inside lp_sleep), yet no task is switched
+ * inside a body, so the guest's per-task checks all hold.
+ */
+static void test_torture_livepatch(void)
+{
+	struct json_object *o;
+	int status;
+
+	if (!testlib_require_kvm())
+		return;
+	o = run_json_ex("--seconds 5 --hotplug --kinds livepatch", &status, true);
+	EXPECT_NOT_NULL_FATAL(o);
+	check_keys(o);
+	EXPECT_EQ_U64(0, status);
+	EXPECT_TRUE_MSG(jget_u64(o, "livepatch_transitions") > 0, "no transition completed");
+	EXPECT_TRUE_MSG(jget_u64(o, "livepatch_planted") > 0, "the sleeper was never planted");
+	EXPECT_TRUE_MSG(jget_u64(o, "livepatch_stragglers") > 0, "no straggler was ever seen");
 	EXPECT_EQ_U64(0, jget_u64(o, "guest_faults"));
 	EXPECT_EQ_U64(0, jget_u64(o, "check_failures"));
 	json_object_put(o);
@@ -597,6 +624,15 @@ static void test_inject_no_ghost(void)
 	json_object_put(o);
 }
 
+/*
+ * Livepatch without the stack walk: the planted sleeper is switched while
+ * inside lp_sleep and returns into code expecting lp_sleep__v2's result.
+ */
+static void test_inject_no_stack_check(void)
+{
+	inject_run("no-stack-check", "--kinds livepatch");
+}
+
 /* INT3 written (and synced) before its site is published. */
 static void test_inject_late_publish(void)
 {
@@ -624,8 +660,8 @@ TEST_SUITE(torture_unit, "torture_unit", false,
 TEST_SUITE(torture, "torture", true,
 	   TEST(test_torture_safe), TEST(test_torture_safe_hotplug),
 	   TEST(test_torture_jump_label), TEST(test_torture_static_call),
-	   TEST(test_torture_probe),
+	   TEST(test_torture_probe), TEST(test_torture_livepatch),
 	   TEST(test_inject_no_int3), TEST(test_inject_torn_write),
 	   TEST(test_inject_no_shadow_check), TEST(test_inject_no_sync),
 	   TEST(test_inject_early_retire), TEST(test_inject_no_ghost),
-	   TEST(test_inject_late_publish))
+	   TEST(test_inject_late_publish), TEST(test_inject_no_stack_check))

@@ -32,13 +32,15 @@ static void cmd_torture_usage(FILE *f)
 		"                     [--inject FAULT] [--json] [--tasks N] "
 		"[--hz HZ] [--seed S]\n"
 		"  LIST:  comma-separated nop5,nop2,call,jcc,multi,jump_label,\n"
-		"         static_call,probe (default: the five site kinds; jump_label\n"
-		"         flips the image's static keys, static_call retargets its\n"
-		"         static calls, probe places and removes INT3 probes on\n"
-		"         the lib_* functions)\n"
+		"         static_call,probe,livepatch (default: the five site kinds;\n"
+		"         jump_label flips the image's static keys, static_call\n"
+		"         retargets its static calls, probe places and removes INT3\n"
+		"         probes on the lib_* functions, livepatch replaces its lp_*\n"
+		"         functions per task)\n"
 		"  FAULT: no-int3, torn-write, no-shadow-check, no-sync, "
 		"early-retire,\n"
-		"         no-ghost, late-publish\n" CLI_TRAP_PATH_HELP);
+		"         no-ghost, late-publish, no-stack-check (livepatch)\n"
+		CLI_TRAP_PATH_HELP);
 }
 
 static void cmd_torture_json(const struct torture_report *t, enum poke_inject inj)
@@ -59,6 +61,19 @@ static void cmd_torture_json(const struct torture_report *t, enum poke_inject in
 	json_object_object_add(o, "probe_points", json_object_new_int(t->probes.points));
 	json_object_object_add(o, "probe_refused", json_object_new_uint64(t->probes.refused));
 	json_object_object_add(o, "probe_failures", json_object_new_int(t->probes.failures));
+	{
+		const struct { const char *key; uint64_t v; } lp[] = {
+			{ "livepatch_transitions", t->lp.transitions },
+			{ "livepatch_reversals", t->lp.reversals },
+			{ "livepatch_retries", t->lp.retries },
+			{ "livepatch_switches", t->lp.switches },
+			{ "livepatch_stragglers", t->lp.stragglers },
+			{ "livepatch_planted", t->lp.planted },
+		};
+
+		for (size_t i = 0; i < sizeof(lp) / sizeof(lp[0]); i++)
+			json_object_object_add(o, lp[i].key, json_object_new_uint64(lp[i].v));
+	}
 	json_object_object_add(o, "syncs", json_object_new_uint64(st->syncs));
 	json_object_object_add(o, "sites", json_object_new_int(t->nr_sites));
 	json_object_object_add(o, "trap_path",
@@ -108,6 +123,11 @@ static void cmd_torture_text(const struct torture_report *t, enum poke_inject in
 		       t->probes.placed, t->probes.removed, t->probes.hits,
 		       t->probes.handler_calls, t->probes.missed, t->probes.points,
 		       t->probes.refused, t->probes.failures);
+	if (t->lp.transitions || t->lp.retries)
+		printf("  livepatch transitions %" PRIu64 " (%" PRIu64 " reversed), %" PRIu64
+		       " retries, %" PRIu64 " task switches, %" PRIu64 " with a straggler "
+		       "in a body\n", t->lp.transitions, t->lp.reversals, t->lp.retries,
+		       t->lp.switches, t->lp.stragglers);
 	if (t->detected)
 		printf("  DETECTED after %.3f s\n", t->first_detection);
 	else
@@ -215,6 +235,13 @@ static int cmd_torture_parse(int argc, char **argv, struct torture_opts *a)
 		return -1;
 	}
 	a->cfg.image = argv[optind];
+	/* TORTURE plus the sleeper, livepatch's straggler */
+	if (a->kinds & TORTURE_KINDS_LP)
+		a->cfg.scenario = VMPOKE_SCN_LIVEPATCH;
+	if (a->inject == POKE_INJECT_NO_STACK_CHECK && !(a->kinds & TORTURE_KINDS_LP)) {
+		vmm_error("torture: --inject no-stack-check needs --kinds livepatch");
+		return -1;
+	}
 	if (a->hotplug && a->cfg.nr_vcpus < 2) {
 		vmm_error("torture: --hotplug needs --vcpus >= 2 (never all offline)");
 		return -1;
