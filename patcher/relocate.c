@@ -164,8 +164,14 @@ int relocate_insn(const uint8_t *in, size_t len, uint64_t from, uint64_t to,
 
 		if (o->type != X86_OP_MEM || o->mem.base != X86_REG_RIP)
 			continue;
-		if (x->encoding.disp_size != 4 || !x->encoding.disp_offset ||
-		    x->encoding.disp_offset + 4u > len) {
+		/*
+		 * A RIP-relative operand always has a disp32.  Capstone 4
+		 * reports disp_size 2 when a 66 prefix is present (movw
+		 * $imm,disp(%rip), SSE's 66 0f forms), so the displacement is
+		 * located by its offset and checked against its value instead.
+		 */
+		if (!x->encoding.disp_offset || x->encoding.disp_offset + 4u > len ||
+		    get_s32(in + x->encoding.disp_offset) != (int32_t)o->mem.disp) {
 			refuse(reason, "not_code");
 			goto out;
 		}

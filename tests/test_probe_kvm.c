@@ -10,6 +10,7 @@
  */
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <capstone/capstone.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -505,8 +506,93 @@ out:
 	penv_end(&e, true);
 }
 
+/* The address a RIP-relative operand of the instruction at code[] names; 0 if none. */
+static uint64_t rip_operand_target(const uint8_t *code, size_t len, uint64_t addr)
+{
+	uint64_t target = 0;
+	cs_insn *in;
+	csh cs;
+
+	if (cs_open(CS_ARCH_X86, CS_MODE_64, &cs) != CS_ERR_OK)
+		return 0;
+	cs_option(cs, CS_OPT_DETAIL, CS_OPT_ON);
+	if (cs_disasm(cs, code, len, addr, 1, &in) == 1) {
+		for (unsigned int i = 0; i < in->detail->x86.op_count; i++) {
+			const cs_x86_op *o = &in->detail->x86.operands[i];
+
+			if (o->type == X86_OP_MEM && o->mem.base == X86_REG_RIP)
+				target = addr + in->size + (uint64_t)o->mem.disp;
+		}
+		cs_free(in, 1);
+	}
+	cs_close(&cs);
+	return target;
+}
+
+/*
+ * A probe on lib_mul_add's RIP-relative load of lib_scale (imul
+ * disp(%rip), compiled so; guest/probelib.c): it runs out of line with
+ * the displacement re-encoded for the slot, which must still name
+ * lib_scale.  Placed before the tasks start, it sees every call; the
+ * tasks check every result of lib_mul_add, which a wrong displacement
+ * would change (it would multiply by whatever the slot's copy read).
+ */
+static void test_probe_rip_relative(void)
+{
+	uint8_t code[256], slot[PROBE_SLOT_SIZE];
+	const struct probe_insn *pi;
+	struct probe *pr = NULL;
+	uint64_t fn, scale, at = 0, total = 0;
+	struct probe_insn d;
+	struct probe_counts c;
+	struct penv e;
+	const char *why;
+	char msg[256];
+	size_t off;
+
+	if (!testlib_require_kvm() || !penv_create(&e, 2, ITERATIONS))
+		goto out;
+	fn = sym_addr(&e, "lib_mul_add");
+	scale = sym_addr(&e, "lib_scale");
+	EXPECT_EQ_FATAL(vmm_gva_read(e.vm, fn, code, sizeof(code)), 0);
+	for (off = 0; off < 64 && !at; off += d.len) {
+		if (probe_insn_decode(code + off, sizeof(code) - off, fn + off, &d, &why, msg,
+				      sizeof(msg)) || !d.len)
+			break;
+		if (d.rip_relative)
+			at = fn + off;
+	}
+	EXPECT_TRUE_MSG(at != 0, "lib_mul_add has no RIP-relative instruction in its "
+			"first 64 bytes");
+	if (!at)
+		goto out;
+	EXPECT_EQ_U64(scale, rip_operand_target(code + (at - fn), 16, at));
+	pr = place(&e, at, NULL);
+	if (!pr)
+		goto out;
+	pi = probe_insn_of(pr);
+	EXPECT_EQ(pi->exec, PROBE_EXEC_SLOT);
+	EXPECT_TRUE(pi->rip_relative);
+	EXPECT_EQ_FATAL(vmm_gva_read(e.vm, probe_slot_of(pr), slot, sizeof(slot)), 0);
+	EXPECT_TRUE_MSG(probe_slot_of(pr) != at, "the slot is the original");
+	EXPECT_EQ_U64(scale, rip_operand_target(slot, sizeof(slot), probe_slot_of(pr)));
+	if (!penv_start(&e))
+		goto out;
+	penv_wait_done(&e);
+	probe_counts(pr, &c);
+	for (unsigned int v = 0; v < e.vcpus; v++) {
+		EXPECT_EQ_U64(lib_calls(&e, "mul_add", v), c.per_vcpu[v]);
+		total += c.per_vcpu[v];
+	}
+	EXPECT_EQ_U64((uint64_t)TASKS * ITERATIONS * e.vcpus, total);
+	EXPECT_EQ_U64(total, c.hits);
+	EXPECT_EQ(probe_remove(pr, msg, sizeof(msg)), 0);
+out:
+	penv_end(&e, true);
+}
+
 TEST_SUITE(probe_kvm, "probe_kvm", true,
 	   TEST(test_probe_lib_counts), TEST(test_probe_skip),
 	   TEST(test_probe_skip_seen), TEST(test_probe_recursion),
 	   TEST(test_probe_refusals), TEST(test_probe_every_symbol),
-	   TEST(test_probe_slot_reuse))
+	   TEST(test_probe_slot_reuse), TEST(test_probe_rip_relative))
