@@ -145,14 +145,23 @@ enum vmm_sync_prio {
 	VMM_SYNC_PRIO_NONE = 0,		/* not tried yet, or nothing possible */
 	VMM_SYNC_PRIO_CONTROLLER,	/* the controller thread runs at nice -10 */
 	VMM_SYNC_PRIO_VCPUS_LOWER,	/* not permitted: vCPU threads at nice +5 */
+	VMM_SYNC_PRIO_FIFO,		/* the controller runs SCHED_FIFO, lends it */
 };
 struct vmm_sync_info {
 	unsigned int host_cpus;		/* this process's affinity */
 	bool spin;			/* the last sync could spin */
 	enum vmm_sync_prio prio;
 	uint64_t spins, spin_hits;	/* syncs that spun / that the spin finished */
+	uint64_t lends;			/* late vCPUs lent SCHED_FIFO until their ack */
 };
 void vmm_sync_info(struct vm *vm, struct vmm_sync_info *info);
+/*
+ * The behaviour before SCHED_FIFO (vmm/sync_prio.c): the controller at
+ * nice -10 and the last acker's hand-off.  Default from VMPOKE_SYNC_OLD;
+ * `bench sync --ab` switches it per round to compare both in one VM.
+ */
+#define VMM_SYNC_OLD_ENV	"VMPOKE_SYNC_OLD"
+void vmm_sync_set_old(struct vm *vm, bool old);
 int vmm_sync(struct vm *vm);
 /* The same; on -ETIMEDOUT *laggard is the vCPU named (else -1). */
 int vmm_sync_laggard(struct vm *vm, int *laggard);

@@ -149,7 +149,10 @@ static void test_cli_bench_sync_args(void)
 	EXPECT_EQ_U64(8, b.vcpus[1]);
 	EXPECT_EQ_U64(50, b.rounds);
 	EXPECT_TRUE(b.json);
+	EXPECT_FALSE(b.ab);
 	EXPECT_STREQ(b.image, "my.img");
+	EXPECT_EQ_FATAL(BENCH("sync", "--ab"), 0);
+	EXPECT_TRUE(b.ab);
 	BENCH_BAD("sync", "--vcpus", "1,,2");
 	BENCH_BAD("sync", "--vcpus", ",1");
 	BENCH_BAD("sync", "--vcpus", "1,");

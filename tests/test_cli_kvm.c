@@ -251,27 +251,60 @@ static void check_rows(struct json_object *arr)
 	}
 }
 
-static void test_cli_kvm_bench_sync(void)
+/* `vmpoke bench sync OPTS --json IMAGE`, parsed; NULL (and a failure) if not. */
+static struct json_object *bench_sync_json(const char *opts)
 {
-	struct json_object *j, *rt;
+	struct json_object *j;
 	char args[600], *out = NULL;
 	int rc;
 
-	if (!testlib_require_kvm())
-		return;
-	snprintf(args, sizeof(args), "bench sync --vcpus 1,2 --rounds 50 --json %s",
-		 testlib_image());
+	snprintf(args, sizeof(args), "bench sync %s --json %s", opts, testlib_image());
 	rc = vmpoke(args, true, &out);
 	EXPECT_TRUE_MSG(rc == 0, "exit %d:\n%s", rc, out);
 	j = json_tokener_parse(out);
 	EXPECT_TRUE_MSG(j != NULL, "not JSON:\n%s", out);
+	free(out);
+	return j;
+}
+
+static void test_cli_kvm_bench_sync(void)
+{
+	struct json_object *j, *rt;
+
+	if (!testlib_require_kvm())
+		return;
+	j = bench_sync_json("--vcpus 1,2 --rounds 50");
 	rt = get(j, "exit_roundtrip_us");
 	EXPECT_GT(json_object_get_double(get(rt, "median")), 0);
 	EXPECT_GE(json_object_get_double(get(rt, "p99")), json_object_get_double(get(rt, "median")));
 	check_rows(get(j, "sync"));
 	check_rows(get(j, "pause_resume"));
 	json_object_put(j);
-	free(out);
+}
+
+/*
+ * bench sync --ab: the old sync (VMPOKE_SYNC_OLD) timed in the same VMs,
+ * beside the new one, and how the new one waited.
+ */
+static void test_cli_kvm_bench_sync_ab(void)
+{
+	struct json_object *j, *rows, *r;
+
+	if (!testlib_require_kvm())
+		return;
+	j = bench_sync_json("--vcpus 1,2 --rounds 20 --ab");
+	rows = get(j, "sync");
+	check_rows(rows);
+	for (size_t i = 0; rows && i < json_object_array_length(rows); i++) {
+		r = json_object_array_get_idx(rows, i);
+		EXPECT_GT(json_object_get_double(get(r, "old_median_us")), 0);
+		EXPECT_GE(json_object_get_double(get(r, "old_p99_us")),
+			  json_object_get_double(get(r, "old_median_us")));
+		EXPECT_GT(json_object_get_double(get(r, "old_ratio")), 0);
+		EXPECT_TRUE(json_object_is_type(get(r, "fifo_lends"), json_type_int));
+		EXPECT_TRUE(json_object_is_type(get(r, "priority"), json_type_string));
+	}
+	json_object_put(j);
 }
 
 /*
@@ -363,6 +396,6 @@ TEST_SUITE(cli_kvm, "cli_kvm", true,
 	   TEST(test_cli_kvm_run_timeout),
 	   TEST(test_cli_kvm_run_sigint),
 	   TEST(test_cli_kvm_doctor),
-	   TEST(test_cli_kvm_bench_sync),
+	   TEST(test_cli_kvm_bench_sync), TEST(test_cli_kvm_bench_sync_ab),
 	   TEST(test_cli_kvm_bench_probe),
 	   TEST(test_cli_kvm_bench_dead_guest))

@@ -81,7 +81,6 @@
  */
 #include <errno.h>
 #include <sched.h>
-#include <sys/resource.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <signal.h>
@@ -155,7 +154,7 @@ void sync_notify(struct vm *vm)
 		sync_futex(&vm->event_seq, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
 }
 
-static bool sync_acked(struct vcpu *v, uint64_t gen)
+bool sync_acked(struct vcpu *v, uint64_t gen)
 {
 	return atomic_load(&v->acked_gen) >= gen || atomic_load(&v->parked) ||
 	       atomic_load(&v->exited);
@@ -213,6 +212,7 @@ void sync_vcpu_ack(struct vcpu *v)
 			sync_vcpu_handoff(v->vm, g);
 		}
 	}
+	sync_prio_vcpu_ack(v);
 }
 
 static uint64_t sync_now_ms(void)
@@ -288,8 +288,6 @@ static bool sync_from_vcpu(const char *what)
 
 #define SYNC_SPIN_MIN_NS	2000ull		/* bounds of the adaptive spin */
 #define SYNC_SPIN_MAX_NS	50000ull
-#define SYNC_CTL_NICE		(-10)
-#define SYNC_VCPU_NICE		5
 
 static uint64_t sync_now_ns(void)
 {
@@ -299,14 +297,19 @@ static uint64_t sync_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* The cores this process may run on, re-read at most once a second. */
-static unsigned int sync_host_cpus(void)
+/*
+ * The cores this process may run on, re-read at most once a second (a
+ * test may make a VM assume fewer).
+ */
+static unsigned int sync_host_cpus(struct vm *vm)
 {
 	static _Atomic unsigned int cpus;
 	static _Atomic uint64_t when;
 	uint64_t now = sync_now_ns();
 	cpu_set_t set;
 
+	if (vm->sync_cpus_test)
+		return vm->sync_cpus_test;
 	if (!atomic_load(&cpus) || now - atomic_load(&when) > 1000000000ull) {
 		CPU_ZERO(&set);
 		atomic_store(&cpus, sched_getaffinity(0, sizeof(set), &set) ? 1u :
@@ -357,55 +360,14 @@ static bool sync_spin(struct vm *vm, uint64_t gen)
 	return false;
 }
 
-/*
- * The controller's scheduling priority while it waits for acks.  On a host
- * with as many busy vCPUs as cores the woken controller must win a core
- * from a vCPU at once, so it waits at nice -10 (needs CAP_SYS_NICE).  Only
- * while it waits: a patching loop that kept -10 between syncs would starve
- * the guest it patches (torture then saw 50 trap hits in 60 s).  Where
- * raising is not permitted, the vCPU threads are lowered to nice +5 once
- * instead, which a process may always do to its own threads.  Returns the
- * nice value to restore, or INT_MIN if there is nothing to restore.
- */
-static int sync_priority_raise(struct vm *vm, pid_t tid)
-{
-	int old;
-
-	if (atomic_load(&vm->sync_prio) == VMM_SYNC_PRIO_VCPUS_LOWER)
-		return INT_MIN;
-	errno = 0;
-	old = getpriority(PRIO_PROCESS, (id_t)tid);
-	if (errno)
-		return INT_MIN;
-	if (old <= SYNC_CTL_NICE)
-		return INT_MIN;
-	if (!setpriority(PRIO_PROCESS, (id_t)tid, SYNC_CTL_NICE)) {
-		atomic_store(&vm->sync_prio, VMM_SYNC_PRIO_CONTROLLER);
-		return old;
-	}
-	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
-		pid_t t = atomic_load(&vm->vcpus[i].tid);
-
-		if (t && setpriority(PRIO_PROCESS, (id_t)t, SYNC_VCPU_NICE))
-			return INT_MIN;
-	}
-	atomic_store(&vm->sync_prio, VMM_SYNC_PRIO_VCPUS_LOWER);
-	return INT_MIN;
-}
-
-static void sync_priority_restore(pid_t tid, int old)
-{
-	if (old != INT_MIN)
-		setpriority(PRIO_PROCESS, (id_t)tid, old);
-}
-
 void vmm_sync_info(struct vm *vm, struct vmm_sync_info *info)
 {
-	info->host_cpus = sync_host_cpus();
+	info->host_cpus = sync_host_cpus(vm);
 	info->spin = info->host_cpus > sync_online(vm);
 	info->prio = (enum vmm_sync_prio)atomic_load(&vm->sync_prio);
 	info->spins = atomic_load(&vm->sync_spins);
 	info->spin_hits = atomic_load(&vm->sync_spin_hits);
+	info->lends = atomic_load(&vm->sync_lends);
 }
 
 int vmm_sync(struct vm *vm)
@@ -413,10 +375,36 @@ int vmm_sync(struct vm *vm)
 	return vmm_sync_laggard(vm, NULL);
 }
 
+/*
+ * Until every vCPU acked gen or ns passed: true if they all did.  The
+ * futex wait of sync_wait_all(), with a deadline instead of re-kicks.
+ */
+static bool sync_wait_until(struct vm *vm, uint64_t gen, uint64_t ns)
+{
+	uint64_t end = sync_now_ns() + ns, now;
+	bool done;
+
+	atomic_fetch_add(&vm->ctl_waiters, 1);
+	for (;;) {
+		uint32_t seq = atomic_load(&vm->event_seq);
+		struct timespec ts = { 0, 0 };
+
+		done = sync_all_acked(vm, gen);
+		now = sync_now_ns();
+		if (done || now >= end)
+			break;
+		ts.tv_nsec = (long)(end - now);
+		sync_futex(&vm->event_seq, FUTEX_WAIT_PRIVATE, seq, &ts);
+	}
+	atomic_fetch_sub(&vm->ctl_waiters, 1);
+	return done;
+}
+
 int vmm_sync_laggard(struct vm *vm, int *laggard)
 {
+	struct sync_prio sp = { .fifo = false };
 	uint64_t gen, mark, t0;
-	bool spare;
+	bool spare, handoff;
 	int ret = 0;
 
 	if (laggard)
@@ -430,25 +418,35 @@ int vmm_sync_laggard(struct vm *vm, int *laggard)
 	}
 	pthread_mutex_lock(&vm->ctl_lock);
 	t0 = sync_now_ns();
-	spare = sync_host_cpus() > sync_online(vm);
-	atomic_store(&vm->sync_handoff, !spare);
+	spare = sync_host_cpus(vm) > sync_online(vm);
+	/* No core to spare: priorities (sync_prio.c), from before the kick. */
+	if (!spare)
+		sync_prio_begin(vm, &sp);
+	handoff = !spare && !sp.fifo;
+	atomic_store(&vm->sync_handoff, handoff);
 	gen = atomic_fetch_add(&vm->sync_gen, 1) + 1;
 	sync_kick_all(vm);
 	if (!spare || !sync_spin(vm, gen)) {
-		pid_t tid = (pid_t)syscall(SYS_gettid);
-		int old = spare ? INT_MIN : sync_priority_raise(vm, tid);
-
+		if (sp.fifo && !sync_wait_until(vm, gen, sync_prio_lend_after(vm)))
+			sync_prio_lend(vm, gen);
+		if (!spare)
+			sync_prio_wait(vm, &sp);
 		ret = sync_wait_all(vm, sync_acked, gen, "sync", laggard);
-		sync_priority_restore(tid, old);
 	}
+	if (!spare)
+		sync_prio_end(&sp);
 	/* Give the last acker its core back (sync_vcpu_handoff()). */
 	atomic_store(&vm->sync_done, (uint32_t)gen);
-	if (!spare)
+	if (handoff)
 		sync_futex(&vm->sync_done, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
 	if (!ret) {
 		uint64_t took = sync_now_ns() - t0, avg = atomic_load(&vm->sync_ewma_ns);
 
 		atomic_store(&vm->sync_ewma_ns, avg ? (7 * avg + took) / 8 : took);
+		/* A floor that rises slowly: what an uncontended sync takes. */
+		avg = atomic_load(&vm->sync_fast_ns);
+		atomic_store(&vm->sync_fast_ns, !avg || took < avg ? took :
+			     avg + (took - avg) / 64);
 	}
 	pthread_mutex_unlock(&vm->ctl_lock);
 	/* The grace period of replaced trap hooks (trap.c). */

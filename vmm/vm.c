@@ -310,6 +310,7 @@ struct vm *vmm_create(const struct vm_config *cfg, int *exit_code)
 	for (unsigned int i = 0; i < VMPOKE_MAX_VCPUS; i++)
 		vm->vcpus[i].fd = -1;
 	vm_init_locks(vm);
+	atomic_store(&vm->sync_old, sync_old_env());	/* sync_prio.c */
 	sync_install_kick();
 
 	code = vm_open_kvm(vm);

@@ -59,7 +59,8 @@ struct vcpu {
 
 	/* Statistics. */
 	_Atomic uint64_t exits, syncs_acked, traps, hcalls;
-	_Atomic pid_t tid;		/* for the controller-priority fallback */
+	_Atomic pid_t tid;		/* for the sync's priority measures */
+	_Atomic bool lent_fifo;		/* SCHED_FIFO lent until its ack (sync_prio.c) */
 
 	/* Hypercall interval recording (vmm_record_hcall_intervals). */
 	_Atomic bool rec_armed;
@@ -97,6 +98,11 @@ struct vm {
 	_Atomic uint64_t sync_spins, sync_spin_hits;
 	_Atomic bool sync_handoff;	/* no core to spare: the last acker yields */
 	_Atomic uint32_t sync_done;	/* futex: low bits of the last completed gen */
+	_Atomic bool sync_old;		/* VMPOKE_SYNC_OLD: no SCHED_FIFO measures */
+	_Atomic bool sync_fifo_denied;	/* SCHED_FIFO not permitted here */
+	_Atomic uint64_t sync_lends;	/* vCPUs lent SCHED_FIFO */
+	_Atomic uint64_t sync_fast_ns;	/* floor of recent sync times (lend delay) */
+	unsigned int sync_cpus_test;	/* tests: host cores to assume (0: real) */
 	_Atomic bool pause_req;
 	bool paused;			/* under ctl_lock */
 	pthread_mutex_t park_lock;
@@ -184,6 +190,21 @@ void sync_vcpu_park(struct vcpu *v);
 void sync_vcpu_prepare_park(struct vcpu *v);
 void sync_set_run(struct kvm_run *run);
 void sync_notify(struct vm *vm);
+bool sync_acked(struct vcpu *v, uint64_t gen);
+
+/* sync_prio.c: the scheduling measures of a sync with no core to spare. */
+struct sync_prio {
+	pid_t tid;			/* the controller's thread */
+	int nice_old;			/* INT_MIN: nothing to restore */
+	bool fifo;			/* the controller runs SCHED_FIFO */
+};
+bool sync_old_env(void);
+void sync_prio_begin(struct vm *vm, struct sync_prio *sp);	/* before the kick */
+void sync_prio_wait(struct vm *vm, struct sync_prio *sp);	/* before the wait */
+void sync_prio_end(struct sync_prio *sp);
+uint64_t sync_prio_lend_after(struct vm *vm);
+unsigned int sync_prio_lend(struct vm *vm, uint64_t gen);
+void sync_prio_vcpu_ack(struct vcpu *v);
 
 /* run.c */
 /* End the run (first caller wins); d, if set, supplies fault/check/result_code. */

@@ -120,6 +120,7 @@ struct bench_sync_opts {
 	size_t nr_counts;
 	unsigned int rounds;
 	bool json;
+	bool ab;			/* --ab: the old sync too, alternating rounds */
 	bool help;
 	const char *image;		/* NULL = cli_default_image() */
 };

@@ -33,7 +33,7 @@
 #define BENCH_GAP_NS		200000l
 
 static const char bench_sync_usage[] =
-"Usage: vmpoke bench sync [--vcpus 1,2,4] [--rounds N] [--json] [IMAGE]\n"
+"Usage: vmpoke bench sync [--vcpus 1,2,4] [--rounds N] [--ab] [--json] [IMAGE]\n"
 "Measure the exit round trip (1 vCPU, scenario ping), then for each vCPU\n"
 "count N vmm_sync() calls and N pause+resume pairs (scenario idle).\n"
 "IMAGE defaults to images/guest.img, else ../images/guest.img beside the\n"
@@ -41,6 +41,8 @@ static const char bench_sync_usage[] =
 "\n"
 "  --vcpus LIST   comma-separated vCPU counts, each 1..64 (default 1,2,4)\n"
 "  --rounds N     samples per measurement, 1..1000000 (default 1000)\n"
+"  --ab           also time the sync as it was before SCHED_FIFO\n"
+"                 (VMPOKE_SYNC_OLD=1) in the same VMs, alternating rounds\n"
 "  --json         print one JSON object instead of the table\n"
 CLI_TRAP_PATH_HELP
 "  -h, --help     this text\n";
@@ -51,6 +53,7 @@ int bench_sync_parse_args(int argc, char **argv, struct bench_sync_opts *o)
 		{ "vcpus", required_argument, NULL, 'v' },
 		{ "rounds", required_argument, NULL, 'r' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "ab", no_argument, NULL, 'a' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -76,6 +79,9 @@ int bench_sync_parse_args(int argc, char **argv, struct bench_sync_opts *o)
 			break;
 		case 'j':
 			o->json = true;
+			break;
+		case 'a':
+			o->ab = true;
 			break;
 		case 'h':
 			o->help = true;
@@ -103,6 +109,7 @@ static void bench_sync_gap(void)
 struct bench_row {
 	unsigned int vcpus;
 	struct stats sync, pause;
+	struct stats old;		/* --ab: the old sync, same VM */
 	struct vmm_sync_info info;	/* how the syncs waited */
 };
 
@@ -110,6 +117,7 @@ static const char *const prio_names[] = {
 	[VMM_SYNC_PRIO_NONE] = "none",
 	[VMM_SYNC_PRIO_CONTROLLER] = "controller nice -10",
 	[VMM_SYNC_PRIO_VCPUS_LOWER] = "vCPU threads nice +5",
+	[VMM_SYNC_PRIO_FIFO] = "controller SCHED_FIFO",
 };
 
 static struct vm *bench_sync_boot(const char *image, unsigned int nr_vcpus,
@@ -185,20 +193,73 @@ out:
 	return code;
 }
 
+/* One timed vmm_sync() into *ns, after the untimed gap; false if it failed. */
+static bool bench_sync_one(struct vm *vm, uint64_t *ns)
+{
+	uint64_t t0;
+
+	bench_sync_gap();
+	t0 = clock_now_ns();
+	if (vmm_sync(vm)) {
+		fprintf(stderr, "vmpoke bench sync: vmm_sync failed with %u vCPUs\n",
+			vmm_nr_vcpus(vm));
+		return false;
+	}
+	*ns = clock_now_ns() - t0;
+	return true;
+}
+
+/* The old sync (vmm_sync_set_old()) timed into *ns. */
+static bool bench_sync_old(struct vm *vm, uint64_t *ns)
+{
+	bool ok;
+
+	vmm_sync_set_old(vm, true);
+	ok = bench_sync_one(vm, ns);
+	vmm_sync_set_old(vm, false);
+	return ok;
+}
+
+/*
+ * (2): rounds syncs into buf; with ab each round also times the old sync
+ * into old, first in odd rounds and second in even ones, so that neither
+ * always follows the other.  Then one untimed new sync, so that
+ * vmm_sync_info() tells how the new one waited.
+ */
+static bool bench_sync_rounds(struct vm *vm, unsigned int rounds, bool ab, uint64_t *buf,
+			      uint64_t *old)
+{
+	uint64_t spare;
+
+	for (unsigned int i = 0; i < rounds; i++) {
+		if (ab && (i & 1) && !bench_sync_old(vm, &old[i]))
+			return false;
+		if (!bench_sync_one(vm, &buf[i]))
+			return false;
+		if (ab && !(i & 1) && !bench_sync_old(vm, &old[i]))
+			return false;
+	}
+	return bench_sync_one(vm, &spare);
+}
+
 /* (2) and (3) for one vCPU count. */
 static int bench_sync_pause(const char *image, unsigned int nr_vcpus, unsigned int rounds,
-			    struct bench_row *row)
+			    bool ab, struct bench_row *row)
 {
-	uint64_t *buf = calloc(rounds, sizeof(*buf));
+	uint64_t *buf = calloc(rounds, sizeof(*buf)), *old = calloc(rounds, sizeof(*old));
 	struct vm *vm;
 	int code = VMPOKE_EXIT_HOST, err;
 
 	row->vcpus = nr_vcpus;
-	if (!buf)
+	if (!buf || !old) {
+		free(buf);
+		free(old);
 		return VMPOKE_EXIT_HOST;
+	}
 	vm = bench_sync_boot(image, nr_vcpus, VMPOKE_SCN_IDLE, &code);
 	if (!vm) {
 		free(buf);
+		free(old);
 		return code ? code : VMPOKE_EXIT_HOST;
 	}
 	/* Every vCPU reports READY once its tasks run at CPL3. */
@@ -209,20 +270,13 @@ static int bench_sync_pause(const char *image, unsigned int nr_vcpus, unsigned i
 		bench_sync_why(vm, err, "scenario idle boot");
 	if (code)
 		goto out;
-	for (unsigned int i = 0; i < rounds; i++) {
-		uint64_t t0;
-
-		bench_sync_gap();
-		t0 = clock_now_ns();
-		if (vmm_sync(vm)) {
-			fprintf(stderr, "vmpoke bench sync: vmm_sync failed with %u vCPUs\n",
-				nr_vcpus);
-			code = VMPOKE_EXIT_GUEST;
-			goto out;
-		}
-		buf[i] = clock_now_ns() - t0;
+	if (!bench_sync_rounds(vm, rounds, ab, buf, old)) {
+		code = VMPOKE_EXIT_GUEST;
+		goto out;
 	}
 	stats_ns(buf, rounds, &row->sync);
+	if (ab)
+		stats_ns(old, rounds, &row->old);
 	vmm_sync_info(vm, &row->info);
 	for (unsigned int i = 0; i < rounds; i++) {
 		uint64_t t0;
@@ -243,6 +297,7 @@ out:
 	vmm_stop(vm);
 	vmm_destroy(vm);
 	free(buf);
+	free(old);
 	return code;
 }
 
@@ -252,7 +307,8 @@ static double bench_sync_ratio(double x, double unit)
 }
 
 static struct json_object *bench_sync_row_json(unsigned int vcpus, const struct stats *s,
-					  double unit, const struct vmm_sync_info *info)
+					  double unit, const struct vmm_sync_info *info,
+					  const struct stats *old)
 {
 	struct json_object *o = json_object_new_object();
 
@@ -263,6 +319,13 @@ static struct json_object *bench_sync_row_json(unsigned int vcpus, const struct 
 		json_object_object_add(o, "spin_finished", json_object_new_uint64(info->spin_hits));
 		json_object_object_add(o, "priority",
 				       json_object_new_string(prio_names[info->prio]));
+		json_object_object_add(o, "fifo_lends", json_object_new_uint64(info->lends));
+	}
+	if (old) {
+		json_object_object_add(o, "old_median_us", json_object_new_double(old->median_us));
+		json_object_object_add(o, "old_p99_us", json_object_new_double(old->p99_us));
+		json_object_object_add(o, "old_ratio",
+				       json_object_new_double(bench_sync_ratio(old->median_us, unit)));
 	}
 	json_object_object_add(o, "median_us", json_object_new_double(s->median_us));
 	json_object_object_add(o, "p99_us", json_object_new_double(s->p99_us));
@@ -270,7 +333,8 @@ static struct json_object *bench_sync_row_json(unsigned int vcpus, const struct 
 	return o;
 }
 
-static int bench_sync_print_json(const struct stats *rt, const struct bench_row *rows, size_t n)
+static int bench_sync_print_json(const struct stats *rt, const struct bench_row *rows, size_t n,
+				 bool ab)
 {
 	struct json_object *j = json_object_new_object();
 	struct json_object *rto = json_object_new_object();
@@ -283,9 +347,10 @@ static int bench_sync_print_json(const struct stats *rt, const struct bench_row 
 	json_object_object_add(j, "exit_roundtrip_us", rto);
 	for (size_t i = 0; i < n; i++) {
 		json_object_array_add(sync, bench_sync_row_json(rows[i].vcpus, &rows[i].sync,
-							   rt->median_us, &rows[i].info));
+							   rt->median_us, &rows[i].info,
+							   ab ? &rows[i].old : NULL));
 		json_object_array_add(pause, bench_sync_row_json(rows[i].vcpus, &rows[i].pause,
-							    rt->median_us, NULL));
+							    rt->median_us, NULL, NULL));
 	}
 	json_object_object_add(j, "host_cpus",
 			       json_object_new_int64(n ? rows[0].info.host_cpus : 0));
@@ -297,7 +362,7 @@ static int bench_sync_print_json(const struct stats *rt, const struct bench_row 
 }
 
 static void bench_sync_print_table(const struct stats *rt, unsigned int rounds,
-			      const struct bench_row *rows, size_t n)
+			      const struct bench_row *rows, size_t n, bool ab)
 {
 	printf("exit round trip: median %.2f us, p99 %.2f us (%u samples)\n\n",
 	       rt->median_us, rt->p99_us, rounds);
@@ -311,13 +376,22 @@ static void bench_sync_print_table(const struct stats *rt, unsigned int rounds,
 		       bench_sync_ratio(rows[i].pause.median_us, rt->median_us));
 	if (!n)
 		return;
+	if (ab) {
+		printf("\nthe old sync (VMPOKE_SYNC_OLD=1), alternating rounds in the same VMs:\n");
+		for (size_t i = 0; i < n; i++)
+			printf("%5u  %9.2fus %9.2fus %6.1fx  (new %6.1fx)\n", rows[i].vcpus,
+			       rows[i].old.median_us, rows[i].old.p99_us,
+			       bench_sync_ratio(rows[i].old.median_us, rt->median_us),
+			       bench_sync_ratio(rows[i].sync.median_us, rt->median_us));
+	}
 	printf("\nhost cores: %u; how syncs waited:\n", rows[0].info.host_cpus);
 	for (size_t i = 0; i < n; i++)
-		printf("  %u vCPU%s: %s, priority %s\n", rows[i].vcpus,
-		       rows[i].vcpus == 1 ? "" : "s",
+		printf("  %u vCPU%s: %s, priority %s, %llu late vCPUs lent SCHED_FIFO\n",
+		       rows[i].vcpus, rows[i].vcpus == 1 ? "" : "s",
 		       rows[i].info.spin ? "adaptive spin, then futex" :
+		       rows[i].info.prio == VMM_SYNC_PRIO_FIFO ? "futex" :
 		       "futex, last acker hands its core over",
-		       prio_names[rows[i].info.prio]);
+		       prio_names[rows[i].info.prio], (unsigned long long)rows[i].info.lends);
 }
 
 int cmd_bench_sync(int argc, char **argv)
@@ -343,11 +417,11 @@ int cmd_bench_sync(int argc, char **argv)
 
 	code = bench_sync_roundtrip(image, o.rounds, &rt);
 	for (size_t i = 0; !code && i < o.nr_counts; i++)
-		code = bench_sync_pause(image, o.vcpus[i], o.rounds, &rows[i]);
+		code = bench_sync_pause(image, o.vcpus[i], o.rounds, o.ab, &rows[i]);
 	if (code)
 		return code;
 	if (o.json)
-		return bench_sync_print_json(&rt, rows, o.nr_counts);
-	bench_sync_print_table(&rt, o.rounds, rows, o.nr_counts);
+		return bench_sync_print_json(&rt, rows, o.nr_counts, o.ab);
+	bench_sync_print_table(&rt, o.rounds, rows, o.nr_counts, o.ab);
 	return 0;
 }
