@@ -162,8 +162,10 @@ struct klp_patch *klp_patch_new(struct klp *k, const struct klp_func_spec *f, si
 /*
  * Start (or, during a disable, reverse) the transition to patched, and
  * make the first attempt.  Refused (-EBUSY) while another patch is in
- * transition or holds one of the old functions; (-EILSEQ) if an old entry
- * is not the fentry NOP5; 0 or a negative errno with msg.
+ * transition or holds one of the old functions; (-EAGAIN) while a task
+ * sits in a stub of the last transition after ~100 ms of its grace period;
+ * (-EILSEQ) if an old entry is not the fentry NOP5; 0 or a negative errno
+ * with msg.
  */
 int klp_enable(struct klp_patch *lp, char *msg, size_t len);
 /* The same towards unpatched; -EPERM for a forced patch. */

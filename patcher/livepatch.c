@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "clock.h"
 #include "elf_load.h"
@@ -34,6 +35,10 @@
 #include "vmm.h"
 
 enum { STUB_FREE = 0, STUB_USED, STUB_GRACE };
+
+/* How long a new transition waits for the last one's stubs to empty. */
+#define KLP_GRACE_TRIES		20
+#define KLP_GRACE_NAP_MS	5
 
 struct klp_func {
 	const struct sym *old, *new;
@@ -316,6 +321,21 @@ static void klp_stubs_reap(struct klp *k)
 		if (!vmm_gva_write(k->vm, r[i].lo, fill, sizeof(fill)))
 			k->slot[idx[i]] = STUB_FREE;
 	}
+}
+
+static bool klp_stubs_graced(const struct klp *k)
+{
+	for (unsigned int s = 0; s < k->nslots; s++)
+		if (k->slot[s] == STUB_GRACE)
+			return true;
+	return false;
+}
+
+static void klp_nap_ms(unsigned int ms)
+{
+	struct timespec ts = { 0, (long)ms * 1000000 };
+
+	nanosleep(&ts, NULL);
 }
 
 unsigned int klp_stubs_in_use(const struct klp *k)
@@ -659,6 +679,21 @@ static int klp_begin(struct klp_patch *lp, uint32_t target, char *msg, size_t le
 	if (klp_conflict(lp, &name)) {
 		snprintf(msg, len, "'%s' is replaced by another enabled livepatch", name);
 		return -EBUSY;
+	}
+	/*
+	 * A task preempted inside a stub of an earlier transition still routes
+	 * by its patch_state when it resumes there: wait out those stubs'
+	 * grace period before every task's state is reset below.
+	 */
+	for (int i = 0; i < KLP_GRACE_TRIES && klp_stubs_graced(k); i++) {
+		if (i)
+			klp_nap_ms(KLP_GRACE_NAP_MS);
+		klp_stubs_reap(k);
+	}
+	if (klp_stubs_graced(k)) {
+		snprintf(msg, len, "a task is still inside a stub of the last transition; "
+			 "try again");
+		return -EAGAIN;
 	}
 	err = klp_stubs_write(lp, msg, len);
 	if (err)

@@ -114,8 +114,9 @@ static void lp_account(struct torture_lp *t, struct klp_patch *lp, enum klp_stat
 	struct klp_info in;
 
 	klp_patch_info(lp, &in);
-	if (in.retries >= retries_before)
-		t->st.retries += in.retries - retries_before;
+	if (in.retries <= retries_before)
+		return;		/* no retry this round */
+	t->st.retries += in.retries - retries_before;
 	for (size_t i = 0; i < in.nr_pending; i++)
 		if (!strcmp(in.pending[i].reason, "sleeping on function")) {
 			t->st.stragglers++;
@@ -158,8 +159,8 @@ int torture_lp_round(struct torture_lp *t, uint64_t *rng)
 			lp_plant(t);
 		err = in.state == KLP_PATCHED ? klp_disable(lp, msg, sizeof(msg)) :
 						klp_enable(lp, msg, sizeof(msg));
-		if (err == -EBUSY)
-			return 0;	/* its old function is another's: another time */
+		if (err == -EBUSY || err == -EAGAIN)
+			return 0;	/* its old function is another's, or a stub busy */
 		lp_account(t, lp, in.state == KLP_PATCHED ? KLP_UNPATCHING : KLP_PATCHING, 0);
 		klp_patch_info(lp, &in);
 		t->st.switches += in.switched;

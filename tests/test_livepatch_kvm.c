@@ -353,6 +353,51 @@ out:
 	lenv_end(&e);
 }
 
+/*
+ * A new transition resets every task's patch_state, so it must not begin
+ * while a task can still resume inside a stub of the last one (it would
+ * route by the reset state).  Planted: offline vCPU 1 with its RIP in the
+ * first stub while a forced transition completes.
+ */
+static void test_kvm_lp_stub_grace(void)
+{
+	static const struct klp_func_spec fa[] = { { "lp_mix", "lp_mix__v2" } };
+	static const struct klp_func_spec fb[] = { { "lp_hash", "lp_hash__v2" } };
+	struct kvm_regs saved, planted;
+	struct klp_patch *a, *b;
+	struct lenv e;
+	char msg[256];
+
+	if (!lenv_start(&e, false))
+		goto out;
+	a = klp_patch_new(e.k, fa, 1, msg, sizeof(msg));
+	b = klp_patch_new(e.k, fb, 1, msg, sizeof(msg));
+	EXPECT_TRUE_FATAL(a && b);
+	EXPECT_EQ(klp_enable(a, msg, sizeof(msg)), 0);
+	EXPECT_EQ_FATAL(vmm_vcpu_offline(e.vm, 1), 0);
+	EXPECT_EQ_FATAL(vmm_vcpu_get_regs(e.vm, 1, &saved), 0);
+	planted = saved;
+	planted.rip = sym(&e, VMPOKE_SYM_KLP_STUBS_START) + 9;	/* after the first insn */
+	EXPECT_EQ_FATAL(vmm_vcpu_set_regs(e.vm, 1, &planted), 0);
+	EXPECT_TRUE_MSG(klp_in_transition(e.k) != a || klp_force(a, msg, sizeof(msg)) == 0,
+			"force: %s", msg);
+	EXPECT_EQ(state(a), KLP_PATCHED);
+	EXPECT_EQ(klp_tick(e.k, true, msg, sizeof(msg)), 0);
+	EXPECT_EQ(klp_stubs_in_use(e.k), 1u);		/* its grace period goes on */
+	EXPECT_EQ(klp_enable(b, msg, sizeof(msg)), -EAGAIN);
+	EXPECT_STR_HAS(msg, "inside a stub");
+	EXPECT_EQ(state(b), KLP_UNPATCHED);
+	EXPECT_EQ(vmm_vcpu_set_regs(e.vm, 1, &saved), 0);
+	EXPECT_EQ(vmm_vcpu_online(e.vm, 1), 0);
+	expect_stubs_freed(&e);
+	EXPECT_EQ(klp_enable(b, msg, sizeof(msg)), 0);
+	tick_until(&e, b, KLP_PATCHED);
+	usleep(200000);
+	expect_no_check_failures(&e);
+out:
+	lenv_end(&e);
+}
+
 /* Bad patches are refused by name, nothing written. */
 static void test_kvm_lp_refusals(void)
 {
@@ -399,4 +444,5 @@ out:
 
 TEST_SUITE(livepatch_kvm, "livepatch_kvm", true,
 	   TEST(test_kvm_lp_straggler), TEST(test_kvm_lp_reverse), TEST(test_kvm_lp_force),
-	   TEST(test_kvm_lp_no_stack_check_detected), TEST(test_kvm_lp_refusals))
+	   TEST(test_kvm_lp_no_stack_check_detected), TEST(test_kvm_lp_stub_grace),
+	   TEST(test_kvm_lp_refusals))
