@@ -38,6 +38,7 @@ struct torture_lp {
 	struct klp_patch *lp[LP_NR_SETS];
 	bool naps[LP_NR_SETS];		/* replaces lp_sleep */
 	uint64_t sleeper_in;		/* &lp_sleeper_in, 0 if none */
+	unsigned int wait_leave;	/* rounds left to wait for the sleeper to leave */
 	struct torture_lp_stats st;
 };
 
@@ -123,8 +124,32 @@ static void lp_account(struct torture_lp *t, struct klp_patch *lp, enum klp_stat
 			break;
 		}
 	if ((before == KLP_PATCHING || before == KLP_UNPATCHING) &&
-	    (in.state == KLP_PATCHED || in.state == KLP_UNPATCHED))
+	    (in.state == KLP_PATCHED || in.state == KLP_UNPATCHED)) {
 		t->st.transitions++;
+		/*
+		 * Let a planted sleeper leave lp_sleep before the next
+		 * transition resets every task: only then does a task switched
+		 * inside it (--inject no-stack-check) show, deterministically.
+		 */
+		for (size_t i = 0; i < LP_NR_SETS; i++)
+			if (t->lp[i] == lp && t->naps[i])
+				t->wait_leave = LP_PLANT_MS;
+	}
+}
+
+/* Still waiting for the sleeper to leave lp_sleep? (1 ms per round) */
+static bool lp_leaving(struct torture_lp *t)
+{
+	uint32_t in = 0;
+
+	if (!t->wait_leave || !t->sleeper_in ||
+	    vmm_gva_read(t->vm, t->sleeper_in, &in, sizeof(in)) || !in) {
+		t->wait_leave = 0;
+		return false;
+	}
+	t->wait_leave--;
+	lp_sleep_ms(1);
+	return true;
 }
 
 int torture_lp_round(struct torture_lp *t, uint64_t *rng)
@@ -153,6 +178,8 @@ int torture_lp_round(struct torture_lp *t, uint64_t *rng)
 		klp_patch_info(lp, &in);
 		t->st.switches += in.switched >= sw0 ? in.switched - sw0 : in.switched;
 	} else {
+		if (lp_leaving(t))
+			return 0;
 		lp = t->lp[i];
 		klp_patch_info(lp, &in);
 		if (in.state == KLP_UNPATCHED && t->naps[i])

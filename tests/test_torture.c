@@ -191,6 +191,10 @@ static void test_parse(void)
 		  TORTURE_KINDS_PROBES | (1u << VMPOKE_SITE_NOP2_JMP8));
 	EXPECT_EQ(TORTURE_KINDS_PROBES & (TORTURE_KINDS_ALL | TORTURE_KINDS_KEYS |
 					  TORTURE_KINDS_CALLS), 0u);
+	EXPECT_EQ(torture_parse_kinds("livepatch,static_call", msg, sizeof(msg)),
+		  TORTURE_KINDS_LP | TORTURE_KINDS_CALLS);
+	EXPECT_EQ(TORTURE_KINDS_LP & (TORTURE_KINDS_ALL | TORTURE_KINDS_KEYS |
+				      TORTURE_KINDS_CALLS | TORTURE_KINDS_PROBES), 0u);
 	EXPECT_EQ(torture_parse_kinds("nop5,nop7", msg, sizeof(msg)), 0);
 	EXPECT_NOT_NULL(strstr(msg, "nop7"));
 	EXPECT_EQ(torture_parse_kinds("", msg, sizeof(msg)), 0);
@@ -198,6 +202,7 @@ static void test_parse(void)
 	EXPECT_EQ(torture_parse_inject("early-retire"), POKE_INJECT_EARLY_RETIRE);
 	EXPECT_EQ(torture_parse_inject("no-ghost"), POKE_INJECT_NO_GHOST);
 	EXPECT_EQ(torture_parse_inject("late-publish"), POKE_INJECT_LATE_PUBLISH);
+	EXPECT_EQ(torture_parse_inject("no-stack-check"), POKE_INJECT_NO_STACK_CHECK);
 	EXPECT_EQ(torture_parse_inject("none"), -1);
 	EXPECT_EQ(torture_parse_inject("bogus"), -1);
 	EXPECT_STREQ(torture_inject_name(POKE_INJECT_TORN_WRITE), "torn-write");
@@ -650,6 +655,16 @@ static void test_torture_usage(void)
 	status = testlib_run(cmd, &out);
 	EXPECT_EQ_U64(2, status);
 	EXPECT_TRUE_MSG(out && strstr(out, "bogus"), "message does not name the input");
+	free(cmd);
+	free(out);
+	out = NULL;
+	/* the livepatch fault without the livepatch kind: nothing to break */
+	if (asprintf(&cmd, "%s torture %s --inject no-stack-check", testlib_vmpoke(),
+		     testlib_image()) < 0)
+		return;
+	status = testlib_run(cmd, &out);
+	EXPECT_EQ_U64(2, status);
+	EXPECT_TRUE_MSG(out && strstr(out, "needs --kinds livepatch"), "%s", out ? out : "");
 	free(cmd);
 	free(out);
 }
