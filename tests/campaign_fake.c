@@ -20,8 +20,28 @@ struct fake_probe {
 	bool live;
 };
 
+/*
+ * A livepatch that needs a fixed number of retries: enable() plants one
+ * straggler (task 1 sleeping in the old function, at old + 3), which each
+ * retry (ops->run or 't') counts down; force() ends it at once.
+ */
+#define FAKE_MAX_LPS	8
+#define FAKE_LP_RETRIES	2
+
+struct fake_lp {
+	const struct sym *old;
+	enum klp_state state;
+	bool forced;
+	unsigned int retries, left;
+	struct klp_straggler s;
+	struct klp_retry hist[KLP_HISTORY];
+	size_t nr_hist;
+};
+
 struct fake_be {
 	struct symtab *st;
+	struct fake_lp lps[FAKE_MAX_LPS];
+	unsigned int nr_lps;
 	uint8_t mem[FAKE_MEM_SIZE], orig[FAKE_MEM_SIZE];
 	struct fake_probe probes[FAKE_MAX_PROBES];
 	unsigned int nr_probes, vcpus, hits_per_run;
@@ -242,7 +262,105 @@ static void fake_hit_all(struct fake_be *f, unsigned int hits)
 	}
 }
 
-/* Every live probe is hit hits_per_run times, as if by the guest. */
+static int fake_lp_new(void *be, const struct klp_func_spec *fs, size_t n, unsigned int retry_ms,
+		       void **h, char *msg, size_t len)
+{
+	struct fake_be *f = be;
+	struct fake_lp *lp;
+
+	(void)retry_ms;
+	for (size_t i = 0; i < n; i++) {
+		const struct sym *o = symtab_find(f->st, fs[i].old);
+		const struct sym *nw = symtab_find(f->st, fs[i].new);
+
+		if (!o || o->type != 'T' || !nw || nw->type != 'T') {
+			snprintf(msg, len, "'%s' -> '%s': no such function", fs[i].old, fs[i].new);
+			return -EINVAL;
+		}
+	}
+	if (f->nr_lps == FAKE_MAX_LPS) {
+		snprintf(msg, len, "out of fake livepatches");
+		return -ENOMEM;
+	}
+	lp = &f->lps[f->nr_lps++];
+	lp->old = symtab_find(f->st, fs[0].old);
+	*h = lp;
+	return 0;
+}
+
+static void fake_lp_try(struct fake_lp *lp)
+{
+	struct klp_retry *r;
+
+	if (lp->state != KLP_PATCHING && lp->state != KLP_UNPATCHING)
+		return;
+	if (lp->left)
+		lp->left--;
+	if (!lp->left)
+		lp->state = lp->state == KLP_PATCHING ? KLP_PATCHED : KLP_UNPATCHED;
+	if (lp->nr_hist < KLP_HISTORY) {
+		r = &lp->hist[lp->nr_hist++];
+		*r = (struct klp_retry){ lp->retries, 0.01 * lp->retries, !lp->left, lp->left };
+	}
+	lp->retries++;
+}
+
+static void fake_lp_begin(struct fake_lp *lp, enum klp_state to)
+{
+	lp->state = to;
+	lp->retries = 0;
+	lp->nr_hist = 0;
+	lp->left = FAKE_LP_RETRIES;
+	lp->s = (struct klp_straggler){ .task = 1, .vcpu = 0, .reason = "sleeping on function",
+					.addr = lp->old->addr + 3 };
+	snprintf(lp->s.func, sizeof(lp->s.func), "%s", lp->old->name);
+	snprintf(lp->s.detail, sizeof(lp->s.detail), "%s+0x3", lp->old->name);
+	fake_lp_try(lp);
+}
+
+static int fake_lp_op(void *be, void *h, char op, struct campaign_patch_out *out)
+{
+	struct fake_be *f = be;
+	struct fake_lp *lp = h;
+	const uint8_t *entry = f->mem + (lp->old->addr - FAKE_MEM_BASE);
+
+	out->ok = true;
+	if (op == 'e' && lp->state == KLP_UNPATCHED && memcmp(entry, "\x0f\x1f\x44\x00\x00", 5))
+		snprintf(out->error, sizeof(out->error), "unexpected op at %s", lp->old->name);
+	else if (op == 'e' && lp->state == KLP_UNPATCHED)
+		fake_lp_begin(lp, KLP_PATCHING);
+	else if (op == 'd' && lp->forced)
+		snprintf(out->error, sizeof(out->error), "forced: it can never be removed");
+	else if (op == 'd' && lp->state == KLP_PATCHED)
+		fake_lp_begin(lp, KLP_UNPATCHING);
+	else if ((op == 'd' && lp->state == KLP_PATCHING) ||
+		 (op == 'e' && lp->state == KLP_UNPATCHING))
+		lp->state = op == 'd' ? KLP_UNPATCHING : KLP_PATCHING;	/* reversal */
+	else if (op == 'f' && (lp->state == KLP_PATCHING || lp->state == KLP_UNPATCHING)) {
+		lp->forced = true;
+		lp->left = 1;
+		fake_lp_try(lp);
+	} else if (op == 'f')
+		snprintf(out->error, sizeof(out->error), "no transition to force");
+	else if (op == 't')
+		fake_lp_try(lp);
+	out->ok = !out->error[0];
+	return 0;
+}
+
+static void fake_lp_info(void *be, void *h, struct klp_info *in)
+{
+	struct fake_lp *lp = h;
+	bool moving = lp->state == KLP_PATCHING || lp->state == KLP_UNPATCHING;
+
+	(void)be;
+	*in = (struct klp_info){ .state = lp->state, .forced = lp->forced,
+				 .retries = lp->retries, .nr_pending = moving && lp->left,
+				 .pending = &lp->s, .nr_history = lp->nr_hist,
+				 .history = lp->hist };
+}
+
+/* Every live probe is hit hits_per_run times, as if by the guest; livepatches retry. */
 static void fake_run(void *be, unsigned int ms)
 {
 	struct fake_be *f = be;
@@ -250,6 +368,8 @@ static void fake_run(void *be, unsigned int ms)
 	(void)ms;
 	f->iterations += 100;
 	fake_hit_all(f, f->hits_per_run);
+	for (unsigned int i = 0; i < f->nr_lps; i++)
+		fake_lp_try(&f->lps[i]);
 }
 
 static int fake_stats(void *be, struct campaign_guest_stats *st)
@@ -314,4 +434,7 @@ const struct campaign_ops fake_ops = {
 	.run = fake_run,
 	.stats = fake_stats,
 	.destroy = fake_destroy,
+	.livepatch_new = fake_lp_new,
+	.livepatch_op = fake_lp_op,
+	.livepatch_info = fake_lp_info,
 };

@@ -11,7 +11,10 @@
  *   - patch or probe outside the memory: "not mapped";
  *   - probe at FAKE_PROBE_REFUSED: reason "not_insn_boundary";
  *   - probe, patch or unpatch over a live probe's INT3: "live_site", as
- *     the real engine refuses it.
+ *     the real engine refuses it;
+ *   - livepatch of an old function that does not start with a NOP5 (only
+ *     lib_sum does): "unexpected op at ..."; a livepatch's transition takes
+ *     two retries, with task 1 its straggler sleeping at old + 3.
  */
 #ifndef VMPOKE_CAMPAIGN_FAKE_H
 #define VMPOKE_CAMPAIGN_FAKE_H

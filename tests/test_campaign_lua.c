@@ -331,6 +331,60 @@ static void test_run_stats_expect_log(void)
 	EXPECT_TRUE_MSG(!campaign_check_trace(TRACE, why, sizeof(why)), "%s", why);
 }
 
+/*
+ * vm:livepatch on the fake backend (campaign_fake.h): arguments, the
+ * result and object fields, a straggler's frame, the history, reversal and
+ * force; a forced patch cannot be put back, so "restored" is false.
+ */
+static void test_livepatch_api(void)
+{
+	static const char lua[] = LUA_BAD
+		"bad('want 1..16 {old=, new=} pairs, got 0', vm.livepatch, vm, {})\n"
+		"bad('table expected', vm.livepatch, vm, 'lib_sum')\n"
+		"bad('entry 1 is a string', vm.livepatch, vm, { 'lib_sum' })\n"
+		"bad('entry 1 wants old= and new=', vm.livepatch, vm, { { old = 'lib_sum' } })\n"
+		"bad('retry_ms wants an integer 1..60000', vm.livepatch, vm,\n"
+		"    { { old = 'lib_sum', new = 'lib_add' } }, { retry_ms = 0 })\n"
+		"bad(\"vm:livepatch: 'nosuch' -> 'lib_add': no such function\", vm.livepatch, vm,\n"
+		"    { { old = 'nosuch', new = 'lib_add' } })\n"
+		"local nop = vm:livepatch({ { old = 'lib_add', new = 'lib_mul' } })\n"
+		"local r = nop:enable()\n"
+		"expect(not r.ok and r.error == 'unexpected op at lib_add' and r.state == 'unpatched',\n"
+		"       'no NOP5: refused, not raised')\n"
+		"local lp = vm:livepatch({ { old = 'lib_sum', new = 'lib_mul' } }, { retry_ms = 10 })\n"
+		"expect(lp.state == 'unpatched' and #lp.pending == 0 and not lp.forced, 'fresh')\n"
+		"r = lp:enable()\n"
+		"expect(r.ok and r.sites == 1 and r.state == 'patching' and r.pending == 1, 'enable')\n"
+		"local p = lp.pending[1]\n"
+		"expect(p.task == 1 and p.vcpu == 0 and p.reason == 'sleeping on function' and\n"
+		"       p['function'] == 'lib_sum' and p.return_address == 'lib_sum+0x3' and\n"
+		"       p.addr == 0x1043 and p.why == 'lib_sum+0x3', 'the straggler and its frame')\n"
+		"vm:run_for(0.01)\n"
+		"expect(lp.state == 'patched' and #lp.pending == 0 and lp.retries == 2, 'patched')\n"
+		"local h = lp.history\n"
+		"expect(#h == 2 and h[1].retry == 0 and h[1].pending == 1 and h[1].switched == 0 and\n"
+		"       h[2].retry == 1 and h[2].pending == 0 and h[2].switched == 1 and\n"
+		"       type(h[2].t) == 'number', 'history')\n"
+		"r = lp:disable()\n"
+		"expect(r.ok and lp.state == 'unpatching', 'disable')\n"
+		"r = lp:enable()\n"
+		"expect(r.ok and lp.state == 'patching', 'reversed mid-way')\n"
+		"r = lp:force()\n"
+		"expect(r.ok and lp.state == 'patched' and lp.forced, 'forced')\n"
+		"r = lp:disable()\n"
+		"expect(not r.ok and r.error:find('forced', 1, true), 'a forced patch stays')\n"
+		"r = lp:force()\n"
+		"expect(not r.ok and r.error == 'no transition to force', 'nothing to force')\n"
+		"expect(lp.nosuch == nil, 'unknown field is nil')\n";
+	json_object *r = run_ok(lua, 14, 0, NULL);
+	char why[256];
+
+	EXPECT_FALSE(report_bool(r, "restored"));
+	json_object_put(r);
+	EXPECT_TRUE_MSG(!campaign_check_events(EVENTS, why, sizeof(why)), "%s", why);
+	EXPECT_TRUE(campaign_check_trace_has(TRACE, "X", "lp:force"));
+}
+
 static void test_config_table(void)
 {
 	static const char lua[] = LUA_BAD
@@ -500,6 +554,7 @@ TEST_SUITE(campaign_lua, "campaign_lua", false,
 	   TEST(test_probe_over_probe_refused),
 	   TEST(test_handler_rules),
 	   TEST(test_run_stats_expect_log),
+	   TEST(test_livepatch_api),
 	   TEST(test_config_table),
 	   TEST(test_exit_codes),
 	   TEST(test_signal),
