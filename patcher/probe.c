@@ -62,7 +62,6 @@ const char *const probe_reasons[] = {
 	"vmx",			/* VMCALL and friends */
 	"indirect_call_mem",	/* call *mem: would push a slot address */
 	"rip_rel_unreachable",	/* a RIP-relative operand cannot reach from the slot */
-	"branch_rel8",		/* relocator: LOOP/JrCXZ cannot be relocated */
 	"too_long",		/* relocated bytes do not fit the slot */
 	"unsupported",		/* e.g. a 66-prefixed branch */
 	"kind_unsupported",	/* an unknown probe kind */
@@ -72,6 +71,7 @@ const char *const probe_reasons[] = {
 	"call_in_region",	/* optimized: a CALL that is not the last displaced instruction */
 	"shadow_busy",		/* optimized: a context stayed inside the displaced range */
 	"max_hits",		/* optimized: a detour cannot stop at max_hits */
+	"has_handler",		/* optimized: a handler's doorbell cannot run in CPL0 text */
 	"no_slot",		/* the XOL region is full or missing */
 	"no_decoder",		/* Capstone could not start */
 	"fault",		/* guest memory not mapped */

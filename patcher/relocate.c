@@ -11,9 +11,9 @@
  *    refused as "rip_rel_unreachable" if that does not fit in s32.
  *  - Relative branches (JMP, Jcc, CALL) are re-aimed at the same absolute
  *    target: rel8 forms grow to rel32 (EB -> E9, 7x -> 0F 8x).  LOOP and
- *    JrCXZ have only rel8 forms and are refused ("branch_rel8"); INT3
- *    probes emulate all of these anyway (probe_insn.c), so this matters
- *    for optimized probes (issue 9), which relocate several instructions.
+ *    JrCXZ have only rel8 forms and are refused ("unsupported"): INT3
+ *    probes emulate all of these (probe_insn.c) and relocate_region.c
+ *    expands a LOOP itself, so no probe hands one to this function.
  *  - Everything else is position independent and copied as it is.
  *
  * relocate_can_boost() is kprobes' can_boost(): may an out-of-line copy
@@ -118,7 +118,7 @@ static int relocate_branch(const uint8_t *in, size_t len, uint64_t from, uint64_
 			return refuse(reason, "too_long");
 		memcpy(out, in, len);
 	} else {
-		return refuse(reason, "branch_rel8");	/* LOOP*, JrCXZ */
+		return refuse(reason, "unsupported");	/* LOOP*, JrCXZ: rel8 only */
 	}
 	rel = (int64_t)(target - (to + n));
 	if (!fits_s32(rel))

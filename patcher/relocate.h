@@ -17,8 +17,8 @@
 /*
  * in[0..len) is one instruction at `from`; write its equivalent for
  * address `to` into out (at most outcap bytes).  0 with *outlen, or -1
- * with *reason: "not_code", "rip_rel_unreachable", "branch_rel8",
- * "unsupported" (a 66-prefixed, rel16 branch), "too_long", "no_decoder".
+ * with *reason: "not_code", "rip_rel_unreachable", "unsupported" (a
+ * 66-prefixed, rel16 branch, or LOOP/JrCXZ), "too_long", "no_decoder".
  */
 int relocate_insn(const uint8_t *in, size_t len, uint64_t from, uint64_t to,
 		  uint8_t *out, size_t outcap, size_t *outlen, const char **reason);

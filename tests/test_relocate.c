@@ -40,6 +40,28 @@ static void test_relocate_refuses_rel16_branches(void)
 	}
 }
 
+/*
+ * LOOP and JrCXZ have no rel32 form: refused as unsupported (no probe
+ * hands one to relocate_insn(); the list has no branch_rel8 any more).
+ */
+static void test_relocate_refuses_loop(void)
+{
+	static const uint8_t loops[][3] = {
+		{ 0xe2, 0x10 }, { 0xe1, 0xfe }, { 0xe0, 0x00 }, { 0xe3, 0x05 }, { 0x67, 0xe2, 0x10 },
+	};
+	static const size_t len[] = { 2, 2, 2, 2, 3 };
+	uint8_t out[RELOCATE_MAX_OUT];
+
+	for (size_t i = 0; i < sizeof(len) / sizeof(len[0]); i++) {
+		const char *why = NULL;
+		size_t n = 0;
+
+		EXPECT_EQ(reloc(loops[i], len[i], out, &n, &why), -1);
+		EXPECT_TRUE_MSG(why && !strcmp(why, "unsupported"), "case %zu: reason %s", i,
+				why ? why : "(none)");
+	}
+}
+
 static void test_relocate_branch_keeps_target(void)
 {
 	static const uint8_t jmp8[] = { 0xeb, 0x10 };		/* -> FROM + 2 + 0x10 */
@@ -62,5 +84,5 @@ static void test_relocate_branch_keeps_target(void)
 }
 
 TEST_SUITE(relocate, "relocate", false,
-	   TEST(test_relocate_refuses_rel16_branches),
+	   TEST(test_relocate_refuses_rel16_branches), TEST(test_relocate_refuses_loop),
 	   TEST(test_relocate_branch_keeps_target))

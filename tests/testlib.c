@@ -12,6 +12,7 @@
 #include <CUnit/Basic.h>
 
 #include "junit.h"
+#include "patcher.h"
 #include "symtab.h"
 #include "testlib.h"
 #include "vmm.h"
@@ -135,6 +136,21 @@ const char *testlib_image(void)
 	const char *p = getenv("VMPOKE_IMAGE");
 
 	return p ? p : "images/guest.img";
+}
+
+void testlib_vm_end(struct vm *vm, struct patcher *p)
+{
+	struct vmm_result res;
+
+	if (!vm)
+		return;
+	EXPECT_EQ_U64(0, vmm_hcall_count(vm, VMPOKE_HC_CHECK_FAIL));
+	EXPECT_EQ_U64(0, vmm_hcall_count(vm, VMPOKE_HC_FAULT));
+	if (p)
+		patcher_destroy(p);
+	vmm_stop(vm);
+	vmm_wait(vm, 120000, &res);
+	vmm_destroy(vm);
 }
 
 struct symtab *testlib_syms_renamed(const struct symtab *st, const char *from, const char *to)

@@ -71,6 +71,15 @@ const char *testlib_kvm_problem(void);
 const char *testlib_vmpoke(void);
 const char *testlib_image(void);
 
+/*
+ * The end of a KVM test's run: no guest check failure or fault reported,
+ * then the patcher (if any) destroyed - its probes and sites removed -
+ * and the VM stopped and destroyed.  Nothing if vm is NULL.
+ */
+struct vm;
+struct patcher;
+void testlib_vm_end(struct vm *vm, struct patcher *p);
+
 /* A copy of st with the symbol `from` named `to` (tests of name clashes). */
 struct symtab;
 struct symtab *testlib_syms_renamed(const struct symtab *st, const char *from, const char *to);
