@@ -389,5 +389,5 @@ TEST_SUITE(static_call_kvm, "static_call_kvm", true,
 	   TEST(test_sc_update_both_ways), TEST(test_sc_checks_bite), TEST(test_sc_refusals),
 	   TEST(test_sc_cpl0_tick))
 
-TEST_SUITE_IF(static_call_cpl0_int3, "static_call_cpl0_int3_kvm", vmt_cpl0_int3_unavailable,
+TEST_SUITE_IF(static_call_cpl0_int3, "static_call_breakpoint_kvm", vmt_cpl0_int3_unavailable,
 	      TEST(test_sc_cpl0_tick_breakpoint))

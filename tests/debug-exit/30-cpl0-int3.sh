@@ -2,4 +2,4 @@
 # hit at CPL0 during each update (a #BP nested under the timer's frame,
 # vmpoke_abi.h "CPL0 frames"), with VMPOKE_CPL0_PATCH=breakpoint.
 exec "${VMPOKE_TESTS:-build/vmpoke-tests}" ${VMPOKE_JUNIT:+--junit "$VMPOKE_JUNIT"} \
-	static_call_cpl0_int3_kvm
+	static_call_breakpoint_kvm
