@@ -97,7 +97,8 @@ static int lp_op(lua_State *L, char op, const char *fn)
 	struct klp_info in;
 	int ret;
 
-	campaign_lua_not_in_handler(L, c, fn);
+	campaign_lua_not_in_handler(L, c, op == 'e' ? "livepatch():enable" : op == 'd' ?
+				    "livepatch():disable" : "livepatch():force");
 	memset(&out, 0, sizeof(out));
 	ret = c->ops->livepatch_op(c->be, h, op, &out);
 	if (ret && !out.error[0])
@@ -155,6 +156,8 @@ static int lp_index(lua_State *L)
 			lua_pushcfunction(L, methods[i].fn);
 			return 1;
 		}
+	/* the controller retries transitions while handlers run: no torn reads */
+	campaign_lua_not_in_handler(L, c, "livepatch() fields");
 	lp_info(c, h, &in);
 	if (!strcmp(field, "state"))
 		lua_pushstring(L, klp_state_name(in.state));

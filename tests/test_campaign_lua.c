@@ -375,8 +375,11 @@ static void test_livepatch_api(void)
 		"expect(not r.ok and r.error:find('forced', 1, true), 'a forced patch stays')\n"
 		"r = lp:force()\n"
 		"expect(not r.ok and r.error == 'no transition to force', 'nothing to force')\n"
-		"expect(lp.nosuch == nil, 'unknown field is nil')\n";
-	json_object *r = run_ok(lua, 14, 0, NULL);
+		"expect(lp.nosuch == nil, 'unknown field is nil')\n"
+		"local pr = vm:probe('lib_add', function(ctx) local _ = lp.state end)\n"
+		"bad('livepatch() fields cannot be called from a probe handler', vm.run_for, vm, 0.01)\n"
+		"pr:remove()\n";
+	json_object *r = run_ok(lua, 15, 0, NULL);
 	char why[256];
 
 	EXPECT_FALSE(report_bool(r, "restored"));

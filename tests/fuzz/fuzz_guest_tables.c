@@ -27,6 +27,7 @@
 
 #include "fuzz.h"
 #include "guest_tables.h"
+#include "livepatch.h"
 #include "pagewalk.h"
 #include "symtab.h"
 #include "vmm.h"
@@ -222,6 +223,60 @@ static void gt_check_ret(const char *what, int ret, const char *msg, const struc
 	FUZZ_CHECK(T, ret != -ENOENT || !sym, "%s: -ENOENT with a symbol", what);
 }
 
+/*
+ * livepatch's reliable stack walk of an accepted task, over the fuzzed RAM:
+ * its frame pointers, return addresses and the code the prologue analysis
+ * decodes are all guest values.  The page the saved RIP is in, and the
+ * first 1 MiB above the image base, are "functions".
+ */
+struct gt_walk {
+	const struct gt_in *g;
+};
+
+static int gt_walk_read(void *opaque, uint64_t gva, void *buf, size_t len)
+{
+	const struct gt_in *g = ((struct gt_walk *)opaque)->g;
+
+	return gva_read(&g->ram, g->cr3, gva, buf, len);
+}
+
+static bool gt_walk_frame_ok(void *opaque, uint64_t rip)
+{
+	const struct gt_in *g = ((struct gt_walk *)opaque)->g;
+	uint8_t code[256];
+	uint64_t base = rip & ~0xffull;
+
+	if (gva_read(&g->ram, g->cr3, base, code, sizeof(code)))
+		return false;
+	return klp_frame_ok(code, sizeof(code), base, rip);
+}
+
+static void gt_check_stack_walk(const struct gt_in *g, const struct vmpoke_task *t)
+{
+	struct sym fs[2] = {
+		{ t->ctx.rip & ~0xffull, 0x100, 'T', "rip_fn" },
+		{ VMPOKE_IMAGE_BASE, 1u << 20, 'T', "image_fn" },
+	};
+	struct symtab *st = symtab_from_array(fs, fs[0].addr < fs[1].addr ||
+					      fs[0].addr >= fs[1].addr + fs[1].size ? 2 : 1);
+	struct gt_walk gw = { g };
+	struct klp_walk_ops ops = { gt_walk_read, gt_walk_frame_ok, &gw, st };
+	static struct klp_walk w;
+	int r;
+
+	if (!st)
+		return;
+	r = klp_stack_walk(&ops, t->ctx.rip, t->ctx.rsp, t->ctx.rbp, t->stack_lo, t->stack_hi, &w);
+	FUZZ_CHECK(T, w.n <= KLP_MAX_FRAMES, "walk of %zu frames", w.n);
+	FUZZ_CHECK(T, r == 0 || r == -1, "klp_stack_walk returned %d", r);
+	FUZZ_CHECK(T, r == 0 || w.why[0], "an unreliable walk without a reason");
+	for (size_t i = 0; !r && i < w.n; i++)
+		FUZZ_CHECK(T, symtab_lookup(st, i ? w.f[i].addr - 1 : w.f[i].addr, &(uint64_t){ 0 }),
+			   "reliable walk: frame %zu at 0x%llx is in no function", i,
+			   (unsigned long long)w.f[i].addr);
+	symtab_free(st);
+}
+
 static void gt_check_tasks(const struct gt_in *g)
 {
 	static struct vmpoke_task_table tt;
@@ -252,6 +307,8 @@ static void gt_check_tasks(const struct gt_in *g)
 	if (!r && g->task < tt.nr_tasks)
 		FUZZ_CHECK(T, !r2 && !memcmp(&task, &tt.tasks[g->task], sizeof(task)),
 			   "task %u differs between the two readers", g->task);
+	if (!r2 && task.state)
+		gt_check_stack_walk(g, &task);
 }
 
 /*
