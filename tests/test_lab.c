@@ -431,7 +431,7 @@ struct lab_case {
 };
 
 /*
- * Write insn (NOP-padded) at lab_site; run every case for real, then with
+ * Write insn (padded) at lab_site; run every case for real, then with
  * an INT3 probe on it (no handler), which runs it as `exec` says
  * ("emulated" in the VMM, or out of line: "boosted" or "stepped"); both
  * runs must leave the same registers, flags, stack window, %rsp and
@@ -440,7 +440,14 @@ struct lab_case {
 static void lab_probe_form(struct lab *l, const char *name, const uint8_t *insn, size_t len,
 			   const struct lab_case *cases, size_t n, const char *exec)
 {
-	static const uint8_t nop = 0x90;
+	/*
+	 * Not NOPs after the instruction: one-byte xchg %eax,%ecx/%edx/%esi/
+	 * %edi, so that a run resumed a byte or more off the next instruction
+	 * leaves other registers than one resumed exactly there.
+	 */
+	static const uint8_t pad[VMPOKE_LAB_SITE_LEN] = {
+		0x91, 0x92, 0x96, 0x97, 0x92, 0x91, 0x97, 0x96,
+	};
 	uint8_t bytes[VMPOKE_LAB_SITE_LEN];
 	struct lab_out real[16], emu[16];
 	struct probe_opts o = { .kind = PROBE_KIND_INT3 };
@@ -451,7 +458,7 @@ static void lab_probe_form(struct lab *l, const char *name, const uint8_t *insn,
 
 	EXPECT_TRUE_FATAL(n <= 16 && len <= VMPOKE_LAB_SITE_LEN);
 	memcpy(bytes, insn, len);
-	memset(bytes + len, nop, sizeof(bytes) - len);
+	memcpy(bytes + len, pad, sizeof(bytes) - len);
 	EXPECT_EQ_FATAL(vmm_gva_write(l->vm, l->site, bytes, sizeof(bytes)), 0);
 	for (size_t i = 0; i < n; i++) {
 		if (!lab_request_full(l, &cases[i].in, &real[i]))
