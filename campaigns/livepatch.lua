@@ -26,7 +26,7 @@ for _, s in ipairs(vm:syms("lp_*__v*")) do
 end
 
 local lp = vm:livepatch({ { old = "lp_sleep", new = "lp_sleep__v2" },
-                          { old = "lp_mix", new = "lp_mix__v2" } }, { retry_ms = 250 })
+                          { old = "lp_mix", new = "lp_mix__v2" } }, { retry_ms = 100 })
 
 -- Print each retry once: tasks switched, still pending, and the stragglers.
 local shown = 0

@@ -99,7 +99,11 @@ enum klp_state {
 const char *klp_state_name(enum klp_state s);
 
 struct klp_opts {
-	unsigned int retry_ms;		/* between retries; 0: KLP_DEFAULT_RETRY_MS */
+	/*
+	 * Between retries, in guest time (its tick count over its hz; host
+	 * time for a guest without a tick); 0: KLP_DEFAULT_RETRY_MS.
+	 */
+	unsigned int retry_ms;
 	bool no_stack_check;		/* --inject no-stack-check: switch without the walk */
 };
 

@@ -53,7 +53,8 @@ struct klp_patch {
 	enum klp_state state;
 	bool forced;
 	uint32_t target;		/* VMPOKE_PATCH_* the transition goes to */
-	uint64_t t0_ns, next_ns;
+	uint64_t t0_ns;
+	uint64_t next_ms;		/* the next retry, on klp_clock_ms() */
 	unsigned int retry_ms;
 	unsigned int retries, switched;
 	size_t nr_pending;
@@ -79,6 +80,7 @@ struct klp {
 	struct klp_patch *transition;	/* at most one, as in the kernel */
 	struct vmpoke_task_table *tab;	/* scratch for retries */
 	uint64_t next_reap_ns;		/* stubs' grace check, every retry_ms */
+	unsigned int hz;		/* the guest's tick (boot info), 0: none */
 };
 
 static const uint8_t klp_nop5[5] = { 0x0f, 0x1f, 0x44, 0x00, 0x00 };
@@ -100,6 +102,37 @@ static uint64_t klp_ps_addr(const struct klp *k, uint32_t task)
 static uint64_t klp_stub_addr(const struct klp *k, int slot)
 {
 	return k->stubs_lo + (uint64_t)slot * KLP_STUB_SIZE;
+}
+
+/*
+ * The retry clock: guest time, as livepatch retries once a second of the
+ * kernel's own time.  The guest's tick count (the most any vCPU counted: an
+ * offline one stops) over its hz; host time if the guest has no tick.
+ */
+static uint64_t klp_clock_ms(struct klp *k)
+{
+	unsigned int n = vmm_nr_vcpus(k->vm);
+	struct vmpoke_percpu pc;
+	uint64_t ticks = 0;
+	char msg[128];
+
+	if (!k->hz)
+		return clock_now_ns() / CLOCK_NS_PER_MS;
+	for (unsigned int v = 0; v < n; v++)
+		if (!vmm_percpu_read(k->vm, v, &pc, msg, sizeof(msg)) && pc.ticks > ticks)
+			ticks = pc.ticks;
+	return ticks * 1000 / k->hz;
+}
+
+/* hz from the boot info the VMM wrote (and the guest could overwrite). */
+static unsigned int klp_guest_hz(struct vm *vm)
+{
+	struct vmpoke_boot_info bi;
+
+	if (vmm_gva_read(vm, VMPOKE_BOOT_INFO_GPA, &bi, sizeof(bi)) ||
+	    bi.magic != VMPOKE_BOOT_MAGIC || bi.hz > 100000)
+		return 0;
+	return bi.hz;
 }
 
 struct klp *klp_new(struct patcher *p, struct vm *vm, const char *image,
@@ -143,6 +176,7 @@ struct klp *klp_new(struct patcher *p, struct vm *vm, const char *image,
 	if (!k->o.retry_ms)
 		k->o.retry_ms = KLP_DEFAULT_RETRY_MS;
 	k->tasks = tasks->addr;
+	k->hz = klp_guest_hz(vm);
 	k->stubs_lo = lo->addr;
 	k->nslots = (unsigned int)((hi->addr - lo->addr) / KLP_STUB_SIZE);
 	k->slot = calloc(k->nslots, 1);
@@ -627,7 +661,7 @@ static int klp_try(struct klp_patch *lp, bool force, char *msg, size_t len)
 	lp->switched += switched;
 	klp_history(lp, switched);
 	lp->retries++;
-	lp->next_ns = clock_now_ns() + (uint64_t)lp->retry_ms * CLOCK_NS_PER_MS;
+	lp->next_ms = klp_clock_ms(k) + lp->retry_ms;
 	return lp->nr_pending ? 0 : klp_complete(lp, msg, len);
 }
 
@@ -770,7 +804,7 @@ int klp_tick(struct klp *k, bool now, char *msg, size_t len)
 	int err = 0;
 
 	msg[0] = '\0';
-	if (lp && (now || clock_now_ns() >= lp->next_ns))
+	if (lp && (now || klp_clock_ms(k) >= lp->next_ms))
 		err = klp_try(lp, false, msg, len);
 	if (now || clock_now_ns() >= k->next_reap_ns) {
 		klp_stubs_reap(k);

@@ -398,6 +398,47 @@ out:
 	lenv_end(&e);
 }
 
+/*
+ * Retries follow guest time: with every vCPU offline the guest's clock
+ * stands still, and however long the host waits no retry is due; once the
+ * vCPUs are back it runs again and so do the retries.
+ */
+static void test_kvm_lp_guest_clock(void)
+{
+	struct klp_patch *lp;
+	struct klp_info in;
+	struct lenv e;
+	unsigned int r0;
+	char msg[256];
+
+	lp = start_enabled(&e, false);
+	if (!lp)
+		goto out;
+	EXPECT_EQ(state(lp), KLP_PATCHING);
+	EXPECT_EQ_FATAL(vmm_vcpu_offline(e.vm, 0), 0);
+	EXPECT_EQ_FATAL(vmm_vcpu_offline(e.vm, 1), 0);
+	klp_patch_info(lp, &in);
+	r0 = in.retries;
+	for (int i = 0; i < 10; i++) {		/* 300 ms of host time, 6x retry_ms */
+		usleep(30000);
+		EXPECT_EQ(klp_tick(e.k, false, msg, sizeof(msg)), 0);
+	}
+	klp_patch_info(lp, &in);
+	EXPECT_EQ(in.retries, r0);
+	EXPECT_EQ(vmm_vcpu_online(e.vm, 0), 0);
+	EXPECT_EQ(vmm_vcpu_online(e.vm, 1), 0);
+	for (int i = 0; i < LP_WAIT_S * 100 && in.retries == r0; i++) {
+		usleep(10000);
+		EXPECT_EQ(klp_tick(e.k, false, msg, sizeof(msg)), 0);
+		klp_patch_info(lp, &in);
+	}
+	EXPECT_GT(in.retries, r0);
+	release(&e);
+	tick_until(&e, lp, KLP_PATCHED);
+out:
+	lenv_end(&e);
+}
+
 /* Bad patches are refused by name, nothing written. */
 static void test_kvm_lp_refusals(void)
 {
@@ -445,4 +486,5 @@ out:
 TEST_SUITE(livepatch_kvm, "livepatch_kvm", true,
 	   TEST(test_kvm_lp_straggler), TEST(test_kvm_lp_reverse), TEST(test_kvm_lp_force),
 	   TEST(test_kvm_lp_no_stack_check_detected), TEST(test_kvm_lp_stub_grace),
+	   TEST(test_kvm_lp_guest_clock),
 	   TEST(test_kvm_lp_refusals))
