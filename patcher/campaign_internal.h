@@ -30,9 +30,12 @@ struct campaign_probe {
 	void *h;			/* backend handle; NULL if refused */
 	char where[128];		/* as the script gave it */
 	uint64_t addr;
-	const char *kind;
+	const char *kind;		/* what it is: "int3", "optimized" */
+	const char *want_kind;		/* what the script asked: "auto", "optimized", "int3" */
+	char kind_refused[CAMPAIGN_REASON_LEN];	/* why it stayed INT3, "" if it did not */
 	char refused[CAMPAIGN_REASON_LEN];
 	int handler_ref;		/* LUA_NOREF: count only */
+	bool has_handler;		/* handler_ref is a function (for the backend) */
 	uint64_t max_hits;
 	atomic_bool remove_req;		/* p:remove() from a handler: deferred */
 	atomic_bool handler_off;	/* the handler raised an error */

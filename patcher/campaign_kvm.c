@@ -381,22 +381,47 @@ static enum probe_verdict kvm_hit(struct probe_hit_ctx *ctx, void *opaque)
 	}
 }
 
+/*
+ * kind "auto" (the default) and "optimized" are the same request: an INT3
+ * probe first, then the JMP to a detour where the site allows.  With a Lua
+ * handler the detour rings the doorbell for it; without one it only counts,
+ * with no exit and so no hit events.  Where the site cannot be optimized the
+ * probe stays INT3 (with its hit events) and cp->kind_refused names the
+ * rule: "optimized" falls back too, it does not raise.
+ */
 static void *kvm_probe_add(void *be, uint64_t addr, uint64_t max_hits,
 			   struct campaign_probe *cp, const char **kind, char *reason, size_t len)
 {
 	struct kvm_be *k = be;
+	bool want_int3 = cp->want_kind && !strcmp(cp->want_kind, "int3");
+	bool counting = !want_int3 && !cp->has_handler;
 	struct probe_opts po = {
-		.handler = kvm_hit,
+		.handler = counting ? NULL : kvm_hit,
 		.opaque = cp,
 		.max_hits = max_hits,
-		.kind = PROBE_KIND_AUTO,
+		.kind = want_int3 ? PROBE_KIND_INT3 : PROBE_KIND_AUTO,
 	};
 	const char *why = NULL, *detail;
 	struct probe *pr;
 	char msg[CAMPAIGN_REASON_LEN];
 
 	msg[0] = 0;
+	cp->kind_refused[0] = 0;
 	pr = probe_add(k->p, addr, &po, &why, msg, sizeof(msg));
+	if (pr && !want_int3 && probe_kind_of(pr) != PROBE_KIND_OPTIMIZED) {
+		snprintf(cp->kind_refused, sizeof(cp->kind_refused), "%s",
+			 probe_opt_refusal(pr));
+		if (counting) {
+			/* an INT3 probe reports its hits: place it again with the hook */
+			if (probe_remove(pr, msg, sizeof(msg))) {
+				snprintf(reason, len, "%s", msg);
+				return NULL;
+			}
+			po.handler = kvm_hit;
+			po.kind = PROBE_KIND_INT3;
+			pr = probe_add(k->p, addr, &po, &why, msg, sizeof(msg));
+		}
+	}
 	if (!pr) {
 		/* msg is "WHERE: reason: detail"; the core puts its own WHERE first */
 		detail = why ? strstr(msg, why) : NULL;

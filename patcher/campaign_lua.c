@@ -704,8 +704,10 @@ static int probe_refuse(lua_State *L, struct campaign *c, const char *where,
 
 static int vm_probe(lua_State *L)
 {
-	static const char *const opt_keys[] = { "max_hits", NULL };
+	static const char *const opt_keys[] = { "max_hits", "kind", NULL };
+	static const char *const kinds[] = { "auto", "optimized", "int3", NULL };
 	struct campaign *c = vm_ready(L);
+	const char *want = "auto";
 	const struct symtab *st;
 	struct campaign_probe *cp;
 	struct lua_probe *lp;
@@ -729,6 +731,19 @@ static int vm_probe(lua_State *L)
 			max_hits = (uint64_t)check_int(L, -1, "vm:probe", "opts.max_hits", 1,
 						       INT64_MAX);
 		lua_pop(L, 1);
+		if (lua_getfield(L, 4, "kind") != LUA_TNIL) {
+			const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+
+			want = NULL;
+			for (size_t i = 0; kinds[i]; i++)
+				if (!strcmp(k, kinds[i]))
+					want = kinds[i];
+			if (!want)
+				return fail(L, "vm:probe: opts.kind: want \"auto\", "
+					    "\"optimized\" or \"int3\", got %s",
+					    luaL_tolstring(L, -1, NULL));
+		}
+		lua_pop(L, 1);
 	}
 	if (lua_type(L, 2) == LUA_TNUMBER) {
 		addr = check_where(L, c, 2, "vm:probe");
@@ -746,6 +761,7 @@ static int vm_probe(lua_State *L)
 	cp->addr = addr;
 	cp->max_hits = max_hits;
 	cp->kind = "int3";
+	cp->want_kind = want;
 	snprintf(cp->where, sizeof(cp->where), "%s", where);
 	cp->have_orig = !c->ops->read(c->be, addr, &cp->orig, 1);
 	cp->handler_ref = LUA_NOREF;
@@ -753,6 +769,7 @@ static int vm_probe(lua_State *L)
 		/* handlers run on c->hL; the registry is shared by every thread */
 		lua_pushvalue(L, 3);
 		cp->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+		cp->has_handler = true;
 	}
 	reason[0] = msg[0] = 0;
 	cp->h = c->ops->probe_add(c->be, addr, max_hits, cp, &kind, reason, sizeof(reason));

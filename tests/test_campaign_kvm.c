@@ -94,10 +94,68 @@ static void example(const char *name, size_t min_expectations)
 	json_object_put(r);
 }
 
+/*
+ * kind "auto" by default: lib_add is optimized (a counting detour, no exit,
+ * so no hit events), lib_switch stays INT3 with the named rule in the
+ * report (its jump table) and its hits show in the trace.
+ */
 static void test_campaign_probe_count(void)
 {
+	json_object *r, *probes, *v;
+	bool add = false, sw = false;
+
 	example("probe-count.lua", 5);
-	EXPECT_TRUE(campaign_check_trace_has(K_TRACE, "i", "lib_add"));
+	EXPECT_TRUE(campaign_check_trace_has(K_TRACE, "i", "lib_switch"));
+	r = json_object_from_file(K_REPORT);
+	if (!r || !json_object_object_get_ex(r, "probes", &probes)) {
+		EXPECT_TRUE_MSG(false, "no probes in %s", K_REPORT);
+		json_object_put(r);
+		return;
+	}
+	for (size_t i = 0; i < json_object_array_length(probes); i++) {
+		json_object *p = json_object_array_get_idx(probes, i);
+		const char *where, *kind, *why = NULL;
+
+		json_object_object_get_ex(p, "where", &v);
+		where = json_object_get_string(v);
+		json_object_object_get_ex(p, "kind", &v);
+		kind = json_object_get_string(v);
+		if (json_object_object_get_ex(p, "optimize_refused", &v) && v)
+			why = json_object_get_string(v);
+		if (!strcmp(where, "lib_add"))
+			add = !strcmp(kind, "optimized") && !why;
+		if (!strcmp(where, "lib_switch"))
+			sw = !strcmp(kind, "int3") && why && !strcmp(why, "indirect_jump");
+	}
+	EXPECT_TRUE_MSG(add, "lib_add is not reported optimized");
+	EXPECT_TRUE_MSG(sw, "lib_switch is not reported int3 with optimize_refused indirect_jump");
+	json_object_put(r);
+}
+
+/* opts.kind: auto/optimized/int3; a handler probe is optimized too; bad kinds raise. */
+static void test_campaign_probe_kinds(void)
+{
+	script_all_held(
+		"campaign = { vcpus = 2, tasks = 2 }\n"
+		"local seen = 0\n"
+		"local a = vm:probe('lib_add', nil, {kind = 'optimized'})\n"
+		"local m = vm:probe('lib_mul_add', function(ctx)\n"
+		"  if ctx.rip == vm:sym('lib_mul_add') then seen = seen + 1 end\n"
+		"end)\n"
+		"local c = vm:probe('lib_checksum', nil, {kind = 'int3'})\n"
+		"local s = vm:probe('lib_switch', nil, {kind = 'optimized'})\n"
+		"local ok, err = pcall(vm.probe, vm, 'lib_sum_calls', nil, {kind = 'fast'})\n"
+		"expect(not ok and err:find('opts.kind', 1, true), 'bad kind: ' .. tostring(err))\n"
+		"vm:run_for(0.5)\n"
+		"expect(a.kind == 'optimized' and m.kind == 'optimized', 'optimized: ' ..\n"
+		"       a.kind .. ' ' .. m.kind)\n"
+		"expect(c.kind == 'int3' and s.kind == 'int3', 'int3: ' .. c.kind .. ' ' .. s.kind)\n"
+		"expect(a.hits > 0 and c.hits > 0 and s.hits > 0, 'all counted')\n"
+		"-- the guest runs on; hits while the script runs are missed, not hits\n"
+		"local h = m.hits\n"
+		"expect(h > 0 and seen == h, 'the handler ran at the probe address for every '\n"
+		"       .. 'hit: ' .. seen .. ' of ' .. h)\n"
+		"expect(vm:stats().check_failures == 0, 'guest checks hold')\n", 6);
 }
 
 /* ... and its trace shows the batch with the protocol's phases nested in it */
@@ -401,7 +459,7 @@ static void test_campaign_status_line(void)
 }
 
 TEST_SUITE(campaign_kvm, "campaign_kvm", true,
-	   TEST(test_campaign_probe_count),
+	   TEST(test_campaign_probe_count), TEST(test_campaign_probe_kinds),
 	   TEST(test_campaign_patch_redirect),
 	   TEST(test_campaign_recursion),
 	   TEST(test_campaign_demo),

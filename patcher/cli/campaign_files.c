@@ -158,6 +158,9 @@ static json_object *report_probe(struct campaign *c, struct campaign_probe *cp)
 	json_object_object_add(o, "where", json_object_new_string(cp->where));
 	json_object_object_add(o, "addr", json_object_new_uint64(cp->addr));
 	json_object_object_add(o, "kind", json_object_new_string(cp->kind));
+	/* asked for optimized/auto and stayed INT3: the named rule */
+	json_object_object_add(o, "optimize_refused", cp->kind_refused[0] ?
+			       json_object_new_string(cp->kind_refused) : NULL);
 	json_object_object_add(o, "hits", json_object_new_uint64(cnt.hits));
 	json_object_object_add(o, "missed", json_object_new_uint64(cnt.missed));
 	for (unsigned int i = 0; i < c->cfg.vcpus && i < VMPOKE_MAX_VCPUS; i++)
