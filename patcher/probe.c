@@ -317,13 +317,20 @@ struct probe *probe_add(struct patcher *p, uint64_t addr, const struct probe_opt
 		goto out;
 	}
 	if (!sc.at_boundary) {
-		if (sc.stop_at && !sc.complete && sc.stop_at <= addr)
+		bool stopped = sc.stop_at && !sc.complete && sc.stop_at <= addr;
+
+		/* decoding stopped right here: these bytes are no instruction */
+		if (stopped && sc.stop_at == addr) {
+			probe_refuse(reason, "not_code", msg, msglen, where,
+				     "no instruction decodes here (byte 0x%02x)", code[off]);
+			goto out;
+		}
+		if (stopped)
 			site_where(p, sc.stop_at, lw, sizeof(lw));
 		probe_refuse(reason, "not_boundary", msg, msglen, where,
-			     "not an instruction boundary of %s%s%s", fn->name,
-			     sc.stop_at && !sc.complete && sc.stop_at <= addr ?
-			     " (decoding stopped at " : "",
-			     sc.stop_at && !sc.complete && sc.stop_at <= addr ? lw : "");
+			     "not an instruction boundary of %s%s%s%s", fn->name,
+			     stopped ? " (decoding stopped at " : "", stopped ? lw : "",
+			     stopped ? ")" : "");
 		goto out;
 	}
 	if (code[off] == POKE_INT3) {

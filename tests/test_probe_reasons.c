@@ -192,6 +192,8 @@ static const struct {
 	{ "syscall", { 0x0f, 0x34 }, 2 },			/* sysenter */
 	{ "syscall", { 0x0f, 0x35 }, 2 },			/* sysexit */
 	{ "mov_ss", { 0x8e, 0xd0 }, 2 },			/* mov %eax,%ss */
+	{ "mov_ss", { 0x8e, 0x16 }, 2 },			/* mov (%rsi),%ss */
+	{ "not_code", { 0x17 }, 1 },				/* pop %ss: invalid here */
 	{ "vmx", { 0x0f, 0x01, 0xc1 }, 3 },			/* vmcall */
 	{ "vmx", { 0x0f, 0x01, 0xd9 }, 3 },			/* vmmcall */
 	{ "indirect_call_mem", { 0xff, 0x10 }, 2 },		/* call *(%rax) */
