@@ -188,8 +188,14 @@ int probe_insn_decode(const uint8_t *bytes, size_t avail, uint64_t addr,
 	}
 	if (insn_emulation(cs, in, &in->detail->x86, addr, &pi->emu)) {
 		pi->exec = PROBE_EXEC_EMULATE;
-	} else if (cs_insn_group(cs, in, X86_GRP_BRANCH_RELATIVE)) {
-		/* a relative branch we do not emulate (66-prefixed): no slot either */
+	} else if (cs_insn_group(cs, in, X86_GRP_BRANCH_RELATIVE) ||
+		   cs_insn_group(cs, in, X86_GRP_CALL)) {
+		/*
+		 * A relative branch we do not emulate (66-prefixed): no slot
+		 * either.  Nor a CALL (66 ff /2): out of line it would push the
+		 * slot's address, and the callee would return into a slot that
+		 * may be reused by then, or into a detour (fuzz_decode).
+		 */
 		insn_refuse(reason, "unsupported", detail, dlen, in);
 		goto out;
 	} else {

@@ -54,21 +54,27 @@ static bool is_legacy_prefix(uint8_t b)
 	}
 }
 
-/* Offset of the opcode: past legacy prefixes and a REX byte. */
-static size_t opcode_offset(const uint8_t *b, size_t len)
+/*
+ * Offset of the opcode: past every legacy prefix and REX byte, in any
+ * order.  A REX that is not last is ignored by the CPU but still skipped:
+ * `42 f2 eb 10` is a JMP rel8 (fuzz_decode; stopping at the first
+ * non-legacy byte took F2 for the opcode and copied the JMP unchanged).
+ * In 64-bit mode 0x40-0x4f are always REX, never INC/DEC.
+ */
+size_t relocate_opcode_offset(const uint8_t *b, size_t len)
 {
 	size_t i = 0;
 
-	while (i < len && is_legacy_prefix(b[i]))
-		i++;
-	if (i < len && (b[i] & 0xf0) == 0x40)
+	while (i < len && (is_legacy_prefix(b[i]) || (b[i] & 0xf0) == 0x40))
 		i++;
 	return i;
 }
 
 static bool has_prefix(const uint8_t *b, size_t len, uint8_t want)
 {
-	for (size_t i = 0; i < len && is_legacy_prefix(b[i]); i++)
+	size_t op = relocate_opcode_offset(b, len);
+
+	for (size_t i = 0; i < op; i++)
 		if (b[i] == want)
 			return true;
 	return false;
@@ -85,7 +91,7 @@ static int relocate_branch(const uint8_t *in, size_t len, uint64_t from, uint64_
 			   uint8_t *out, size_t outcap, size_t *outlen,
 			   const char **reason)
 {
-	size_t op = opcode_offset(in, len);
+	size_t op = relocate_opcode_offset(in, len);
 	uint8_t o = in[op];
 	uint64_t target;
 	size_t n, imm;
@@ -222,7 +228,7 @@ static const uint32_t twobyte_boostable[8] = {
 
 bool relocate_can_boost(const uint8_t *in, size_t len)
 {
-	size_t op = opcode_offset(in, len);
+	size_t op = relocate_opcode_offset(in, len);
 	uint8_t o, modrm_reg;
 
 	if (op >= len || has_prefix(in, len, 0x2e) || has_prefix(in, len, 0x67))

@@ -23,6 +23,9 @@
 int relocate_insn(const uint8_t *in, size_t len, uint64_t from, uint64_t to,
 		  uint8_t *out, size_t outcap, size_t *outlen, const char **reason);
 
+/* Offset of the opcode byte: past legacy prefixes and REX bytes, in any order. */
+size_t relocate_opcode_offset(const uint8_t *b, size_t len);
+
 /* kprobes' can_boost(): may the copy end in a JMP back instead of an INT3? */
 bool relocate_can_boost(const uint8_t *in, size_t len);
 

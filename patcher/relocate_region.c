@@ -83,18 +83,11 @@ static bool rr_fits(int64_t v)
 	return v >= INT32_MIN && v <= INT32_MAX;
 }
 
-/* The opcode byte, past legacy prefixes and REX. */
+/* The opcode byte (relocate.c's prefix walk: REX may sit among the prefixes). */
 static uint8_t rr_opcode(const uint8_t *b, size_t len)
 {
-	size_t i = 0;
+	size_t i = relocate_opcode_offset(b, len);
 
-	while (i < len && (b[i] == 0x66 || b[i] == 0x67 || b[i] == 0xf2 ||
-			   b[i] == 0xf3 || b[i] == 0xf0 || b[i] == 0x2e ||
-			   b[i] == 0x3e || b[i] == 0x26 || b[i] == 0x36 ||
-			   b[i] == 0x64 || b[i] == 0x65))
-		i++;
-	if (i < len && (b[i] & 0xf0) == 0x40)
-		i++;
 	return i < len ? b[i] : 0;
 }
 

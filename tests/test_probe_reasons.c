@@ -200,6 +200,7 @@ static const struct {
 	{ "indirect_call_mem", { 0xff, 0x15, 0, 0, 0, 0 }, 6 },	/* call *0(%rip) */
 	{ "unsupported", { 0x66, 0xe9, 0x00, 0x00 }, 4 },	/* jmp rel16 */
 	{ "unsupported", { 0x66, 0x0f, 0x84, 0x00, 0x00 }, 5 },	/* je rel16 */
+	{ "unsupported", { 0x66, 0x66, 0xff, 0xd3 }, 4 },	/* call *%bx: not emulated, no slot */
 };
 
 /* Where the engine looks before the instruction: address rows. */

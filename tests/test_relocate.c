@@ -83,6 +83,32 @@ static void test_relocate_branch_keeps_target(void)
 	EXPECT_EQ_U64(FROM + 5 + 0x100, TO + 5 + (int64_t)rel);
 }
 
+/*
+ * Found by fuzz_decode (relocate_region): a REX before a legacy prefix is
+ * ignored by the CPU, so `42 f2 eb 10` is a JMP rel8 and `42 66 eb 10` a
+ * JMP rel16.  The prefix walk stopped at the REX and took F2 / 66 for the
+ * opcode.
+ */
+static void test_relocate_rex_among_prefixes(void)
+{
+	static const uint8_t jmp8[] = { 0x42, 0xf2, 0xeb, 0x10 };
+	static const uint8_t jmp16[] = { 0x42, 0x66, 0xeb, 0x10 };
+	uint8_t out[RELOCATE_MAX_OUT];
+	const char *why = NULL;
+	int32_t rel;
+	size_t n = 0;
+
+	EXPECT_EQ_U64(2, relocate_opcode_offset(jmp8, sizeof(jmp8)));
+	EXPECT_EQ(reloc(jmp8, sizeof(jmp8), out, &n, &why), 0);
+	EXPECT_EQ_U64(5, n);
+	EXPECT_EQ(out[0], 0xe9);
+	memcpy(&rel, out + 1, 4);
+	EXPECT_EQ_U64(FROM + 4 + 0x10, TO + 5 + (int64_t)rel);
+	why = NULL;
+	EXPECT_EQ(reloc(jmp16, sizeof(jmp16), out, &n, &why), -1);
+	EXPECT_TRUE_MSG(why && !strcmp(why, "unsupported"), "reason %s", why ? why : "(none)");
+}
+
 TEST_SUITE(relocate, "relocate", false,
 	   TEST(test_relocate_refuses_rel16_branches), TEST(test_relocate_refuses_loop),
-	   TEST(test_relocate_branch_keeps_target))
+	   TEST(test_relocate_branch_keeps_target), TEST(test_relocate_rex_among_prefixes))

@@ -32,6 +32,23 @@ struct poke_mem;
 void fuzz_decode_probe(const uint8_t *code, size_t size, uint64_t addr, uint64_t to,
 		       const struct kvm_regs *regs, const struct poke_mem *mem);
 
+/*
+ * One Capstone handle (detail on) for the checks of fuzz_relocate.c and
+ * fuzz_region.c: the instruction at b decoded at `at`, or NULL; free with
+ * cs_free(insn, 1).  fuzz_cs_handle() is the csh, for cs_insn_group().
+ */
+struct cs_insn;
+struct cs_insn *fuzz_cs_decode(const uint8_t *b, size_t len, uint64_t at);
+size_t fuzz_cs_handle(void);
+
+/*
+ * fuzz_decode's optimized-probe half (fuzz_region.c): code[0..size) at
+ * addr as a function, a displaced region at its (sel & 7)-th instruction
+ * relocated to `to`, sometimes beside a live site.
+ */
+void fuzz_decode_region(const uint8_t *code, size_t size, uint64_t addr, uint64_t to,
+			unsigned int sel);
+
 void fuzz_fail(const char *target, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3), noreturn));
 

@@ -19,7 +19,8 @@ FUZZ_SAN	:= -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS	:= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -g \
 		   -fno-omit-frame-pointer -Iinclude -DVMPOKE_VERSION='"$(VERSION)"' \
 		   -DVMPOKE_DATADIR='"$(PREFIX)/share/vmpoke"' $(FUZZ_SAN)
-FUZZ_SHARED	:= tests/fuzz/fuzz_util.c tests/fuzz/fuzz_relocate.c tests/campaign_fake.c
+FUZZ_SHARED	:= tests/fuzz/fuzz_util.c tests/fuzz/fuzz_relocate.c tests/fuzz/fuzz_region.c \
+		   tests/campaign_fake.c
 FUZZ_LIB_OBJS	:= $(LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o) $(FUZZ_SHARED:%.c=$(FUZZ_BUILD)/%.o)
 
 # The entry functions are CUnit-replayed in the normal build too.

@@ -10,7 +10,9 @@
  *     decode_one(), decode_whole(), and poke_emulate() over a fuzzed
  *     register file and a fuzzed stack window; then the same bytes as a
  *     probed instruction: probe_insn_decode(), poke_emulate_regs(), the
- *     relocator and the probe's out-of-line slot (fuzz_relocate.c);
+ *     relocator and the probe's out-of-line slot (fuzz_relocate.c), and the
+ *     bytes as a function whose displaced region an optimized probe
+ *     relocates (relocate_region(), fuzz_region.c);
  *  2. runs the real poke_site_prepare() against a VM without KVM: a struct
  *     vm that holds only guest RAM (identity page tables as vmpoke_abi.h
  *     lays them out, the function at VMPOKE_IMAGE_BASE) and a symbol table
@@ -233,6 +235,7 @@ static void dec_probe(const struct dec_in *d)
 	to = d->flags & DEC_FAR ? d->rflags ^ d->rsp :
 	     d->addr + (int64_t)(int32_t)(d->off2 << 16 | d->off) * 16;
 	fuzz_decode_probe(d->code, d->size, d->addr, to, &r, &mem);
+	fuzz_decode_region(d->code, d->size, d->addr, to, (unsigned int)d->off2);
 }
 
 /* --- 2. and 3.: site preparation and the trap hook on a RAM-only VM -------- */

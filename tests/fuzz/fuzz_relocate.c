@@ -21,7 +21,7 @@
 
 static csh reloc_cs;
 
-static cs_insn *reloc_decode(const uint8_t *b, size_t len, uint64_t at)
+cs_insn *fuzz_cs_decode(const uint8_t *b, size_t len, uint64_t at)
 {
 	cs_insn *insn = NULL;
 
@@ -36,6 +36,11 @@ static cs_insn *reloc_decode(const uint8_t *b, size_t len, uint64_t at)
 }
 
 /* The RIP-relative operand's absolute address, if insn has one. */
+size_t fuzz_cs_handle(void)
+{
+	return reloc_cs;
+}
+
 static bool reloc_riprel(const cs_insn *insn, uint64_t *abs)
 {
 	const cs_x86 *x = &insn->detail->x86;
@@ -51,7 +56,7 @@ static bool reloc_riprel(const cs_insn *insn, uint64_t *abs)
 
 static void reloc_check(const cs_insn *a, const uint8_t *out, size_t n, uint64_t to)
 {
-	cs_insn *b = reloc_decode(out, n, to);
+	cs_insn *b = fuzz_cs_decode(out, n, to);
 	const cs_x86 *xa = &a->detail->x86;
 	uint64_t ra, rb;
 	bool rel = cs_insn_group(reloc_cs, a, X86_GRP_BRANCH_RELATIVE);
@@ -80,7 +85,7 @@ static void reloc_check(const cs_insn *a, const uint8_t *out, size_t n, uint64_t
 /* The first instruction of code, relocated from `from` to `to`. */
 static void reloc_insn(const uint8_t *code, size_t size, uint64_t from, uint64_t to)
 {
-	cs_insn *a = reloc_decode(code, size < RELOCATE_MAX_INSN ? size : RELOCATE_MAX_INSN,
+	cs_insn *a = fuzz_cs_decode(code, size < RELOCATE_MAX_INSN ? size : RELOCATE_MAX_INSN,
 				  from);
 	uint8_t out[RELOCATE_MAX_OUT];
 	const char *reason = NULL;
@@ -164,7 +169,7 @@ void fuzz_decode_probe(const uint8_t *code, size_t size, uint64_t addr, uint64_t
 			       n == ret_at + 1 && slot[ret_at] == 0xcc),
 		   "slot of %zu bytes, return at %zu", n, ret_at);
 	if (pi.boost) {
-		cs_insn *j = reloc_decode(slot + ret_at, 5, to + ret_at);
+		cs_insn *j = fuzz_cs_decode(slot + ret_at, 5, to + ret_at);
 
 		FUZZ_CHECK(T, j && j->detail->x86.operands[0].imm == (int64_t)(addr + pi.len),
 			   "the boosted slot does not jump back to the next instruction");
