@@ -2,12 +2,12 @@
 /*
  * torture_livepatch.c - `vmpoke torture --kinds livepatch`: livepatches of
  * the guest's lp_* functions enabled and disabled one after another, each
- * transition retried every few milliseconds while the tasks call the
+ * transition retried every 10 ms of guest time while the tasks call the
  * functions and check every result against their own patch_state, and
- * now and then (one round in 512, a round being about a millisecond while
- * a transition waits) one is reversed in the middle.  Before a patch of lp_sleep
- * begins, the kind waits (bounded) until the sleeper is inside lp_sleep,
- * so every such transition has a real straggler: with `--inject
+ * now and then (after one retry in 32) one is reversed in the middle.
+ * Before a patch of lp_sleep begins, the kind waits (bounded) until the
+ * sleeper is inside lp_sleep, so every such transition has a real
+ * straggler, and the next waits until it has left: with `--inject
  * no-stack-check` the sleeper is then switched inside it and the guest
  * sees it return into code that expects the new result.
  */
@@ -39,6 +39,9 @@ struct torture_lp {
 	bool naps[LP_NR_SETS];		/* replaces lp_sleep */
 	uint64_t sleeper_in;		/* &lp_sleeper_in, 0 if none */
 	unsigned int wait_leave;	/* rounds left to wait for the sleeper to leave */
+	unsigned int reverse_at;	/* the retry count reversal was last drawn at */
+	bool no_stack_check;
+	bool began;			/* the first transition (lp_sleep's) began */
 	struct torture_lp_stats st;
 };
 
@@ -56,6 +59,7 @@ struct torture_lp *torture_lp_new(struct patcher *p, struct vm *vm, const char *
 		return NULL;
 	}
 	t->vm = vm;
+	t->no_stack_check = o.no_stack_check;
 	t->k = klp_new(p, vm, image, &o, msg, sizeof(msg));
 	for (size_t i = 0; t->k && i < LP_NR_SETS; i++) {
 		size_t n = lp_sets[i][1].old ? 2 : 1;
@@ -152,6 +156,23 @@ static bool lp_leaving(struct torture_lp *t)
 	return true;
 }
 
+/*
+ * Reverse a transition now and then: at most once per retry (the chance is
+ * per retry, not per round), and never a patch of lp_sleep under --inject
+ * no-stack-check, whose reversal would switch the planted sleeper back
+ * before it leaves and so hide the fault injected.
+ */
+static bool lp_may_reverse(struct torture_lp *t, struct klp_patch *lp, unsigned int retries)
+{
+	bool fresh = retries != t->reverse_at;
+
+	t->reverse_at = retries;
+	for (size_t i = 0; t->no_stack_check && i < LP_NR_SETS; i++)
+		if (t->lp[i] == lp && t->naps[i])
+			return false;
+	return fresh;
+}
+
 int torture_lp_round(struct torture_lp *t, uint64_t *rng)
 {
 	struct klp_patch *lp = klp_in_transition(t->k);
@@ -164,7 +185,7 @@ int torture_lp_round(struct torture_lp *t, uint64_t *rng)
 	if (lp) {
 		klp_patch_info(lp, &in);
 		sw0 = in.switched;
-		if (torture_rand(rng) % 512 == 0) {
+		if (lp_may_reverse(t, lp, in.retries) && torture_rand(rng) % 32 == 0) {
 			/* klp_reverse_transition(), from outside */
 			err = in.state == KLP_PATCHING ? klp_disable(lp, msg, sizeof(msg)) :
 							 klp_enable(lp, msg, sizeof(msg));
@@ -180,6 +201,10 @@ int torture_lp_round(struct torture_lp *t, uint64_t *rng)
 	} else {
 		if (lp_leaving(t))
 			return 0;
+		/* lp_sleep's patch first: every run has its planted straggler */
+		if (!t->began)
+			i = 0;
+		t->began = true;
 		lp = t->lp[i];
 		klp_patch_info(lp, &in);
 		if (in.state == KLP_UNPATCHED && t->naps[i])
