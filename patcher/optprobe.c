@@ -128,15 +128,26 @@ static void optprobe_retire(struct probe *pr, struct optprobe_detour *d)
 	atomic_store_explicit(&pr->retired, d, memory_order_release);
 }
 
-/* Nobody inside the shadow: 0; busy after the retries: 1; -1 on error. */
-static int optprobe_shadow(struct patcher *p, struct probe *pr, size_t len,
-			   char *why, size_t whylen)
+/*
+ * The ranges of the probe shadow: (addr, addr + len), and every piece of
+ * out-of-line code that jumps back into the original text when it is
+ * done - the probe's own INT3 slot, every PENDING slot (a removed probe's,
+ * which may sit at or before addr: its JMP back or closing INT3 lands at
+ * that probe's addr + insn length), every retired detour not yet freed
+ * (its JMP back lands at its region's end).  A context in any of them may
+ * come back into the middle of the new JMP, seed 000's bug; which of them
+ * aim inside is not worth tracking, they are few and short-lived.
+ */
+static size_t optprobe_shadow_ranges(struct patcher *p, struct probe *pr, size_t len,
+				     struct busy_range **out)
 {
-	struct busy_range r[2];
-	size_t n = 0;
-	int ret;
+	struct probe_xol *x = probe_xol_of(p);
+	size_t n = 0, cap = 2 + (x ? x->nslots : 0);
+	struct busy_range *r = calloc(cap, sizeof(*r));
 
-	memset(r, 0, sizeof(r));
+	*out = r;
+	if (!r)
+		return 0;
 	r[n].lo = pr->addr + 1;
 	r[n].hi = pr->addr + len;
 	r[n].own_int3 = pr->addr + 1;
@@ -144,19 +155,54 @@ static int optprobe_shadow(struct patcher *p, struct probe *pr, size_t len,
 		 pr->where, len);
 	n++;
 	if (pr->slot >= 0) {
-		/* the INT3 probe's slot jumps back into the region */
 		r[n].lo = pr->slot_addr;
 		r[n].hi = pr->slot_addr + PROBE_SLOT_SIZE;
 		snprintf(r[n].what, sizeof(r[n].what), "out-of-line slot of %s", pr->where);
 		n++;
 	}
+	for (unsigned int i = 0; x && i < x->nslots && n < cap; i++) {
+		if (x->state[i] != XOL_PENDING)
+			continue;
+		r[n].lo = xol_slot_addr(x, (int)i);
+		r[n].hi = r[n].lo + PROBE_SLOT_SIZE;
+		snprintf(r[n].what, sizeof(r[n].what), "pending slot %u", i);
+		n++;
+	}
+	for (struct probe *q = probe_list(p); q && n < cap; q = q->next) {
+		for (struct optprobe_detour *d = q->retired; d && n < cap; d = d->next) {
+			if (atomic_load(&d->state) != DETOUR_RETIRED)
+				continue;
+			r[n].lo = d->base;
+			r[n].hi = d->base + OPTPROBE_CODE_SIZE;
+			snprintf(r[n].what, sizeof(r[n].what), "retired detour of %s", q->where);
+			n++;
+		}
+	}
+	return n;
+}
+
+/* Nobody inside the shadow: 0; busy after the retries: 1; -1 on error. */
+static int optprobe_shadow(struct patcher *p, struct probe *pr, size_t len,
+			   char *why, size_t whylen)
+{
+	struct busy_range *r;
+	size_t n = optprobe_shadow_ranges(p, pr, len, &r);
+	int ret = -1;
+
+	if (!n) {
+		snprintf(why, whylen, "out of memory");
+		free(r);
+		return -1;
+	}
 	for (unsigned int attempt = 0;; attempt++) {
 		ret = busy_scan(p, r, n, why, whylen, NULL);
 		if (ret <= 0 || attempt >= p->opts.shadow_retries)
-			return ret;
+			break;
 		atomic_fetch_add(&p->shadow_retries, 1);
 		usleep(p->opts.shadow_backoff_us);
 	}
+	free(r);
+	return ret;
 }
 
 static int optprobe_refuse(struct probe *pr, const char **reason, const char *name,

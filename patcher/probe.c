@@ -620,6 +620,11 @@ void probe_free_all(struct patcher *p)
 	p->probes = NULL;
 }
 
+struct probe *probe_list(struct patcher *p)
+{
+	return p->probes ? p->probes->list : NULL;
+}
+
 struct probe_xol *probe_xol_of(struct patcher *p)
 {
 	return p->probes ? &p->probes->xol : NULL;

@@ -167,6 +167,8 @@ int xol_alloc_n(struct patcher *p, struct probe_xol *x, unsigned int n, char *ms
 
 /* --- probe.c (for tests) ----------------------------------------------- */
 
+/* Every probe ever added (controller thread, p->lock). */
+struct probe *probe_list(struct patcher *p);
 /* The patcher's XOL region (NULL before the first probe_add). */
 struct probe_xol *probe_xol_of(struct patcher *p);
 /* How the probe runs its instruction, and its slot (0 if none). */

@@ -634,8 +634,9 @@ static int torture_session(struct torture *t, const struct torture_opts *a,
 		goto out_stop;
 	if ((a->kinds & TORTURE_KINDS_CALLS) && torture_load_calls(t, a->cfg.image))
 		goto out_stop;
-	if (a->kinds & TORTURE_KINDS_PROBES) {
-		t->probes = torture_probes_new(t->p, t->vm);
+	if (a->kinds & (TORTURE_KINDS_PROBES | TORTURE_KINDS_OPTPROBES)) {
+		t->probes = torture_probes_new(t->p, t->vm,
+					       a->kinds & TORTURE_KINDS_OPTPROBES);
 		if (!t->probes)
 			goto out_stop;
 	}

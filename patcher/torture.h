@@ -46,19 +46,27 @@ struct symtab;
  */
 #define TORTURE_KIND_PROBE	19
 #define TORTURE_KINDS_PROBES	(1u << TORTURE_KIND_PROBE)
+/*
+ * --kinds optprobe: the same points, placed as kind AUTO (optimized where
+ * the site allows), and live ones also unoptimized and optimized again.
+ */
+#define TORTURE_KIND_OPTPROBE	20
+#define TORTURE_KINDS_OPTPROBES	(1u << TORTURE_KIND_OPTPROBE)
 
 struct torture_probe_report {
 	uint64_t placed, removed;	/* probe_add()s that succeeded; probe_remove()s */
 	uint64_t hits, missed;		/* summed over every probe placed */
 	uint64_t handler_calls;		/* of the counting handler */
 	uint64_t refused;		/* points refused by name, once each */
+	uint64_t optimized, unoptimized; /* optprobe: switches that succeeded */
+	uint64_t opt_refused;		/* optprobe: placed or left INT3, by a named rule */
 	unsigned int points;		/* instruction starts in the lib_* functions */
 	unsigned int failures;		/* broken promises (torture_probe.c) */
 };
 
 struct torture_probes;
 /* Read the lib_* functions and their instructions; NULL after an error message. */
-struct torture_probes *torture_probes_new(struct patcher *p, struct vm *vm);
+struct torture_probes *torture_probes_new(struct patcher *p, struct vm *vm, bool optimize);
 /* One round: toggle a random point.  0, or -1 on a host error. */
 int torture_probes_step(struct torture_probes *tp, uint64_t *rng);
 /*

@@ -14,6 +14,13 @@
  * besides the guest's own checks and faults, which torture.c counts.  A
  * point the engine refuses by name (probe_reasons[]) is reported once and
  * never tried again, as a site transition is.
+ *
+ * --kinds optprobe (issue 9): probes are placed as kind AUTO, so every
+ * point that allows it becomes a JMP to a detour (counting, or ringing the
+ * doorbell for the handler), and a round on a live probe unoptimizes or
+ * re-optimizes it half the time instead of removing it.  A point that
+ * stays INT3 must say why (probe_opt_refusal()); shadow_busy on a
+ * re-optimize is a legal outcome under load.
  */
 #include <capstone/capstone.h>
 #include <inttypes.h>
@@ -57,6 +64,7 @@ struct torture_probes {
 	struct tp_placed *placed;
 	size_t nr_placed, cap_placed;
 	atomic_uint_fast64_t handler_calls, wrong_rip;
+	bool optimize;			/* --kinds optprobe */
 	struct torture_probe_report r;
 };
 
@@ -143,7 +151,7 @@ static int tp_load(struct torture_probes *tp)
 	return 0;
 }
 
-struct torture_probes *torture_probes_new(struct patcher *p, struct vm *vm)
+struct torture_probes *torture_probes_new(struct patcher *p, struct vm *vm, bool optimize)
 {
 	struct torture_probes *tp = calloc(1, sizeof(*tp));
 
@@ -153,6 +161,7 @@ struct torture_probes *torture_probes_new(struct patcher *p, struct vm *vm)
 	}
 	tp->p = p;
 	tp->vm = vm;
+	tp->optimize = optimize;
 	if (tp_load(tp)) {
 		torture_probes_free(tp);
 		return NULL;
@@ -181,6 +190,55 @@ static bool tp_reason_fatal(const char *reason)
 	       !strcmp(reason, "no_memory") || !strcmp(reason, "in_handler");
 }
 
+/* optprobe: optimized, or INT3 with a named rule; anything else is a failure. */
+static int tp_note_kind(struct torture_probes *tp, struct probe *pr)
+{
+	const char *why = probe_opt_refusal(pr);
+
+	if (probe_kind_of(pr) == PROBE_KIND_OPTIMIZED) {
+		tp->r.optimized++;
+		return 0;
+	}
+	if (!why[0]) {
+		vmm_error("torture: probe 0x%" PRIx64 " stayed INT3 without a reason",
+			  probe_addr(pr));
+		tp->r.failures++;
+	} else if (tp_reason_fatal(why)) {
+		vmm_error("torture: optimizing 0x%" PRIx64 ": %s", probe_addr(pr), why);
+		return -1;
+	}
+	tp->r.opt_refused++;
+	return 0;
+}
+
+/* optprobe: a live probe switches kind instead of going away. */
+static int tp_switch(struct torture_probes *tp, struct tp_point *pt)
+{
+	const char *why = NULL;
+	char msg[512];
+
+	if (probe_removed(pt->live))	/* reaped at max_hits: nothing to switch */
+		return tp_remove(tp, pt);
+	if (probe_kind_of(pt->live) == PROBE_KIND_OPTIMIZED) {
+		if (probe_unoptimize(pt->live, msg, sizeof(msg))) {
+			vmm_error("torture: probe: %s", msg);
+			return -1;
+		}
+		tp->r.unoptimized++;
+		return 0;
+	}
+	if (probe_optimize(pt->live, &why, msg, sizeof(msg))) {
+		if (tp_reason_fatal(why)) {
+			vmm_error("torture: probe: %s", msg);
+			return -1;
+		}
+		tp->r.opt_refused++;
+		return 0;
+	}
+	tp->r.optimized++;
+	return 0;
+}
+
 static int tp_place(struct torture_probes *tp, struct tp_point *pt, uint64_t *rng)
 {
 	uint64_t dice = torture_rand(rng);
@@ -188,7 +246,7 @@ static int tp_place(struct torture_probes *tp, struct tp_point *pt, uint64_t *rn
 		.handler = dice & 1 ? tp_count : NULL,
 		.opaque = tp,
 		.max_hits = (dice >> 1) % 4 ? 0 : 1 + (dice >> 8) % 64,
-		.kind = PROBE_KIND_INT3,
+		.kind = tp->optimize ? PROBE_KIND_AUTO : PROBE_KIND_INT3,
 	};
 	const char *reason = NULL;
 	struct tp_placed *pl;
@@ -217,6 +275,8 @@ static int tp_place(struct torture_probes *tp, struct tp_point *pt, uint64_t *rn
 		return 0;
 	}
 	pt->handler = o.handler != NULL;
+	if (tp->optimize && tp_note_kind(tp, pt->live))
+		return -1;
 	tp->placed[tp->nr_placed++] = (struct tp_placed){ pt->live, pt->handler, o.max_hits };
 	tp->nr_live++;
 	tp->r.placed++;
@@ -233,6 +293,9 @@ int torture_probes_step(struct torture_probes *tp, uint64_t *rng)
 			break;
 		i = (i + 1) % tp->nr_pts;
 	}
+	if (tp->pts[i].live && tp->optimize && tp->nr_live < TP_MAX_LIVE &&
+	    torture_rand(rng) % 2)
+		return tp_switch(tp, &tp->pts[i]);
 	if (tp->pts[i].live)
 		return tp_remove(tp, &tp->pts[i]);
 	if (tp->pts[i].refused)

@@ -21,6 +21,7 @@ static const struct {
 	{ "jump_label", TORTURE_KIND_JUMP_LABEL },
 	{ "static_call", TORTURE_KIND_STATIC_CALL },
 	{ "probe", TORTURE_KIND_PROBE },
+	{ "optprobe", TORTURE_KIND_OPTPROBE },
 	{ "livepatch", TORTURE_KIND_LIVEPATCH },
 };
 

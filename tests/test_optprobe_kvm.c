@@ -33,8 +33,10 @@ struct oenv {
 	unsigned int vcpus;
 };
 
-static bool oenv_boot(struct oenv *e, unsigned int vcpus, uint64_t iterations)
+static bool oenv_boot_inject(struct oenv *e, unsigned int vcpus, uint64_t iterations,
+			     enum poke_inject inject)
 {
+	struct patcher_opts popts = { .inject = inject };
 	struct vm_config cfg = {
 		.image = testlib_image(), .nr_vcpus = vcpus, .mem_mib = 64,
 		.tasks = OPT_TASKS, .hz = 1000, .scenario = VMPOKE_SCN_HOT,
@@ -47,8 +49,13 @@ static bool oenv_boot(struct oenv *e, unsigned int vcpus, uint64_t iterations)
 	e->vm = vmm_create(&cfg, &code);
 	EXPECT_TRUE_MSG(e->vm != NULL, "vmm_create(%s): exit %d", cfg.image, code);
 	if (e->vm)
-		e->p = patcher_create(e->vm, NULL);
+		e->p = patcher_create(e->vm, inject ? &popts : NULL);
 	return e->vm && e->p;
+}
+
+static bool oenv_boot(struct oenv *e, unsigned int vcpus, uint64_t iterations)
+{
+	return oenv_boot_inject(e, vcpus, iterations, POKE_INJECT_NONE);
 }
 
 static bool oenv_start(struct oenv *e)
@@ -338,7 +345,84 @@ out:
 	oenv_end(&e);
 }
 
+/*
+ * Seed 000, planted: vCPU 1 (offline) sits at lib_mul_add+3, the second
+ * displaced instruction, with %rax non-canonical.  The probe shadow sees
+ * it and the probe stays INT3 ("shadow_busy"); with the check skipped
+ * (--inject no-optimize-shadow) the JMP goes in, and the context resumes
+ * inside its rel32: the bytes there ("00 00" while the detour is within
+ * 64 KiB, add %al,(%rax)) fault on %rax, and the guest reports it.
+ */
+static void plant_in_range(bool inject)
+{
+	struct probe_opts o = { .kind = PROBE_KIND_INT3 };
+	struct kvm_regs saved, regs;
+	struct vmm_result res;
+	enum vmm_outcome out;
+	struct probe *pr;
+	struct oenv e;
+	const char *why = "";
+	char msg[512];
+	uint64_t addr;
+	int r;
+
+	if (!oenv_boot_inject(&e, 2, 0, inject ? POKE_INJECT_NO_OPTIMIZE_SHADOW :
+			      POKE_INJECT_NONE) || !oenv_start(&e))
+		goto out;
+	addr = osym(&e, "lib_%s", "mul_add");
+	pr = probe_add(e.p, addr, &o, &why, msg, sizeof(msg));
+	EXPECT_TRUE_MSG(pr != NULL, "%s", msg);
+	if (!pr)
+		goto out;
+	EXPECT_EQ_FATAL(vmm_vcpu_offline(e.vm, 1), 0);
+	EXPECT_EQ_FATAL(vmm_vcpu_get_regs(e.vm, 1, &saved), 0);
+	regs = saved;
+	regs.rip = addr + 3;		/* mov %gs:vcpu,%edx, inside the JMP's bytes */
+	regs.rax = 0xdead000000000000ull;
+	EXPECT_EQ(vmm_vcpu_set_regs(e.vm, 1, &regs), 0);
+	r = probe_optimize(pr, &why, msg, sizeof(msg));
+	if (!inject) {
+		EXPECT_TRUE_MSG(r == -1 && !strcmp(why, "shadow_busy"), "optimize: %d %s",
+				r, msg);
+		EXPECT_TRUE_MSG(strstr(msg, "vcpu 1") != NULL, "culprit not named: %s", msg);
+		EXPECT_EQ(probe_kind_of(pr), PROBE_KIND_INT3);
+		EXPECT_EQ(vmm_vcpu_set_regs(e.vm, 1, &saved), 0);
+		EXPECT_EQ(vmm_vcpu_online(e.vm, 1), 0);
+		EXPECT_EQ(probe_remove(pr, msg, sizeof(msg)), 0);
+		goto out;
+	}
+	EXPECT_TRUE_MSG(r == 0 && probe_kind_of(pr) == PROBE_KIND_OPTIMIZED, "optimize: %s",
+			msg);
+	EXPECT_EQ(vmm_vcpu_online(e.vm, 1), 0);
+	out = vmm_wait(e.vm, 20000, &res);
+	EXPECT_TRUE_MSG(out == VMM_GUEST_FAULT || out == VMM_GUEST_CHECK ||
+			out == VMM_TRIPLE_FAULT || out == VMM_INTERNAL_ERROR,
+			"not detected: outcome %d (%s)", out, res.message);
+	/* the guest is dead: nothing to restore through the protocol */
+	patcher_destroy(e.p);
+	e.p = NULL;
+	vmm_stop(e.vm);
+	vmm_wait(e.vm, OPT_TIMEOUT_MS, &res);
+	vmm_destroy(e.vm);
+	return;
+out:
+	oenv_end(&e);
+}
+
+static void test_optprobe_shadow_planted(void)
+{
+	if (testlib_require_kvm())
+		plant_in_range(false);
+}
+
+static void test_optprobe_inject_no_shadow(void)
+{
+	if (testlib_require_kvm())
+		plant_in_range(true);
+}
+
 TEST_SUITE(optprobe_unit, "optprobe_unit", false, TEST(test_optprobe_prologue))
 TEST_SUITE(optprobe_kvm, "optprobe_kvm", true,
 	   TEST(test_optprobe_each_lib), TEST(test_optprobe_unoptimize_hot),
-	   TEST(test_optprobe_remove_busy), TEST(test_optprobe_handler))
+	   TEST(test_optprobe_remove_busy), TEST(test_optprobe_handler),
+	   TEST(test_optprobe_shadow_planted), TEST(test_optprobe_inject_no_shadow))

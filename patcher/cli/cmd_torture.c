@@ -32,14 +32,17 @@ static void cmd_torture_usage(FILE *f)
 		"                     [--inject FAULT] [--json] [--tasks N] "
 		"[--hz HZ] [--seed S]\n"
 		"  LIST:  comma-separated nop5,nop2,call,jcc,multi,jump_label,\n"
-		"         static_call,probe,livepatch (default: the five site kinds;\n"
+		"         static_call,probe,optprobe,livepatch (default: the five site\n"
+		"         kinds;\n"
 		"         jump_label flips the image's static keys, static_call\n"
 		"         retargets its static calls, probe places and removes INT3\n"
-		"         probes on the lib_* functions, livepatch replaces its lp_*\n"
+		"         probes on the lib_* functions, optprobe also optimizes and\n"
+		"         unoptimizes them, livepatch replaces its lp_*\n"
 		"         functions per task)\n"
 		"  FAULT: no-int3, torn-write, no-shadow-check, no-sync, "
 		"early-retire,\n"
-		"         no-ghost, late-publish, no-stack-check (livepatch)\n"
+		"         no-ghost, late-publish, no-stack-check (livepatch),\n"
+		"         no-optimize-shadow (optprobe)\n"
 		CLI_TRAP_PATH_HELP);
 }
 
@@ -61,6 +64,11 @@ static void cmd_torture_json(const struct torture_report *t, enum poke_inject in
 	json_object_object_add(o, "probe_points", json_object_new_int(t->probes.points));
 	json_object_object_add(o, "probe_refused", json_object_new_uint64(t->probes.refused));
 	json_object_object_add(o, "probe_failures", json_object_new_int(t->probes.failures));
+	json_object_object_add(o, "probes_optimized", json_object_new_uint64(t->probes.optimized));
+	json_object_object_add(o, "probes_unoptimized",
+			       json_object_new_uint64(t->probes.unoptimized));
+	json_object_object_add(o, "probes_opt_refused",
+			       json_object_new_uint64(t->probes.opt_refused));
 	{
 		const struct { const char *key; uint64_t v; } lp[] = {
 			{ "livepatch_transitions", t->lp.transitions },
