@@ -158,6 +158,16 @@ int campaign_lua_static_call(lua_State *L);
 /* {ok=, sites=, syncs=, us=, error=?} of a key flip or call update. */
 void campaign_push_kind_result(lua_State *L, const struct campaign_patch_out *out,
 			       size_t sites);
+/*
+ * The end of a kind's operation (a key flip, a call update, a livepatch
+ * op): its trace slice from t0 (own fields and ok), its --events line of
+ * type (own fields, ok, syncs, us, error) and the result above on the Lua
+ * stack.  At most CAMPAIGN_KIND_KV own fields.
+ */
+#define CAMPAIGN_KIND_KV	8
+void campaign_kind_done(lua_State *L, struct campaign *c, const char *type, const char *slice,
+			uint64_t t0, const struct campaign_kv *own, size_t n,
+			const struct campaign_patch_out *out, size_t sites);
 /* A key or call object: userdata holding name, metatable mt with __index. */
 void campaign_push_kind_object(lua_State *L, const char *name, const char *mt,
 			       lua_CFunction index);

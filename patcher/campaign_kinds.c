@@ -88,19 +88,12 @@ static int key_set(lua_State *L, bool enable)
 	if (out.ok && changed && campaign_track(c, CAMPAIGN_KIND_KEY, name, !enable, enable))
 		return luaL_error(L, "%s: out of memory", fn);
 	{
-		struct campaign_kv ev[] = {
-			KV_S("key", name), KV_B("enable", enable), KV_B("ok", out.ok),
-			KV_B("changed", changed), KV_U("sites", sites), KV_U("syncs", out.syncs),
-			KV_D("us", out.us), KV_S("error", out.error[0] ? out.error : NULL),
-		};
-		struct campaign_kv kv[] = { KV_S("key", name), KV_U("sites", sites),
-					    KV_B("ok", out.ok) };
+		struct campaign_kv own[] = { KV_S("key", name), KV_B("enable", enable),
+					     KV_B("changed", changed), KV_U("sites", sites) };
 
-		campaign_event(c, "static_key", ev, KVN(ev));
-		campaign_trace_slice(c, enable ? "static_key:enable" : "static_key:disable",
-				     "patch", t0, campaign_now_ns(), kv, KVN(kv));
+		campaign_kind_done(L, c, "static_key", enable ? "static_key:enable" :
+				   "static_key:disable", t0, own, KVN(own), &out, sites);
 	}
-	campaign_push_kind_result(L, &out, sites);
 	lua_pushboolean(L, changed);
 	lua_setfield(L, -2, "changed");
 	return 1;
@@ -191,6 +184,23 @@ void campaign_push_kind_result(lua_State *L, const struct campaign_patch_out *ou
 		lua_pushstring(L, out->error);
 		lua_setfield(L, -2, "error");
 	}
+}
+
+void campaign_kind_done(lua_State *L, struct campaign *c, const char *type, const char *slice,
+			uint64_t t0, const struct campaign_kv *own, size_t n,
+			const struct campaign_patch_out *out, size_t sites)
+{
+	struct campaign_kv kv[CAMPAIGN_KIND_KV + 4];
+
+	n = n < CAMPAIGN_KIND_KV ? n : CAMPAIGN_KIND_KV;
+	memcpy(kv, own, n * sizeof(*kv));
+	kv[n] = (struct campaign_kv)KV_B("ok", out->ok);
+	campaign_trace_slice(c, slice, "patch", t0, campaign_now_ns(), kv, n + 1);
+	kv[n + 1] = (struct campaign_kv)KV_U("syncs", out->syncs);
+	kv[n + 2] = (struct campaign_kv)KV_D("us", out->us);
+	kv[n + 3] = (struct campaign_kv)KV_S("error", out->error[0] ? out->error : NULL);
+	campaign_event(c, type, kv, n + 4);
+	campaign_push_kind_result(L, out, sites);
 }
 
 void campaign_push_kind_object(lua_State *L, const char *name, const char *mt,

@@ -106,21 +106,15 @@ static int lp_op(lua_State *L, char op, const char *fn)
 	if (ret)
 		out.ok = false;
 	lp_info(c, h, &in);
+	lua_getiuservalue(L, 1, 1);
 	{
 		char o[2] = { op, 0 };
-		struct campaign_kv ev[] = {
-			KV_S("op", o), KV_B("ok", out.ok), KV_S("state", klp_state_name(in.state)),
-			KV_U("pending", in.nr_pending), KV_U("syncs", out.syncs),
-			KV_D("us", out.us), KV_S("error", out.error[0] ? out.error : NULL),
-		};
-		struct campaign_kv kv[] = { KV_S("state", klp_state_name(in.state)),
-					    KV_B("ok", out.ok) };
+		struct campaign_kv own[] = { KV_S("op", o), KV_S("state", klp_state_name(in.state)),
+					     KV_U("pending", in.nr_pending) };
 
-		campaign_event(c, "livepatch", ev, KVN(ev));
-		campaign_trace_slice(c, fn, "patch", t0, campaign_now_ns(), kv, KVN(kv));
+		campaign_kind_done(L, c, "livepatch", fn, t0, own, KVN(own), &out,
+				   (size_t)lua_tointeger(L, -1));
 	}
-	lua_getiuservalue(L, 1, 1);
-	campaign_push_kind_result(L, &out, (size_t)lua_tointeger(L, -1));
 	lp_str(L, "state", klp_state_name(in.state));
 	lp_int(L, "pending", (lua_Integer)in.nr_pending);
 	return 1;

@@ -133,20 +133,12 @@ static int scall_update(lua_State *L)
 	if (out.ok && campaign_track(c, CAMPAIGN_KIND_CALL, name, before.current, target))
 		return luaL_error(L, "c:update: out of memory");
 	{
-		struct campaign_kv ev[] = {
-			KV_S("call", name), KV_U("target", target), KV_B("ok", out.ok),
-			KV_U("sites", sites), KV_U("stop_the_world", stw),
-			KV_U("syncs", out.syncs), KV_D("us", out.us),
-			KV_S("error", out.error[0] ? out.error : NULL),
-		};
-		struct campaign_kv kv[] = { KV_S("call", name), KV_U("sites", sites),
-					    KV_B("ok", out.ok) };
+		struct campaign_kv own[] = { KV_S("call", name), KV_U("target", target),
+					     KV_U("sites", sites), KV_U("stop_the_world", stw) };
 
-		campaign_event(c, "static_call", ev, KVN(ev));
-		campaign_trace_slice(c, "static_call:update", "patch", t0, campaign_now_ns(),
-				     kv, KVN(kv));
+		campaign_kind_done(L, c, "static_call", "static_call:update", t0, own, KVN(own),
+				   &out, sites);
 	}
-	campaign_push_kind_result(L, &out, sites);
 	lua_pushinteger(L, (lua_Integer)stw);
 	lua_setfield(L, -2, "stop_the_world");
 	return 1;
