@@ -69,10 +69,13 @@ int klp_stack_walk(const struct klp_walk_ops *ops, uint64_t rip, uint64_t rsp, u
 
 /*
  * Is %rbp the frame of the function whose code is [base, base + size) at
- * rip?  Only if the function starts ([fentry NOP5 or our JMP] push %rbp
- * ... mov %rsp,%rbp) with a frame, rip is past that mov, and rip is not in
- * an epilogue (after pop %rbp or leave, up to its RET or JMP).  Capstone,
- * linear from the start; anything it cannot decode up to rip: false.
+ * rip?  Capstone decodes the function, and a forward pass over fallthrough
+ * and direct JMP/Jcc edges from the entry ([fentry NOP5 or our JMP] push
+ * %rbp ... mov %rsp,%rbp, with nothing between that moves %rsp or %rbp or
+ * branches) gives every instruction its frame state: only one reached
+ * framed on every path (past the mov, before pop %rbp or leave) is.  A
+ * block reached only by an indirect jump, or framed on one path and not on
+ * another, is not.
  */
 bool klp_frame_ok(const uint8_t *code, size_t size, uint64_t base, uint64_t rip);
 

@@ -121,72 +121,202 @@ static bool klp_writes_frame_regs(csh h, const cs_insn *insn)
 }
 
 /*
- * Before the frame is set up: push %rbp, then mov %rsp,%rbp, with other
- * work scheduled around them (gcc does) but nothing else that moves %rsp
- * or %rbp, and no branch: otherwise [%rbp + 8] might not be the return
- * address and a caller's frame would be missed.  1: framed after this insn;
- * 0: keep looking; -1: this function has no frame we can trust.
+ * Frame states, per instruction, on entry to it: before the prologue
+ * (PRE), %rbp pushed (PUSHED), %rbp is this function's frame (FRAMED),
+ * %rbp restored for the return (EPILOGUE), reached in two states (MIXED).
+ * Only FRAMED means [%rbp + 8] is our return address.
  */
-static int klp_prologue_step(csh h, const cs_insn *insn, bool *pushed)
+enum { KS_UNSEEN = 0, KS_PRE, KS_PUSHED, KS_FRAMED, KS_EPILOGUE, KS_MIXED };
+
+#define KLP_FN_MAX_INSNS	4096
+
+struct klp_fn {
+	size_t n;
+	uint64_t addr[KLP_FN_MAX_INSNS];
+	uint8_t len[KLP_FN_MAX_INSNS];
+	uint8_t state[KLP_FN_MAX_INSNS];
+	uint8_t out[KLP_FN_MAX_INSNS];		/* state after it */
+	uint64_t target[KLP_FN_MAX_INSNS];	/* direct JMP/Jcc target, 0 if none */
+	bool falls[KLP_FN_MAX_INSNS];		/* control reaches the next one */
+};
+
+static bool klp_is_mov_rsp_rbp(const cs_insn *insn)
 {
 	const uint8_t *b = insn->bytes;
 
-	if (insn->size == 1 && b[0] == 0x55 && !*pushed) {	/* push %rbp */
-		*pushed = true;
-		return 0;
+	return insn->size == 3 && b[0] == 0x48 &&
+	       ((b[1] == 0x89 && b[2] == 0xe5) || (b[1] == 0x8b && b[2] == 0xec));
+}
+
+/*
+ * The state after insn, entered in state `in`.  Before the frame is set up
+ * only push %rbp, then mov %rsp,%rbp, with other work scheduled around them
+ * (gcc does), may happen: anything else that moves %rsp or %rbp, or a
+ * branch, and [%rbp + 8] might not be the return address - MIXED, never
+ * trusted.  Inside the frame, pop %rbp and leave end it; any other write of
+ * %rbp is not a frame-pointer function's: MIXED.
+ */
+static uint8_t klp_step(csh h, const cs_insn *insn, uint8_t in)
+{
+	const uint8_t *b = insn->bytes;
+	bool pop = insn->size == 1 && (b[0] == 0x5d || b[0] == 0xc9);	/* pop %rbp, leave */
+
+	switch (in) {
+	case KS_PRE:
+		if (insn->size == 1 && b[0] == 0x55)			/* push %rbp */
+			return KS_PUSHED;
+		return klp_branches(insn) || klp_writes_frame_regs(h, insn) ? KS_MIXED : KS_PRE;
+	case KS_PUSHED:
+		if (klp_is_mov_rsp_rbp(insn))
+			return KS_FRAMED;
+		return klp_branches(insn) || klp_writes_frame_regs(h, insn) ? KS_MIXED : KS_PUSHED;
+	case KS_FRAMED:
+		if (pop)
+			return KS_EPILOGUE;
+		if (insn->id != X86_INS_CALL && klp_writes_frame_regs(h, insn)) {
+			cs_regs rd, wr;
+			uint8_t nrd, nwr;
+
+			/* %rsp moves freely in a frame; %rbp must not */
+			if (cs_regs_access(h, insn, rd, &nrd, wr, &nwr))
+				return KS_MIXED;
+			for (uint8_t i = 0; i < nwr; i++)
+				if (wr[i] == X86_REG_RBP || wr[i] == X86_REG_EBP)
+					return KS_MIXED;
+		}
+		return KS_FRAMED;
+	default:
+		return in;
 	}
-	/* mov %rsp,%rbp, in either encoding */
-	if (*pushed && insn->size == 3 && b[0] == 0x48 &&
-	    ((b[1] == 0x89 && b[2] == 0xe5) || (b[1] == 0x8b && b[2] == 0xec)))
-		return 1;
-	return klp_branches(insn) || klp_writes_frame_regs(h, insn) ? -1 : 0;
+}
+
+/* Direct JMP/Jcc target (rel8/rel32) of insn, or 0. */
+static uint64_t klp_direct_target(const cs_insn *insn)
+{
+	const uint8_t *b = insn->bytes;
+	uint64_t next = insn->address + insn->size;
+	int32_t r32;
+
+	if ((b[0] == 0xeb || (b[0] & 0xf0) == 0x70) && insn->size == 2)
+		return next + (uint64_t)(int64_t)(int8_t)b[1];
+	if (b[0] == 0xe9 && insn->size == 5) {
+		memcpy(&r32, b + 1, 4);
+		return next + (uint64_t)(int64_t)r32;
+	}
+	if (b[0] == 0x0f && (b[1] & 0xf0) == 0x80 && insn->size == 6) {
+		memcpy(&r32, b + 2, 4);
+		return next + (uint64_t)(int64_t)r32;
+	}
+	return 0;
+}
+
+static long klp_fn_index(const struct klp_fn *f, uint64_t addr)
+{
+	size_t lo = 0, hi = f->n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (f->addr[mid] == addr)
+			return (long)mid;
+		if (f->addr[mid] < addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+/* Decode the function linearly: every instruction, its successors. */
+static bool klp_fn_decode(csh h, struct klp_fn *f, const uint8_t *code, size_t size,
+			  uint64_t base, size_t skip)
+{
+	const uint8_t *p = code + skip;
+	uint64_t pc = base + skip;
+	size_t left = size - skip;
+	cs_insn *insn = cs_malloc(h);
+
+	f->n = 0;
+	if (!insn)
+		return false;
+	while (f->n < KLP_FN_MAX_INSNS && cs_disasm_iter(h, &p, &left, &pc, insn)) {
+		size_t i = f->n++;
+
+		f->addr[i] = insn->address;
+		f->len[i] = (uint8_t)insn->size;
+		f->state[i] = KS_UNSEEN;
+		f->target[i] = klp_direct_target(insn);
+		f->falls[i] = insn->id != X86_INS_RET && insn->id != X86_INS_JMP &&
+			      insn->id != X86_INS_UD2 && insn->id != X86_INS_INT3;
+	}
+	cs_free(insn, 1);
+	return f->n > 0;
+}
+
+static void klp_fn_merge(struct klp_fn *f, long j, uint8_t st, size_t *work, size_t *nw)
+{
+	uint8_t old;
+
+	if (j < 0)
+		return;		/* out of the function (a tail call) or mid-instruction */
+	old = f->state[j];
+	if (old == st || old == KS_MIXED)
+		return;
+	f->state[j] = old == KS_UNSEEN ? st : KS_MIXED;
+	work[(*nw)++] = (size_t)j;
 }
 
 bool klp_frame_ok(const uint8_t *code, size_t size, uint64_t base, uint64_t rip)
 {
-	const uint8_t *p = code;
-	uint64_t pc = base;
-	size_t left = size;
-	bool ok = false, framed = false, pushed = false, after_pop = false, found = false;
+	/* each instruction is queued at most twice (UNSEEN -> a state -> MIXED) */
+	static _Thread_local struct klp_fn f;
+	static _Thread_local size_t work[2 * KLP_FN_MAX_INSNS];
+	const uint8_t *p;
+	size_t nw = 0, skip = 0;
+	uint64_t pc;
+	size_t left;
 	cs_insn *insn;
+	long at;
+	bool ok = false;
 	csh h;
 
 	if (rip < base || rip - base >= size)
 		return false;
 	/* the fentry NOP5, or the JMP livepatch or a probe put there */
-	if (size > 5 && (!memcmp(code, klp_nop5, 5) || code[0] == 0xe9)) {
-		p += 5;
-		pc += 5;
-		left -= 5;
-	}
+	if (size > 5 && (!memcmp(code, klp_nop5, 5) || code[0] == 0xe9))
+		skip = 5;
 	if (cs_open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK)
 		return false;
 	cs_option(h, CS_OPT_DETAIL, CS_OPT_ON);
 	insn = cs_malloc(h);
-	while (insn && cs_disasm_iter(h, &p, &left, &pc, insn)) {
-		const uint8_t *b = insn->bytes;
+	if (!insn || !klp_fn_decode(h, &f, code, size, base, skip))
+		goto out;
+	/*
+	 * Forward over fallthrough and direct branches from the entry: what
+	 * an indirect jump reaches stays UNSEEN, and is not trusted.
+	 */
+	f.state[0] = KS_PRE;
+	work[nw++] = 0;
+	while (nw) {
+		size_t i = work[--nw];
 
-		if (insn->address == rip) {
-			ok = framed && !after_pop;
-			found = true;
-			break;
-		}
-		if (!framed) {
-			int r = klp_prologue_step(h, insn, &pushed);
-
-			if (r < 0)
-				break;
-			framed = r > 0;
+		p = code + (f.addr[i] - base);
+		pc = f.addr[i];
+		left = f.len[i];
+		if (!cs_disasm_iter(h, &p, &left, &pc, insn))
 			continue;
-		}
-		if ((insn->size == 1 && (b[0] == 0x5d || b[0] == 0xc9)))	/* pop %rbp, leave */
-			after_pop = true;
-		else if (after_pop && (insn->id == X86_INS_RET || insn->id == X86_INS_JMP))
-			after_pop = false;	/* the epilogue ends with it */
+		f.out[i] = klp_step(h, insn, f.state[i]);
+		if (f.falls[i] && i + 1 < f.n)
+			klp_fn_merge(&f, (long)i + 1, f.out[i], work, &nw);
+		if (f.target[i])
+			klp_fn_merge(&f, klp_fn_index(&f, f.target[i]), f.out[i], work, &nw);
 	}
+	at = klp_fn_index(&f, rip);
+	ok = at >= 0 && f.state[at] == KS_FRAMED;
+out:
 	cs_free(insn, 1);
 	cs_close(&h);
-	return found && ok;
+	return ok;
 }
 
 static int klp_rel32(uint64_t next, uint64_t to, uint8_t *out)

@@ -180,6 +180,27 @@ static void test_frame_ok(void)
 		0xc3,				/* 19: ret */
 	};
 	static const uint8_t noframe[] = { 0x48, 0x89, 0xf8, 0xc3 };
+	static const uint8_t tail[] = {
+		0x55, 0x48, 0x89, 0xe5,		/* 0: push %rbp; mov %rsp,%rbp */
+		0x48, 0x85, 0xff,		/* 4: test %rdi,%rdi */
+		0x74, 0x03,			/* 7: je c */
+		0x5d,				/* 9: pop %rbp */
+		0xeb, 0x05,			/* a: jmp 11 */
+		0x48, 0xff, 0xc7,		/* c: inc %rdi */
+		0xc9,				/* f: leave */
+		0xc3,				/* 10: ret */
+		0x48, 0x89, 0xf8,		/* 11: mov %rdi,%rax (after the pop) */
+		0xc3,				/* 14: ret */
+		0x90, 0xc3,			/* 15: nop; ret (unreached) */
+	};
+	static const uint8_t mixed[] = {
+		0x55, 0x48, 0x89, 0xe5,		/* 0: push %rbp; mov %rsp,%rbp */
+		0x74, 0x01,			/* 4: je 7 */
+		0x5d,				/* 6: pop %rbp */
+		0x48, 0x89, 0xf8,		/* 7: mov %rdi,%rax: framed and not */
+		0x90,				/* a: nop */
+		0xc3,				/* b: ret */
+	};
 	/* gcc schedules work before the push: fine, unless it moves %rsp */
 	static const uint8_t early[] = { 0x48, 0x89, 0xf8, 0x55, 0x48, 0x89, 0xe5, 0x90, 0xc3 };
 	static const uint8_t subfirst[] = { 0x48, 0x83, 0xec, 0x08, 0x55, 0x48, 0x89, 0xe5,
@@ -205,6 +226,17 @@ static void test_frame_ok(void)
 		EXPECT_TRUE(klp_frame_ok(j, sizeof(j), b, b + 0xc));
 	}
 	EXPECT_FALSE(klp_frame_ok(noframe, sizeof(noframe), b, b + 3));
+	/*
+	 * A block after a RET that is reached only from an epilogue (pop %rbp;
+	 * jmp): linear order would call it framed; the branches say otherwise.
+	 */
+	EXPECT_TRUE(klp_frame_ok(tail, sizeof(tail), b, b + 0xc));
+	EXPECT_TRUE(klp_frame_ok(tail, sizeof(tail), b, b + 0xf));
+	EXPECT_FALSE(klp_frame_ok(tail, sizeof(tail), b, b + 0x10));
+	EXPECT_FALSE(klp_frame_ok(tail, sizeof(tail), b, b + 0x11));
+	EXPECT_FALSE(klp_frame_ok(tail, sizeof(tail), b, b + 0x15));	/* reached by nothing */
+	/* one block reached framed and unframed: never trusted */
+	EXPECT_FALSE(klp_frame_ok(mixed, sizeof(mixed), b, b + 0xa));
 	EXPECT_TRUE(klp_frame_ok(early, sizeof(early), b, b + 7));
 	EXPECT_FALSE(klp_frame_ok(early, sizeof(early), b, b + 3));
 	EXPECT_FALSE(klp_frame_ok(subfirst, sizeof(subfirst), b, b + 8));
