@@ -54,6 +54,7 @@
 
 #include "probe_internal.h"
 #include "relocate.h"
+#include "symtab.h"
 
 #define OPTPROBE_JMP_LEN	5
 
@@ -253,6 +254,41 @@ static int optprobe_publish_doorbell(struct patcher *p, struct probe *pr,
 	return 0;
 }
 
+/*
+ * gcc moves unlikely blocks to "<fn>.cold", which jump back into <fn>: for
+ * jump_into_range that text is part of the function too (the relocator
+ * sees only <fn>).  1 with *off if one of its direct jumps lands in
+ * (addr, addr + 5), 0 if none (or no such part), -1 if it cannot be read.
+ */
+static int optprobe_cold_jumps(struct patcher *p, const struct probe *pr, uint64_t *off)
+{
+	const struct symtab *st = vmm_symtab(p->vm);
+	const struct sym *fn, *cold;
+	uint64_t o, from, to = 0;
+	char name[160];
+	uint8_t *b;
+
+	fn = st ? symtab_lookup(st, pr->addr, &o) : NULL;
+	if (!fn || snprintf(name, sizeof(name), "%s.cold", fn->name) >= (int)sizeof(name))
+		return 0;
+	cold = symtab_find(st, name);
+	if (!cold || !cold->size || cold->size > POKE_MAX_FUNC_SIZE)
+		return 0;
+	b = malloc(cold->size);
+	if (!b || vmm_gva_read(p->vm, cold->addr, b, cold->size)) {
+		free(b);
+		return -1;
+	}
+	site_recover(p, b, cold->addr, cold->size);
+	from = decode_jump_into(b, cold->size, cold->addr, pr->addr,
+				pr->addr + OPTPROBE_JMP_LEN, 0, 0, &to);
+	free(b);
+	if (!from)
+		return 0;
+	*off = to - pr->addr;
+	return 1;
+}
+
 int optprobe_optimize_locked(struct patcher *p, struct probe *pr, const uint8_t *code,
 			     uint64_t fnaddr, size_t fnsize, const char **reason,
 			     char *detail, size_t dlen)
@@ -265,7 +301,7 @@ int optprobe_optimize_locked(struct patcher *p, struct probe *pr, const uint8_t 
 	struct poke_live wide;
 	char why[768];
 	size_t n, nlive;
-	uint64_t base;
+	uint64_t base, coldoff = 0;
 	int64_t rel;
 	int slot, busy;
 
@@ -283,6 +319,20 @@ int optprobe_optimize_locked(struct patcher *p, struct probe *pr, const uint8_t 
 	if (!x || !x->ok)
 		return optprobe_refuse(pr, reason, "no_slot", detail, dlen,
 				       "no VMM-owned XOL region in the image");
+	switch (optprobe_cold_jumps(p, pr, &coldoff)) {
+	case 1:
+		optprobe_refuse(pr, reason, "jump_into_range", detail, dlen,
+				"a jump in the function's .cold part lands at addr+0x%"
+				PRIx64, coldoff);
+		snprintf(pr->opt_refused, sizeof(pr->opt_refused),
+			 "jump_into_range@+0x%" PRIx64, coldoff);
+		return -1;
+	case -1:
+		return optprobe_refuse(pr, reason, "fault", detail, dlen,
+				       "the function's .cold part is not readable");
+	default:
+		break;
+	}
 	slot = xol_alloc_n(p, x, OPTPROBE_SLOTS, why, sizeof(why));
 	if (slot < 0)
 		return optprobe_refuse(pr, reason, "no_slot", detail, dlen, "%s", why);

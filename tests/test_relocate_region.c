@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "testlib.h"
+#include "../patcher/patcher_internal.h"
 #include "../patcher/relocate.h"
 
 #define FN	0x100000ull
@@ -147,5 +148,32 @@ static void test_relocate_region_pure(void)
 	EXPECT_TRUE(why && !strcmp(why, "too_long"));
 }
 
+/*
+ * A function's .cold part (gcc's unlikely blocks) jumping back into the
+ * JMP's 5 bytes: optprobe.c asks decode_jump_into() over that text too.
+ * Inside the region's own bytes a jump is skipped (it is relocated).
+ */
+static void test_relocate_region_cold_part(void)
+{
+	/* at COLD: xor %eax,%eax; jmp FN+3 (rel32); ret */
+	static const uint8_t cold[] = { 0x31, 0xc0, 0xe9, 0x00, 0x00, 0x00, 0x00, 0xc3 };
+	const uint64_t at = FN + 0x1000;
+	uint8_t b[sizeof(cold)];
+	uint64_t to = 0;
+	int32_t rel = (int32_t)(int64_t)(FN + 3 - (at + 7));
+
+	memcpy(b, cold, sizeof(b));
+	memcpy(b + 3, &rel, 4);
+	EXPECT_EQ_U64(at + 2, decode_jump_into(b, sizeof(b), at, FN, FN + 5, 0, 0, &to));
+	EXPECT_EQ_U64(FN + 3, to);
+	/* the same jump, skipped as if it were inside the region */
+	EXPECT_EQ_U64(0, decode_jump_into(b, sizeof(b), at, FN, FN + 5, at, at + 8, &to));
+	/* landing on addr itself, or at addr + 5, is fine */
+	rel = (int32_t)(int64_t)(FN + 5 - (at + 7));
+	memcpy(b + 3, &rel, 4);
+	EXPECT_EQ_U64(0, decode_jump_into(b, sizeof(b), at, FN, FN + 5, 0, 0, &to));
+}
+
 TEST_SUITE(relocate_region, "relocate_region", false,
-	   TEST(test_relocate_region_table), TEST(test_relocate_region_pure))
+	   TEST(test_relocate_region_table), TEST(test_relocate_region_pure),
+	   TEST(test_relocate_region_cold_part))
