@@ -45,7 +45,7 @@ void campaign_summary(struct campaign *c, FILE *f)
 
 	fprintf(f, "\ncampaign %s\n", c->script_name);
 	if (c->nr_probes) {
-		fprintf(f, "\n%-32s %-18s %-6s %12s %10s\n", "probe", "addr", "kind", "hits",
+		fprintf(f, "\n%-32s %-18s %-9s %12s %10s\n", "probe", "addr", "kind", "hits",
 			"missed");
 		for (size_t i = 0; i < c->nr_probes; i++) {
 			struct campaign_probe *cp = c->probes[i];
@@ -56,8 +56,9 @@ void campaign_summary(struct campaign *c, FILE *f)
 				continue;
 			}
 			campaign_probe_refresh(c, cp, &cnt);
-			fprintf(f, "%-32s 0x%016" PRIx64 " %-6s %12" PRIu64 " %10" PRIu64 "\n",
-				cp->where, cp->addr, cp->kind, cnt.hits, cnt.missed);
+			fprintf(f, "%-32s 0x%016" PRIx64 " %-9s %12" PRIu64 " %10" PRIu64 "%s%s\n",
+				cp->where, cp->addr, cp->kind, cnt.hits, cnt.missed,
+				cp->kind_refused[0] ? "   not optimized: " : "", cp->kind_refused);
 		}
 	}
 	if (c->nr_batches) {

@@ -186,6 +186,11 @@ static void test_optprobe_each_lib(void)
 			continue;
 		expect_exact(&e, pr[i], opt_libs[i]);
 		EXPECT_EQ(probe_remove(pr[i], msg, sizeof(msg)), 0);
+		/* removed, the detour freed (the run is over): the counts stay exact */
+		probe_reap(e.p);
+		if (pr[i]->retired)
+			EXPECT_EQ(atomic_load(&pr[i]->retired->state), DETOUR_FREED);
+		expect_exact(&e, pr[i], opt_libs[i]);
 		EXPECT_EQ(vmm_gva_read(e.vm, osym(&e, "lib_%s", opt_libs[i]), after, 16), 0);
 		EXPECT_TRUE_MSG(!memcmp(before[i], after, 16), "lib_%s not restored",
 				opt_libs[i]);
