@@ -15,6 +15,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "livepatch.h"
@@ -268,9 +269,9 @@ static void klp_fn_merge(struct klp_fn *f, long j, uint8_t st, size_t *work, siz
 
 bool klp_frame_ok(const uint8_t *code, size_t size, uint64_t base, uint64_t rip)
 {
+	struct klp_fn *fn = malloc(sizeof(*fn));
 	/* each instruction is queued at most twice (UNSEEN -> a state -> MIXED) */
-	static _Thread_local struct klp_fn f;
-	static _Thread_local size_t work[2 * KLP_FN_MAX_INSNS];
+	size_t *work = malloc(2 * KLP_FN_MAX_INSNS * sizeof(*work));
 	const uint8_t *p;
 	size_t nw = 0, skip = 0;
 	uint64_t pc;
@@ -280,42 +281,50 @@ bool klp_frame_ok(const uint8_t *code, size_t size, uint64_t base, uint64_t rip)
 	bool ok = false;
 	csh h;
 
-	if (rip < base || rip - base >= size)
+	if (!fn || !work || rip < base || rip - base >= size) {
+		free(fn);
+		free(work);
 		return false;
+	}
 	/* the fentry NOP5, or the JMP livepatch or a probe put there */
 	if (size > 5 && (!memcmp(code, klp_nop5, 5) || code[0] == 0xe9))
 		skip = 5;
-	if (cs_open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK)
+	if (cs_open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK) {
+		free(fn);
+		free(work);
 		return false;
+	}
 	cs_option(h, CS_OPT_DETAIL, CS_OPT_ON);
 	insn = cs_malloc(h);
-	if (!insn || !klp_fn_decode(h, &f, code, size, base, skip))
+	if (!insn || !klp_fn_decode(h, fn, code, size, base, skip))
 		goto out;
 	/*
 	 * Forward over fallthrough and direct branches from the entry: what
 	 * an indirect jump reaches stays UNSEEN, and is not trusted.
 	 */
-	f.state[0] = KS_PRE;
+	fn->state[0] = KS_PRE;
 	work[nw++] = 0;
 	while (nw) {
 		size_t i = work[--nw];
 
-		p = code + (f.addr[i] - base);
-		pc = f.addr[i];
-		left = f.len[i];
+		p = code + (fn->addr[i] - base);
+		pc = fn->addr[i];
+		left = fn->len[i];
 		if (!cs_disasm_iter(h, &p, &left, &pc, insn))
 			continue;
-		f.out[i] = klp_step(h, insn, f.state[i]);
-		if (f.falls[i] && i + 1 < f.n)
-			klp_fn_merge(&f, (long)i + 1, f.out[i], work, &nw);
-		if (f.target[i])
-			klp_fn_merge(&f, klp_fn_index(&f, f.target[i]), f.out[i], work, &nw);
+		fn->out[i] = klp_step(h, insn, fn->state[i]);
+		if (fn->falls[i] && i + 1 < fn->n)
+			klp_fn_merge(fn, (long)i + 1, fn->out[i], work, &nw);
+		if (fn->target[i])
+			klp_fn_merge(fn, klp_fn_index(fn, fn->target[i]), fn->out[i], work, &nw);
 	}
-	at = klp_fn_index(&f, rip);
-	ok = at >= 0 && f.state[at] == KS_FRAMED;
+	at = klp_fn_index(fn, rip);
+	ok = at >= 0 && fn->state[at] == KS_FRAMED;
 out:
 	cs_free(insn, 1);
 	cs_close(&h);
+	free(fn);
+	free(work);
 	return ok;
 }
 

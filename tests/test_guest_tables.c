@@ -6,6 +6,7 @@
  * capacity, symbol too small, an entry pointing outside RAM.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,6 +136,43 @@ static void test_tasks_corrupt(void)
 	EXPECT_EQ(tasks_read(&s, msg, sizeof(msg)), -EINVAL);
 	s.size = sizeof(*t);
 	EXPECT_EQ(tasks_read(&s, msg, sizeof(msg)), 0);
+}
+
+/*
+ * gtab_task_read() runs on vCPU threads (a check failure's doorbell), whose
+ * stacks are 256 KiB: it must not put the whole table (147 KiB since ABI v3)
+ * on the stack.  Here it runs on a 64 KiB one (without the fix: SIGSEGV).
+ */
+struct small_stack_read {
+	struct sym s;
+	struct vmpoke_task one;
+	int ret;
+};
+
+static void *small_stack_reader(void *arg)
+{
+	struct small_stack_read *r = arg;
+	char msg[256];
+
+	r->ret = gtab_task_read(&ram, CR3, &r->s, 2, &r->one, msg, sizeof(msg));
+	return NULL;
+}
+
+static void test_task_read_small_stack(void)
+{
+	struct small_stack_read r = { .ret = -1 };
+	pthread_attr_t attr;
+	pthread_t t;
+
+	ram_setup();
+	r.s = tasks_plant();
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 64 * 1024);
+	EXPECT_EQ_FATAL(pthread_create(&t, &attr, small_stack_reader, &r), 0);
+	pthread_join(t, NULL);
+	pthread_attr_destroy(&attr);
+	EXPECT_EQ(r.ret, 0);
+	EXPECT_EQ(r.one.iterations, 102u);
 }
 
 /* ABI version 3: an entry in use has known patch_state bits and a sane stack. */
@@ -409,5 +447,5 @@ static void test_sites_outside_ram(void)
 
 TEST_SUITE(guest_tables, "guest_tables", false,
 	   TEST(test_tasks_valid), TEST(test_tasks_corrupt), TEST(test_tasks_entry_corrupt),
-	   TEST(test_tasks_outside_ram),
+	   TEST(test_task_read_small_stack), TEST(test_tasks_outside_ram),
 	   TEST(test_percpu), TEST(test_cpl0_frames_nested), TEST(test_sites), TEST(test_sites_outside_ram))

@@ -57,12 +57,23 @@ static int gtab_read(const struct guest_ram *ram, uint64_t cr3, uint64_t gva,
 	return 0;
 }
 
+/*
+ * The header of vmpoke_tasks alone: callers on a vCPU thread (a check
+ * failure's doorbell) have a 256 KiB stack, and the whole table is more
+ * than half of that.
+ */
+struct gtab_tasks_hdr {
+	uint64_t magic;
+	uint32_t version, task_size, capacity, nr_tasks;
+};
+_Static_assert(sizeof(struct gtab_tasks_hdr) == GTAB_TASKS_HDR, "task table header");
+
 /* The header of vmpoke_tasks, checked. */
 static int gtab_tasks_header(const struct guest_ram *ram, uint64_t cr3,
-			     const struct sym *sym, struct vmpoke_task_table *h,
+			     const struct sym *sym, struct gtab_tasks_hdr *h,
 			     char *msg, size_t msglen)
 {
-	int err = gtab_sym(sym, VMPOKE_SYM_TASKS, sizeof(*h), msg, msglen);
+	int err = gtab_sym(sym, VMPOKE_SYM_TASKS, sizeof(struct vmpoke_task_table), msg, msglen);
 
 	if (!err)
 		err = gtab_read(ram, cr3, sym->addr, h, GTAB_TASKS_HDR,
@@ -110,14 +121,21 @@ static int gtab_task_check(const struct guest_ram *ram, uint64_t cr3,
 int gtab_tasks_read(const struct guest_ram *ram, uint64_t cr3, const struct sym *sym,
 		    struct vmpoke_task_table *out, char *msg, size_t msglen)
 {
+	struct gtab_tasks_hdr h;
 	int err;
 
 	memset(out, 0, sizeof(*out));
-	err = gtab_tasks_header(ram, cr3, sym, out, msg, msglen);
-	if (!err)
+	err = gtab_tasks_header(ram, cr3, sym, &h, msg, msglen);
+	if (!err) {
+		out->magic = h.magic;
+		out->version = h.version;
+		out->task_size = h.task_size;
+		out->capacity = h.capacity;
+		out->nr_tasks = h.nr_tasks;
 		err = gtab_read(ram, cr3, sym->addr + GTAB_TASKS_HDR, out->tasks,
 				out->nr_tasks * sizeof(out->tasks[0]),
 				VMPOKE_SYM_TASKS " entries", msg, msglen);
+	}
 	for (uint32_t i = 0; !err && i < out->nr_tasks; i++)
 		err = gtab_task_check(ram, cr3, &out->tasks[i], i, msg, msglen);
 	return err;
@@ -126,7 +144,7 @@ int gtab_tasks_read(const struct guest_ram *ram, uint64_t cr3, const struct sym 
 int gtab_task_read(const struct guest_ram *ram, uint64_t cr3, const struct sym *sym,
 		   uint32_t id, struct vmpoke_task *out, char *msg, size_t msglen)
 {
-	struct vmpoke_task_table h;
+	struct gtab_tasks_hdr h;
 	int err = gtab_tasks_header(ram, cr3, sym, &h, msg, msglen);
 
 	if (err)
