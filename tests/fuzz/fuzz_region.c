@@ -121,10 +121,11 @@ static void region_check(const uint8_t *fn, size_t fnlen, uint64_t fnaddr, uint6
 			uint64_t lit = 0;
 
 			FUZZ_CHECK(T, k == n - 1 && r->ends_in_call && b->id == X86_INS_PUSH &&
-				   region_riprel(b, &abs_b) && abs_b >= to &&
-				   abs_b + 8 <= to + r->outlen && j && j->id == X86_INS_JMP &&
+				   region_riprel(b, &abs_b) &&
+				   abs_b - to <= r->outlen - 8 && j && j->id == X86_INS_JMP &&
 				   region_imm(j) == region_imm(a[k]),
 				   "CALL at 0x%llx relocated wrongly", (unsigned long long)orig[k]);
+			/* modulo 2^64, as the CPU adds: a fuzzed block may wrap */
 			memcpy(&lit, out + (abs_b - to), 8);
 			FUZZ_CHECK(T, lit == addr + r->len, "the CALL returns to 0x%llx, not 0x%llx",
 				   (unsigned long long)lit, (unsigned long long)(addr + r->len));
