@@ -409,10 +409,12 @@ static void campaign_undo(struct campaign *c)
 				b->undone = true;
 		}
 	}
-	/* keys last: a key's sites must hold no probe or patch of ours */
-	c->restored = campaign_kinds_undo(c);
-	if (!campaign_livepatch_undo(c))
-		c->restored = false;
+	/*
+	 * Probes and patches are checked before the keys, calls and livepatches
+	 * are put back: a probe or batch placed after a flip saw the flipped
+	 * bytes as the original, and the flip's undo rightly changes them again.
+	 */
+	c->restored = true;
 	for (size_t i = 0; i < c->nr_probes; i++) {
 		struct campaign_probe *cp = c->probes[i];
 
@@ -431,6 +433,11 @@ static void campaign_undo(struct campaign *c)
 						  b->sites[k].len))
 				c->restored = false;
 	}
+	/* keys last: a key's sites must hold no probe or patch of ours */
+	if (!campaign_kinds_undo(c))
+		c->restored = false;
+	if (!campaign_livepatch_undo(c))
+		c->restored = false;
 }
 
 /* --- the whole run ------------------------------------------------------------ */

@@ -38,8 +38,36 @@ struct fake_lp {
 	size_t nr_hist;
 };
 
+/*
+ * Static keys and a static call whose sites are real bytes of the fake
+ * memory, so the pristine check sees a flip that was not put back.  A flip
+ * checks every site first and refuses the whole batch, as the engine does
+ * ("unexpected op at", "live_site", "is not a target of").
+ */
+#define FAKE_KEY_SITES	2
+#define FAKE_SC_TRAMP	0x1880ull	/* jmp <func>; 0f b9 cc */
+#define FAKE_SC_SITE	0x1890ull	/* call <func> (inline site) */
+
+struct fake_key {
+	const char *name;
+	bool enabled;
+	size_t nr_sites;
+	uint64_t sites[FAKE_KEY_SITES];
+};
+
+static const struct fake_key fake_keys_init[] = {
+	{ "fake_key", false, 2, { 0x1800, 0x1808 } },
+	{ "fake_key_on", true, 1, { 0x1818 } },
+};
+
+#define FAKE_NR_KEYS	(sizeof(fake_keys_init) / sizeof(fake_keys_init[0]))
+
+static const uint64_t fake_sc_targets[] = { 0x1000, 0x1020 };	/* lib_add, lib_mul */
+
 struct fake_be {
 	struct symtab *st;
+	struct fake_key keys[FAKE_NR_KEYS];
+	uint64_t sc_current;		/* the static call's function, 0 = NULL */
 	struct fake_lp lps[FAKE_MAX_LPS];
 	unsigned int nr_lps;
 	uint8_t mem[FAKE_MEM_SIZE], orig[FAKE_MEM_SIZE];
@@ -57,6 +85,38 @@ static const struct sym fake_syms[] = {
 	{ 0x2800, 0, 'N', "a_label" },
 };
 
+/* A jump site: NOP5 while disabled, JMP rel32 to site + 0x10 while enabled. */
+static void fake_key_form(bool enabled, uint8_t *b)
+{
+	int32_t rel = 0x10 - 5;
+
+	if (!enabled) {
+		memcpy(b, "\x0f\x1f\x44\x00\x00", 5);
+		return;
+	}
+	b[0] = 0xe9;
+	memcpy(b + 1, &rel, 4);
+}
+
+/* The trampoline (jmp func, or ret for NULL) and the site (call func, or NOP5). */
+static void fake_sc_form(uint64_t func, uint8_t *tramp, uint8_t *site)
+{
+	int32_t rel;
+
+	memcpy(tramp + 5, "\x0f\xb9\xcc", 3);
+	if (!func) {
+		memcpy(tramp, "\xc3\xcc\xcc\xcc\xcc", 5);
+		memcpy(site, "\x0f\x1f\x44\x00\x00", 5);
+		return;
+	}
+	tramp[0] = 0xe9;
+	rel = (int32_t)(func - (FAKE_SC_TRAMP + 5));
+	memcpy(tramp + 1, &rel, 4);
+	site[0] = 0xe8;
+	rel = (int32_t)(func - (FAKE_SC_SITE + 5));
+	memcpy(site + 1, &rel, 4);
+}
+
 struct fake_be *fake_be_new(void)
 {
 	struct fake_be *f = calloc(1, sizeof(*f));
@@ -69,6 +129,14 @@ struct fake_be *fake_be_new(void)
 	memcpy(f->mem, "\x48\x8d\x04\x37\xc3", 5);
 	memcpy(f->mem + 0x20, "\x48\x89\xf8\x48\x0f\xaf\xc6\xc3", 8);
 	memcpy(f->mem + 0x40, "\x0f\x1f\x44\x00\x00\x31\xc0\xc3", 8);
+	memcpy(f->keys, fake_keys_init, sizeof(f->keys));
+	for (size_t i = 0; i < FAKE_NR_KEYS; i++)
+		for (size_t j = 0; j < f->keys[i].nr_sites; j++)
+			fake_key_form(f->keys[i].enabled,
+				      f->mem + (f->keys[i].sites[j] - FAKE_MEM_BASE));
+	f->sc_current = fake_sc_targets[0];
+	fake_sc_form(f->sc_current, f->mem + (FAKE_SC_TRAMP - FAKE_MEM_BASE),
+		     f->mem + (FAKE_SC_SITE - FAKE_MEM_BASE));
 	memcpy(f->orig, f->mem, sizeof(f->mem));
 	return f;
 }
@@ -262,6 +330,127 @@ static void fake_hit_all(struct fake_be *f, unsigned int hits)
 	}
 }
 
+static int fake_static_keys(void *be, struct campaign_static_key **keys, size_t *n,
+			    char *msg, size_t len)
+{
+	struct fake_be *f = be;
+
+	*n = 0;
+	*keys = calloc(FAKE_NR_KEYS, sizeof(**keys));
+	if (!*keys) {
+		snprintf(msg, len, "out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < FAKE_NR_KEYS; i++) {
+		snprintf((*keys)[i].name, sizeof((*keys)[i].name), "%s", f->keys[i].name);
+		(*keys)[i].enabled = f->keys[i].enabled;
+		(*keys)[i].sites = f->keys[i].nr_sites;
+	}
+	*n = FAKE_NR_KEYS;
+	return 0;
+}
+
+/* Is the 5-byte site at a as want says, and free of probes?  Else why not, in msg. */
+static bool fake_site_ok(struct fake_be *f, uint64_t a, const uint8_t *want, char *msg,
+			 size_t len)
+{
+	if (fake_live_probe_in(f, a, 5)) {
+		snprintf(msg, len, "0x%llx: live_site", (unsigned long long)a);
+		return false;
+	}
+	if (memcmp(f->mem + (a - FAKE_MEM_BASE), want, 5)) {
+		snprintf(msg, len, "unexpected op at 0x%llx", (unsigned long long)a);
+		return false;
+	}
+	return true;
+}
+
+static int fake_static_key_set(void *be, const char *name, bool enable, bool *changed,
+			       size_t *sites, struct campaign_patch_out *out)
+{
+	struct fake_be *f = be;
+	struct fake_key *k = NULL;
+	uint8_t want[5];
+
+	*changed = false;
+	*sites = 0;
+	for (size_t i = 0; i < FAKE_NR_KEYS; i++)
+		if (!strcmp(f->keys[i].name, name))
+			k = &f->keys[i];
+	if (!k)
+		return -ENOENT;
+	out->ok = true;
+	if (k->enabled == enable)
+		return 0;
+	fake_hit_all(f, 1);
+	for (size_t j = 0; j < k->nr_sites; j++) {
+		fake_key_form(k->enabled, want);
+		if (!fake_site_ok(f, k->sites[j], want, out->error, sizeof(out->error))) {
+			out->ok = false;
+			return 0;
+		}
+	}
+	for (size_t j = 0; j < k->nr_sites; j++)
+		fake_key_form(enable, f->mem + (k->sites[j] - FAKE_MEM_BASE));
+	k->enabled = enable;
+	*changed = true;
+	*sites = k->nr_sites;
+	out->syncs = 3;
+	return 0;
+}
+
+static int fake_static_calls(void *be, struct campaign_static_call **calls, size_t *n,
+			     char *msg, size_t len)
+{
+	struct fake_be *f = be;
+	struct campaign_static_call *c;
+
+	*n = 0;
+	*calls = c = calloc(1, sizeof(**calls));
+	if (!c) {
+		snprintf(msg, len, "out of memory");
+		return -ENOMEM;
+	}
+	snprintf(c->name, sizeof(c->name), "fake_call");
+	c->current = f->sc_current;
+	c->sites = 1;
+	c->nr_targets = sizeof(fake_sc_targets) / sizeof(fake_sc_targets[0]);
+	memcpy(c->targets, fake_sc_targets, sizeof(fake_sc_targets));
+	*n = 1;
+	return 0;
+}
+
+static int fake_static_call_update(void *be, const char *name, uint64_t target, size_t *sites,
+				   size_t *stw, struct campaign_patch_out *out)
+{
+	struct fake_be *f = be;
+	uint8_t tramp[8], site[5];
+	bool known = !target;
+
+	*sites = *stw = 0;
+	if (strcmp(name, "fake_call"))
+		return -ENOENT;
+	for (size_t i = 0; i < sizeof(fake_sc_targets) / sizeof(fake_sc_targets[0]); i++)
+		known |= target == fake_sc_targets[i];
+	if (!known) {
+		snprintf(out->error, sizeof(out->error), "0x%llx is not a target of %s",
+			 (unsigned long long)target, name);
+		return 0;
+	}
+	fake_hit_all(f, 1);
+	fake_sc_form(f->sc_current, tramp, site);
+	if (!fake_site_ok(f, FAKE_SC_TRAMP, tramp, out->error, sizeof(out->error)) ||
+	    !fake_site_ok(f, FAKE_SC_SITE, site, out->error, sizeof(out->error)))
+		return 0;
+	fake_sc_form(target, f->mem + (FAKE_SC_TRAMP - FAKE_MEM_BASE),
+		     f->mem + (FAKE_SC_SITE - FAKE_MEM_BASE));
+	f->sc_current = target;
+	*sites = 1;
+	out->ok = true;
+	out->syncs = 3;
+	return 0;
+}
+
 static int fake_lp_new(void *be, const struct klp_func_spec *fs, size_t n, unsigned int retry_ms,
 		       void **h, char *msg, size_t len)
 {
@@ -397,7 +586,19 @@ bool fake_be_booted(const struct fake_be *f)
 
 bool fake_be_pristine(const struct fake_be *f)
 {
-	return !memcmp(f->mem, f->orig, sizeof(f->mem));
+	for (size_t i = 0; i < FAKE_NR_KEYS; i++)
+		if (f->keys[i].enabled != fake_keys_init[i].enabled)
+			return false;
+	return f->sc_current == fake_sc_targets[0] && !memcmp(f->mem, f->orig, sizeof(f->mem));
+}
+
+unsigned int fake_be_live_patches(const struct fake_be *f)
+{
+	unsigned int n = 0;
+
+	for (unsigned int i = 0; i < f->nr_lps; i++)
+		n += f->lps[i].state != KLP_UNPATCHED && !f->lps[i].forced;
+	return n;
 }
 
 unsigned int fake_be_live_probes(const struct fake_be *f)
@@ -434,6 +635,10 @@ const struct campaign_ops fake_ops = {
 	.run = fake_run,
 	.stats = fake_stats,
 	.destroy = fake_destroy,
+	.static_keys = fake_static_keys,
+	.static_key_set = fake_static_key_set,
+	.static_calls = fake_static_calls,
+	.static_call_update = fake_static_call_update,
 	.livepatch_new = fake_lp_new,
 	.livepatch_op = fake_lp_op,
 	.livepatch_info = fake_lp_info,

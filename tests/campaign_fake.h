@@ -14,7 +14,13 @@
  *     the real engine refuses it;
  *   - livepatch of an old function that does not start with a NOP5 (only
  *     lib_sum does): "unexpected op at ..."; a livepatch's transition takes
- *     two retries, with task 1 its straggler sleeping at old + 3.
+ *     two retries, with task 1 its straggler sleeping at old + 3;
+ *   - static keys "fake_key" (off, sites 0x1800 and 0x1808) and
+ *     "fake_key_on" (on, site 0x1818), and static call "fake_call"
+ *     (trampoline 0x1880, site 0x1890, targets lib_add and lib_mul, now
+ *     lib_add): a flip or update refuses "unexpected op at" when a site's
+ *     bytes are not its state's, "live_site" under a probe, and a target
+ *     that is not one "is not a target of".
  */
 #ifndef VMPOKE_CAMPAIGN_FAKE_H
 #define VMPOKE_CAMPAIGN_FAKE_H
@@ -28,10 +34,12 @@
 struct fake_be;
 
 struct fake_be *fake_be_new(void);
-/* After campaign_run(): did it boot, and is the memory as it was? */
+/* After campaign_run(): did it boot, and are memory, keys and call as they were? */
 bool fake_be_booted(const struct fake_be *f);
 bool fake_be_pristine(const struct fake_be *f);
 unsigned int fake_be_live_probes(const struct fake_be *f);
+/* Livepatches still applied or in transition (a forced one cannot be undone). */
+unsigned int fake_be_live_patches(const struct fake_be *f);
 void fake_be_set_hits_per_run(struct fake_be *f, unsigned int n);
 /* Does not free: campaign_run() calls ops->destroy, which only marks it. */
 void fake_be_free(struct fake_be *f);

@@ -388,6 +388,58 @@ static void test_livepatch_api(void)
 	EXPECT_TRUE(campaign_check_trace_has(TRACE, "X", "lp:force"));
 }
 
+/*
+ * Static keys and the static call of the fake backend (campaign_fake.h):
+ * listing, flips and updates, the engine's refusals (a site not in its
+ * state's form, a probe on a site, a target not listed), and every flip
+ * and update put back on exit.
+ */
+static void test_static_kinds_api(void)
+{
+	static const char lua[] = LUA_BAD
+		"local ks = vm:static_keys()\n"
+		"expect(#ks == 2 and ks[1].name == 'fake_key' and not ks[1].enabled and\n"
+		"       ks[1].sites == 2 and ks[2].enabled, 'keys listed')\n"
+		"bad(\"no static key 'nosuch'\", vm.static_key, vm, 'nosuch')\n"
+		"local k = vm:static_key('fake_key')\n"
+		"expect(vm:read(0x1800, 5) == '\\x0f\\x1f\\x44\\x00\\x00', 'off: NOP5')\n"
+		"local r = k:enable()\n"
+		"expect(r.ok and r.changed and r.sites == 2 and k.enabled, 'enabled')\n"
+		"expect(vm:read(0x1808, 1) == '\\xe9', 'on: JMP')\n"
+		"r = k:enable()\n"
+		"expect(r.ok and not r.changed, 'already on')\n"
+		"bad('bad argument #1', k.disable, vm)\n"
+		"local b = vm:patch({ { at = 0x1800, new = vmpoke.nop(5) } })\n"
+		"r = k:disable()\n"
+		"expect(not r.ok and r.error == 'unexpected op at 0x1800' and k.enabled,\n"
+		"       'a site not in its form refuses the flip')\n"
+		"vm:unpatch(b)\n"
+		"local p = vm:probe(0x1808)\n"
+		"r = k:disable()\n"
+		"expect(not r.ok and r.error:find('live_site', 1, true), 'probe on a site')\n"
+		"p:remove()\n"
+		"local cs = vm:static_calls()\n"
+		"expect(#cs == 1 and cs[1].name == 'fake_call' and cs[1].current == 'lib_add' and\n"
+		"       #cs[1].targets == 2 and cs[1].sites == 1, 'calls listed')\n"
+		"local c = vm:static_call('fake_call')\n"
+		"r = c:update('lib_sum')\n"
+		"expect(not r.ok and r.error:find('is not a target of fake_call', 1, true) and\n"
+		"       c.current == 'lib_add', 'not a target')\n"
+		"r = c:update('lib_mul')\n"
+		"expect(r.ok and r.sites == 1 and r.stop_the_world == 0 and c.current == 'lib_mul',\n"
+		"       'updated')\n"
+		"r = c:update(nil)\n"
+		"expect(r.ok and c.current == nil and vm:read(0x1880, 1) == '\\xc3', 'NULL')\n"
+		"bad('want a function name or nil, got number', c.update, c, 5)\n";
+	struct fake_be *f = NULL;
+	json_object *r = run_ok(lua, 14, 0, &f);
+
+	EXPECT_TRUE(report_bool(r, "restored"));
+	json_object_put(r);
+	EXPECT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
+	fake_be_free(f);
+}
+
 static void test_config_table(void)
 {
 	static const char lua[] = LUA_BAD
@@ -558,6 +610,7 @@ TEST_SUITE(campaign_lua, "campaign_lua", false,
 	   TEST(test_handler_rules),
 	   TEST(test_run_stats_expect_log),
 	   TEST(test_livepatch_api),
+	   TEST(test_static_kinds_api),
 	   TEST(test_config_table),
 	   TEST(test_exit_codes),
 	   TEST(test_signal),
