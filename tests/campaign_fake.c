@@ -592,12 +592,12 @@ bool fake_be_pristine(const struct fake_be *f)
 	return f->sc_current == fake_sc_targets[0] && !memcmp(f->mem, f->orig, sizeof(f->mem));
 }
 
-unsigned int fake_be_live_patches(const struct fake_be *f)
+unsigned int fake_be_live_patches(const struct fake_be *f, bool forced_too)
 {
 	unsigned int n = 0;
 
 	for (unsigned int i = 0; i < f->nr_lps; i++)
-		n += f->lps[i].state != KLP_UNPATCHED && !f->lps[i].forced;
+		n += f->lps[i].state != KLP_UNPATCHED && (forced_too || !f->lps[i].forced);
 	return n;
 }
 

@@ -39,7 +39,7 @@ bool fake_be_booted(const struct fake_be *f);
 bool fake_be_pristine(const struct fake_be *f);
 unsigned int fake_be_live_probes(const struct fake_be *f);
 /* Livepatches still applied or in transition (a forced one cannot be undone). */
-unsigned int fake_be_live_patches(const struct fake_be *f);
+unsigned int fake_be_live_patches(const struct fake_be *f, bool forced_too);
 void fake_be_set_hits_per_run(struct fake_be *f, unsigned int n);
 /* Does not free: campaign_run() calls ops->destroy, which only marks it. */
 void fake_be_free(struct fake_be *f);

@@ -7,23 +7,36 @@
  * The input is not Lua text (the Lua parser is not ours): it drives a
  * generator that writes a script of API calls - vm:sym/addr/symbolize/
  * syms/read/disasm/patch/unpatch/probe/run_for/stats, probe fields and
- * p:remove(), vmpoke.jmp/call/nop/log, expect(), the `campaign` table -
- * each with fuzzed arguments: integers at the edges, floats, NaN, byte
+ * p:remove(), vmpoke.jmp/call/nop/log, expect(), the `campaign` table,
+ * and the kernel's own patch kinds: vm:static_keys/static_key and
+ * k:enable/disable, vm:static_calls/static_call and c:update,
+ * vm:livepatch and lp:enable/disable/force and its fields, vm:probe's
+ * opts.kind - each with fuzzed arguments: integers at the edges, floats, NaN, byte
  * strings, symbol expressions ("lib_add+0x1a", "nosuch+zz"), nested and
  * malformed tables, handlers that call the API themselves, wrong selves.
  * Every statement runs under pcall, so one refusal does not end the run.
  * The script runs through campaign_run() exactly as `vmpoke campaign`
  * runs it, with the report, events and trace written (to /dev/null).
  *
- * After the run: a documented exit code, no probe left live and the fake
- * guest's memory exactly as it was (every patch and probe undone), unless
- * the script asked for a batch to be kept.
+ * After the run: a documented exit code, no probe left live, no livepatch
+ * left applied (but a forced one), and the fake guest's memory, keys and
+ * static call exactly as they were (every patch, probe, flip and update
+ * undone), unless the script asked for a batch to be kept.
+ *
+ * Saved inputs keep their meaning: a choice among n takes one byte mod n,
+ * and the bytes past the last whole multiple of n (252..255 for the 18
+ * statements, 240..255 for the 20 in a handler, 250..255 for the 10 kinds
+ * of value) only added bias before.  Those bytes now pick the newer API;
+ * every other byte means what it did.
  */
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <json-c/json.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "campaign.h"
 #include "fuzz.h"
@@ -63,6 +76,17 @@ static void emit(struct gen *g, const char *fmt, ...)
 static unsigned int pick(struct gen *g, unsigned int n)
 {
 	return (unsigned int)(fuzz_take(&g->in, 1) % n);
+}
+
+/*
+ * A choice among n that leaves bytes >= 256 - 256 % n (the uneven tail)
+ * to the newer API: returns n for them.
+ */
+static unsigned int pick_old(struct gen *g, unsigned int n)
+{
+	unsigned int b = (unsigned int)fuzz_take(&g->in, 1);
+
+	return b >= 256 - 256 % n ? n : b % n;
 }
 
 static const char *one_of(struct gen *g, const char *const *list, unsigned int n)
@@ -248,6 +272,18 @@ static void gen_table(struct gen *g)
 
 static void gen_handler(struct gen *g);
 
+/* The newer API's objects and names, as values: wrong selves, wrong arguments. */
+static void gen_kind_value(struct gen *g)
+{
+	static const char *const objs[] = {
+		"K[1]", "K[2]", "C[1]", "L[1]", "L[2]", "'fake_key'", "'fake_call'",
+		"vm:static_keys()", "vm:static_calls()", "L[1] and L[1].pending",
+		"L[1] and L[1].history", "K[1] and K[1].enable",
+	};
+
+	emit(g, "%s", ONE_OF(g, objs));
+}
+
 static void gen_value(struct gen *g)
 {
 	static const char *const objs[] = {
@@ -260,7 +296,10 @@ static void gen_value(struct gen *g)
 		return;
 	}
 	g->depth++;
-	switch (pick(g, 10)) {
+	switch (pick_old(g, 10)) {
+	case 10:
+		gen_kind_value(g);
+		break;
 	case 0:
 		emit(g, "%s", ONE_OF(g, objs));
 		break;
@@ -322,6 +361,8 @@ static void gen_opts(struct gen *g)
 	}
 }
 
+static void gen_kind_call(struct gen *g);
+
 /* One API call, as a statement (the caller wraps it in pcall). */
 static void gen_call(struct gen *g, bool in_handler)
 {
@@ -332,9 +373,18 @@ static void gen_call(struct gen *g, bool in_handler)
 	static const char *const regs[] = {
 		"rip", "rsp", "rax", "rflags", "r15", "nosuch",
 	};
-	unsigned int op = pick(g, in_handler ? 20 : 18);
+	unsigned int op = pick_old(g, in_handler ? 20 : 18);
 
 	switch (op) {
+	case 18:
+		if (!in_handler) {
+			gen_kind_call(g);
+			break;
+		}
+		emit(g, "ctx.regs.%s = ", ONE_OF(g, regs));
+		gen_value(g);
+		break;
+	case 20: gen_kind_call(g); break;
 	case 0: emit(g, "vm:sym("); gen_value(g); emit(g, ")"); break;
 	case 1: emit(g, "vm:addr("); gen_addr(g); emit(g, ")"); break;
 	case 2: emit(g, "vm:symbolize("); gen_addr(g); emit(g, ")"); break;
@@ -394,7 +444,6 @@ static void gen_call(struct gen *g, bool in_handler)
 		gen_addr(g);
 		emit(g, ")");
 		break;
-	case 18: emit(g, "ctx.regs.%s = ", ONE_OF(g, regs)); gen_value(g); break;
 	default: emit(g, "return "); gen_value(g); break;
 	}
 }
@@ -418,6 +467,226 @@ static void gen_handler(struct gen *g)
 	emit(g, " end");
 }
 
+/* A static key, static call or function name: real ones mostly. */
+static void gen_kind_name(struct gen *g, const char *const *real, unsigned int n)
+{
+	static const char *const bad[] = {
+		"nosuch", "", "fake_key\\0x", "lib_sum", "__SCT__fake_call",
+	};
+
+	switch (pick(g, 6)) {
+	case 0:
+		emit(g, "'%s'", ONE_OF(g, bad));
+		break;
+	case 1:
+		gen_value(g);
+		break;
+	default:
+		emit(g, "'%s'", one_of(g, real, n));
+	}
+}
+
+static void gen_key_name(struct gen *g)
+{
+	static const char *const keys[] = { "fake_key", "fake_key_on" };
+
+	gen_kind_name(g, keys, 2);
+}
+
+static void gen_func_name(struct gen *g)
+{
+	static const char *const funcs[] = {
+		"lib_sum", "lib_add", "lib_mul", "lib_calls_add", "a_label", "lib_sum+4",
+	};
+
+	gen_kind_name(g, funcs, sizeof(funcs) / sizeof(funcs[0]));
+}
+
+/* vm:livepatch's list: {old=, new=} pairs, some broken, sometimes too many. */
+static void gen_lp_list(struct gen *g)
+{
+	unsigned int n = pick(g, 4);
+
+	if (pick(g, 8) == 0) {
+		gen_value(g);
+		return;
+	}
+	if (pick(g, 16) == 0)
+		n = 17;
+	emit(g, "{");
+	while (n--) {
+		switch (pick(g, 8)) {
+		case 0:
+			gen_value(g);
+			break;
+		case 1:
+			emit(g, "{old = ");
+			gen_func_name(g);
+			emit(g, "}");
+			break;
+		default:
+			emit(g, "{old = ");
+			gen_func_name(g);
+			emit(g, ", new = ");
+			gen_func_name(g);
+			emit(g, "}");
+		}
+		emit(g, ", ");
+	}
+	emit(g, "}");
+	switch (pick(g, 4)) {
+	case 0:
+		emit(g, ", {retry_ms = ");
+		gen_int(g);
+		emit(g, "}");
+		break;
+	case 1:
+		emit(g, ", ");
+		gen_value(g);
+		break;
+	default:
+		break;
+	}
+}
+
+/* vm:probe's opts with a kind: the three names, or anything. */
+static void gen_probe_kind(struct gen *g)
+{
+	static const char *const kinds[] = { "'auto'", "'optimized'", "'int3'" };
+
+	emit(g, "{kind = ");
+	if (pick(g, 4))
+		emit(g, "%s", ONE_OF(g, kinds));
+	else
+		gen_value(g);
+	if (pick(g, 2)) {
+		emit(g, ", max_hits = ");
+		gen_int(g);
+	}
+	emit(g, "}");
+}
+
+/*
+ * One call of the newer API: static keys, static calls, livepatch, probe
+ * kinds.  K, C and L hold what the script made, so that later statements
+ * call methods on objects already flipped, disabled, forced or never made
+ * (nil), with wrong selves and from handlers.
+ */
+static void gen_kind_call(struct gen *g)
+{
+	static const char *const key_fields[] = {
+		"name", "enabled", "sites", "nosuch", "enable", "1",
+	};
+	static const char *const call_fields[] = {
+		"name", "current", "targets", "sites", "update", "nosuch",
+	};
+	static const char *const lp_fields[] = {
+		"state", "pending", "history", "forced", "retries", "switched", "nosuch",
+	};
+	static const char *const lp_ops[] = { "enable", "disable", "force" };
+	unsigned int i;
+
+	switch (pick(g, 14)) {
+	case 0:
+		emit(g, "for _, k in ipairs(vm:static_keys()) do local _ = k.name .. k.sites end");
+		break;
+	case 1:
+		emit(g, "K[#K + 1] = vm:static_key(");
+		gen_key_name(g);
+		emit(g, ")");
+		break;
+	case 2:
+		emit(g, "local r = K[%u]:%s() local _ = r.ok", pick(g, 3) + 1,
+		     pick(g, 2) ? "enable" : "disable");
+		break;
+	case 3:
+		i = pick(g, 3) + 1;
+		if (pick(g, 2))
+			emit(g, "local _ = K[%u].%s", i, ONE_OF(g, key_fields));
+		else {
+			emit(g, "K[%u].%s(", i, pick(g, 2) ? "enable" : "disable");
+			gen_value(g);
+			emit(g, ")");
+		}
+		break;
+	case 4:
+		emit(g, "for _, c in ipairs(vm:static_calls()) do local _ = #c.targets end");
+		break;
+	case 5:
+		emit(g, "C[#C + 1] = vm:static_call(");
+		if (pick(g, 4))
+			emit(g, "'fake_call'");
+		else
+			gen_kind_name(g, (const char *const[]){ "fake_call" }, 1);
+		emit(g, ")");
+		break;
+	case 6:
+		emit(g, "local r = C[%u]:update(", pick(g, 2) + 1);
+		switch (pick(g, 4)) {
+		case 0:
+			break;		/* nil: NULL */
+		case 1:
+			gen_addr(g);
+			break;
+		default:
+			gen_func_name(g);
+		}
+		emit(g, ") local _ = r.stop_the_world");
+		break;
+	case 7:
+		i = pick(g, 2) + 1;
+		if (pick(g, 2))
+			emit(g, "local _ = C[%u].%s", i, ONE_OF(g, call_fields));
+		else {
+			emit(g, "C[%u].update(", i);
+			gen_value(g);
+			emit(g, ", 'lib_mul')");
+		}
+		break;
+	case 8:
+		emit(g, "L[#L + 1] = vm:livepatch(");
+		gen_lp_list(g);
+		emit(g, ")");
+		break;
+	case 9:
+		emit(g, "local r = L[%u]:%s() local _ = r.state .. r.pending", pick(g, 3) + 1,
+		     ONE_OF(g, lp_ops));
+		break;
+	case 10:
+		i = pick(g, 3) + 1;
+		if (pick(g, 2))
+			emit(g, "local _ = L[%u].%s", i, ONE_OF(g, lp_fields));
+		else
+			emit(g, "for _, p in ipairs(L[%u].%s) do local _ = p.why or p.t end", i,
+			     pick(g, 2) ? "pending" : "history");
+		break;
+	case 11:
+		/* wrong selves: the methods of one kind on another, or on anything */
+		emit(g, "%s(", ONE_OF(g, ((const char *const[]){
+			"L[1].enable", "L[1].force", "vm.livepatch", "vm.static_key",
+			"vm.static_call", "vm.static_keys", "C[1].update", "K[1].disable" })));
+		gen_value(g);
+		emit(g, ", ");
+		gen_value(g);
+		emit(g, ")");
+		break;
+	case 12:
+		emit(g, "P[#P + 1] = vm:probe(");
+		gen_addr(g);
+		emit(g, ", ");
+		if (pick(g, 2))
+			gen_handler(g);
+		else
+			emit(g, "nil");
+		emit(g, ", ");
+		gen_probe_kind(g);
+		emit(g, ")");
+		break;
+	default:
+		emit(g, "vm:run_for(0.0002)");
+	}
+}
+
 /* A config field: mostly a valid value, so that most scripts boot. */
 static void gen_cfg(struct gen *g, const char *key, unsigned int valid_max)
 {
@@ -432,6 +701,7 @@ static void gen_cfg(struct gen *g, const char *key, unsigned int valid_max)
 static void gen_script(struct gen *g)
 {
 	emit(g, "local P, B = {}, {}\n");
+	emit(g, "local K, C, L = {}, {}, {}\n");
 	if (pick(g, 2)) {
 		emit(g, "campaign = { ");
 		gen_cfg(g, "vcpus", 4);
@@ -450,13 +720,43 @@ static void gen_script(struct gen *g)
 		emit(g, "error('end of fuzzed script')\n");
 }
 
+/*
+ * The report goes to a memfd of its own, emptied before each run (so a run
+ * that writes none is not judged by the last one's), to be read back.
+ */
+static char report_path[64];
+
+static void report_reset(void)
+{
+	static int fd = -1;
+
+	if (fd < 0) {
+		fd = memfd_create("vmpoke-fuzz-report", MFD_CLOEXEC);
+		snprintf(report_path, sizeof(report_path), "/proc/self/fd/%d", fd);
+	}
+	if (fd < 0 || ftruncate(fd, 0))
+		fuzz_fail(T, "cannot create the report's memfd");
+}
+
+/* The report's "restored", or -1 if there is no report to read. */
+static int report_restored(void)
+{
+	json_object *r = json_object_from_file(report_path), *v;
+	int ret = -1;
+
+	if (r && json_object_object_get_ex(r, "restored", &v))
+		ret = json_object_get_boolean(v);
+	json_object_put(r);
+	return ret;
+}
+
 int fuzz_campaign_one(const uint8_t *data, size_t size)
 {
 	static struct gen g;
 	struct campaign_opts o;
 	struct fake_be *f;
 	char path[64];
-	int rc;
+	int rc, restored;
 
 	g.n = 0;
 	g.depth = 0;
@@ -476,7 +776,9 @@ int fuzz_campaign_one(const uint8_t *data, size_t size)
 	o.handler_insn_limit = 100000;
 	o.scenario_parse = cli_scenario_parse;
 	o.sink = &campaign_files;
-	o.json = o.events = o.trace = "/dev/null";
+	o.events = o.trace = "/dev/null";
+	report_reset();
+	o.json = report_path;
 	f = fake_be_new();
 	if (!f)
 		fuzz_fail(T, "out of memory");
@@ -485,8 +787,14 @@ int fuzz_campaign_one(const uint8_t *data, size_t size)
 		   "exit code %d", rc);
 	FUZZ_CHECK(T, !fake_be_live_probes(f), "%u probes left in the guest",
 		   fake_be_live_probes(f));
+	FUZZ_CHECK(T, !fake_be_live_patches(f, false), "%u livepatches left applied",
+		   fake_be_live_patches(f, false));
 	/* vm:patch(..., {keep = true}) leaves its bytes on purpose. */
 	FUZZ_CHECK(T, g.keep || fake_be_pristine(f), "the guest's memory was not restored");
+	/* The report says so, and says no where a forced livepatch stays. */
+	restored = report_restored();
+	FUZZ_CHECK(T, g.keep || restored < 0 || restored == !fake_be_live_patches(f, true),
+		   "the report says restored: %s", restored ? "true" : "false");
 	fake_be_free(f);
 	return 0;
 }
