@@ -364,6 +364,25 @@ static bool campaign_covered_earlier(struct campaign *c, uint64_t addr, size_t l
 }
 
 /*
+ * An applied batch made after seq, not undone, over [addr, addr + len)?
+ * Its "original" bytes are the earlier batch's new ones: the earlier one
+ * can only be undone after it (vm:unpatch refuses otherwise).
+ */
+bool campaign_covered_later(struct campaign *c, uint64_t addr, size_t len, uint64_t seq)
+{
+	for (size_t i = 0; i < c->nr_batches; i++) {
+		struct campaign_batch *b = c->batches[i];
+
+		if (b->seq <= seq || !b->applied || b->undone)
+			continue;
+		for (size_t k = 0; k < b->n; k++)
+			if (addr < b->sites[k].at + b->sites[k].len && b->sites[k].at < addr + len)
+				return true;
+	}
+	return false;
+}
+
+/*
  * Undo in reverse order of creation: a probe placed on a patched site goes
  * before the patch under it.  Probes and batches carry no shared sequence
  * number, so this merges the two lists from their ends by the order they

@@ -148,6 +148,8 @@ bool campaign_stopping(void);
 bool campaign_signalled(void);
 int campaign_add_probe(struct campaign *c, struct campaign_probe *cp);
 int campaign_add_batch(struct campaign *c, struct campaign_batch *b);
+/* A later batch, still applied, over [addr, addr + len)? */
+bool campaign_covered_later(struct campaign *c, uint64_t addr, size_t len, uint64_t seq);
 int campaign_add_expect(struct campaign *c, const char *msg, bool ok, int line);
 
 /* campaign_kinds.c: vm:static_keys(), vm:static_key(name) */

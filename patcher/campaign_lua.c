@@ -566,6 +566,10 @@ static int vm_unpatch(lua_State *L)
 		return fail(L, "vm:unpatch: that batch was not applied");
 	if (b->undone)
 		return fail(L, "vm:unpatch: that batch was already undone");
+	for (size_t k = 0; k < b->n; k++)
+		if (campaign_covered_later(c, b->sites[k].at, b->sites[k].len, b->seq))
+			return fail(L, "vm:unpatch: 0x%" PRIx64 ": under a later batch still "
+				    "applied (unpatch that first)", b->sites[k].at);
 	memset(&out, 0, sizeof(out));
 	t0 = campaign_now_ns();
 	if (c->ops->unpatch(c->be, b->sites, b->n, &out) && !out.error[0])

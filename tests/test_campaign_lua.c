@@ -440,6 +440,32 @@ static void test_static_kinds_api(void)
 	fake_be_free(f);
 }
 
+/*
+ * Found by fuzz_campaign: unpatching a batch while a later batch over the
+ * same bytes is still applied put the first batch's original back under
+ * the second; the exit's undo (last first) then restored the second's
+ * "original" - the first batch's new bytes - and the text stayed patched.
+ */
+static void test_unpatch_under_later_batch(void)
+{
+	static const char lua[] = LUA_BAD
+		"local b1 = vm:patch({ { at = 0x2e62, new = vmpoke.nop(5) } })\n"
+		"local b2 = vm:patch({ { at = 0x2e64, new = vmpoke.nop(2) } })\n"
+		"bad('0x2e62: under a later batch still applied (unpatch that first)',\n"
+		"    vm.unpatch, vm, b1)\n"
+		"expect(vm:unpatch(b2).ok and vm:unpatch(b1).ok, 'last first is fine')\n"
+		"b1 = vm:patch({ { at = 0x2e62, new = vmpoke.nop(5) } })\n"
+		"b2 = vm:patch({ { at = 0x2e70, new = vmpoke.nop(2) } })\n"
+		"expect(vm:unpatch(b1).ok, 'no overlap: any order')\n";
+	struct fake_be *f = NULL;
+	json_object *r = run_ok(lua, 3, 0, &f);
+
+	EXPECT_TRUE(report_bool(r, "restored"));
+	json_object_put(r);
+	EXPECT_TRUE(f && fake_be_pristine(f));
+	fake_be_free(f);
+}
+
 static void test_config_table(void)
 {
 	static const char lua[] = LUA_BAD
@@ -611,6 +637,7 @@ TEST_SUITE(campaign_lua, "campaign_lua", false,
 	   TEST(test_run_stats_expect_log),
 	   TEST(test_livepatch_api),
 	   TEST(test_static_kinds_api),
+	   TEST(test_unpatch_under_later_batch),
 	   TEST(test_config_table),
 	   TEST(test_exit_codes),
 	   TEST(test_signal),
