@@ -56,6 +56,18 @@ static bool report_bool(json_object *r, const char *key)
 	"         'want error \"' .. pat .. '\", got ' .. tostring(e))\n"	\
 	"end\n"
 
+/* Run with exit 0; the report says restored, and the fake agrees. */
+static void run_restored(const char *lua, size_t min)
+{
+	struct fake_be *f = NULL;
+	json_object *r = run_ok(lua, min, 0, &f);
+
+	EXPECT_TRUE(report_bool(r, "restored"));
+	json_object_put(r);
+	EXPECT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
+	fake_be_free(f);
+}
+
 static void test_symbols_and_memory(void)
 {
 	static const char lua[] = LUA_BAD
@@ -431,13 +443,8 @@ static void test_static_kinds_api(void)
 		"r = c:update(nil)\n"
 		"expect(r.ok and c.current == nil and vm:read(0x1880, 1) == '\\xc3', 'NULL')\n"
 		"bad('want a function name or nil, got number', c.update, c, 5)\n";
-	struct fake_be *f = NULL;
-	json_object *r = run_ok(lua, 14, 0, &f);
 
-	EXPECT_TRUE(report_bool(r, "restored"));
-	json_object_put(r);
-	EXPECT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
-	fake_be_free(f);
+	run_restored(lua, 14);
 }
 
 /*
@@ -457,13 +464,8 @@ static void test_unpatch_under_later_batch(void)
 		"b1 = vm:patch({ { at = 0x2e62, new = vmpoke.nop(5) } })\n"
 		"b2 = vm:patch({ { at = 0x2e70, new = vmpoke.nop(2) } })\n"
 		"expect(vm:unpatch(b1).ok, 'no overlap: any order')\n";
-	struct fake_be *f = NULL;
-	json_object *r = run_ok(lua, 3, 0, &f);
 
-	EXPECT_TRUE(report_bool(r, "restored"));
-	json_object_put(r);
-	EXPECT_TRUE(f && fake_be_pristine(f));
-	fake_be_free(f);
+	run_restored(lua, 3);
 }
 
 static void test_config_table(void)
