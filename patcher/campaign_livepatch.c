@@ -262,10 +262,26 @@ static bool lp_undo_one(struct campaign *c, void *h)
 	return false;
 }
 
+static bool lp_moving(struct campaign *c, void *h)
+{
+	struct klp_info in;
+
+	lp_info(c, h, &in);
+	return in.state == KLP_PATCHING || in.state == KLP_UNPATCHING;
+}
+
+/*
+ * The one in transition first: the engine starts no other transition (a
+ * disable included) while one runs, so last-first alone left a patch
+ * applied when an older one was still moving.
+ */
 bool campaign_livepatch_undo(struct campaign *c)
 {
 	bool ok = true;
 
+	for (size_t i = c->nr_livepatches; i--;)
+		if (lp_moving(c, c->livepatches[i]) && !lp_undo_one(c, c->livepatches[i]))
+			ok = false;
 	for (size_t i = c->nr_livepatches; i--;)
 		if (!lp_undo_one(c, c->livepatches[i]))
 			ok = false;

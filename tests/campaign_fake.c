@@ -29,7 +29,9 @@ struct fake_probe {
 #define FAKE_LP_RETRIES	2
 
 struct fake_lp {
-	const struct sym *old;
+	const struct sym *old;		/* the first; the straggler sleeps in it */
+	const struct sym *olds[KLP_MAX_FUNCS];
+	size_t nr;
 	enum klp_state state;
 	bool forced;
 	unsigned int retries, left;
@@ -81,6 +83,7 @@ static const struct sym fake_syms[] = {
 	{ 0x1000, 0x20, 'T', "lib_add" },
 	{ 0x1020, 0x20, 'T', "lib_mul" },
 	{ 0x1040, 0x10, 'T', "lib_sum" },
+	{ 0x1060, 0x8, 'T', "lib_nop" },
 	{ 0x2000, 0x8, 'D', "lib_calls_add" },
 	{ 0x2800, 0, 'N', "a_label" },
 };
@@ -129,6 +132,7 @@ struct fake_be *fake_be_new(void)
 	memcpy(f->mem, "\x48\x8d\x04\x37\xc3", 5);
 	memcpy(f->mem + 0x20, "\x48\x89\xf8\x48\x0f\xaf\xc6\xc3", 8);
 	memcpy(f->mem + 0x40, "\x0f\x1f\x44\x00\x00\x31\xc0\xc3", 8);
+	memcpy(f->mem + 0x60, "\x0f\x1f\x44\x00\x00\x31\xc0\xc3", 8);
 	memcpy(f->keys, fake_keys_init, sizeof(f->keys));
 	for (size_t i = 0; i < FAKE_NR_KEYS; i++)
 		for (size_t j = 0; j < f->keys[i].nr_sites; j++)
@@ -451,13 +455,10 @@ static int fake_static_call_update(void *be, const char *name, uint64_t target, 
 	return 0;
 }
 
-static int fake_lp_new(void *be, const struct klp_func_spec *fs, size_t n, unsigned int retry_ms,
-		       void **h, char *msg, size_t len)
+/* The engine's refusals of a patch itself (patcher/livepatch.c, klp_new). */
+static int fake_lp_check(const struct fake_be *f, const struct klp_func_spec *fs, size_t n,
+			 const struct sym **olds, char *msg, size_t len)
 {
-	struct fake_be *f = be;
-	struct fake_lp *lp;
-
-	(void)retry_ms;
 	for (size_t i = 0; i < n; i++) {
 		const struct sym *o = symtab_find(f->st, fs[i].old);
 		const struct sym *nw = symtab_find(f->st, fs[i].new);
@@ -466,15 +467,73 @@ static int fake_lp_new(void *be, const struct klp_func_spec *fs, size_t n, unsig
 			snprintf(msg, len, "'%s' -> '%s': no such function", fs[i].old, fs[i].new);
 			return -EINVAL;
 		}
+		if (o == nw) {
+			snprintf(msg, len, "'%s' cannot replace itself", o->name);
+			return -EINVAL;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (olds[j] == o) {
+				snprintf(msg, len, "old '%s' is listed twice", o->name);
+				return -EINVAL;
+			}
+		olds[i] = o;
 	}
+	return 0;
+}
+
+static int fake_lp_new(void *be, const struct klp_func_spec *fs, size_t n, unsigned int retry_ms,
+		       void **h, char *msg, size_t len)
+{
+	const struct sym *olds[KLP_MAX_FUNCS];
+	struct fake_be *f = be;
+	struct fake_lp *lp;
+
+	(void)retry_ms;
+	if (n > KLP_MAX_FUNCS || fake_lp_check(f, fs, n, olds, msg, len))
+		return -EINVAL;
 	if (f->nr_lps == FAKE_MAX_LPS) {
 		snprintf(msg, len, "out of fake livepatches");
 		return -ENOMEM;
 	}
 	lp = &f->lps[f->nr_lps++];
-	lp->old = symtab_find(f->st, fs[0].old);
+	memcpy(lp->olds, olds, n * sizeof(olds[0]));
+	lp->nr = n;
+	lp->old = olds[0];
 	*h = lp;
 	return 0;
+}
+
+/*
+ * Why lp may not start a transition now, as the engine says it (klp_begin):
+ * one transition at a time, one enabled patch per function, and each
+ * entry an fentry NOP5 ("unexpected op at" names the first that is not).
+ */
+static bool fake_lp_refused(const struct fake_be *f, const struct fake_lp *lp, bool enable,
+			    char *msg, size_t len)
+{
+	for (unsigned int i = 0; i < f->nr_lps; i++) {
+		const struct fake_lp *o = &f->lps[i];
+
+		if (o == lp)
+			continue;
+		if (o->state == KLP_PATCHING || o->state == KLP_UNPATCHING) {
+			snprintf(msg, len, "another livepatch is in transition");
+			return true;
+		}
+		for (size_t j = 0; enable && o->state != KLP_UNPATCHED && j < o->nr; j++)
+			for (size_t k = 0; k < lp->nr; k++)
+				if (o->olds[j] == lp->olds[k]) {
+					snprintf(msg, len, "'%s' is replaced by another enabled "
+						 "livepatch", lp->olds[k]->name);
+					return true;
+				}
+	}
+	for (size_t k = 0; enable && k < lp->nr; k++)
+		if (memcmp(f->mem + (lp->olds[k]->addr - FAKE_MEM_BASE), "\x0f\x1f\x44\x00\x00", 5)) {
+			snprintf(msg, len, "unexpected op at %s", lp->olds[k]->name);
+			return true;
+		}
+	return false;
 }
 
 static void fake_lp_try(struct fake_lp *lp)
@@ -511,11 +570,12 @@ static int fake_lp_op(void *be, void *h, char op, struct campaign_patch_out *out
 {
 	struct fake_be *f = be;
 	struct fake_lp *lp = h;
-	const uint8_t *entry = f->mem + (lp->old->addr - FAKE_MEM_BASE);
+	bool begin = (op == 'e' && lp->state == KLP_UNPATCHED) ||
+		     (op == 'd' && lp->state == KLP_PATCHED && !lp->forced);
 
 	out->ok = true;
-	if (op == 'e' && lp->state == KLP_UNPATCHED && memcmp(entry, "\x0f\x1f\x44\x00\x00", 5))
-		snprintf(out->error, sizeof(out->error), "unexpected op at %s", lp->old->name);
+	if (begin && fake_lp_refused(f, lp, op == 'e', out->error, sizeof(out->error)))
+		;	/* refused: out->error says why */
 	else if (op == 'e' && lp->state == KLP_UNPATCHED)
 		fake_lp_begin(lp, KLP_PATCHING);
 	else if (op == 'd' && lp->forced)

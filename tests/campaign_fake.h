@@ -12,9 +12,12 @@
  *   - probe at FAKE_PROBE_REFUSED: reason "not_insn_boundary";
  *   - probe, patch or unpatch over a live probe's INT3: "live_site", as
  *     the real engine refuses it;
- *   - livepatch of an old function that does not start with a NOP5 (only
- *     lib_sum does): "unexpected op at ..."; a livepatch's transition takes
- *     two retries, with task 1 its straggler sleeping at old + 3;
+ *   - livepatch of an old function that does not start with a NOP5 (lib_sum
+ *     and lib_nop do): "unexpected op at ..."; as the engine, a function that
+ *     replaces itself or is listed twice, a second transition while one
+ *     runs, and a function another enabled patch replaces; a livepatch's
+ *     transition takes two retries, with task 1 its straggler sleeping at
+ *     old + 3 (the fake writes no entry: its memory does not show them);
  *   - static keys "fake_key" (off, sites 0x1800 and 0x1808) and
  *     "fake_key_on" (on, site 0x1818), and static call "fake_call"
  *     (trampoline 0x1880, site 0x1890, targets lib_add and lib_mul, now

@@ -89,9 +89,9 @@ static void test_symbols_and_memory(void)
 		"bad('want an integer', vm.symbolize, vm, 'x')\n"
 		"bad('want an integer', vm.symbolize, vm)\n"
 		"local s = vm:syms('lib_*')\n"
-		"expect(#s == 4 and s[1].name == 'lib_add' and s[1].addr == 0x1000 and s[1].size == 0x20, 'syms')\n"
+		"expect(#s == 5 and s[1].name == 'lib_add' and s[1].addr == 0x1000 and s[1].size == 0x20, 'syms')\n"
 		"expect(#vm:syms('a_*') == 0, 'syms: labels are neither functions nor objects')\n"
-		"expect(#vm:syms() == 4, 'syms default glob')\n"
+		"expect(#vm:syms() == 5, 'syms default glob')\n"
 		"bad('string expected', vm.syms, vm, {})\n"
 		"expect(vm:read('lib_add', 5) == '\\x48\\x8d\\x04\\x37\\xc3', 'read')\n"
 		"expect(vm:read(0x1000, 0) == '', 'read 0')\n"
@@ -306,7 +306,7 @@ static void test_handler_rules(void)
 		"ok, e = pcall(vm.run_for, vm, 0.1)\n"
 		"expect(not ok and e:find('that would loop', 1, true), 'self loop: ' .. tostring(e))\n"
 		"local s = vm:syms('lib_*')\n"
-		"expect(s[1].type == 'func' and s[4].type == 'object', 'syms type')\n";
+		"expect(s[1].type == 'func' and s[5].type == 'object', 'syms type')\n";
 	struct fake_be *f = NULL;
 	json_object *r = run_ok(lua, 10, 0, &f);
 
@@ -466,6 +466,32 @@ static void test_unpatch_under_later_batch(void)
 		"expect(vm:unpatch(b1).ok, 'no overlap: any order')\n";
 
 	run_restored(lua, 3);
+}
+
+/*
+ * The exit undid livepatches last first: one still enabled was disabled
+ * while an older one was in transition, which the engine refuses ("another
+ * livepatch is in transition"), and it stayed applied.
+ */
+static void test_livepatch_undo_in_transition(void)
+{
+	static const char lua[] =
+		"local a = vm:livepatch({ { old = 'lib_nop', new = 'lib_add' } })\n"
+		"local b = vm:livepatch({ { old = 'lib_sum', new = 'lib_mul' } })\n"
+		"expect(b:enable().ok, 'b enabled')\n"
+		"vm:run_for(0.01)\n"
+		"expect(b.state == 'patched', 'b patched')\n"
+		"local r = a:enable()\n"
+		"expect(r.ok and a.state == 'patching', 'a in transition')\n"
+		"r = vm:livepatch({ { old = 'lib_sum', new = 'lib_add' } }):enable()\n"
+		"expect(not r.ok and r.error == 'another livepatch is in transition', 'one at a time')\n";
+	struct fake_be *f = NULL;
+	json_object *r = run_ok(lua, 4, 0, &f);
+
+	EXPECT_TRUE(report_bool(r, "restored"));
+	json_object_put(r);
+	EXPECT_TRUE(f && fake_be_live_patches(f, true) == 0);
+	fake_be_free(f);
 }
 
 static void test_config_table(void)
@@ -640,6 +666,7 @@ TEST_SUITE(campaign_lua, "campaign_lua", false,
 	   TEST(test_livepatch_api),
 	   TEST(test_static_kinds_api),
 	   TEST(test_unpatch_under_later_batch),
+	   TEST(test_livepatch_undo_in_transition),
 	   TEST(test_config_table),
 	   TEST(test_exit_codes),
 	   TEST(test_signal),

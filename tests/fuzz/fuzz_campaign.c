@@ -496,7 +496,7 @@ static void gen_key_name(struct gen *g)
 static void gen_func_name(struct gen *g)
 {
 	static const char *const funcs[] = {
-		"lib_sum", "lib_add", "lib_mul", "lib_calls_add", "a_label", "lib_sum+4",
+		"lib_sum", "lib_add", "lib_mul", "lib_nop", "lib_calls_add", "a_label", "lib_sum+4",
 	};
 
 	gen_kind_name(g, funcs, sizeof(funcs) / sizeof(funcs[0]));
