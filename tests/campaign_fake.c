@@ -198,6 +198,15 @@ static bool fake_live_probe_in(const struct fake_be *f, uint64_t a, size_t n)
 	return false;
 }
 
+/* Does site i overlap an earlier site of its batch? */
+static bool fake_overlap(const struct campaign_site *s, size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (s[i].at < s[j].at + s[j].len && s[j].at < s[i].at + s[i].len)
+			return true;
+	return false;
+}
+
 static int fake_apply(struct fake_be *f, struct campaign_site *s, size_t n, bool restore,
 		      struct campaign_patch_out *out)
 {
@@ -213,6 +222,11 @@ static int fake_apply(struct fake_be *f, struct campaign_site *s, size_t n, bool
 			refused = true;
 		} else if (fake_live_probe_in(f, s[i].at, s[i].len)) {
 			snprintf(s[i].refused, sizeof(s[i].refused), "live_site");
+			refused = true;
+		} else if (fake_overlap(s, i)) {
+			/* as batch_sort(): an undo in any order could not restore both */
+			snprintf(s[i].refused, sizeof(s[i].refused),
+				 "overlaps a site of the same batch");
 			refused = true;
 		} else if (!restore && s[i].has_old &&
 			   memcmp(f->mem + (s[i].at - FAKE_MEM_BASE), s[i].old, s[i].len)) {

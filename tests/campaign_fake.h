@@ -10,8 +10,8 @@
  * Refusals it makes, so scripts can test the refusal paths:
  *   - patch or probe outside the memory: "not mapped";
  *   - probe at FAKE_PROBE_REFUSED: reason "not_insn_boundary";
- *   - probe, patch or unpatch over a live probe's INT3: "live_site", as
- *     the real engine refuses it;
+ *   - probe, patch or unpatch over a live probe's INT3: "live_site", and
+ *     two sites of one batch that overlap, as the real engine refuses them;
  *   - livepatch of an old function that does not start with a NOP5 (lib_sum
  *     and lib_nop do): "unexpected op at ..."; as the engine, a function that
  *     replaces itself or is listed twice, a second transition while one

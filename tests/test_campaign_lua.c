@@ -259,9 +259,13 @@ static void test_probe_over_probe_refused(void)
 		"local ok, e = pcall(vm.probe, vm, 'lib_add')\n"
 		"expect(not ok and e == 'lib_add: live_site', 'second probe: ' .. tostring(e))\n"
 		"local b = vm:patch({{at='lib_add', new=vmpoke.nop(4)}})\n"
-		"expect(b == nil or not b.ok, 'a patch over a live probe is refused')\n";
+		"expect(b == nil or not b.ok, 'a patch over a live probe is refused')\n"
+		"-- found by fuzz_campaign: the fake took two sites over the same bytes\n"
+		"b = vm:patch({{at=0x2c61, new=vmpoke.nop(5)}, {at=0x2c63, new=vmpoke.nop(2)}})\n"
+		"expect(not b.ok and b.refused[1].reason == 'overlaps a site of the same batch',\n"
+		"       'overlapping sites of one batch are refused')\n";
 	struct fake_be *f = NULL;
-	json_object *r = run_ok(lua, 2, 0, &f);
+	json_object *r = run_ok(lua, 3, 0, &f);
 
 	EXPECT_TRUE(f && fake_be_pristine(f) && fake_be_live_probes(f) == 0);
 	fake_be_free(f);
