@@ -11,23 +11,28 @@
  * and the kernel's own patch kinds: vm:static_keys/static_key and
  * k:enable/disable, vm:static_calls/static_call and c:update,
  * vm:livepatch and lp:enable/disable/force and its fields, vm:probe's
- * opts.kind - each with fuzzed arguments: integers at the edges, floats, NaN, byte
- * strings, symbol expressions ("lib_add+0x1a", "nosuch+zz"), nested and
- * malformed tables, handlers that call the API themselves, wrong selves.
+ * opts.kind - each with fuzzed arguments: integers at the edges, floats,
+ * NaN, byte strings, symbol expressions ("lib_add+0x1a", "nosuch+zz"),
+ * nested and malformed tables, handlers that call the API themselves,
+ * wrong selves, objects already disabled, forced or never made.
  * Every statement runs under pcall, so one refusal does not end the run.
  * The script runs through campaign_run() exactly as `vmpoke campaign`
- * runs it, with the report, events and trace written (to /dev/null).
+ * runs it, with the events and trace written (to /dev/null) and the
+ * report to a memfd, read back.
  *
  * After the run: a documented exit code, no probe left live, no livepatch
  * left applied (but a forced one), and the fake guest's memory, keys and
  * static call exactly as they were (every patch, probe, flip and update
- * undone), unless the script asked for a batch to be kept.
+ * undone), and the report's "restored" saying so, unless the script asked
+ * for a batch to be kept.
  *
  * Saved inputs keep their meaning: a choice among n takes one byte mod n,
  * and the bytes past the last whole multiple of n (252..255 for the 18
  * statements, 240..255 for the 20 in a handler, 250..255 for the 10 kinds
  * of value) only added bias before.  Those bytes now pick the newer API;
- * every other byte means what it did.
+ * every other byte means what it did, and a script differs from its old
+ * self only from the first statement such a byte picks (and in one more
+ * line of locals).
  */
 #include <stdarg.h>
 #include <stdbool.h>
