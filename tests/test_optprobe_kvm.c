@@ -68,17 +68,8 @@ static bool oenv_start(struct oenv *e)
 
 static void oenv_end(struct oenv *e)
 {
-	struct vmm_result res;
-
-	if (!e->vm)
-		return;
-	EXPECT_EQ_U64(0, vmm_hcall_count(e->vm, VMPOKE_HC_CHECK_FAIL));
-	EXPECT_EQ_U64(0, vmm_hcall_count(e->vm, VMPOKE_HC_FAULT));
-	if (e->p)
-		patcher_destroy(e->p);
-	vmm_stop(e->vm);
-	vmm_wait(e->vm, OPT_TIMEOUT_MS, &res);
-	vmm_destroy(e->vm);
+	if (e->vm)
+		testlib_vm_end(e->vm, e->p);
 }
 
 static uint64_t osym(struct oenv *e, const char *fmt, const char *name)
