@@ -48,6 +48,7 @@
 #include <linux/kvm.h>
 
 #include "livepatch.h"
+#include "probe.h"
 #include "vmpoke_abi.h"
 
 #define CAMPAIGN_MAX_SITE	16	/* = POKE_MAX_LEN */
@@ -118,6 +119,9 @@ enum campaign_verdict {
 	CAMPAIGN_SKIP,		/* resume at regs->rip, skipping it */
 	CAMPAIGN_MISSED,	/* count as missed, run the original */
 };
+
+/* The probe engine's verdict for a campaign's (the two enums say the same). */
+enum probe_verdict campaign_probe_verdict(enum campaign_verdict v);
 
 /* Timing of one protocol phase, for the trace (nested under vm:patch). */
 struct campaign_phase {

@@ -367,11 +367,9 @@ static int kvm_static_call_update(void *be, const char *name, uint64_t target, s
 	return 0;
 }
 
-static enum probe_verdict kvm_hit(struct probe_hit_ctx *ctx, void *opaque)
+enum probe_verdict campaign_probe_verdict(enum campaign_verdict v)
 {
-	struct campaign_hit h = { ctx->vcpu, ctx->task, ctx->regs };
-
-	switch (campaign_probe_hit(opaque, &h)) {
+	switch (v) {
 	case CAMPAIGN_SKIP:
 		return PROBE_SKIP;
 	case CAMPAIGN_MISSED:
@@ -379,6 +377,13 @@ static enum probe_verdict kvm_hit(struct probe_hit_ctx *ctx, void *opaque)
 	default:
 		return PROBE_RESUME;
 	}
+}
+
+static enum probe_verdict kvm_hit(struct probe_hit_ctx *ctx, void *opaque)
+{
+	struct campaign_hit h = { ctx->vcpu, ctx->task, ctx->regs };
+
+	return campaign_probe_verdict(campaign_probe_hit(opaque, &h));
 }
 
 /*

@@ -108,14 +108,7 @@ static enum probe_verdict lua_handler(struct probe_hit_ctx *ctx, void *opaque)
 {
 	struct campaign_hit h = { ctx->vcpu, ctx->task, ctx->regs };
 
-	switch (campaign_bench_hit(opaque, &h)) {
-	case CAMPAIGN_SKIP:
-		return PROBE_SKIP;
-	case CAMPAIGN_MISSED:
-		return PROBE_MISSED;
-	default:
-		return PROBE_RESUME;
-	}
+	return campaign_probe_verdict(campaign_bench_hit(opaque, &h));
 }
 
 /*
