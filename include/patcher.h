@@ -128,6 +128,7 @@ struct poke_site {
 
 struct poke_stats {
 	uint64_t patches, batches, syncs;
+	uint64_t core_syncs;		/* of syncs, those vmm_sync_core() made */
 	uint64_t trap_hits, ghost_traps, foreign_traps;
 	uint64_t shadow_retries, shadow_aborts;
 	uint64_t emu_faults;		/* trap hits whose emulation faulted */

@@ -83,6 +83,13 @@ struct vmm_vcpu_stats {
 	uint64_t syncs_acked;		/* sync generations acknowledged */
 	uint64_t traps;			/* INT3s handed to the trap hook */
 	uint64_t hcalls;
+	/*
+	 * KVM's own count of this vCPU's exits for host interrupts (its
+	 * binary statistics, "irq_exits"), where kvm_stats says KVM has it:
+	 * the witness that a core sync's IPIs took the vCPU out of guest mode.
+	 */
+	uint64_t irq_exits;
+	bool kvm_stats;
 	bool online;
 };
 
@@ -153,6 +160,8 @@ struct vmm_sync_info {
 	enum vmm_sync_prio prio;
 	uint64_t spins, spin_hits;	/* syncs that spun / that the spin finished */
 	uint64_t lends;			/* late vCPUs lent SCHED_FIFO until their ack */
+	bool core;			/* vmm_sync_core() is membarrier here */
+	uint64_t core_syncs;		/* vmm_sync_core() calls that used it */
 };
 void vmm_sync_info(struct vm *vm, struct vmm_sync_info *info);
 /*
@@ -165,6 +174,23 @@ void vmm_sync_set_old(struct vm *vm, bool old);
 int vmm_sync(struct vm *vm);
 /* The same; on -ETIMEDOUT *laggard is the vCPU named (else -1). */
 int vmm_sync_laggard(struct vm *vm, int *laggard);
+
+/*
+ * vmm_sync_core - the sync between two phases of a code patch, as the
+ * kernel's text_poke_sync(): every vCPU that was in guest mode when the
+ * call began has left it (a host IPI through membarrier's SYNC_CORE
+ * command) and fetches code afresh.  It waits for no vCPU thread to come
+ * round its loop, so unlike vmm_sync() it is no grace period for data
+ * that vCPU threads read in user space (trap hooks): free such data only
+ * after a vmm_sync().  Where the kernel lacks the command, or
+ * VMPOKE_SYNC_CORE=0, or vmm_sync_set_core(vm, false), it is vmm_sync().
+ * vmm_sync_set_core(vm, true) fails with -EOPNOTSUPP where the kernel
+ * lacks it.  Docs: docs/protocol.md, "The core sync".
+ */
+#define VMM_SYNC_CORE_ENV	"VMPOKE_SYNC_CORE"
+int vmm_sync_core(struct vm *vm);
+bool vmm_sync_core_enabled(struct vm *vm);
+int vmm_sync_set_core(struct vm *vm, bool on);
 
 /* Is the caller a vCPU thread (e.g. inside a trap hook)?  Such a caller
  * must not sync, pause or take a lock a controller holds while it syncs. */

@@ -11,8 +11,9 @@
  * with a new tail, or the new first byte with an old tail.  While a site
  * is INT3 the trap hook emulates the new instruction (traptable.c).
  *
- * Syncs are per phase, not per site: a batch costs three vmm_sync() calls
- * however many sites it has (plus the shadow check's pauses).
+ * Syncs are per phase, not per site: a batch costs three syncs however
+ * many sites it has (plus the shadow check's pauses); see batch_sync()
+ * for which kind.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -201,8 +202,14 @@ static enum poke_err batch_write(struct batch_run *r, const struct poke_site *s,
 }
 
 /*
- * One sync.  Snapshots retired before it started are unreachable once it
- * returns successfully (traptable.c), so this is also where they are freed.
+ * One sync.  Between phases what matters is that every vCPU has left
+ * guest mode since the write and fetches afresh: vmm_sync_core(), the
+ * IPI of the kernel's text_poke_sync(), with no vCPU thread to wait for.
+ * Snapshots the trap hook may still hold are a different matter: they
+ * are freed only after a vmm_sync(), whose acknowledgements are the
+ * hook's quiescent states (traptable.c).  So a sync is the acknowledged
+ * one when the retired snapshots are due (traptable_reclaim_due(), a
+ * bounded backlog) or when asked to (force), and then it reclaims.
  */
 static enum poke_err batch_sync(struct batch_run *r, const char *after, bool force)
 {
@@ -213,8 +220,18 @@ static enum poke_err batch_sync(struct batch_run *r, const char *after, bool for
 	/* INJECT_NO_SYNC: the protocol's syncs are skipped on purpose. */
 	if (p->opts.inject == POKE_INJECT_NO_SYNC && !force)
 		return POKE_OK;
-	mark = traptable_mark(&p->table);
 	atomic_fetch_add(&p->syncs, 1);
+	if (!force && vmm_sync_core_enabled(p->vm) && !traptable_reclaim_due(&p->table)) {
+		if (vmm_sync_core(p->vm)) {
+			snprintf(r->msg, r->msglen, "%s%s: sync after %s failed",
+				 r->s[0].where, r->n > 1 ? " (and the rest of the batch)" : "",
+				 after);
+			return POKE_E_SYNC;
+		}
+		atomic_fetch_add(&p->core_syncs, 1);
+		return POKE_OK;
+	}
+	mark = traptable_mark(&p->table);
 	if (vmm_sync_laggard(p->vm, &laggard)) {
 		/* The vCPU vmm_sync named on stderr, not a guess from counters. */
 		snprintf(r->msg, r->msglen, "%s%s: sync after %s timed out: vcpu %d "

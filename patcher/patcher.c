@@ -169,6 +169,7 @@ void patcher_stats(struct patcher *p, struct poke_stats *st)
 	st->patches = atomic_load(&p->patches);
 	st->batches = atomic_load(&p->batches);
 	st->syncs = atomic_load(&p->syncs);
+	st->core_syncs = atomic_load(&p->core_syncs);
 	st->trap_hits = atomic_load(&p->trap_hits);
 	st->ghost_traps = atomic_load(&p->ghost_traps);
 	st->foreign_traps = atomic_load(&p->foreign_traps);

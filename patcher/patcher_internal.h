@@ -191,6 +191,8 @@ enum trap_class traptable_classify(struct poke_table *t, uint64_t addr,
 uint64_t traptable_mark(const struct poke_table *t);
 void traptable_reclaim(struct poke_table *t, uint64_t mark);
 size_t traptable_pending(const struct poke_table *t);
+/* Enough retired snapshots wait that the next sync should free them. */
+bool traptable_reclaim_due(const struct poke_table *t);
 
 /* --- arm.c ------------------------------------------------------------- */
 
@@ -234,7 +236,7 @@ struct patcher {
 	pthread_mutex_t lock;
 	struct poke_table table;
 	atomic_bool no_ghost;		/* POKE_INJECT_NO_GHOST */
-	atomic_uint_fast64_t patches, batches, syncs;
+	atomic_uint_fast64_t patches, batches, syncs, core_syncs;
 	atomic_uint_fast64_t trap_hits, ghost_traps, foreign_traps;
 	atomic_uint_fast64_t shadow_retries, shadow_aborts, emu_faults;
 	enum poke_method cpl0_method;	/* for sites in kernel text */

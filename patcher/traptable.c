@@ -287,6 +287,30 @@ void traptable_reclaim(struct poke_table *t, uint64_t mark)
 	}
 }
 
+/*
+ * The core syncs between phases free nothing (batch.c), so retired
+ * snapshots pile up until an acknowledged sync.  Bound the pile by count
+ * and by bytes: a batch retires two snapshots, so a patching loop pays
+ * one acknowledged sync in every few batches, and a table of thousands of
+ * sites does not hold megabytes of dead copies.
+ */
+#define TRAPTABLE_DUE_SNAPSHOTS	16u
+#define TRAPTABLE_DUE_BYTES	(1u << 20)
+
+bool traptable_reclaim_due(const struct poke_table *t)
+{
+	const struct poke_snapshot *s;
+	size_t n = 0, bytes = 0;
+
+	for (s = t->retired; s; s = s->next_retired) {
+		n++;
+		bytes += sizeof(*s) + s->n * sizeof(s->e[0]);
+		if (n >= TRAPTABLE_DUE_SNAPSHOTS || bytes >= TRAPTABLE_DUE_BYTES)
+			return true;
+	}
+	return false;
+}
+
 size_t traptable_pending(const struct poke_table *t)
 {
 	const struct poke_snapshot *s;

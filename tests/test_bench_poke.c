@@ -43,9 +43,10 @@ static void test_bench_poke_json(void)
 	EXPECT_EQ_U64(0, status);
 	if (!o)
 		return;
-	/* sync_us, single_site_us, batch, vcpu_out_us, stop_the_world_us */
-	EXPECT_EQ_U64(5, json_object_object_length(o));
+	/* sync_us, ack_sync_us, single_site_us, batch, vcpu_out_us, stop_the_world_us */
+	EXPECT_EQ_U64(6, json_object_object_length(o));
 	EXPECT_GT(jnum(o, "sync_us"), 0);
+	EXPECT_GT(jnum(o, "ack_sync_us"), 0);
 	EXPECT_GT(jnum(o, "single_site_us"), 0);
 	EXPECT_GT(jnum(o, "stop_the_world_us"), 0);
 	EXPECT_TRUE_FATAL(json_object_object_get_ex(o, "batch", &arr));

@@ -269,7 +269,7 @@ static struct json_object *bench_sync_json(const char *opts)
 
 static void test_cli_kvm_bench_sync(void)
 {
-	struct json_object *j, *rt;
+	struct json_object *j, *rt, *core;
 
 	if (!testlib_require_kvm())
 		return;
@@ -279,6 +279,16 @@ static void test_cli_kvm_bench_sync(void)
 	EXPECT_GE(json_object_get_double(get(rt, "p99")), json_object_get_double(get(rt, "median")));
 	check_rows(get(j, "sync"));
 	check_rows(get(j, "pause_resume"));
+	core = get(j, "core_sync");
+	check_rows(core);
+	for (size_t i = 0; core && i < json_object_array_length(core); i++) {
+		struct json_object *r = json_object_array_get_idx(core, i), *e;
+
+		EXPECT_TRUE(json_object_is_type(get(r, "membarrier"), json_type_boolean));
+		/* null only where KVM keeps no binary statistics */
+		EXPECT_TRUE(json_object_object_get_ex(r, "irq_exits_per_sync_per_vcpu", &e));
+		EXPECT_TRUE(!e || json_object_get_double(e) >= 0);
+	}
 	json_object_put(j);
 }
 

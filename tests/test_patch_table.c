@@ -156,6 +156,42 @@ static void test_table_reclaim_order(void)
 }
 
 /*
+ * When a sync must be the acknowledged one: 16 retired snapshots, or
+ * 1 MiB of them, whichever comes first (the core syncs free nothing).
+ */
+static void test_table_reclaim_due(void)
+{
+	struct poke_site a = mk(0x401000, 5), *many;
+	size_t n;
+	struct poke_table t;
+
+	traptable_init(&t);
+	/* Add, then remove, until 16 snapshots are retired: due only then. */
+	for (unsigned int i = 0; i < 64 && traptable_pending(&t) < 16; i++) {
+		EXPECT_TRUE_MSG(!traptable_reclaim_due(&t), "due at %zu retired",
+				traptable_pending(&t));
+		EXPECT_EQ(i & 1 ? traptable_remove(&t, &a, 1) : traptable_add(&t, &a, 1), 0);
+	}
+	EXPECT_EQ_U64(16, traptable_pending(&t));
+	EXPECT_TRUE(traptable_reclaim_due(&t));
+	traptable_reclaim(&t, traptable_mark(&t));
+	EXPECT_EQ_U64(0, traptable_pending(&t));
+	EXPECT_TRUE(!traptable_reclaim_due(&t));
+	/* One big table replaced once is already 1 MiB of dead copies. */
+	n = (1u << 20) / sizeof(struct poke_live) + 1;
+	many = calloc(n, sizeof(*many));
+	EXPECT_NOT_NULL_FATAL(many);
+	for (size_t i = 0; i < n; i++)
+		many[i] = mk(0x1000000 + 16ull * i, 5);
+	EXPECT_EQ(traptable_add(&t, many, n), 0);
+	EXPECT_EQ(traptable_remove(&t, many, n), 0);	/* the big one retired */
+	EXPECT_TRUE_MSG(traptable_pending(&t) < 16, "%zu retired", traptable_pending(&t));
+	EXPECT_TRUE(traptable_reclaim_due(&t));
+	free(many);
+	traptable_destroy(&t);
+}
+
+/*
  * The interleaving that misfiled a live site as foreign: the hook searches
  * a snapshot without the site, then a batch publishes the site and writes
  * its INT3, then the hook reads the byte.  The fake byte read plays the
@@ -247,4 +283,5 @@ TEST_SUITE(patch_table, "patch_table", false,
 	   TEST(test_table_one_site),
 	   TEST(test_table_out_of_order),
 	   TEST(test_table_many_sites),
-	   TEST(test_table_reclaim_order))
+	   TEST(test_table_reclaim_order),
+	   TEST(test_table_reclaim_due))

@@ -262,7 +262,8 @@ static const char *jget_str(struct json_object *o, const char *key)
 static void check_keys(struct json_object *o)
 {
 	static const char *const keys[] = {
-		"patches", "batches", "key_flips", "call_updates", "syncs", "sites", "trap_path",
+		"patches", "batches", "key_flips", "call_updates", "syncs", "core_syncs", "sites",
+		"trap_path",
 		"probes_placed", "probes_removed", "probe_hits", "probe_missed",
 		"probe_handler_calls", "probe_points", "probe_refused", "probe_failures",
 		"probes_optimized", "probes_unoptimized", "probes_opt_refused",
@@ -299,6 +300,9 @@ static void safe_run(const char *args)
 	/* Path (a) has no ghost window (test_inject_no_ghost). */
 	if (!strcmp(jget_str(o, "trap_path"), "debug-exit"))
 		EXPECT_EQ_U64(0, jget_u64(o, "ghost_traps"));
+	EXPECT_TRUE_MSG(jget_u64(o, "core_syncs") <= jget_u64(o, "syncs"),
+			"%llu core syncs of %llu", (unsigned long long)jget_u64(o, "core_syncs"),
+			(unsigned long long)jget_u64(o, "syncs"));
 	/* Three syncs per batch (a shadow abort's undo has its own). */
 	EXPECT_TRUE_MSG(jget_u64(o, "syncs") >= 3 * jget_u64(o, "batches"),
 			"%llu syncs for %llu batches", (unsigned long long)jget_u64(o, "syncs"),

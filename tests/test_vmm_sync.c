@@ -280,6 +280,12 @@ static void test_sync_halted_vcpu(void)
 	vmm_vcpu_stats(vm, 0, &st1);
 	EXPECT_EQ_U64(0, failed);
 	EXPECT_EQ_U64(200, st1.syncs_acked - st0.syncs_acked);
+	/* Nor does a core sync wait on it (or on offline vCPU 1). */
+	for (unsigned int r = 0; r < 200; r++)
+		failed += vmm_sync_core(vm) != 0;
+	vmm_vcpu_stats(vm, 0, &st0);
+	EXPECT_EQ_U64(0, failed);
+	EXPECT_EQ_U64(vmm_sync_core_enabled(vm) ? 0 : 200, st0.syncs_acked - st1.syncs_acked);
 	/*
 	 * It really sits in the guest's halt loop ("cli; hlt; jmp .-3"): a
 	 * kick may wake it to go round once, so RIP is at one of the three.
@@ -302,63 +308,18 @@ static void test_sync_halted_vcpu(void)
  * vmm_sync_laggard() times out and names that vCPU, the one its message
  * names, so the patcher's error can name the same one.
  */
-struct stuck_hook {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool held, release;
-};
-
-static enum vmm_trap_verdict stuck_hook(struct vmm_trap *t, void *opaque)
-{
-	struct stuck_hook *h = opaque;
-	struct timespec ts;
-
-	if (t->vcpu != 1)
-		return VMM_TRAP_FOREIGN;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += 60;	/* bounded: a broken test must not hang */
-	pthread_mutex_lock(&h->lock);
-	h->held = true;
-	pthread_cond_broadcast(&h->cond);
-	while (!h->release && pthread_cond_timedwait(&h->cond, &h->lock, &ts) == 0)
-		;
-	pthread_mutex_unlock(&h->lock);
-	return VMM_TRAP_FOREIGN;
-}
-
 static void test_sync_names_laggard(void)
 {
-	struct stuck_hook h = { .lock = PTHREAD_MUTEX_INITIALIZER,
-				.cond = PTHREAD_COND_INITIALIZER };
-	struct vm_config cfg;
-	struct timespec ts;
-	struct vm *vm;
-	int laggard = -2, code;
-	bool held;
+	struct vmt_held h = { .lock = PTHREAD_MUTEX_INITIALIZER,
+			      .cond = PTHREAD_COND_INITIALIZER };
+	struct vm *vm = vmt_boot_held(&h);
+	int laggard = -2;
 
-	if (!testlib_require_kvm())
+	if (!vm)
 		return;
-	vmt_config(&cfg, 2, VMPOKE_SCN_INT3, 0);
-	vm = vmm_create(&cfg, &code);
-	EXPECT_NOT_NULL_FATAL(vm);
-	vmm_set_trap_hook(vm, stuck_hook, &h);
-	EXPECT_EQ_FATAL(vmm_start(vm), 0);
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += VMT_WAIT_MS / 1000;
-	pthread_mutex_lock(&h.lock);
-	while (!h.held && pthread_cond_timedwait(&h.cond, &h.lock, &ts) == 0)
-		;
-	held = h.held;
-	pthread_mutex_unlock(&h.lock);
-	EXPECT_TRUE_MSG(held, "vcpu 1 never trapped in scenario INT3");
-	if (held) {
-		EXPECT_EQ(vmm_sync_laggard(vm, &laggard), -ETIMEDOUT);
-		EXPECT_EQ(laggard, 1);
-	}
-	pthread_mutex_lock(&h.lock);
-	h.release = true;
-	pthread_cond_broadcast(&h.cond);
-	pthread_mutex_unlock(&h.lock);
+	EXPECT_EQ(vmm_sync_laggard(vm, &laggard), -ETIMEDOUT);
+	EXPECT_EQ(laggard, 1);
+	vmt_release_held(&h);
 	vmt_finish(vm);
 }
 

@@ -3,6 +3,7 @@
  * test_vmm_util.c - see test_vmm_util.h.
  */
 #include <string.h>
+#include <time.h>
 
 #include "testlib.h"
 #include "patcher.h"
@@ -119,4 +120,69 @@ const char *vmt_cpl0_int3_unavailable(void)
 	       "this host cannot trap a CPL0 INT3 (vmpoke doctor: cpl0 int3: no; kvm_pvm "
 	       "ends the guest on one), so CPL0 breakpoints cannot be tested here: "
 	       "make check runs this suite under the nested KVM";
+}
+
+static enum vmm_trap_verdict vmt_held_hook(struct vmm_trap *t, void *opaque)
+{
+	struct vmt_held *h = opaque;
+	struct timespec ts;
+
+	if (t->vcpu != 1)
+		return VMM_TRAP_FOREIGN;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 60;	/* bounded: a broken test must not hang */
+	pthread_mutex_lock(&h->lock);
+	if (!h->held && h->on_hold)
+		h->on_hold_ret = h->on_hold(t->vm);
+	h->held = true;
+	pthread_cond_broadcast(&h->cond);
+	while (!h->release && pthread_cond_timedwait(&h->cond, &h->lock, &ts) == 0)
+		;
+	pthread_mutex_unlock(&h->lock);
+	return VMM_TRAP_FOREIGN;
+}
+
+struct vm *vmt_boot_held(struct vmt_held *h)
+{
+	struct vm_config cfg;
+	struct timespec ts;
+	struct vm *vm;
+	int code;
+	bool held;
+
+	if (!testlib_require_kvm())
+		return NULL;
+	vmt_config(&cfg, 2, VMPOKE_SCN_INT3, 0);
+	vm = vmm_create(&cfg, &code);
+	EXPECT_TRUE_MSG(vm != NULL, "vmm_create(%s) failed: exit %d", cfg.image, code);
+	if (!vm)
+		return NULL;
+	vmm_set_trap_hook(vm, vmt_held_hook, h);
+	if (vmm_start(vm)) {
+		EXPECT_TRUE_MSG(false, "vmm_start failed");
+		vmm_destroy(vm);
+		return NULL;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += VMT_WAIT_MS / 1000;
+	pthread_mutex_lock(&h->lock);
+	while (!h->held && pthread_cond_timedwait(&h->cond, &h->lock, &ts) == 0)
+		;
+	held = h->held;
+	pthread_mutex_unlock(&h->lock);
+	EXPECT_TRUE_MSG(held, "vcpu 1 never trapped in scenario INT3");
+	if (!held) {
+		vmt_release_held(h);
+		vmt_finish(vm);
+		return NULL;
+	}
+	return vm;
+}
+
+void vmt_release_held(struct vmt_held *h)
+{
+	pthread_mutex_lock(&h->lock);
+	h->release = true;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
 }

@@ -6,6 +6,9 @@
 #ifndef VMPOKE_TEST_VMM_UTIL_H
 #define VMPOKE_TEST_VMM_UTIL_H
 
+#include <pthread.h>
+#include <stdbool.h>
+
 #include "vmm.h"
 
 /* Generous: the nested test VM runs the guest under software emulation. */
@@ -33,6 +36,24 @@ bool vmt_read_tasks(struct vm *vm, struct vmpoke_task_table *tab);
  * KVM, hardware), else why CPL0 breakpoint suites cannot run here.
  */
 const char *vmt_cpl0_int3_unavailable(void);
+/*
+ * A trap hook that holds vCPU 1's thread in user space (in the hook) until
+ * released, at most 60 s, so a test can see what waits for vCPU threads
+ * and what does not.  on_hold, if set, runs once on that thread first
+ * (e.g. a sync from inside a hook), its result in on_hold_ret.
+ */
+struct vmt_held {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool held, release;
+	int (*on_hold)(struct vm *vm);
+	int on_hold_ret;
+};
+/* Boot scenario INT3 on 2 vCPUs with the hook; NULL (and a failure) unless
+ * vCPU 1 is held. */
+struct vm *vmt_boot_held(struct vmt_held *h);
+void vmt_release_held(struct vmt_held *h);
+
 /* Stop, wait for VMM_STOPPED, destroy. */
 void vmt_finish(struct vm *vm);
 

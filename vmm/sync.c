@@ -368,6 +368,8 @@ void vmm_sync_info(struct vm *vm, struct vmm_sync_info *info)
 	info->spins = atomic_load(&vm->sync_spins);
 	info->spin_hits = atomic_load(&vm->sync_spin_hits);
 	info->lends = atomic_load(&vm->sync_lends);
+	info->core = atomic_load(&vm->sync_core);
+	info->core_syncs = atomic_load(&vm->sync_core_calls);
 }
 
 int vmm_sync(struct vm *vm)

@@ -171,6 +171,7 @@ int vcpu_create(struct vm *vm, unsigned int id)
 	}
 	if (vm->sync_regs)
 		v->run->kvm_valid_regs = KVM_SYNC_X86_REGS;
+	kvm_stats_open(v);	/* optional: bench and tests only */
 	return 0;
 fail:
 	r = -errno;

@@ -308,7 +308,7 @@ struct vm *vmm_create(const struct vm_config *cfg, int *exit_code)
 	vm->result.vcpu = -1;
 	atomic_store(&vm->check_fail_fatal, true);
 	for (unsigned int i = 0; i < VMPOKE_MAX_VCPUS; i++)
-		vm->vcpus[i].fd = -1;
+		vm->vcpus[i].fd = vm->vcpus[i].stats_fd = -1;
 	vm_init_locks(vm);
 	atomic_store(&vm->sync_old, sync_old_env());	/* sync_prio.c */
 	sync_install_kick();
@@ -333,6 +333,7 @@ struct vm *vmm_create(const struct vm_config *cfg, int *exit_code)
 			return NULL;
 		}
 	}
+	sync_core_init(vm);
 	*exit_code = VMPOKE_EXIT_OK;
 	return vm;
 }
@@ -397,6 +398,7 @@ void vmm_destroy(struct vm *vm)
 
 		if (v->run)
 			munmap(v->run, vm->run_size);
+		kvm_stats_close(v);
 		if (v->fd >= 0)
 			close(v->fd);
 	}
@@ -450,6 +452,7 @@ void vmm_vcpu_stats(struct vm *vm, unsigned int id, struct vmm_vcpu_stats *st)
 	st->syncs_acked = atomic_load(&v->syncs_acked);
 	st->traps = atomic_load(&v->traps);
 	st->hcalls = atomic_load(&v->hcalls);
+	st->kvm_stats = kvm_stats_irq_exits(v, &st->irq_exits);
 	st->online = !atomic_load(&v->offline_req);
 }
 

@@ -61,6 +61,8 @@ struct vcpu {
 	_Atomic uint64_t exits, syncs_acked, traps, hcalls;
 	_Atomic pid_t tid;		/* for the sync's priority measures */
 	_Atomic bool lent_fifo;		/* SCHED_FIFO lent until its ack (sync_prio.c) */
+	int stats_fd;			/* KVM binary stats, or -1 (kvm_stats.c) */
+	long irq_exits_off;
 
 	/* Hypercall interval recording (vmm_record_hcall_intervals). */
 	_Atomic bool rec_armed;
@@ -103,6 +105,8 @@ struct vm {
 	_Atomic uint64_t sync_lends;	/* vCPUs lent SCHED_FIFO */
 	_Atomic uint64_t sync_fast_ns;	/* floor of recent sync times (lend delay) */
 	unsigned int sync_cpus_test;	/* tests: host cores to assume (0: real) */
+	_Atomic bool sync_core;		/* vmm_sync_core() uses membarrier */
+	_Atomic uint64_t sync_core_calls;
 	_Atomic bool pause_req;
 	bool paused;			/* under ctl_lock */
 	pthread_mutex_t park_lock;
@@ -191,6 +195,14 @@ void sync_vcpu_prepare_park(struct vcpu *v);
 void sync_set_run(struct kvm_run *run);
 void sync_notify(struct vm *vm);
 bool sync_acked(struct vcpu *v, uint64_t gen);
+
+/* kvm_stats.c: KVM's count of the vCPU's exits for host interrupts */
+void kvm_stats_open(struct vcpu *v);
+void kvm_stats_close(struct vcpu *v);
+bool kvm_stats_irq_exits(struct vcpu *v, uint64_t *out);
+
+/* sync_core.c */
+void sync_core_init(struct vm *vm);
 
 /* sync_prio.c: the scheduling measures of a sync with no core to spare. */
 struct sync_prio {

@@ -5,7 +5,11 @@
  *   (1) the exit round trip: 1 vCPU in scenario ping, intervals between
  *       consecutive NOP hypercalls recorded by the vCPU thread;
  *   (2) vmm_sync() per vCPU count, guests idling at CPL3;
- *   (3) vmm_pause() + vmm_resume() pairs on the same VMs.
+ *   (3) vmm_sync_core(), the sync between a patch's phases (membarrier),
+ *       on the same VMs, with KVM's count of the vCPUs' interrupt exits
+ *       over those rounds: the witness that it took them out of guest
+ *       mode;
+ *   (4) vmm_pause() + vmm_resume() pairs on the same VMs.
  * Each sync/pause median is also given as a ratio to the exit round trip,
  * the unit every other cost on this host is best compared with.
  */
@@ -35,7 +39,9 @@
 static const char bench_sync_usage[] =
 "Usage: vmpoke bench sync [--vcpus 1,2,4] [--rounds N] [--ab] [--json] [IMAGE]\n"
 "Measure the exit round trip (1 vCPU, scenario ping), then for each vCPU\n"
-"count N vmm_sync() calls and N pause+resume pairs (scenario idle).\n"
+"count N vmm_sync() calls, N core syncs (vmm_sync_core(): membarrier,\n"
+"what a patch does between its phases) and N pause+resume pairs\n"
+"(scenario idle).\n"
 "IMAGE defaults to images/guest.img, else ../images/guest.img beside the\n"
 "executable, else $VMPOKE_DATADIR/guest.img.\n"
 "\n"
@@ -110,6 +116,8 @@ struct bench_row {
 	unsigned int vcpus;
 	struct stats sync, pause;
 	struct stats old;		/* --ab: the old sync, same VM */
+	struct stats core;		/* vmm_sync_core() */
+	double core_irq_exits;		/* KVM's interrupt exits per core sync and vCPU, or -1 */
 	struct vmm_sync_info info;	/* how the syncs waited */
 };
 
@@ -242,7 +250,49 @@ static bool bench_sync_rounds(struct vm *vm, unsigned int rounds, bool ab, uint6
 	return bench_sync_one(vm, &spare);
 }
 
-/* (2) and (3) for one vCPU count. */
+/* Sum of KVM's interrupt-exit counts over the vCPUs; false if KVM has none. */
+static bool bench_sync_irq_exits(struct vm *vm, uint64_t *sum)
+{
+	struct vmm_vcpu_stats st;
+
+	*sum = 0;
+	for (unsigned int i = 0; i < vmm_nr_vcpus(vm); i++) {
+		vmm_vcpu_stats(vm, i, &st);
+		if (!st.kvm_stats)
+			return false;
+		*sum += st.irq_exits;
+	}
+	return true;
+}
+
+/*
+ * (3): rounds core syncs into buf.  The exits KVM counted over them
+ * include the host's own interrupts (its timer tick), so the figure is
+ * an upper bound of what the syncs caused; a vCPU preempted when a sync
+ * came needed no IPI and took none, so it can also be below 1.
+ */
+static bool bench_sync_core_rounds(struct vm *vm, unsigned int rounds, uint64_t *buf,
+				   double *exits_per_sync)
+{
+	uint64_t e0, e1, t0;
+	bool have = bench_sync_irq_exits(vm, &e0);
+
+	for (unsigned int i = 0; i < rounds; i++) {
+		bench_sync_gap();
+		t0 = clock_now_ns();
+		if (vmm_sync_core(vm)) {
+			fprintf(stderr, "vmpoke bench sync: vmm_sync_core failed with %u vCPUs\n",
+				vmm_nr_vcpus(vm));
+			return false;
+		}
+		buf[i] = clock_now_ns() - t0;
+	}
+	*exits_per_sync = have && bench_sync_irq_exits(vm, &e1) ?
+			  (double)(e1 - e0) / rounds / vmm_nr_vcpus(vm) : -1;
+	return true;
+}
+
+/* (2), (3) and (4) for one vCPU count. */
 static int bench_sync_pause(const char *image, unsigned int nr_vcpus, unsigned int rounds,
 			    bool ab, struct bench_row *row)
 {
@@ -278,6 +328,11 @@ static int bench_sync_pause(const char *image, unsigned int nr_vcpus, unsigned i
 	if (ab)
 		stats_ns(old, rounds, &row->old);
 	vmm_sync_info(vm, &row->info);
+	if (!bench_sync_core_rounds(vm, rounds, buf, &row->core_irq_exits)) {
+		code = VMPOKE_EXIT_GUEST;
+		goto out;
+	}
+	stats_ns(buf, rounds, &row->core);
 	for (unsigned int i = 0; i < rounds; i++) {
 		uint64_t t0;
 
@@ -340,21 +395,31 @@ static int bench_sync_print_json(const struct stats *rt, const struct bench_row 
 	struct json_object *rto = json_object_new_object();
 	struct json_object *sync = json_object_new_array();
 	struct json_object *pause = json_object_new_array();
+	struct json_object *core = json_object_new_array();
 	int ret;
 
 	json_object_object_add(rto, "median", json_object_new_double(rt->median_us));
 	json_object_object_add(rto, "p99", json_object_new_double(rt->p99_us));
 	json_object_object_add(j, "exit_roundtrip_us", rto);
 	for (size_t i = 0; i < n; i++) {
+		struct json_object *c;
+
 		json_object_array_add(sync, bench_sync_row_json(rows[i].vcpus, &rows[i].sync,
 							   rt->median_us, &rows[i].info,
 							   ab ? &rows[i].old : NULL));
 		json_object_array_add(pause, bench_sync_row_json(rows[i].vcpus, &rows[i].pause,
 							    rt->median_us, NULL, NULL));
+		c = bench_sync_row_json(rows[i].vcpus, &rows[i].core, rt->median_us, NULL, NULL);
+		json_object_object_add(c, "membarrier", json_object_new_boolean(rows[i].info.core));
+		json_object_object_add(c, "irq_exits_per_sync_per_vcpu",
+				       rows[i].core_irq_exits >= 0 ?
+				       json_object_new_double(rows[i].core_irq_exits) : NULL);
+		json_object_array_add(core, c);
 	}
 	json_object_object_add(j, "host_cpus",
 			       json_object_new_int64(n ? rows[0].info.host_cpus : 0));
 	json_object_object_add(j, "sync", sync);
+	json_object_object_add(j, "core_sync", core);
 	json_object_object_add(j, "pause_resume", pause);
 	ret = cli_json_write("bench sync", "-", j);
 	json_object_put(j);
@@ -376,6 +441,20 @@ static void bench_sync_print_table(const struct stats *rt, unsigned int rounds,
 		       bench_sync_ratio(rows[i].pause.median_us, rt->median_us));
 	if (!n)
 		return;
+	printf("\ncore sync (vmm_sync_core(), %s), what a patch does between its phases:\n",
+	       rows[0].info.core ? "membarrier SYNC_CORE" :
+	       "not available here: the acknowledged sync");
+	printf("%5s  %11s %11s %7s  %s\n", "vCPUs", "core med", "core p99", "ratio",
+	       "KVM irq exits per sync and vCPU");
+	for (size_t i = 0; i < n; i++) {
+		printf("%5u  %9.2fus %9.2fus %6.1fx  ", rows[i].vcpus, rows[i].core.median_us,
+		       rows[i].core.p99_us,
+		       bench_sync_ratio(rows[i].core.median_us, rt->median_us));
+		if (rows[i].core_irq_exits >= 0)
+			printf("%.2f\n", rows[i].core_irq_exits);
+		else
+			printf("(KVM has no binary stats here)\n");
+	}
 	if (ab) {
 		printf("\nthe old sync (VMPOKE_SYNC_OLD=1), alternating rounds in the same VMs:\n");
 		for (size_t i = 0; i < n; i++)
