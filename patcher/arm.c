@@ -15,17 +15,20 @@
 
 #include "patcher_internal.h"
 
-static enum poke_err arm_sync(struct patcher *p, const char *where,
+/*
+ * A core sync where the protocol only needs every vCPU out of guest mode
+ * once (poke_sync()); ack where the caller frees what a hook may hold
+ * right after: a retired entry's probe.
+ */
+static enum poke_err arm_sync(struct patcher *p, bool ack, const char *where,
 			      const char *after, char *msg, size_t msglen)
 {
-	uint64_t mark = traptable_mark(&p->table);
+	int laggard;
 
-	if (vmm_sync(p->vm)) {
+	if (poke_sync(p, ack, &laggard)) {
 		snprintf(msg, msglen, "%s: sync after %s timed out", where, after);
 		return POKE_E_SYNC;
 	}
-	atomic_fetch_add(&p->syncs, 1);
-	traptable_reclaim(&p->table, mark);
 	return POKE_OK;
 }
 
@@ -59,12 +62,20 @@ enum poke_err poke_arm_locked(struct patcher *p, const struct poke_live *e,
 	}
 	err = arm_write(p, e->addr, POKE_INT3, where, msg, msglen);
 	if (!err)
-		err = arm_sync(p, where, "INT3", msg, msglen);
+		err = arm_sync(p, false, where, "INT3", msg, msglen);
 	if (err) {
-		/* Undo in the same order as a disarm: byte first, then entry. */
+		/*
+		 * Undo in the same order as a disarm: byte first, then entry.
+		 * The caller frees what the entry points to unless the error
+		 * is POKE_E_SYNC (a vCPU that never acknowledged may hold it),
+		 * so otherwise an acknowledged sync comes first, and if even
+		 * that fails the error becomes POKE_E_SYNC.
+		 */
 		if (!arm_write(p, e->addr, e->old[0], where, NULL, 0))
-			arm_sync(p, where, "undo", NULL, 0);
+			arm_sync(p, false, where, "undo", NULL, 0);
 		traptable_remove_addrs(&p->table, &e->addr, 1);
+		if (err != POKE_E_SYNC && arm_sync(p, true, where, "retire", NULL, 0))
+			err = POKE_E_SYNC;
 	}
 	return err;
 }
@@ -76,11 +87,12 @@ enum poke_err poke_disarm_locked(struct patcher *p, const struct poke_live *e,
 
 	err = arm_write(p, e->addr, e->old[0], where, msg, msglen);
 	if (!err)
-		err = arm_sync(p, where, "restoring the first byte", msg, msglen);
+		err = arm_sync(p, false, where, "restoring the first byte", msg, msglen);
 	if (err)
 		return err;	/* the entry stays: a vCPU may still trap there */
 	traptable_remove_addrs(&p->table, &e->addr, 1);
-	return arm_sync(p, where, "retire", msg, msglen);
+	/* The caller frees the entry's probe next: no hook may still hold it. */
+	return arm_sync(p, true, where, "retire", msg, msglen);
 }
 
 /*
@@ -98,15 +110,15 @@ enum poke_err poke_rewrite_locked(struct patcher *p, uint64_t addr, const uint8_
 
 	err = arm_write(p, addr, POKE_INT3, where, msg, msglen);
 	if (!err)
-		err = arm_sync(p, where, "INT3", msg, msglen);
+		err = arm_sync(p, false, where, "INT3", msg, msglen);
 	for (size_t i = 1; !err && i < len; i++)
 		err = arm_write(p, addr + i, bytes[i], where, msg, msglen);
 	if (!err && len > 1)
-		err = arm_sync(p, where, "the tail", msg, msglen);
+		err = arm_sync(p, false, where, "the tail", msg, msglen);
 	if (!err && bytes[0] != POKE_INT3) {
 		err = arm_write(p, addr, bytes[0], where, msg, msglen);
 		if (!err)
-			err = arm_sync(p, where, "the head", msg, msglen);
+			err = arm_sync(p, false, where, "the head", msg, msglen);
 	}
 	return err;
 }

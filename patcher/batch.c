@@ -202,44 +202,50 @@ static enum poke_err batch_write(struct batch_run *r, const struct poke_site *s,
 }
 
 /*
- * One sync.  Between phases what matters is that every vCPU has left
- * guest mode since the write and fetches afresh: vmm_sync_core(), the
- * IPI of the kernel's text_poke_sync(), with no vCPU thread to wait for.
- * Snapshots the trap hook may still hold are a different matter: they
- * are freed only after a vmm_sync(), whose acknowledgements are the
- * hook's quiescent states (traptable.c).  So a sync is the acknowledged
- * one when the retired snapshots are due (traptable_reclaim_due(), a
- * bounded backlog) or when asked to (force), and then it reclaims.
+ * One sync of the protocol (here and arm.c).  Between phases what matters
+ * is that every vCPU has left guest mode since the write and fetches
+ * afresh: vmm_sync_core(), the IPI of the kernel's text_poke_sync(), with
+ * no vCPU thread to wait for.  What a trap hook may still hold is another
+ * matter: retired snapshots (and whatever a caller frees after an ack)
+ * wait for a vmm_sync(), whose acknowledgements are the hook's quiescent
+ * states (traptable.c).  So the sync is the acknowledged one when the
+ * caller asks (ack) or when the retired snapshots are due
+ * (traptable_reclaim_due(), a bounded backlog), and then it reclaims.
+ * 0, or -ETIMEDOUT with *laggard the vCPU that did not acknowledge.
  */
+int poke_sync(struct patcher *p, bool ack, int *laggard)
+{
+	uint64_t mark;
+
+	*laggard = -1;
+	atomic_fetch_add(&p->syncs, 1);
+	if (!ack && vmm_sync_core_enabled(p->vm) && !traptable_reclaim_due(&p->table)) {
+		if (vmm_sync_core(p->vm))
+			return -EIO;
+		atomic_fetch_add(&p->core_syncs, 1);
+		return 0;
+	}
+	mark = traptable_mark(&p->table);
+	if (vmm_sync_laggard(p->vm, laggard))
+		return -ETIMEDOUT;
+	traptable_reclaim(&p->table, mark);
+	return 0;
+}
+
 static enum poke_err batch_sync(struct batch_run *r, const char *after, bool force)
 {
-	struct patcher *p = r->p;
-	uint64_t mark;
 	int laggard;
 
 	/* INJECT_NO_SYNC: the protocol's syncs are skipped on purpose. */
-	if (p->opts.inject == POKE_INJECT_NO_SYNC && !force)
+	if (r->p->opts.inject == POKE_INJECT_NO_SYNC && !force)
 		return POKE_OK;
-	atomic_fetch_add(&p->syncs, 1);
-	if (!force && vmm_sync_core_enabled(p->vm) && !traptable_reclaim_due(&p->table)) {
-		if (vmm_sync_core(p->vm)) {
-			snprintf(r->msg, r->msglen, "%s%s: sync after %s failed",
-				 r->s[0].where, r->n > 1 ? " (and the rest of the batch)" : "",
-				 after);
-			return POKE_E_SYNC;
-		}
-		atomic_fetch_add(&p->core_syncs, 1);
-		return POKE_OK;
-	}
-	mark = traptable_mark(&p->table);
-	if (vmm_sync_laggard(p->vm, &laggard)) {
+	if (poke_sync(r->p, force, &laggard)) {
 		/* The vCPU vmm_sync named on stderr, not a guess from counters. */
 		snprintf(r->msg, r->msglen, "%s%s: sync after %s timed out: vcpu %d "
 			 "did not acknowledge", r->s[0].where,
 			 r->n > 1 ? " (and the rest of the batch)" : "", after, laggard);
 		return POKE_E_SYNC;
 	}
-	traptable_reclaim(&p->table, mark);
 	return POKE_OK;
 }
 

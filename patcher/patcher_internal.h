@@ -191,6 +191,8 @@ enum trap_class traptable_classify(struct poke_table *t, uint64_t addr,
 uint64_t traptable_mark(const struct poke_table *t);
 void traptable_reclaim(struct poke_table *t, uint64_t mark);
 size_t traptable_pending(const struct poke_table *t);
+/* batch.c: one protocol sync, core unless ack or reclaim due (0 or -errno). */
+int poke_sync(struct patcher *p, bool ack, int *laggard);
 /* Enough retired snapshots wait that the next sync should free them. */
 bool traptable_reclaim_due(const struct poke_table *t);
 
@@ -199,7 +201,10 @@ bool traptable_reclaim_due(const struct poke_table *t);
 /*
  * Arm: publish e, write INT3 at e->addr, sync (the head stays INT3).
  * Disarm: write e->old[0] back, sync, retire e, sync.  The _locked forms
- * expect p->lock held.  `where` names the entry in messages.
+ * expect p->lock held.  `where` names the entry in messages.  The last
+ * sync of a disarm, and of a failed arm, is acknowledged, so the caller
+ * may free what e points to afterwards; except after POKE_E_SYNC, where a
+ * vCPU that did not acknowledge may still hold it.
  */
 enum poke_err poke_arm(struct patcher *p, const struct poke_live *e,
 		       const char *where, char *msg, size_t msglen);

@@ -380,10 +380,23 @@ struct probe *probe_add(struct patcher *p, uint64_t addr, const struct probe_opt
 	pr->head.probe = pr;
 	err = poke_arm_locked(p, &pr->head, where, detail, sizeof(detail));
 	if (err) {
-		if (pr->slot >= 0)
-			xol_release(&ps->xol, pr->slot, pr->ret_entry);
 		probe_refuse(reason, err == POKE_E_SYNC ? "sync" : "fault", msg, msglen,
 			     where, "%s", detail);
+		/*
+		 * A vCPU that did not acknowledge may still be in the trap
+		 * hook with this probe's entry, or in its slot: keep both
+		 * until teardown (probe_free_all(), after the final sync), as
+		 * a removed probe, rather than free them under it.
+		 */
+		if (err == POKE_E_SYNC) {
+			atomic_store(&pr->removed, true);
+			pr->next = ps->list;
+			ps->list = pr;
+			pr = NULL;
+			goto out;
+		}
+		if (pr->slot >= 0)
+			xol_release(&ps->xol, pr->slot, pr->ret_entry);
 		goto out;
 	}
 	pr->next = ps->list;

@@ -481,12 +481,18 @@ static void row_sync(struct renv *e)
 	const char *reason = NULL;
 	char msg[512];
 	struct probe *pr;
+	bool core = vmm_sync_core_enabled(e->vm);
 
+	/*
+	 * An INT3 placement's own syncs are core syncs, which wait for no
+	 * vCPU thread; only the acknowledged sync meets the held one.
+	 */
+	EXPECT_EQ(vmm_sync_set_core(e->vm, false), 0);
 	atomic_store(&h.state, 0);
 	pr = probe_add(e->p, rsym(e, "lib_add"), &o, &reason, msg, sizeof(msg));
 	EXPECT_TRUE_MSG(pr != NULL, "%s", msg);
 	if (!pr)
-		return;
+		goto out;
 	EXPECT_EQ_FATAL(vmm_gva_read(e->vm, rsym(e, "lib_mul_add"), before, sizeof(before)), 0);
 	if (wait_state(&h.state, 1, 20000))
 		refused(e, rsym(e, "lib_mul_add"), NULL, "sync");
@@ -497,6 +503,9 @@ static void row_sync(struct renv *e)
 	/* the refused placement left nothing behind */
 	EXPECT_EQ_FATAL(vmm_gva_read(e->vm, rsym(e, "lib_mul_add"), after, sizeof(after)), 0);
 	EXPECT_EQ(memcmp(before, after, sizeof(after)), 0);
+out:
+	if (core)
+		EXPECT_EQ(vmm_sync_set_core(e->vm, true), 0);
 }
 
 static void test_every_reason(void)
