@@ -482,7 +482,7 @@ static void campaign_free(struct campaign *c)
 	free(c->batches);
 	free(c->expects);
 	free(c->changed);
-	free(c->livepatches);
+	campaign_livepatch_free(c);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->out.lock);

@@ -59,14 +59,24 @@ struct campaign_batch {
 
 /*
  * A static key (value: enabled) or static call (value: func) the script
- * changed: its first value, put back on exit.
+ * changed: its first value, put back on exit, and the last value the script
+ * set (kept through the undo, for the report).
  */
 enum campaign_kind { CAMPAIGN_KIND_KEY, CAMPAIGN_KIND_CALL };
 
 struct campaign_changed {
 	enum campaign_kind kind;
 	char name[64];
-	uint64_t orig, cur;
+	uint64_t orig;
+	uint64_t cur;			/* the script's last; the undo leaves it */
+};
+
+/* A vm:livepatch(): the backend's handle and what the report needs of it. */
+struct campaign_livepatch {
+	void *h;
+	size_t n;
+	char *old[KLP_MAX_FUNCS], *new[KLP_MAX_FUNCS];	/* as created */
+	enum klp_state before_restore;	/* when the exit's undo began */
 };
 
 struct campaign_expect {
@@ -111,7 +121,7 @@ struct campaign {
 	size_t nr_expects, cap_expects;
 	struct campaign_changed *changed;	/* keys and calls, in order */
 	size_t nr_changed;
-	void **livepatches;		/* backend handles of vm:livepatch(), in order */
+	struct campaign_livepatch *livepatches;	/* of vm:livepatch(), in order */
 	size_t nr_livepatches;
 	uint64_t seq;
 
@@ -178,10 +188,13 @@ int campaign_track(struct campaign *c, enum campaign_kind kind, const char *name
 		   uint64_t orig, uint64_t cur);
 /* Put every key and call back, newest first; false if one is not. */
 bool campaign_kinds_undo(struct campaign *c);
+/* What ch holds in the guest now (enabled 0/1, or the call's target); 0 or -1. */
+int campaign_kind_now(struct campaign *c, const struct campaign_changed *ch, uint64_t *val);
 /* campaign_scall.c: vm:static_calls(), vm:static_call(name) */
 /* campaign_livepatch.c: vm:livepatch{...}; undo: disable each, false if one stays */
 int campaign_lua_livepatch(lua_State *L);
 bool campaign_livepatch_undo(struct campaign *c);
+void campaign_livepatch_free(struct campaign *c);
 
 /* campaign_lua.c */
 struct campaign *campaign_lua_vm(lua_State *L);		/* `vm` of method, booted */

@@ -239,7 +239,7 @@ int campaign_track(struct campaign *c, enum campaign_kind kind, const char *name
 }
 
 /* Set one back through the backend; 0 if it now holds orig. */
-static int kind_restore(struct campaign *c, struct campaign_changed *ch)
+static int kind_restore(struct campaign *c, const struct campaign_changed *ch)
 {
 	struct campaign_patch_out out;
 	size_t sites, stw;
@@ -257,28 +257,32 @@ static int kind_restore(struct campaign *c, struct campaign_changed *ch)
 			out.error[0] ? out.error : "refused");
 		return -1;
 	}
-	ch->cur = ch->orig;
 	return 0;
 }
 
-/* Does the guest hold ch's first value again (read back, not assumed)? */
-static bool kind_holds_orig(struct campaign *c, const struct campaign_changed *ch)
+int campaign_kind_now(struct campaign *c, const struct campaign_changed *ch, uint64_t *val)
 {
 	struct campaign_static_key *k = NULL;
 	struct campaign_static_call *sc = NULL;
-	bool ok = false;
+	int ret = -1;
 	size_t n = 0;
 	char msg[256];
 
 	if (ch->kind == CAMPAIGN_KIND_KEY && !c->ops->static_keys(c->be, &k, &n, msg, sizeof(msg)))
-		for (size_t j = 0; j < n; j++)
-			ok |= !strcmp(k[j].name, ch->name) && k[j].enabled == (ch->orig != 0);
+		for (size_t j = 0; ret && j < n; j++)
+			if (!strcmp(k[j].name, ch->name)) {
+				*val = k[j].enabled;
+				ret = 0;
+			}
 	if (ch->kind == CAMPAIGN_KIND_CALL && !c->ops->static_calls(c->be, &sc, &n, msg, sizeof(msg)))
-		for (size_t j = 0; j < n; j++)
-			ok |= !strcmp(sc[j].name, ch->name) && sc[j].current == ch->orig;
+		for (size_t j = 0; ret && j < n; j++)
+			if (!strcmp(sc[j].name, ch->name)) {
+				*val = sc[j].current;
+				ret = 0;
+			}
 	free(k);
 	free(sc);
-	return ok;
+	return ret;
 }
 
 bool campaign_kinds_undo(struct campaign *c)
@@ -286,11 +290,13 @@ bool campaign_kinds_undo(struct campaign *c)
 	bool ok = true;
 
 	for (size_t i = c->nr_changed; i--;) {
-		struct campaign_changed *ch = &c->changed[i];
+		const struct campaign_changed *ch = &c->changed[i];
+		uint64_t now;
 
 		if (ch->cur != ch->orig && kind_restore(c, ch))
 			ok = false;
-		if (!kind_holds_orig(c, ch))
+		/* read back, not assumed */
+		if (campaign_kind_now(c, ch, &now) || now != ch->orig)
 			ok = false;
 	}
 	return ok;

@@ -15,7 +15,8 @@
  * enable() and disable() make the first attempt at once; the rest happen
  * while the script waits in vm:run_for(), one retry per retry_ms (1 s).
  * On exit every livepatch is disabled and its transition waited for; a
- * forced one cannot be, and "restored" is false then.
+ * forced one cannot be, and "restored" is false then.  The --json report's
+ * "livepatches" reads each after that, and keeps the state the script left.
  */
 #include <errno.h>
 #include <lauxlib.h>
@@ -188,8 +189,9 @@ int campaign_lua_livepatch(lua_State *L)
 {
 	struct campaign *c = campaign_lua_vm(L);
 	struct klp_func_spec f[KLP_MAX_FUNCS];
+	struct campaign_livepatch *nl, *lp;
 	lua_Integer retry = 0;
-	void *h = NULL, **nl;
+	void *h = NULL;
 	char msg[384];
 	size_t n;
 
@@ -213,15 +215,23 @@ int campaign_lua_livepatch(lua_State *L)
 	if (!c->ops->livepatch_new)
 		return luaL_error(L, "vm:livepatch: this backend has no livepatch");
 	campaign_lua_not_in_handler(L, c, "vm:livepatch");
-	if (c->ops->livepatch_new(c->be, f, n, (unsigned int)retry, &h, msg, sizeof(msg)))
-		return luaL_error(L, "vm:livepatch: %s", msg);
+	/* room first: a handle the campaign cannot keep could never be undone */
 	nl = realloc(c->livepatches, (c->nr_livepatches + 1) * sizeof(*nl));
 	if (!nl)
 		return luaL_error(L, "vm:livepatch: out of memory");
 	c->livepatches = nl;
-	c->livepatches[c->nr_livepatches++] = h;
+	if (c->ops->livepatch_new(c->be, f, n, (unsigned int)retry, &h, msg, sizeof(msg)))
+		return luaL_error(L, "vm:livepatch: %s", msg);
+	lp = &c->livepatches[c->nr_livepatches++];
+	memset(lp, 0, sizeof(*lp));
+	lp->h = h;
+	/* the names for the report; one that cannot be kept reads as null there */
+	for (lp->n = n; n--;) {
+		lp->old[n] = strdup(f[n].old);
+		lp->new[n] = strdup(f[n].new);
+	}
 	*(void **)lua_newuserdatauv(L, sizeof(void *), 1) = h;
-	lua_pushinteger(L, (lua_Integer)n);
+	lua_pushinteger(L, (lua_Integer)lp->n);
 	lua_setiuservalue(L, -2, 1);
 	if (luaL_newmetatable(L, LP_MT)) {
 		lua_pushcfunction(L, lp_index);
@@ -277,13 +287,31 @@ static bool lp_moving(struct campaign *c, void *h)
  */
 bool campaign_livepatch_undo(struct campaign *c)
 {
+	struct campaign_livepatch *lp = c->livepatches;
+	size_t n = c->nr_livepatches;
+	struct klp_info in;
 	bool ok = true;
 
-	for (size_t i = c->nr_livepatches; i--;)
-		if (lp_moving(c, c->livepatches[i]) && !lp_undo_one(c, c->livepatches[i]))
+	/* what the script left, for the report (which is written after this) */
+	for (size_t i = 0; i < n; i++) {
+		lp_info(c, lp[i].h, &in);
+		lp[i].before_restore = in.state;
+	}
+	for (size_t i = n; i--;)
+		if (lp_moving(c, lp[i].h) && !lp_undo_one(c, lp[i].h))
 			ok = false;
-	for (size_t i = c->nr_livepatches; i--;)
-		if (!lp_undo_one(c, c->livepatches[i]))
+	for (size_t i = n; i--;)
+		if (!lp_undo_one(c, lp[i].h))
 			ok = false;
 	return ok;
+}
+
+void campaign_livepatch_free(struct campaign *c)
+{
+	for (size_t i = 0; i < c->nr_livepatches; i++)
+		for (size_t k = 0; k < c->livepatches[i].n; k++) {
+			free(c->livepatches[i].old[k]);
+			free(c->livepatches[i].new[k]);
+		}
+	free(c->livepatches);
 }

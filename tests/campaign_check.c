@@ -57,9 +57,21 @@ int campaign_check_run_fake_timeout(const char *lua, const char *json_path,
 				    const char *trace_path, const char *events_path,
 				    unsigned int timeout_s, struct fake_be **fake)
 {
+	struct fake_be *f = fake_be_new();
+	int rc = campaign_check_run_on(f, lua, json_path, trace_path, events_path, timeout_s);
+
+	if (fake)
+		*fake = f;
+	else
+		fake_be_free(f);
+	return rc;
+}
+
+int campaign_check_run_on(struct fake_be *f, const char *lua, const char *json_path,
+			  const char *trace_path, const char *events_path, unsigned int timeout_s)
+{
 	char path[] = "/tmp/vmpoke-campaign-XXXXXX.lua";
 	struct campaign_opts o;
-	struct fake_be *f;
 	FILE *fp;
 	int fd, rc;
 
@@ -84,24 +96,76 @@ int campaign_check_run_fake_timeout(const char *lua, const char *json_path,
 	o.sink = &campaign_files;
 	o.handler_insn_limit = 200000;
 	o.timeout_s = timeout_s;
-	f = fake_be_new();
-	rc = campaign_run(&o, &fake_ops, f);
+	rc = f ? campaign_run(&o, &fake_ops, f) : -1;
 	unlink(path);
-	if (fake)
-		*fake = f;
-	else
-		fake_be_free(f);
 	return rc;
+}
+
+/* Each element of r[key] (an array) is an object with every key of keys. */
+static int check_each(json_object *r, const char *key, const char *const *keys, size_t nk,
+		      char *why, size_t len)
+{
+	json_object *a, *v;
+
+	if (!json_object_object_get_ex(r, key, &a) || !json_object_is_type(a, json_type_array)) {
+		snprintf(why, len, "report: \"%s\" is not an array", key);
+		return -1;
+	}
+	for (size_t i = 0; i < json_object_array_length(a); i++)
+		for (size_t k = 0; k < nk; k++)
+			if (!json_object_object_get_ex(json_object_array_get_idx(a, i), keys[k], &v)) {
+				snprintf(why, len, "%s[%zu]: no key \"%s\"", key, i, keys[k]);
+				return -1;
+			}
+	return 0;
+}
+
+/* Every livepatch's "state" is one of lp.state's, its "pending" entries whole. */
+static int check_livepatches(json_object *r, char *why, size_t len)
+{
+	static const char *const states[] = { "unpatched", "patching", "patched", "unpatching" };
+	static const char *const pend_keys[] = { "task", "vcpu", "reason", "function",
+						 "return_address", "addr", "why" };
+	json_object *a, *v;
+
+	json_object_object_get_ex(r, "livepatches", &a);
+	for (size_t i = 0; i < json_object_array_length(a); i++) {
+		json_object *lp = json_object_array_get_idx(a, i);
+		const char *st;
+		bool known = false;
+
+		json_object_object_get_ex(lp, "state", &v);
+		st = json_object_get_string(v);
+		for (size_t k = 0; st && k < sizeof(states) / sizeof(states[0]); k++)
+			known |= !strcmp(st, states[k]);
+		if (!known) {
+			snprintf(why, len, "livepatches[%zu]: state \"%s\"", i, st ? st : "(null)");
+			return -1;
+		}
+		if (check_each(lp, "pending", pend_keys, sizeof(pend_keys) / sizeof(pend_keys[0]),
+			       why, len) ||
+		    check_each(lp, "functions", (const char *const[]){ "old", "new" }, 2, why, len))
+			return -1;
+	}
+	return 0;
 }
 
 int campaign_check_report(json_object *r, char *why, size_t len)
 {
 	static const char *const keys[] = { "command", "script", "exit_code", "restored",
-					    "guest", "probes", "patches", "expectations" };
+					    "guest", "probes", "patches", "static_keys",
+					    "static_calls", "livepatches", "expectations" };
 	static const char *const probe_keys[] = { "where", "addr", "kind", "hits", "missed",
 						  "per_vcpu", "refused" };
 	static const char *const patch_keys[] = { "sites", "syncs", "us", "refused" };
-	json_object *v, *a;
+	static const char *const key_keys[] = { "name", "original", "before_restore", "enabled",
+						"restored" };
+	static const char *const call_keys[] = { "name", "original", "before_restore", "current",
+						 "restored" };
+	static const char *const lp_keys[] = { "functions", "before_restore", "state", "restored",
+					       "forced", "retries", "switched", "pending",
+					       "history", "syncs", "us" };
+	json_object *v;
 
 	if (!r || !json_object_is_type(r, json_type_object)) {
 		snprintf(why, len, "the report is not a JSON object");
@@ -112,23 +176,34 @@ int campaign_check_report(json_object *r, char *why, size_t len)
 			snprintf(why, len, "report: no key \"%s\"", keys[i]);
 			return -1;
 		}
-	json_object_object_get_ex(r, "probes", &a);
-	for (size_t i = 0; i < json_object_array_length(a); i++)
-		for (size_t k = 0; k < sizeof(probe_keys) / sizeof(probe_keys[0]); k++)
-			if (!json_object_object_get_ex(json_object_array_get_idx(a, i),
-						       probe_keys[k], &v)) {
-				snprintf(why, len, "probe %zu: no key \"%s\"", i, probe_keys[k]);
-				return -1;
-			}
-	json_object_object_get_ex(r, "patches", &a);
-	for (size_t i = 0; i < json_object_array_length(a); i++)
-		for (size_t k = 0; k < sizeof(patch_keys) / sizeof(patch_keys[0]); k++)
-			if (!json_object_object_get_ex(json_object_array_get_idx(a, i),
-						       patch_keys[k], &v)) {
-				snprintf(why, len, "patch %zu: no key \"%s\"", i, patch_keys[k]);
-				return -1;
-			}
-	return 0;
+#define EACH(key, k)	check_each(r, key, k, sizeof(k) / sizeof((k)[0]), why, len)
+	if (EACH("probes", probe_keys) || EACH("patches", patch_keys) ||
+	    EACH("static_keys", key_keys) || EACH("static_calls", call_keys) ||
+	    EACH("livepatches", lp_keys))
+		return -1;
+#undef EACH
+	return check_livepatches(r, why, len);
+}
+
+json_object *campaign_check_at(json_object *r, const char *key, size_t i)
+{
+	json_object *a;
+
+	if (!r || !json_object_object_get_ex(r, key, &a) || !json_object_is_type(a, json_type_array))
+		return NULL;
+	return json_object_array_get_idx(a, i);
+}
+
+int campaign_check_json(json_object *got, const char *want, char *why, size_t len)
+{
+	json_object *w = json_tokener_parse(want);
+	int ret = w && got && json_object_equal(got, w) ? 0 : -1;
+
+	if (ret)
+		snprintf(why, len, "\n  got  %s\n  want %s",
+			 got ? json_object_to_json_string(got) : "(nothing)", want);
+	json_object_put(w);
+	return ret;
 }
 
 int campaign_check_expectations(json_object *r, size_t min, char *why, size_t len)

@@ -29,9 +29,16 @@ int campaign_check_run_fake(const char *lua, const char *json_path, const char *
 int campaign_check_run_fake_timeout(const char *lua, const char *json_path,
 				    const char *trace_path, const char *events_path,
 				    unsigned int timeout_s, struct fake_be **fake);
+/* The same on a fake the caller made (and frees); -1 if f is NULL. */
+int campaign_check_run_on(struct fake_be *f, const char *lua, const char *json_path,
+			  const char *trace_path, const char *events_path, unsigned int timeout_s);
 
 /* 0, or -1 with why: the report has exactly the top-level keys. */
 int campaign_check_report(json_object *r, char *why, size_t len);
+/* r[key][i], or NULL. */
+json_object *campaign_check_at(json_object *r, const char *key, size_t i);
+/* 0 if got equals the JSON text want (keys, values, types); else -1 and why. */
+int campaign_check_json(json_object *got, const char *want, char *why, size_t len);
 /* Every expectation in the report held, and there were at least min. */
 int campaign_check_expectations(json_object *r, size_t min, char *why, size_t len);
 /* Trace-event JSON: container, fields per phase, X slices nest per tid. */

@@ -23,7 +23,9 @@ struct fake_probe {
 /*
  * A livepatch that needs a fixed number of retries: enable() plants one
  * straggler (task 1 sleeping in the old function, at old + 3), which each
- * retry (ops->run or 't') counts down; force() ends it at once.
+ * retry (ops->run or 't') counts down, unless the patch was made stuck
+ * (fake_be_set_lp_stuck); force() ends it at once.  Each transition costs
+ * 3 syncs and 2.5 us, so the report's sums are known.
  */
 #define FAKE_MAX_LPS	8
 #define FAKE_LP_RETRIES	2
@@ -33,8 +35,10 @@ struct fake_lp {
 	const struct sym *olds[KLP_MAX_FUNCS];
 	size_t nr;
 	enum klp_state state;
-	bool forced;
+	bool forced, stuck;
 	unsigned int retries, left;
+	uint64_t syncs;
+	double us;
 	struct klp_straggler s;
 	struct klp_retry hist[KLP_HISTORY];
 	size_t nr_hist;
@@ -76,7 +80,7 @@ struct fake_be {
 	struct fake_probe probes[FAKE_MAX_PROBES];
 	unsigned int nr_probes, vcpus, hits_per_run;
 	uint64_t iterations;
-	bool booted, destroyed;
+	bool booted, destroyed, lp_stuck;
 };
 
 static const struct sym fake_syms[] = {
@@ -513,6 +517,7 @@ static int fake_lp_new(void *be, const struct klp_func_spec *fs, size_t n, unsig
 	memcpy(lp->olds, olds, n * sizeof(olds[0]));
 	lp->nr = n;
 	lp->old = olds[0];
+	lp->stuck = f->lp_stuck;
 	*h = lp;
 	return 0;
 }
@@ -556,7 +561,7 @@ static void fake_lp_try(struct fake_lp *lp)
 
 	if (lp->state != KLP_PATCHING && lp->state != KLP_UNPATCHING)
 		return;
-	if (lp->left)
+	if (lp->left && (!lp->stuck || lp->forced))
 		lp->left--;
 	if (!lp->left)
 		lp->state = lp->state == KLP_PATCHING ? KLP_PATCHED : KLP_UNPATCHED;
@@ -573,6 +578,8 @@ static void fake_lp_begin(struct fake_lp *lp, enum klp_state to)
 	lp->retries = 0;
 	lp->nr_hist = 0;
 	lp->left = FAKE_LP_RETRIES;
+	lp->syncs += 3;
+	lp->us += 2.5;
 	lp->s = (struct klp_straggler){ .task = 1, .vcpu = 0, .reason = "sleeping on function",
 					.addr = lp->old->addr + 3 };
 	snprintf(lp->s.func, sizeof(lp->s.func), "%s", lp->old->name);
@@ -618,7 +625,8 @@ static void fake_lp_info(void *be, void *h, struct klp_info *in)
 
 	(void)be;
 	*in = (struct klp_info){ .state = lp->state, .forced = lp->forced,
-				 .retries = lp->retries, .nr_pending = moving && lp->left,
+				 .retries = lp->retries, .switched = lp->retries && !lp->left,
+				 .syncs = lp->syncs, .us = lp->us, .nr_pending = moving && lp->left,
 				 .pending = &lp->s, .nr_history = lp->nr_hist,
 				 .history = lp->hist };
 }
@@ -687,6 +695,11 @@ unsigned int fake_be_live_probes(const struct fake_be *f)
 void fake_be_set_hits_per_run(struct fake_be *f, unsigned int n)
 {
 	f->hits_per_run = n;
+}
+
+void fake_be_set_lp_stuck(struct fake_be *f, bool stuck)
+{
+	f->lp_stuck = stuck;
 }
 
 void fake_be_free(struct fake_be *f)

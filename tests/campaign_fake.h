@@ -44,6 +44,8 @@ unsigned int fake_be_live_probes(const struct fake_be *f);
 /* Livepatches still applied or in transition (a forced one cannot be undone). */
 unsigned int fake_be_live_patches(const struct fake_be *f, bool forced_too);
 void fake_be_set_hits_per_run(struct fake_be *f, unsigned int n);
+/* Livepatches made from now on never finish a transition (but by force()). */
+void fake_be_set_lp_stuck(struct fake_be *f, bool stuck);
 /* Does not free: campaign_run() calls ops->destroy, which only marks it. */
 void fake_be_free(struct fake_be *f);
 

@@ -256,6 +256,77 @@ static void test_campaign_static_key_api(void)
 		"expect(vm:stats().check_failures == 0, 'guest checks hold')\n", 6);
 }
 
+/* lp's numeric key, which must be > 0; then dropped, for the exact comparison. */
+static void take_positive(json_object *lp, const char *key)
+{
+	json_object *v;
+
+	EXPECT_TRUE_MSG(lp && json_object_object_get_ex(lp, key, &v) &&
+			json_object_get_double(v) > 0, "livepatch \"%s\" is not > 0", key);
+	if (lp)
+		json_object_object_del(lp, key);
+}
+
+/*
+ * The report after a campaign that left a livepatch patched, a key flipped
+ * and a call retargeted: all put back by the exit, the livepatch read after its
+ * undo's transition ("state": "unpatched", no task pending, its
+ * counters those of that transition), the script's own state in
+ * "before_restore".
+ */
+static void test_campaign_report_kinds(void)
+{
+	static const char lua[] =
+		"campaign = { vcpus = 2, tasks = 2, scenario = 'livepatch' }\n"
+		"local k = vm:static_key('jl_key_16')\n"
+		"expect(k:enable().ok and k.enabled, 'jl_key_16 enabled')\n"
+		"expect(vm:static_call('sc_op'):update('sc_op_xor').ok, 'sc_op retargeted')\n"
+		"local lp = vm:livepatch({ { old = 'lp_mix', new = 'lp_mix__v2' } },\n"
+		"                        { retry_ms = 50 })\n"
+		"expect(lp:enable().ok, 'livepatch enabled')\n"
+		"for _ = 1, 200 do\n"
+		"  if lp.state == 'patched' then break end\n"
+		"  vm:run_for(0.1)\n"
+		"end\n"
+		"expect(lp.state == 'patched', 'every task switched: ' .. lp.state)\n"
+		"vm:run_for(0.2)\n"
+		"expect(vm:stats().check_failures == 0, 'guest checks hold')\n";
+	json_object *r = NULL, *a, *lp;
+	char *path, why[1024];
+
+	if (!testlib_require_kvm())
+		return;
+	path = campaign_check_script(lua);
+	EXPECT_EQ_U64(0, run_campaign(path, NULL, &r));
+	expect_all_held(r, 5);
+	a = r && json_object_object_get_ex(r, "static_keys", &a) ? a : NULL;
+	EXPECT_TRUE_MSG(!campaign_check_json(a, "[{\"name\": \"jl_key_16\", \"original\": false,"
+					     " \"before_restore\": true, \"enabled\": false,"
+					     " \"restored\": true}]", why, sizeof(why)), "%s", why);
+	a = r && json_object_object_get_ex(r, "static_calls", &a) ? a : NULL;
+	EXPECT_TRUE_MSG(!campaign_check_json(a, "[{\"name\": \"sc_op\", \"original\": \"sc_op_add\","
+					     " \"before_restore\": \"sc_op_xor\","
+					     " \"current\": \"sc_op_add\", \"restored\": true}]",
+					     why, sizeof(why)), "%s", why);
+	EXPECT_NULL(campaign_check_at(r, "livepatches", 1));
+	lp = campaign_check_at(r, "livepatches", 0);
+	take_positive(lp, "retries");
+	take_positive(lp, "switched");
+	take_positive(lp, "syncs");
+	take_positive(lp, "us");
+	if (lp)
+		json_object_object_del(lp, "history");
+	EXPECT_TRUE_MSG(!campaign_check_json(lp, "{\"functions\": [{\"old\": \"lp_mix\","
+					     " \"new\": \"lp_mix__v2\"}],"
+					     " \"before_restore\": \"patched\","
+					     " \"state\": \"unpatched\", \"restored\": true,"
+					     " \"forced\": false, \"pending\": []}",
+					     why, sizeof(why)), "%s", why);
+	json_object_put(r);
+	unlink(path);
+	free(path);
+}
+
 /*
  * A handler that returns "skip" emulates lib_add entirely (result in %rax,
  * return to the caller): the guest's checks still hold, and lib_add's own
@@ -471,6 +542,7 @@ TEST_SUITE(campaign_kvm, "campaign_kvm", true,
 	   TEST(test_campaign_static_key_api),
 	   TEST(test_campaign_static_call), TEST(test_campaign_livepatch),
 	   TEST(test_campaign_static_call_api),
+	   TEST(test_campaign_report_kinds),
 	   TEST(test_campaign_skip),
 	   TEST(test_campaign_every_symbol),
 	   TEST(test_campaign_guest_fault),

@@ -48,6 +48,14 @@ static bool report_bool(json_object *r, const char *key)
 	return json_object_object_get_ex(r, key, &v) && json_object_get_boolean(v);
 }
 
+/* got equals the JSON text want (every key, value and type). */
+static void expect_json(json_object *got, const char *want)
+{
+	char why[1024];
+
+	EXPECT_TRUE_MSG(!campaign_check_json(got, want, why, sizeof(why)), "%s", why);
+}
+
 /* A Lua helper every script starts with: bad(pattern, f, args...) */
 #define LUA_BAD								\
 	"local function bad(pat, f, ...)\n"				\
@@ -395,10 +403,21 @@ static void test_livepatch_api(void)
 		"local pr = vm:probe('lib_add', function(ctx) local _ = lp.state end)\n"
 		"bad('livepatch() fields cannot be called from a probe handler', vm.run_for, vm, 0.01)\n"
 		"pr:remove()\n";
-	json_object *r = run_ok(lua, 15, 0, NULL);
+	json_object *r = run_ok(lua, 15, 0, NULL), *lp;
 	char why[256];
 
 	EXPECT_FALSE(report_bool(r, "restored"));
+	/* the refused one never moved; the forced one stays, and says so */
+	expect_json(campaign_check_at(r, "livepatches", 0),
+		    "{\"functions\": [{\"old\": \"lib_add\", \"new\": \"lib_mul\"}],"
+		    " \"before_restore\": \"unpatched\", \"state\": \"unpatched\","
+		    " \"restored\": true, \"forced\": false, \"retries\": 0, \"switched\": 0,"
+		    " \"pending\": [], \"history\": [], \"syncs\": 0, \"us\": 0.0}");
+	lp = campaign_check_at(r, "livepatches", 1);
+	EXPECT_TRUE(report_bool(lp, "forced") && !report_bool(lp, "restored"));
+	EXPECT_TRUE(lp && json_object_object_get_ex(lp, "state", &lp) &&
+		    !strcmp(json_object_get_string(lp), "patched"));
+	EXPECT_NULL(campaign_check_at(r, "livepatches", 2));
 	json_object_put(r);
 	EXPECT_TRUE_MSG(!campaign_check_events(EVENTS, why, sizeof(why)), "%s", why);
 	EXPECT_TRUE(campaign_check_trace_has(TRACE, "X", "lp:force"));
@@ -449,6 +468,114 @@ static void test_static_kinds_api(void)
 		"bad('want a function name or nil, got number', c.update, c, 5)\n";
 
 	run_restored(lua, 14);
+}
+
+/*
+ * The report's "static_keys" and "static_calls": each one the script
+ * changed, with its first value, the script's last ("before_restore") and
+ * the value read back after the exit's undo.  A key the undo cannot put
+ * back (a kept batch sits on its site) reads "enabled": true and
+ * "restored": false, as the top-level "restored" does.
+ */
+static void test_report_kinds(void)
+{
+	static const char lua[] =
+		"local k = vm:static_key('fake_key')\n"
+		"expect(k:enable().ok, 'fake_key on')\n"
+		"local on = vm:static_key('fake_key_on')\n"
+		"expect(on:disable().ok and on:enable().ok, 'fake_key_on off and on again')\n"
+		"local c = vm:static_call('fake_call')\n"
+		"expect(c:update('lib_mul').ok and c:update(nil).ok, 'fake_call to lib_mul, NULL')\n";
+	static const char stuck[] =
+		"expect(vm:static_key('fake_key'):enable().ok, 'on')\n"
+		"expect(vm:patch({ { at = 0x1800, new = vmpoke.nop(5) } }, { keep = true }).ok,\n"
+		"       'a kept NOP5 on its first site')\n";
+	struct fake_be *f = NULL;
+	json_object *r = run_ok(lua, 3, 0, &f);
+
+	EXPECT_TRUE(report_bool(r, "restored"));
+	EXPECT_TRUE(f && fake_be_pristine(f));
+	fake_be_free(f);
+	if (r) {
+		json_object *a;
+
+		json_object_object_get_ex(r, "static_keys", &a);
+		expect_json(a, "[{\"name\": \"fake_key\", \"original\": false,"
+			    " \"before_restore\": true, \"enabled\": false, \"restored\": true},"
+			    " {\"name\": \"fake_key_on\", \"original\": true,"
+			    " \"before_restore\": true, \"enabled\": true, \"restored\": true}]");
+		json_object_object_get_ex(r, "static_calls", &a);
+		expect_json(a, "[{\"name\": \"fake_call\", \"original\": \"lib_add\","
+			    " \"before_restore\": null, \"current\": \"lib_add\","
+			    " \"restored\": true}]");
+		json_object_object_get_ex(r, "livepatches", &a);
+		expect_json(a, "[]");
+	}
+	json_object_put(r);
+
+	r = run_ok(stuck, 2, 0, NULL);
+	EXPECT_FALSE(report_bool(r, "restored"));
+	expect_json(campaign_check_at(r, "static_keys", 0),
+		    "{\"name\": \"fake_key\", \"original\": false, \"before_restore\": true,"
+		    " \"enabled\": true, \"restored\": false}");
+	json_object_put(r);
+}
+
+/*
+ * The report's "livepatches", read after the exit's undo: one left patched
+ * is unpatched by then (its counters those of the undo's transition, the
+ * script's state in "before_restore"); one whose transition cannot finish
+ * stays in it, with its straggler in "pending" as lp.pending names it.
+ */
+static void test_report_livepatches(void)
+{
+	static const char lua[] =
+		"local lp = vm:livepatch({ { old = 'lib_sum', new = 'lib_mul' } }, { retry_ms = 10 })\n"
+		"expect(lp:enable().ok, 'enabled')\n"
+		"vm:run_for(0.01)\n"
+		"expect(lp.state == 'patched', 'patched')\n";
+	static const char stuck[] =
+		"local lp = vm:livepatch({ { old = 'lib_sum', new = 'lib_mul' },\n"
+		"                          { old = 'lib_nop', new = 'lib_add' } })\n"
+		"expect(lp:enable().ok and lp.state == 'patching', 'in transition')\n";
+	struct fake_be *f = fake_be_new();
+	json_object *r = run_ok(lua, 2, 0, NULL), *lp, *v;
+	char why[512];
+	int rc;
+
+	EXPECT_TRUE(report_bool(r, "restored"));
+	expect_json(campaign_check_at(r, "livepatches", 0),
+		    "{\"functions\": [{\"old\": \"lib_sum\", \"new\": \"lib_mul\"}],"
+		    " \"before_restore\": \"patched\", \"state\": \"unpatched\","
+		    " \"restored\": true, \"forced\": false, \"retries\": 2, \"switched\": 1,"
+		    " \"pending\": [], \"history\": ["
+		    "{\"retry\": 0, \"t\": 0.0, \"switched\": 0, \"pending\": 1},"
+		    " {\"retry\": 1, \"t\": 0.01, \"switched\": 1, \"pending\": 0}],"
+		    " \"syncs\": 6, \"us\": 5.0}");
+	json_object_put(r);
+
+	fake_be_set_lp_stuck(f, true);
+	unlink(REPORT);
+	rc = campaign_check_run_on(f, stuck, REPORT, NULL, NULL, 0);
+	EXPECT_EQ_U64(0, rc);
+	fake_be_free(f);
+	r = json_object_from_file(REPORT);
+	EXPECT_TRUE_MSG(r && !campaign_check_report(r, why, sizeof(why)), "%s", why);
+	EXPECT_FALSE(report_bool(r, "restored"));
+	lp = campaign_check_at(r, "livepatches", 0);
+	EXPECT_FALSE(report_bool(lp, "restored"));
+	EXPECT_TRUE(lp && json_object_object_get_ex(lp, "state", &v) &&
+		    !strcmp(json_object_get_string(v), "unpatching"));
+	EXPECT_TRUE(lp && json_object_object_get_ex(lp, "before_restore", &v) &&
+		    !strcmp(json_object_get_string(v), "patching"));
+	expect_json(lp && json_object_object_get_ex(lp, "functions", &v) ? v : NULL,
+		    "[{\"old\": \"lib_sum\", \"new\": \"lib_mul\"},"
+		    " {\"old\": \"lib_nop\", \"new\": \"lib_add\"}]");
+	expect_json(lp && json_object_object_get_ex(lp, "pending", &v) ? v : NULL,
+		    "[{\"task\": 1, \"vcpu\": 0, \"reason\": \"sleeping on function\","
+		    " \"function\": \"lib_sum\", \"return_address\": \"lib_sum+0x3\","
+		    " \"addr\": 4163, \"why\": \"lib_sum+0x3\"}]");
+	json_object_put(r);
 }
 
 /*
@@ -669,6 +796,8 @@ TEST_SUITE(campaign_lua, "campaign_lua", false,
 	   TEST(test_run_stats_expect_log),
 	   TEST(test_livepatch_api),
 	   TEST(test_static_kinds_api),
+	   TEST(test_report_kinds),
+	   TEST(test_report_livepatches),
 	   TEST(test_unpatch_under_later_batch),
 	   TEST(test_livepatch_undo_in_transition),
 	   TEST(test_config_table),

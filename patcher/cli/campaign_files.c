@@ -9,9 +9,11 @@
  *                  Perfetto and chrome://tracing load.  Streamed, one
  *                  event per line, so a crash leaves every event written
  *                  so far; the array is closed on exit;
- *   --json FILE    the report, one document, written after every probe
- *                  and patch was undone: "command", "script", "exit_code",
- *                  "restored", "guest", "probes", "patches", "expectations".
+ *   --json FILE    the report, one document, written after every probe,
+ *                  patch, key, call and livepatch was undone: "command",
+ *                  "script", "exit_code", "restored", "guest", "probes",
+ *                  "patches", "static_keys", "static_calls", "livepatches",
+ *                  "expectations".
  */
 #include <errno.h>
 #include <json.h>
@@ -225,6 +227,121 @@ static json_object *report_guest(struct campaign *c)
 	return g;
 }
 
+/* A symbol (or "0x..." outside every symbol), null for 0. */
+static json_object *report_sym(struct campaign *c, uint64_t addr)
+{
+	char buf[128];
+
+	if (!addr)
+		return NULL;
+	campaign_symbolize(c->ops->symtab(c->be), addr, buf, sizeof(buf));
+	return json_object_new_string(buf);
+}
+
+static json_object *report_str(const char *s)
+{
+	return s ? json_object_new_string(s) : NULL;
+}
+
+/* The fields of lp.pending, every key present (null where Lua has nil). */
+static json_object *report_straggler(struct campaign *c, const struct klp_straggler *s)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "task", json_object_new_uint64(s->task));
+	json_object_object_add(o, "vcpu", json_object_new_uint64(s->vcpu));
+	json_object_object_add(o, "reason", report_str(s->reason));
+	json_object_object_add(o, "function", s->func[0] ? json_object_new_string(s->func) : NULL);
+	json_object_object_add(o, "return_address", report_sym(c, s->addr));
+	json_object_object_add(o, "addr", s->addr ? json_object_new_uint64(s->addr) : NULL);
+	json_object_object_add(o, "why", json_object_new_string(s->detail));
+	return o;
+}
+
+/*
+ * One vm:livepatch(), read now: after the exit's undo, so "state" is
+ * "unpatched" unless it was forced or its last transition did not finish;
+ * "before_restore" is what the script left.
+ */
+static json_object *report_livepatch(struct campaign *c, const struct campaign_livepatch *lp)
+{
+	json_object *o = json_object_new_object(), *a = json_object_new_array();
+	struct klp_info in;
+
+	for (size_t i = 0; i < lp->n; i++) {
+		json_object *f = json_object_new_object();
+
+		json_object_object_add(f, "old", report_str(lp->old[i]));
+		json_object_object_add(f, "new", report_str(lp->new[i]));
+		json_object_array_add(a, f);
+	}
+	json_object_object_add(o, "functions", a);
+	memset(&in, 0, sizeof(in));
+	c->ops->livepatch_info(c->be, lp->h, &in);
+	json_object_object_add(o, "before_restore",
+			       json_object_new_string(klp_state_name(lp->before_restore)));
+	json_object_object_add(o, "state", json_object_new_string(klp_state_name(in.state)));
+	json_object_object_add(o, "restored", json_object_new_boolean(in.state == KLP_UNPATCHED));
+	json_object_object_add(o, "forced", json_object_new_boolean(in.forced));
+	json_object_object_add(o, "retries", json_object_new_uint64(in.retries));
+	json_object_object_add(o, "switched", json_object_new_uint64(in.switched));
+	a = json_object_new_array();
+	for (size_t i = 0; i < in.nr_pending; i++)
+		json_object_array_add(a, report_straggler(c, &in.pending[i]));
+	json_object_object_add(o, "pending", a);
+	a = json_object_new_array();
+	for (size_t i = 0; i < in.nr_history; i++) {
+		struct campaign_kv h[] = {
+			KV_U("retry", in.history[i].retry), KV_D("t", in.history[i].t_s),
+			KV_U("switched", in.history[i].switched),
+			KV_U("pending", in.history[i].pending),
+		};
+
+		json_object_array_add(a, files_kv(json_object_new_object(), h, KVN(h)));
+	}
+	json_object_object_add(o, "history", a);
+	json_object_object_add(o, "syncs", json_object_new_uint64(in.syncs));
+	json_object_object_add(o, "us", json_object_new_double(in.us));
+	return o;
+}
+
+/* A key's value as JSON: enabled true/false; a call's: its target's symbol. */
+static json_object *report_kind_value(struct campaign *c, enum campaign_kind kind, uint64_t v)
+{
+	return kind == CAMPAIGN_KIND_KEY ? json_object_new_boolean(v != 0) : report_sym(c, v);
+}
+
+/*
+ * Each key or call of that kind the script changed: "original" (before
+ * the script), "before_restore" (what the script last set), "enabled" or
+ * "current" read back now, after the exit's undo, and "restored".
+ */
+static json_object *report_kinds(struct campaign *c, enum campaign_kind kind)
+{
+	json_object *a = json_object_new_array();
+
+	for (size_t i = 0; i < c->nr_changed; i++) {
+		const struct campaign_changed *ch = &c->changed[i];
+		json_object *o;
+		uint64_t now;
+		bool read;
+
+		if (ch->kind != kind)
+			continue;
+		o = json_object_new_object();
+		read = !campaign_kind_now(c, ch, &now);
+		json_object_object_add(o, "name", json_object_new_string(ch->name));
+		json_object_object_add(o, "original", report_kind_value(c, kind, ch->orig));
+		json_object_object_add(o, "before_restore", report_kind_value(c, kind, ch->cur));
+		json_object_object_add(o, kind == CAMPAIGN_KIND_KEY ? "enabled" : "current",
+				       read ? report_kind_value(c, kind, now) : NULL);
+		json_object_object_add(o, "restored",
+				       json_object_new_boolean(read && now == ch->orig));
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
 static int files_report(struct campaign *c, int exit_code)
 {
 	struct campaign_kv head[] = {
@@ -249,6 +366,17 @@ static int files_report(struct campaign *c, int exit_code)
 	for (size_t i = 0; i < c->nr_batches; i++)
 		json_object_array_add(a, report_batch(c, c->batches[i]));
 	json_object_object_add(r, "patches", a);
+	/*
+	 * Keys and calls in two arrays, not one "kinds" array with a "kind"
+	 * field: a key's value is a boolean and a call's a symbol, and the
+	 * arrays read as vm:static_keys() and vm:static_calls() do.
+	 */
+	json_object_object_add(r, "static_keys", report_kinds(c, CAMPAIGN_KIND_KEY));
+	json_object_object_add(r, "static_calls", report_kinds(c, CAMPAIGN_KIND_CALL));
+	a = json_object_new_array();
+	for (size_t i = 0; i < c->nr_livepatches; i++)
+		json_object_array_add(a, report_livepatch(c, &c->livepatches[i]));
+	json_object_object_add(r, "livepatches", a);
 	a = json_object_new_array();
 	for (size_t i = 0; i < c->nr_expects; i++) {
 		struct campaign_kv e[] = {
