@@ -151,11 +151,18 @@ static void *probe_thread(void *arg)
 	struct probe *p = arg;
 	sigset_t set;
 
+	/*
+	 * kvm_run first, then the signal: a kick sent before this thread
+	 * ran is pending until the unblock, and its handler must find the
+	 * kvm_run to set immediate_exit in, or the kick is lost and the
+	 * guest spins in `jmp .` until the controller gives up (seen once
+	 * under load: doctor's kick latency came back 0).
+	 */
+	p->run->immediate_exit = 0;
+	sync_set_run(p->run);
 	sigemptyset(&set);
 	sigaddset(&set, VMM_KICK_SIG);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-	sync_set_run(p->run);
-	p->run->immediate_exit = 0;
 	for (;;) {
 		int r;
 
