@@ -357,6 +357,7 @@ struct vmm_host_caps {
 	bool cpl0_int3;			/* a CPL0 INT3 traps on the path a run takes */
 	double exit_roundtrip_us;	/* median CPL0 `out` round trip */
 	double kick_us;			/* median kick -> KVM_RUN returns */
+	bool sync_core;			/* membarrier SYNC_CORE: vmm_sync_core() can use it */
 };
 
 /*

@@ -201,6 +201,7 @@ static void test_cli_kvm_doctor(void)
 	EXPECT_NULL(strstr(out, "trap path forced:"));
 	EXPECT_TRUE_MSG(strstr(out, "\ncpl0 int3:          yes\n") ||
 			strstr(out, "\ncpl0 int3:          no"), "no cpl0 int3 line:\n%s", out);
+	EXPECT_NOT_NULL(strstr(out, "\ncore sync:          "));
 	free(out);
 	rc = vmpoke("doctor --json --trap-path auto", true, &out);
 	EXPECT_TRUE_MSG(rc == 0, "exit %d:\n%s", rc, out);
@@ -216,6 +217,7 @@ static void test_cli_kvm_doctor(void)
 	EXPECT_STREQ(get_str(j, "trap_path"), get_str(j, "trap_path_auto"));
 	EXPECT_FALSE(json_object_get_boolean(get(j, "trap_path_forced")));
 	EXPECT_GT(json_object_get_double(get(j, "exit_roundtrip_us")), 0);
+	EXPECT_TRUE(json_object_is_type(get(j, "sync_core"), json_type_boolean));
 	/* The same answer as this process's own probe on the same path. */
 	EXPECT_TRUE(json_object_is_type(get(j, "cpl0_int3"), json_type_boolean));
 	EXPECT_EQ(json_object_get_boolean(get(j, "cpl0_int3")), vmm_cpl0_int3_trappable(!strcmp(get_str(j, "trap_path"), "debug-exit") ?

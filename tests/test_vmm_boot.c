@@ -7,7 +7,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/membarrier.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "testlib.h"
@@ -272,6 +274,7 @@ static void test_memory_8_vcpus(void)
 static void test_probe(void)
 {
 	struct vmm_host_caps caps;
+	long cmds;
 
 	if (!testlib_require_kvm())
 		return;
@@ -284,6 +287,9 @@ static void test_probe(void)
 	EXPECT_TRUE_MSG(caps.exit_roundtrip_us > 0, "round trip %f",
 			caps.exit_roundtrip_us);
 	EXPECT_TRUE_MSG(caps.kick_us > 0, "kick %f", caps.kick_us);
+	/* The kernel's own answer: registered where it offers the command. */
+	cmds = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+	EXPECT_EQ(caps.sync_core, cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE));
 }
 
 TEST_SUITE(vmm_boot, "vmm_boot", true,

@@ -535,6 +535,7 @@ int vmm_probe_host(struct vmm_host_caps *caps)
 	caps->exit_roundtrip_us = probe_roundtrip(fd);
 	if (caps->cap_immediate_exit)
 		caps->kick_us = probe_kick(fd);
+	caps->sync_core = sync_core_supported();
 	close(fd);
 	return 0;
 }

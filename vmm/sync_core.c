@@ -65,6 +65,12 @@ static void sync_core_register(void)
 		!sync_core_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE);
 }
 
+bool sync_core_supported(void)
+{
+	pthread_once(&sync_core_once, sync_core_register);
+	return sync_core_registered;
+}
+
 void sync_core_init(struct vm *vm)
 {
 	const char *e = getenv(VMM_SYNC_CORE_ENV);

@@ -203,6 +203,7 @@ bool kvm_stats_irq_exits(struct vcpu *v, uint64_t *out);
 
 /* sync_core.c */
 void sync_core_init(struct vm *vm);
+bool sync_core_supported(void);		/* the kernel offers it, registered */
 
 /* sync_prio.c: the scheduling measures of a sync with no core to spare. */
 struct sync_prio {

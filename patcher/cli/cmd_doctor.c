@@ -92,6 +92,9 @@ static void doctor_print(const struct vmm_host_caps *c)
 	printf("single-step exits:  %s\n", doctor_yes(c->singlestep_exits));
 	printf("exit round trip:    %.2f us (median, CPL0 out)\n", c->exit_roundtrip_us);
 	printf("kick latency:       %.2f us (median, kick to KVM_RUN return)\n", c->kick_us);
+	printf("core sync:          %s\n", c->sync_core ?
+	       "membarrier SYNC_CORE (one IPI per patch phase)" :
+	       "no (the kernel lacks membarrier SYNC_CORE: every sync is acknowledged)");
 }
 
 static struct json_object *doctor_json(const struct vmm_host_caps *c)
@@ -131,6 +134,7 @@ static struct json_object *doctor_json(const struct vmm_host_caps *c)
 	json_object_object_add(j, "singlestep_exits", json_object_new_boolean(c->singlestep_exits));
 	json_object_object_add(j, "exit_roundtrip_us", json_object_new_double(c->exit_roundtrip_us));
 	json_object_object_add(j, "kick_us", json_object_new_double(c->kick_us));
+	json_object_object_add(j, "sync_core", json_object_new_boolean(c->sync_core));
 	return j;
 }
 
