@@ -15,17 +15,13 @@
 
 #include "patcher_internal.h"
 
-/*
- * A core sync where the protocol only needs every vCPU out of guest mode
- * once (poke_sync()); ack where the caller frees what a hook may hold
- * right after: a retired entry's probe.
- */
-static enum poke_err arm_sync(struct patcher *p, bool ack, const char *where,
+/* One sync of the protocol; poke_sync() says which kind does what. */
+static enum poke_err arm_sync(struct patcher *p, enum poke_sync_kind kind, const char *where,
 			      const char *after, char *msg, size_t msglen)
 {
 	int laggard;
 
-	if (poke_sync(p, ack, &laggard)) {
+	if (poke_sync(p, kind, &laggard)) {
 		snprintf(msg, msglen, "%s: sync after %s timed out", where, after);
 		return POKE_E_SYNC;
 	}
@@ -62,7 +58,7 @@ enum poke_err poke_arm_locked(struct patcher *p, const struct poke_live *e,
 	}
 	err = arm_write(p, e->addr, POKE_INT3, where, msg, msglen);
 	if (!err)
-		err = arm_sync(p, false, where, "INT3", msg, msglen);
+		err = arm_sync(p, POKE_SYNC_PHASE, where, "INT3", msg, msglen);
 	if (err) {
 		/*
 		 * Undo in the same order as a disarm: byte first, then entry.
@@ -72,9 +68,9 @@ enum poke_err poke_arm_locked(struct patcher *p, const struct poke_live *e,
 		 * that fails the error becomes POKE_E_SYNC.
 		 */
 		if (!arm_write(p, e->addr, e->old[0], where, NULL, 0))
-			arm_sync(p, false, where, "undo", NULL, 0);
+			arm_sync(p, POKE_SYNC_DRAIN, where, "undo", NULL, 0);
 		traptable_remove_addrs(&p->table, &e->addr, 1);
-		if (err != POKE_E_SYNC && arm_sync(p, true, where, "retire", NULL, 0))
+		if (err != POKE_E_SYNC && arm_sync(p, POKE_SYNC_GRACE, where, "retire", NULL, 0))
 			err = POKE_E_SYNC;
 	}
 	return err;
@@ -87,12 +83,12 @@ enum poke_err poke_disarm_locked(struct patcher *p, const struct poke_live *e,
 
 	err = arm_write(p, e->addr, e->old[0], where, msg, msglen);
 	if (!err)
-		err = arm_sync(p, false, where, "restoring the first byte", msg, msglen);
+		err = arm_sync(p, POKE_SYNC_DRAIN, where, "restoring the first byte", msg, msglen);
 	if (err)
 		return err;	/* the entry stays: a vCPU may still trap there */
 	traptable_remove_addrs(&p->table, &e->addr, 1);
 	/* The caller frees the entry's probe next: no hook may still hold it. */
-	return arm_sync(p, true, where, "retire", msg, msglen);
+	return arm_sync(p, POKE_SYNC_GRACE, where, "retire", msg, msglen);
 }
 
 /*
@@ -110,15 +106,15 @@ enum poke_err poke_rewrite_locked(struct patcher *p, uint64_t addr, const uint8_
 
 	err = arm_write(p, addr, POKE_INT3, where, msg, msglen);
 	if (!err)
-		err = arm_sync(p, false, where, "INT3", msg, msglen);
+		err = arm_sync(p, POKE_SYNC_PHASE, where, "INT3", msg, msglen);
 	for (size_t i = 1; !err && i < len; i++)
 		err = arm_write(p, addr + i, bytes[i], where, msg, msglen);
 	if (!err && len > 1)
-		err = arm_sync(p, false, where, "the tail", msg, msglen);
+		err = arm_sync(p, POKE_SYNC_PHASE, where, "the tail", msg, msglen);
 	if (!err && bytes[0] != POKE_INT3) {
 		err = arm_write(p, addr, bytes[0], where, msg, msglen);
 		if (!err)
-			err = arm_sync(p, false, where, "the head", msg, msglen);
+			err = arm_sync(p, POKE_SYNC_PHASE, where, "the head", msg, msglen);
 	}
 	return err;
 }

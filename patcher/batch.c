@@ -12,7 +12,7 @@
  * is INT3 the trap hook emulates the new instruction (traptable.c).
  *
  * Syncs are per phase, not per site: a batch costs three syncs however
- * many sites it has (plus the shadow check's pauses); see batch_sync()
+ * many sites it has (plus the shadow check's pauses); see poke_sync()
  * for which kind.
  */
 #include <errno.h>
@@ -205,16 +205,29 @@ static enum poke_err batch_write(struct batch_run *r, const struct poke_site *s,
  * One sync of the protocol (here and arm.c).  Between phases what matters
  * is that every vCPU has left guest mode since the write and fetches
  * afresh: vmm_sync_core(), the IPI of the kernel's text_poke_sync(), with
- * no vCPU thread to wait for.  What a trap hook may still hold is another
- * matter: retired snapshots (and whatever a caller frees after an ack)
- * wait for a vmm_sync(), whose acknowledgements are the hook's quiescent
- * states (traptable.c).  So the sync is the acknowledged one when the
- * caller asks (ack) or when the retired snapshots are due
- * (traptable_reclaim_due(), a bounded backlog), and then it reclaims.
- * 0, or -ETIMEDOUT with *laggard the vCPU that did not acknowledge.
+ * no vCPU thread to wait for (POKE_SYNC_PHASE).
+ *
+ * POKE_SYNC_DRAIN is the last sync before entries retire.  The kernel's
+ * last IPI also drains its #BP handlers (they run with interrupts off),
+ * so no trap of a retired site arrives late.  On the debug-exit path our
+ * trap is an exit handled on the vCPU thread, and only an acknowledged
+ * sync proves that thread came round: there it drains too, and a late
+ * (ghost) trap cannot happen.  On the doorbell path a vCPU can sit in the
+ * #BP stub, in guest mode, before its doorbell, which no sync drains
+ * (ghost handling covers it, docs/protocol.md), so a core sync will do.
+ *
+ * What a trap hook may still hold is another matter: retired snapshots
+ * (and whatever a caller frees after POKE_SYNC_GRACE) wait for a
+ * vmm_sync(), whose acknowledgements are the hook's quiescent states
+ * (traptable.c).  So the sync is also the acknowledged one when the
+ * retired snapshots are due (traptable_reclaim_due(), a bounded backlog),
+ * and every acknowledged sync reclaims.  0, or -errno with *laggard the
+ * vCPU that did not acknowledge (-1 if none).
  */
-int poke_sync(struct patcher *p, bool ack, int *laggard)
+int poke_sync(struct patcher *p, enum poke_sync_kind kind, int *laggard)
 {
+	bool ack = kind == POKE_SYNC_GRACE ||
+		   (kind == POKE_SYNC_DRAIN && vmm_trap_path(p->vm) == VMM_TRAP_DEBUG_EXIT);
 	uint64_t mark;
 
 	*laggard = -1;
@@ -232,14 +245,14 @@ int poke_sync(struct patcher *p, bool ack, int *laggard)
 	return 0;
 }
 
-static enum poke_err batch_sync(struct batch_run *r, const char *after, bool force)
+/* INJECT_NO_SYNC skips every sync of the protocol; a grace period stays. */
+static enum poke_err batch_sync(struct batch_run *r, const char *after, enum poke_sync_kind kind)
 {
 	int laggard;
 
-	/* INJECT_NO_SYNC: the protocol's syncs are skipped on purpose. */
-	if (r->p->opts.inject == POKE_INJECT_NO_SYNC && !force)
+	if (r->p->opts.inject == POKE_INJECT_NO_SYNC && kind != POKE_SYNC_GRACE)
 		return POKE_OK;
-	if (poke_sync(r->p, force, &laggard)) {
+	if (poke_sync(r->p, kind, &laggard)) {
 		/* The vCPU vmm_sync named on stderr, not a guess from counters. */
 		snprintf(r->msg, r->msglen, "%s%s: sync after %s timed out: vcpu %d "
 			 "did not acknowledge", r->s[0].where,
@@ -347,7 +360,7 @@ static void batch_rollback(struct batch_run *r)
 		any = true;
 	}
 	if (any)
-		failed |= batch_sync(r, "undo INT3", false) != POKE_OK;
+		failed |= batch_sync(r, "undo INT3", POKE_SYNC_PHASE) != POKE_OK;
 	any = false;
 	for (i = 0; i < r->n; i++) {
 		if (!r->tail[i])
@@ -358,7 +371,7 @@ static void batch_rollback(struct batch_run *r)
 		any = true;
 	}
 	if (any)
-		failed |= batch_sync(r, "old tails", false) != POKE_OK;
+		failed |= batch_sync(r, "old tails", POKE_SYNC_PHASE) != POKE_OK;
 	any = false;
 	for (i = 0; i < r->n; i++) {
 		if (r->head[i] != HEAD_INT3)
@@ -368,7 +381,7 @@ static void batch_rollback(struct batch_run *r)
 		any = true;
 	}
 	if (any)
-		failed |= batch_sync(r, "old heads", false) != POKE_OK;
+		failed |= batch_sync(r, "old heads", POKE_SYNC_DRAIN) != POKE_OK;
 	batch_retire(r);
 	if (r->stw_new)
 		failed |= batch_stw(r, true) != POKE_OK;
@@ -407,7 +420,7 @@ static enum poke_err batch_direct(struct batch_run *r)
 		if (err)
 			return err;
 	}
-	return batch_sync(r, "direct writes", false);
+	return batch_sync(r, "direct writes", POKE_SYNC_PHASE);
 }
 
 static enum poke_err batch_check_old(struct batch_run *r)
@@ -618,7 +631,7 @@ static enum poke_err batch_protocol(struct batch_run *r)
 		if (err)
 			goto undo;
 	}
-	err = batch_sync(r, "INT3", false);
+	err = batch_sync(r, "INT3", POKE_SYNC_PHASE);
 	if (err)
 		goto undo;
 	batch_phase(r, "int3", &t0);
@@ -660,7 +673,7 @@ static enum poke_err batch_protocol(struct batch_run *r)
 			goto undo;
 	}
 	if (tails) {
-		err = batch_sync(r, "tails", false);
+		err = batch_sync(r, "tails", POKE_SYNC_PHASE);
 		if (err)
 			goto undo;
 		batch_phase(r, "tails", &t0);
@@ -699,7 +712,7 @@ static enum poke_err batch_protocol(struct batch_run *r)
 	}
 	/* data that must agree with the text (key->enabled) goes with the heads */
 	batch_commit(r);
-	err = batch_sync(r, "heads", false);
+	err = batch_sync(r, "heads", POKE_SYNC_DRAIN);
 	if (err)
 		goto undo;
 	batch_phase(r, "heads", &t0);
@@ -718,7 +731,7 @@ static enum poke_err batch_protocol(struct batch_run *r)
 	batch_retire(r);
 	/* INJECT_NO_SYNC still must not free a snapshot a hook may hold. */
 	if (inject == POKE_INJECT_NO_SYNC)
-		batch_sync(r, "retire (reclamation only)", true);
+		batch_sync(r, "retire (reclamation only)", POKE_SYNC_GRACE);
 	return POKE_OK;
 undo:
 	batch_rollback(r);

@@ -191,8 +191,13 @@ enum trap_class traptable_classify(struct poke_table *t, uint64_t addr,
 uint64_t traptable_mark(const struct poke_table *t);
 void traptable_reclaim(struct poke_table *t, uint64_t mark);
 size_t traptable_pending(const struct poke_table *t);
-/* batch.c: one protocol sync, core unless ack or reclaim due (0 or -errno). */
-int poke_sync(struct patcher *p, bool ack, int *laggard);
+/* batch.c: one sync of the protocol; which kind of vmm sync: poke_sync(). */
+enum poke_sync_kind {
+	POKE_SYNC_PHASE,	/* between phases: a core sync */
+	POKE_SYNC_DRAIN,	/* before entries retire: drains traps where it can */
+	POKE_SYNC_GRACE,	/* before freeing what a hook may hold: acknowledged */
+};
+int poke_sync(struct patcher *p, enum poke_sync_kind kind, int *laggard);
 /* Enough retired snapshots wait that the next sync should free them. */
 bool traptable_reclaim_due(const struct poke_table *t);
 
