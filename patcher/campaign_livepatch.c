@@ -267,8 +267,12 @@ static bool lp_undo_one(struct campaign *c, void *h)
 		c->ops->run(c->be, 50);
 		c->ops->livepatch_op(c->be, h, 't', &out);
 	}
-	fprintf(stderr, "vmpoke campaign: a livepatch is still %s with %zu tasks pending\n",
-		klp_state_name(in.state), in.nr_pending);
+	fprintf(stderr, "vmpoke campaign: a livepatch is still %s with %zu tasks pending "
+		"after %u retries", klp_state_name(in.state), in.nr_pending, in.retries);
+	if (in.nr_pending)
+		fprintf(stderr, " (the first: task %u on vCPU %u, %s: %s)", in.pending[0].task,
+			in.pending[0].vcpu, in.pending[0].reason, in.pending[0].detail);
+	fputc('\n', stderr);
 	return false;
 }
 

@@ -310,6 +310,10 @@ static void test_campaign_report_kinds(void)
 					     why, sizeof(why)), "%s", why);
 	EXPECT_NULL(campaign_check_at(r, "livepatches", 1));
 	lp = campaign_check_at(r, "livepatches", 0);
+	/* the whole object, history and counters included, if the undo failed */
+	EXPECT_TRUE_MSG(lp && json_object_object_get_ex(lp, "restored", &a) &&
+			json_object_get_boolean(a), "livepatch not restored: %s",
+			lp ? json_object_to_json_string(lp) : "(none)");
 	take_positive(lp, "retries");
 	take_positive(lp, "switched");
 	take_positive(lp, "syncs");
