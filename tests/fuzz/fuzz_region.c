@@ -148,6 +148,15 @@ static void region_check(const uint8_t *fn, size_t fnlen, uint64_t fnaddr, uint6
 				   "\"%s %s\" at 0x%llx became \"%s %s\" at 0x%llx", a[k]->mnemonic,
 				   a[k]->op_str, (unsigned long long)orig[k], b->mnemonic,
 				   b->op_str, (unsigned long long)copy[k]);
+		} else if (a[k]->id == X86_INS_NOP) {
+			/*
+			 * A NOP never touches its memory operand, so the
+			 * relocator copies it whole, [rip + disp] included
+			 * (relocate_region.c, RR_COPY): a fuzzed "nopl
+			 * [rip+disp]" keeps its bytes, not its address.
+			 */
+			FUZZ_CHECK(T, b->size == a[k]->size && !memcmp(b->bytes, a[k]->bytes, b->size),
+				   "NOP \"%s\" changed", a[k]->op_str);
 		} else if (region_riprel(a[k], &abs_a)) {
 			FUZZ_CHECK(T, b->id == a[k]->id && region_riprel(b, &abs_b) && abs_a == abs_b,
 				   "\"%s %s\" relocated to \"%s %s\": another address",
