@@ -201,20 +201,29 @@ out:
 	return code;
 }
 
-/* One timed vmm_sync() into *ns, after the untimed gap; false if it failed. */
-static bool bench_sync_one(struct vm *vm, uint64_t *ns)
+/*
+ * One timed sync (vmm_sync or vmm_sync_core, named name) into *ns, after
+ * the untimed gap; false if it failed.
+ */
+static bool bench_sync_timed(struct vm *vm, int (*sync)(struct vm *vm), const char *name,
+			     uint64_t *ns)
 {
 	uint64_t t0;
 
 	bench_sync_gap();
 	t0 = clock_now_ns();
-	if (vmm_sync(vm)) {
-		fprintf(stderr, "vmpoke bench sync: vmm_sync failed with %u vCPUs\n",
+	if (sync(vm)) {
+		fprintf(stderr, "vmpoke bench sync: %s failed with %u vCPUs\n", name,
 			vmm_nr_vcpus(vm));
 		return false;
 	}
 	*ns = clock_now_ns() - t0;
 	return true;
+}
+
+static bool bench_sync_one(struct vm *vm, uint64_t *ns)
+{
+	return bench_sync_timed(vm, vmm_sync, "vmm_sync", ns);
 }
 
 /* The old sync (vmm_sync_set_old()) timed into *ns. */
@@ -274,19 +283,12 @@ static bool bench_sync_irq_exits(struct vm *vm, uint64_t *sum)
 static bool bench_sync_core_rounds(struct vm *vm, unsigned int rounds, uint64_t *buf,
 				   double *exits_per_sync)
 {
-	uint64_t e0, e1, t0;
+	uint64_t e0, e1;
 	bool have = bench_sync_irq_exits(vm, &e0);
 
-	for (unsigned int i = 0; i < rounds; i++) {
-		bench_sync_gap();
-		t0 = clock_now_ns();
-		if (vmm_sync_core(vm)) {
-			fprintf(stderr, "vmpoke bench sync: vmm_sync_core failed with %u vCPUs\n",
-				vmm_nr_vcpus(vm));
+	for (unsigned int i = 0; i < rounds; i++)
+		if (!bench_sync_timed(vm, vmm_sync_core, "vmm_sync_core", &buf[i]))
 			return false;
-		}
-		buf[i] = clock_now_ns() - t0;
-	}
 	*exits_per_sync = have && bench_sync_irq_exits(vm, &e1) ?
 			  (double)(e1 - e0) / rounds / vmm_nr_vcpus(vm) : -1;
 	return true;
