@@ -181,8 +181,13 @@ int relocate_insn(const uint8_t *in, size_t len, uint64_t from, uint64_t to,
 			refuse(reason, "not_code");
 			goto out;
 		}
-		/* new disp = old disp + (old next IP - new next IP) */
-		disp = (int64_t)o->mem.disp + (int64_t)(from - to);
+		/*
+		 * new disp = old disp + (old next IP - new next IP), in the
+		 * CPU's own modulo-2^64 address arithmetic, as for a branch:
+		 * in int64_t, a slot 2^63 away overflows (fuzz_decode:
+		 * regress input relocate-riprel-far-2-63).
+		 */
+		disp = (int64_t)(from + len + (uint64_t)o->mem.disp - (to + len));
 		if (!fits_s32(disp)) {
 			refuse(reason, "rip_rel_unreachable");
 			goto out;

@@ -109,6 +109,38 @@ static void test_relocate_rex_among_prefixes(void)
 	EXPECT_TRUE_MSG(why && !strcmp(why, "unsupported"), "reason %s", why ? why : "(none)");
 }
 
+/*
+ * Found by fuzz_decode: the new displacement of a RIP-relative operand
+ * was summed in int64_t, which overflows (undefined behaviour, caught by
+ * UBSan) for a slot 2^63 away.  It is address arithmetic, modulo 2^64 as
+ * the CPU does it: 2^63 away is out of reach, and a slot across the wrap
+ * at 2^64 is as near as its distance modulo 2^64.
+ */
+static void test_relocate_riprel_far_and_wrapping(void)
+{
+	/* mov rax, [rip - 0x80000000] and mov rax, [rip - 0x20] */
+	static const uint8_t far[] = { 0x48, 0x8b, 0x05, 0x00, 0x00, 0x00, 0x80 };
+	static const uint8_t near[] = { 0x48, 0x8b, 0x05, 0xe0, 0xff, 0xff, 0xff };
+	const uint64_t wrap_to = 0xfffffffffffff000ull;
+	uint8_t out[RELOCATE_MAX_OUT];
+	const char *why = NULL;
+	int32_t disp;
+	size_t n = 0;
+
+	EXPECT_EQ(relocate_insn(far, sizeof(far), 0, 1ull << 63, out, sizeof(out), &n,
+				&why), -1);
+	EXPECT_TRUE_MSG(why && !strcmp(why, "rip_rel_unreachable"), "reason %s",
+			why ? why : "(none)");
+	/* From 0x10 the operand is at 2^64 - 9: from wrap_to, 0xff0 bytes on. */
+	EXPECT_EQ(relocate_insn(near, sizeof(near), 0x10, wrap_to, out, sizeof(out), &n,
+				&why), 0);
+	EXPECT_EQ_U64(sizeof(near), n);
+	memcpy(&disp, out + 3, 4);
+	EXPECT_EQ_U64(0x10 + 7 - 0x20, wrap_to + 7 + (uint64_t)(int64_t)disp);
+	EXPECT_EQ(disp, 0xff0);
+}
+
 TEST_SUITE(relocate, "relocate", false,
 	   TEST(test_relocate_refuses_rel16_branches), TEST(test_relocate_refuses_loop),
-	   TEST(test_relocate_branch_keeps_target), TEST(test_relocate_rex_among_prefixes))
+	   TEST(test_relocate_branch_keeps_target), TEST(test_relocate_rex_among_prefixes),
+	   TEST(test_relocate_riprel_far_and_wrapping))
