@@ -20,6 +20,7 @@
 #include <capstone/capstone.h>
 
 #include "patcher_internal.h"
+#include "relocate.h"
 
 static int decode_open(csh *h, bool detail)
 {
@@ -30,18 +31,35 @@ static int decode_open(csh *h, bool detail)
 	return 0;
 }
 
+enum decode_branch {
+	DECODE_NOT_DIRECT,	/* no direct branch: falls through, or indirect */
+	DECODE_DIRECT,		/* a direct branch, *target known */
+	DECODE_UNTRUSTED,	/* a direct branch whose target we cannot trust */
+};
+
 /* The direct target of a relative JMP/Jcc/LOOP/JCXZ/CALL, if insn is one. */
-static bool decode_direct_target(csh h, const cs_insn *insn, uint64_t *target)
+static enum decode_branch decode_direct_target(csh h, const cs_insn *insn,
+					       uint64_t *target)
 {
 	const cs_x86 *x86 = &insn->detail->x86;
+	uint64_t cpu;
 
 	if (!cs_insn_group(h, insn, CS_GRP_JUMP) &&
 	    !cs_insn_group(h, insn, CS_GRP_CALL))
-		return false;
+		return DECODE_NOT_DIRECT;
 	if (x86->op_count != 1 || x86->operands[0].type != X86_OP_IMM)
-		return false;
+		return DECODE_NOT_DIRECT;
 	*target = (uint64_t)x86->operands[0].imm;
-	return true;
+	/*
+	 * Trust Capstone's target only where the bytes give the CPU the same
+	 * (relocate_branch_target()).  Not for a 66-prefixed branch (rel16
+	 * on AMD, rel32 on Intel), nor for `67 48 e9 rel32`, which Capstone
+	 * 4 reads as rel16 where the CPU ignores both prefixes (fuzz_decode).
+	 */
+	if (relocate_branch_target(insn->bytes, insn->size, insn->address, &cpu) ||
+	    cpu != *target)
+		return DECODE_UNTRUSTED;
+	return DECODE_DIRECT;
 }
 
 /* Control never falls through: what follows is padding until a label. */
@@ -55,6 +73,7 @@ int decode_scan_function(const uint8_t *code, size_t size, uint64_t base,
 {
 	const uint8_t *p = code;
 	uint64_t pc = base, end = addr + len, target;
+	enum decode_branch kind;
 	size_t left = size;
 	bool padding = false;
 	cs_insn *insn;
@@ -103,12 +122,15 @@ int decode_scan_function(const uint8_t *code, size_t size, uint64_t base,
 		 * a computed goto) may target any byte of the function, and
 		 * its table cannot be read off the code.
 		 */
-		if ((insn->id == X86_INS_JMP || insn->id == X86_INS_LJMP) &&
-		    !decode_direct_target(h, insn, &target) && !out->indirect_at)
+		kind = decode_direct_target(h, insn, &target);
+		if ((kind == DECODE_UNTRUSTED ||
+		     (kind == DECODE_NOT_DIRECT &&
+		      (insn->id == X86_INS_JMP || insn->id == X86_INS_LJMP))) &&
+		    !out->indirect_at)
 			out->indirect_at = at;
 		/* kprobes insn_jump_into_range(): entries into the shadow. */
-		if (decode_direct_target(h, insn, &target) && target > addr &&
-		    target < end && !out->jump_from) {
+		if (kind == DECODE_DIRECT && target > addr && target < end &&
+		    !out->jump_from) {
 			out->jump_from = at;
 			out->jump_to = target;
 		}
@@ -124,7 +146,9 @@ done:
 
 /*
  * The first direct branch of the function, outside [skip_lo, skip_hi),
- * whose target lies in (lo, hi); 0 if none (or the decoder cannot start).
+ * whose target lies in (lo, hi), or whose target Capstone and the CPU
+ * read differently (*target is then Capstone's); 0 if none (or the
+ * decoder cannot start).
  * For optimized probes: a branch inside the displaced region itself is
  * relocated with it (to the copy), only the others are a problem.
  */
@@ -134,6 +158,7 @@ uint64_t decode_jump_into(const uint8_t *code, size_t size, uint64_t base,
 {
 	const uint8_t *p = code;
 	uint64_t pc = base, t, found = 0;
+	enum decode_branch kind;
 	size_t left = size;
 	cs_insn *insn;
 	csh h;
@@ -146,8 +171,11 @@ uint64_t decode_jump_into(const uint8_t *code, size_t size, uint64_t base,
 
 		if (!cs_disasm_iter(h, &p, &left, &pc, insn))
 			break;
-		if ((at < skip_lo || at >= skip_hi) && decode_direct_target(h, insn, &t) &&
-		    t > lo && t < hi) {
+		if (at >= skip_lo && at < skip_hi)
+			continue;
+		kind = decode_direct_target(h, insn, &t);
+		/* An untrusted target counts as one into the range. */
+		if (kind == DECODE_UNTRUSTED || (kind == DECODE_DIRECT && t > lo && t < hi)) {
 			found = at;
 			*target = t;
 		}
@@ -387,7 +415,7 @@ int decode_frame_offsets(const uint8_t *code, size_t size, uint64_t base,
 		if (insn->id == X86_INS_IRETQ || insn->id == X86_INS_IRET ||
 		    insn->id == X86_INS_RET || insn->id == X86_INS_HLT)
 			continue;
-		if (decode_direct_target(h, insn, &target)) {
+		if (decode_direct_target(h, insn, &target) == DECODE_DIRECT) {
 			if (target >= base && target < base + size)
 				succ[ns++] = (int64_t)(target - base);
 			if (insn->id == X86_INS_JMP)

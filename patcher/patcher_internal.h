@@ -47,7 +47,8 @@ struct decode_scan {
 	uint64_t jump_from;	/* a direct branch targeting (addr, addr + len) */
 	uint64_t jump_to;
 	uint64_t call_at;	/* a CALL in the range returning inside it, or 0 */
-	uint64_t indirect_at;	/* an indirect JMP in the function, or 0 */
+	uint64_t indirect_at;	/* an indirect JMP in the function, or a branch
+				 * whose target Capstone misreads; or 0 */
 };
 
 /*

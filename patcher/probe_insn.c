@@ -122,7 +122,14 @@ static bool insn_emulation(csh cs, const cs_insn *in, const cs_x86 *x,
 			e->cond = op - 0xe0;
 			e->asize = x->prefix[3] == 0x67 ? 4 : 8;
 		}
-		/* 66-prefixed branches truncate IP on some CPUs: not emulated */
+		/*
+		 * 66-prefixed branches truncate IP on some CPUs: not emulated.
+		 * Nor one whose target Capstone reads otherwise than the bytes
+		 * say (`67 48 e9 rel32`, read as rel16; relocate_branch_target()).
+		 */
+		if (x->op_count != 1 || x->operands[0].type != X86_OP_IMM ||
+		    (uint64_t)x->operands[0].imm != e->target)
+			return false;
 		return e->kind != POKE_EMU_NONE && !opsize;
 	}
 	if (op == 0xc3 && !opsize) {

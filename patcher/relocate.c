@@ -86,45 +86,67 @@ static int refuse(const char **reason, const char *why)
 	return -1;
 }
 
-/* A branch to the absolute `target`, written for `to`: rel32 forms only. */
+int relocate_branch_target(const uint8_t *in, size_t len, uint64_t from, uint64_t *target)
+{
+	size_t op = relocate_opcode_offset(in, len);
+	uint8_t o;
+
+	/*
+	 * 66 makes a near branch rel16 with IP truncated on AMD, while
+	 * Intel ignores it and reads a rel32: the CPUs disagree even on the
+	 * length, so there is no one answer.
+	 */
+	if (op >= len || has_prefix(in, len, 0x66))
+		return -1;
+	o = in[op];
+	if (o == 0xeb || (o >= 0x70 && o <= 0x7f) || (o >= 0xe0 && o <= 0xe3)) {
+		if (len != op + 2)
+			return -1;
+		*target = from + len + (uint64_t)(int64_t)(int8_t)in[len - 1];
+		return 0;
+	}
+	if (o == 0xe9 || o == 0xe8 ||
+	    (o == 0x0f && op + 1 < len && (in[op + 1] & 0xf0) == 0x80)) {
+		if (len != op + (o == 0x0f ? 6u : 5u))
+			return -1;
+		*target = from + len + (uint64_t)(int64_t)get_s32(in + len - 4);
+		return 0;
+	}
+	return -1;
+}
+
+/*
+ * A branch to its absolute target, written for `to`: rel32 forms only.
+ * `decoded` is Capstone's target: where it is not the CPU's (Capstone 4
+ * reads `67 48 e9 rel32` as rel16; the CPU ignores both prefixes), the
+ * branch is refused, since every other reader of the function (the
+ * jump-into-range scan, the checks) goes by Capstone's.
+ */
 static int relocate_branch(const uint8_t *in, size_t len, uint64_t from, uint64_t to,
-			   uint8_t *out, size_t outcap, size_t *outlen,
+			   uint64_t decoded, uint8_t *out, size_t outcap, size_t *outlen,
 			   const char **reason)
 {
 	size_t op = relocate_opcode_offset(in, len);
-	uint8_t o = in[op];
 	uint64_t target;
-	size_t n, imm;
+	size_t n;
 	int64_t rel;
+	uint8_t o;
 
-	/*
-	 * 66 makes JMP/Jcc/CALL rel16 with IP truncated to 16 bits: the imm
-	 * is not where the rel32 forms have it, and no rel32 form keeps the
-	 * truncation.  Refused, as probe_insn_decode() refuses to emulate it.
-	 */
-	if (has_prefix(in, len, 0x66))
+	if (relocate_branch_target(in, len, from, &target) || target != decoded)
 		return refuse(reason, "unsupported");
-	if (o == 0xeb || (o >= 0x70 && o <= 0x7f)) {		/* rel8 */
-		target = from + len + (int8_t)in[len - 1];
-		n = o == 0xeb ? 5 : 6;
-		if (outcap < n)
-			return refuse(reason, "too_long");
-		if (o == 0xeb) {
-			out[0] = 0xe9;
-		} else {
-			out[0] = 0x0f;
-			out[1] = (uint8_t)(0x80 | (o & 0xf));
-		}
-	} else if (o == 0xe9 || o == 0xe8 ||
-		   (o == 0x0f && op + 1 < len && (in[op + 1] & 0xf0) == 0x80)) {
-		imm = len - 4;
-		target = from + len + get_s32(in + imm);
-		n = len;
-		if (outcap < n)
-			return refuse(reason, "too_long");
-		memcpy(out, in, len);
-	} else {
+	o = in[op];
+	if (o >= 0xe0 && o <= 0xe3)
 		return refuse(reason, "unsupported");	/* LOOP*, JrCXZ: rel8 only */
+	n = o == 0xeb ? 5 : (o >= 0x70 && o <= 0x7f) ? 6 : len;
+	if (outcap < n)
+		return refuse(reason, "too_long");
+	if (o == 0xeb) {
+		out[0] = 0xe9;
+	} else if (o >= 0x70 && o <= 0x7f) {
+		out[0] = 0x0f;
+		out[1] = (uint8_t)(0x80 | (o & 0xf));
+	} else {
+		memcpy(out, in, len);		/* rel32: the bytes as they are */
 	}
 	rel = (int64_t)(target - (to + n));
 	if (!fits_s32(rel))
@@ -156,7 +178,12 @@ int relocate_insn(const uint8_t *in, size_t len, uint64_t from, uint64_t to,
 	}
 	x = &insn->detail->x86;
 	if (cs_insn_group(cs, insn, X86_GRP_BRANCH_RELATIVE)) {
-		ret = relocate_branch(in, len, from, to, out, outcap, outlen, reason);
+		if (x->op_count != 1 || x->operands[0].type != X86_OP_IMM) {
+			refuse(reason, "unsupported");
+			goto out;
+		}
+		ret = relocate_branch(in, len, from, to, (uint64_t)x->operands[0].imm,
+				      out, outcap, outlen, reason);
 		goto out;
 	}
 	if (outcap < len) {

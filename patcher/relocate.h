@@ -18,10 +18,19 @@
  * in[0..len) is one instruction at `from`; write its equivalent for
  * address `to` into out (at most outcap bytes).  0 with *outlen, or -1
  * with *reason: "not_code", "rip_rel_unreachable", "unsupported" (a
- * 66-prefixed, rel16 branch, or LOOP/JrCXZ), "too_long", "no_decoder".
+ * 66-prefixed, rel16 branch, LOOP/JrCXZ, or a branch whose target
+ * Capstone reads otherwise than the CPU), "too_long", "no_decoder".
  */
 int relocate_insn(const uint8_t *in, size_t len, uint64_t from, uint64_t to,
 		  uint8_t *out, size_t outcap, size_t *outlen, const char **reason);
+
+/*
+ * The CPU's target of the relative JMP/Jcc/CALL/LOOP/JrCXZ in[0..len) at
+ * `from`: 0 with *target, or -1 if it is none of them, or 66-prefixed
+ * (Intel and AMD disagree on those).  Callers compare it with Capstone's
+ * operand and distrust an instruction where the two differ.
+ */
+int relocate_branch_target(const uint8_t *in, size_t len, uint64_t from, uint64_t *target);
 
 /* Offset of the opcode byte: past legacy prefixes and REX bytes, in any order. */
 size_t relocate_opcode_offset(const uint8_t *b, size_t len);

@@ -257,7 +257,8 @@ int relocate_region(const uint8_t *fn, size_t fnlen, uint64_t fnaddr,
 	if (sc.indirect_at) {
 		r->bad_at = sc.indirect_at;
 		return rr_refuse(reason, "indirect_jump", detail, dlen,
-				 "an indirect jump at +0x%" PRIx64 " (a jump table) may "
+				 "an indirect jump at +0x%" PRIx64 " (a jump table, or a "
+				 "branch the decoder reads otherwise than the CPU) may "
 				 "target any byte of the function", sc.indirect_at - fnaddr);
 	}
 	/* the instructions the JMP covers */

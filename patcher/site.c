@@ -126,7 +126,8 @@ static enum poke_err site_check_scan(struct patcher *p, const char *where,
 	if (sc->indirect_at) {
 		site_where(p, sc->indirect_at, w, sizeof(w));
 		return site_refuse(where, msg, msglen, POKE_E_JUMP_INTO,
-				   "indirect jump at %s (a jump table) could target "
+				   "indirect jump at %s (a jump table, or a branch the "
+				   "decoder reads otherwise than the CPU) could target "
 				   "the inside of the %u-instruction range", w, sc->insns);
 	}
 	if (sc->call_at) {

@@ -208,6 +208,48 @@ static void test_scan_indirect_jump(void)
 	EXPECT_EQ_U64(0, sc.indirect_at);
 }
 
+/*
+ * Found by fuzz_decode: Capstone 4 reads `67 48 e9 rel32` as a rel16 JMP
+ * (target truncated to 16 bits) where the CPU ignores both prefixes, and
+ * a 66-prefixed JMP is rel16 on AMD and rel32 on Intel.  A branch whose
+ * target the decoder and the CPU read differently cannot be followed: it
+ * counts as an indirect jump, and decode_jump_into() reports it whatever
+ * its decoded target.  `67 e9` alone is read right and followed.
+ */
+static void test_scan_untrusted_branch(void)
+{
+	static const uint8_t misread[] = {
+		0x89, 0xf8,				/* mov %edi,%eax */
+		0x83, 0xc0, 0x01,			/* add $1,%eax */
+		0x67, 0x48, 0xe9, 0x00, 0x00, 0x00, 0x00,	/* jmp .+7 */
+		0xc3,					/* ret */
+	};
+	static const uint8_t jmp16[] = {
+		0x89, 0xf8, 0x83, 0xc0, 0x01,
+		0x66, 0xe9, 0x00, 0x00,			/* jmpw (rel16) */
+		0xc3,
+	};
+	static const uint8_t addr32[] = {
+		0x89, 0xf8, 0x83, 0xc0, 0x01,
+		0x67, 0xe9, 0xf6, 0xff, 0xff, 0xff,	/* jmp AT + 1 */
+		0xc3,
+	};
+	struct decode_scan sc;
+	uint64_t target = 0;
+
+	EXPECT_EQ(decode_scan_function(misread, sizeof(misread), AT, AT, 5, &sc), 0);
+	EXPECT_EQ_U64(AT + 5, sc.indirect_at);
+	EXPECT_EQ_U64(0, sc.jump_from);
+	EXPECT_EQ_U64(AT + 5, decode_jump_into(misread, sizeof(misread), AT, AT, AT + 2,
+					       0, 0, &target));
+	EXPECT_EQ(decode_scan_function(jmp16, sizeof(jmp16), AT, AT, 5, &sc), 0);
+	EXPECT_EQ_U64(AT + 5, sc.indirect_at);
+	EXPECT_EQ(decode_scan_function(addr32, sizeof(addr32), AT, AT, 5, &sc), 0);
+	EXPECT_EQ_U64(0, sc.indirect_at);
+	EXPECT_EQ_U64(AT + 5, sc.jump_from);
+	EXPECT_EQ_U64(AT + 1, sc.jump_to);
+}
+
 static void test_scan_int3_and_garbage(void)
 {
 	static const uint8_t withbp[] = { 0x90, 0xcc, 0x90, 0xc3 };
@@ -318,6 +360,7 @@ TEST_SUITE(patch_decode, "patch_decode", false,
 	   TEST(test_scan_boundaries),
 	   TEST(test_scan_jump_into),
 	   TEST(test_scan_call_inside), TEST(test_scan_indirect_jump),
+	   TEST(test_scan_untrusted_branch),
 	   TEST(test_scan_int3_and_garbage),
 	   TEST(test_scan_padding_not_foreign),
 	   TEST(test_decode_whole))

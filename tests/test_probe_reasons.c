@@ -201,6 +201,8 @@ static const struct {
 	{ "unsupported", { 0x66, 0xe9, 0x00, 0x00 }, 4 },	/* jmp rel16 */
 	{ "unsupported", { 0x66, 0x0f, 0x84, 0x00, 0x00 }, 5 },	/* je rel16 */
 	{ "unsupported", { 0x66, 0x66, 0xff, 0xd3 }, 4 },	/* call *%bx: not emulated, no slot */
+	/* jmp rel32 that Capstone reads as rel16 (fuzz_decode) */
+	{ "unsupported", { 0x67, 0x48, 0xe9, 0x00, 0x00, 0x00, 0x00 }, 7 },
 };
 
 /* Where the engine looks before the instruction: address rows. */

@@ -140,7 +140,50 @@ static void test_relocate_riprel_far_and_wrapping(void)
 	EXPECT_EQ(disp, 0xff0);
 }
 
+/*
+ * Found by fuzz_decode: Capstone 4 reads `67 48 e9 rel32` as rel16 (its
+ * target truncated to 16 bits); the CPU ignores both prefixes.  The
+ * relocator went by the bytes, every other reader by Capstone: refused.
+ * relocate_branch_target() is the CPU's reading.
+ */
+static void test_relocate_branch_target_and_misread(void)
+{
+	static const uint8_t misread[] = { 0x67, 0x48, 0xe9, 0x00, 0x10, 0x00, 0x00 };
+	static const uint8_t addr32[] = { 0x67, 0xe9, 0x00, 0x10, 0x00, 0x00 };
+	static const uint8_t hinted_jcc[] = { 0x3e, 0x74, 0xfe };	/* ds je . - 1 */
+	static const uint8_t loop[] = { 0xe2, 0x10 };
+	static const uint8_t jcc32[] = { 0x0f, 0x85, 0x00, 0x00, 0x00, 0x80 };
+	static const uint8_t jmp16[] = { 0x66, 0xe9, 0x10, 0x00 };
+	static const uint8_t notbranch[] = { 0x48, 0x89, 0xc1 };
+	uint8_t out[RELOCATE_MAX_OUT];
+	const char *why = NULL;
+	uint64_t t = 0;
+	int32_t rel;
+	size_t n = 0;
+
+	EXPECT_EQ(relocate_branch_target(misread, sizeof(misread), FROM, &t), 0);
+	EXPECT_EQ_U64(FROM + 7 + 0x1000, t);
+	EXPECT_EQ(reloc(misread, sizeof(misread), out, &n, &why), -1);
+	EXPECT_TRUE_MSG(why && !strcmp(why, "unsupported"), "reason %s", why ? why : "(none)");
+	EXPECT_EQ(relocate_branch_target(addr32, sizeof(addr32), FROM, &t), 0);
+	EXPECT_EQ_U64(FROM + 6 + 0x1000, t);
+	EXPECT_EQ(reloc(addr32, sizeof(addr32), out, &n, &why), 0);
+	EXPECT_EQ_U64(6, n);
+	memcpy(&rel, out + 2, 4);
+	EXPECT_EQ_U64(FROM + 6 + 0x1000, TO + 6 + (int64_t)rel);
+	EXPECT_EQ(relocate_branch_target(hinted_jcc, sizeof(hinted_jcc), FROM, &t), 0);
+	EXPECT_EQ_U64(FROM + 1, t);
+	EXPECT_EQ(relocate_branch_target(loop, sizeof(loop), FROM, &t), 0);
+	EXPECT_EQ_U64(FROM + 2 + 0x10, t);
+	EXPECT_EQ(relocate_branch_target(jcc32, sizeof(jcc32), FROM, &t), 0);
+	EXPECT_EQ_U64(FROM + 6 - 0x80000000ull, t);
+	EXPECT_EQ(relocate_branch_target(jmp16, sizeof(jmp16), FROM, &t), -1);
+	EXPECT_EQ(relocate_branch_target(notbranch, sizeof(notbranch), FROM, &t), -1);
+	EXPECT_EQ(relocate_branch_target(jcc32, 5, FROM, &t), -1);	/* cut short */
+}
+
 TEST_SUITE(relocate, "relocate", false,
 	   TEST(test_relocate_refuses_rel16_branches), TEST(test_relocate_refuses_loop),
 	   TEST(test_relocate_branch_keeps_target), TEST(test_relocate_rex_among_prefixes),
-	   TEST(test_relocate_riprel_far_and_wrapping))
+	   TEST(test_relocate_riprel_far_and_wrapping),
+	   TEST(test_relocate_branch_target_and_misread))
