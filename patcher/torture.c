@@ -530,7 +530,38 @@ static void torture_progress(struct torture *t, double now)
 	t->progress(line);
 }
 
-static void torture_patch_loop(struct torture *t, double seconds)
+/* Has every kind of the run made at least n of its events? */
+static bool torture_min_events_met(const struct torture *t, uint64_t n)
+{
+	struct torture_lp_stats lp;
+
+	if (t->nr_sites && t->patches < n)
+		return false;
+	if (t->jl && t->key_flips < n)
+		return false;
+	if (t->sc && t->call_updates < n)
+		return false;
+	if (t->probes && torture_probes_placed(t->probes) < n)
+		return false;
+	if (t->lp) {
+		torture_lp_stats(t->lp, &lp);
+		if (lp.transitions < n)
+			return false;
+	}
+	return true;
+}
+
+/* Go on past `seconds`?  Only for --min-events, and only up to the cap. */
+static bool torture_go_on(const struct torture *t, double seconds, unsigned int min_events,
+			  double elapsed)
+{
+	if (elapsed < seconds)
+		return true;
+	return min_events && elapsed < seconds + TORTURE_MIN_EVENTS_S &&
+	       !torture_min_events_met(t, min_events);
+}
+
+static void torture_patch_loop(struct torture *t, double seconds, unsigned int min_events)
 {
 	unsigned int *idx = calloc(t->nr_sites, sizeof(*idx));
 	unsigned int *to = calloc(t->nr_sites, sizeof(*to));
@@ -546,7 +577,7 @@ static void torture_patch_loop(struct torture *t, double seconds)
 		idx[i] = i;
 	t->t0 = now = torture_now_s();
 	next_progress = now + 1;
-	while (now - t->t0 < seconds && !*t->interrupted &&
+	while (torture_go_on(t, seconds, min_events, now - t->t0) && !*t->interrupted &&
 	       !atomic_load(&t->ended)) {
 		int r = t->nr_sites ? torture_flip_batch(t, idx, to, &rng) : 0;
 
@@ -649,7 +680,7 @@ static int torture_session(struct torture *t, const struct torture_opts *a,
 		hot_started = true;
 	}
 
-	torture_patch_loop(t, a->seconds);
+	torture_patch_loop(t, a->seconds, a->min_events);
 	r->elapsed = torture_now_s() - t->t0;
 
 	torture_stop_hotplug(t, hot, &hot_started);

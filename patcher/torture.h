@@ -69,6 +69,8 @@ struct torture_probes;
 struct torture_probes *torture_probes_new(struct patcher *p, struct vm *vm, bool optimize);
 /* One round: toggle a random point.  0, or -1 on a host error. */
 int torture_probes_step(struct torture_probes *tp, uint64_t *rng);
+/* Probes placed so far. */
+uint64_t torture_probes_placed(const struct torture_probes *tp);
 /*
  * Remove every live probe (while the guest runs), then check what the run
  * promised; *r filled either way.  0, or -1 if a removal failed.
@@ -123,6 +125,13 @@ void torture_put_le32(uint8_t *buf, int32_t rel);
 struct torture_opts {
 	struct vm_config cfg;
 	double seconds;			/* patch for this long */
+	/*
+	 * Then go on, at most TORTURE_MIN_EVENTS_S more, until every kind
+	 * selected has made this many of its events (patches, key flips,
+	 * call updates, probes placed, livepatch transitions): a slow host
+	 * (a nested guest under TCG) must not make a test's run empty.
+	 */
+	unsigned int min_events;
 	unsigned int kinds;		/* TORTURE_KINDS_ALL or a subset */
 	bool hotplug;			/* offline/online vCPUs meanwhile */
 	bool json;			/* the command's report format */
@@ -131,6 +140,8 @@ struct torture_opts {
 	/* Set (by a signal handler) to end the patch loop early; may be NULL. */
 	const volatile sig_atomic_t *interrupted;
 };
+
+#define TORTURE_MIN_EVENTS_S	60
 
 /* What a run that reached the patch loop saw. */
 struct torture_report {

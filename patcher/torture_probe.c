@@ -68,6 +68,11 @@ struct torture_probes {
 	struct torture_probe_report r;
 };
 
+uint64_t torture_probes_placed(const struct torture_probes *tp)
+{
+	return tp->r.placed;
+}
+
 /* The counting handler: runs on the vCPU thread, so only atomics. */
 static enum probe_verdict tp_count(struct probe_hit_ctx *ctx, void *opaque)
 {

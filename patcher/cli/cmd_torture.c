@@ -28,7 +28,7 @@ static void cmd_torture_on_signal(int sig)
 static void cmd_torture_usage(FILE *f)
 {
 	fprintf(f, "usage: vmpoke torture IMAGE [--vcpus N] [--seconds S] "
-		"[--kinds LIST] [--hotplug]\n"
+		"[--min-events N] [--kinds LIST] [--hotplug]\n"
 		"                     [--inject FAULT] [--json] [--tasks N] "
 		"[--hz HZ] [--seed S]\n"
 		"  LIST:  comma-separated nop5,nop2,call,jcc,multi,jump_label,\n"
@@ -43,7 +43,10 @@ static void cmd_torture_usage(FILE *f)
 		"early-retire,\n"
 		"         no-ghost, late-publish, no-stack-check (livepatch),\n"
 		"         no-optimize-shadow (optprobe)\n"
-		CLI_TRAP_PATH_HELP);
+		"  --min-events N: after S seconds go on (at most %d s more) until\n"
+		"         every kind has made N events (patches, key flips, call\n"
+		"         updates, probes placed, livepatch transitions)\n"
+		CLI_TRAP_PATH_HELP, TORTURE_MIN_EVENTS_S);
 }
 
 static void cmd_torture_json(const struct torture_report *t, enum poke_inject inj)
@@ -82,6 +85,8 @@ static void cmd_torture_json(const struct torture_report *t, enum poke_inject in
 		for (size_t i = 0; i < sizeof(lp) / sizeof(lp[0]); i++)
 			json_object_object_add(o, lp[i].key, json_object_new_uint64(lp[i].v));
 	}
+	/* Longer than --seconds only where --min-events kept it going. */
+	json_object_object_add(o, "elapsed_s", json_object_new_double(t->elapsed));
 	json_object_object_add(o, "syncs", json_object_new_uint64(st->syncs));
 	/* Of those, the core syncs (membarrier); the rest were acknowledged. */
 	json_object_object_add(o, "core_syncs", json_object_new_uint64(st->core_syncs));
@@ -150,6 +155,7 @@ static int cmd_torture_parse(int argc, char **argv, struct torture_opts *a)
 	static const struct option opts[] = {
 		{ "vcpus", required_argument, NULL, 'v' },
 		{ "seconds", required_argument, NULL, 's' },
+		{ "min-events", required_argument, NULL, 'm' },
 		{ "kinds", required_argument, NULL, 'k' },
 		{ "hotplug", no_argument, NULL, 'H' },
 		{ "inject", required_argument, NULL, 'i' },
@@ -194,6 +200,11 @@ static int cmd_torture_parse(int argc, char **argv, struct torture_opts *a)
 			}
 			break;
 		}
+		case 'm':
+			if (cli_parse_uint("torture", "--min-events", optarg, 0,
+					   1000000, &a->min_events))
+				return -1;
+			break;
 		case 'k':
 			a->kinds = torture_parse_kinds(optarg, msg, sizeof(msg));
 			if (!a->kinds) {
