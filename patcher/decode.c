@@ -123,11 +123,22 @@ int decode_scan_function(const uint8_t *code, size_t size, uint64_t base,
 		 * its table cannot be read off the code.
 		 */
 		kind = decode_direct_target(h, insn, &target);
-		if ((kind == DECODE_UNTRUSTED ||
-		     (kind == DECODE_NOT_DIRECT &&
-		      (insn->id == X86_INS_JMP || insn->id == X86_INS_LJMP))) &&
-		    !out->indirect_at)
+		if (kind == DECODE_NOT_DIRECT &&
+		    (insn->id == X86_INS_JMP || insn->id == X86_INS_LJMP) && !out->indirect_at)
 			out->indirect_at = at;
+		/*
+		 * Capstone and the CPU read this branch differently: its
+		 * target, or even its length (`67 48 e8 rel32` is 5 bytes to
+		 * Capstone 4, 7 to the CPU; a 66-prefixed one is rel16 on AMD,
+		 * rel32 on Intel).  Nothing after it decodes as the CPU runs
+		 * it, so the scan stops here, as at bytes that do not decode.
+		 */
+		if (kind == DECODE_UNTRUSTED) {
+			out->untrusted_at = at;
+			out->stop_at = pc;
+			out->end_boundary |= pc == end;
+			goto done;
+		}
 		/* kprobes insn_jump_into_range(): entries into the shadow. */
 		if (kind == DECODE_DIRECT && target > addr && target < end &&
 		    !out->jump_from) {

@@ -43,12 +43,13 @@ struct decode_scan {
 	unsigned int insns;	/* instructions starting in [addr, addr + len),
 				 * INT3 padding after a JMP/RET not counted */
 	uint64_t stop_at;	/* first undecodable byte, if !complete */
+	uint64_t untrusted_at;	/* the branch decoding stopped after, when
+				 * Capstone reads it otherwise than the CPU */
 	uint64_t int3_at;	/* an int3 instruction starting in the range, or 0 */
 	uint64_t jump_from;	/* a direct branch targeting (addr, addr + len) */
 	uint64_t jump_to;
 	uint64_t call_at;	/* a CALL in the range returning inside it, or 0 */
-	uint64_t indirect_at;	/* an indirect JMP in the function, or a branch
-				 * whose target Capstone misreads; or 0 */
+	uint64_t indirect_at;	/* an indirect JMP in the function, or 0 */
 };
 
 /*

@@ -319,6 +319,13 @@ struct probe *probe_add(struct patcher *p, uint64_t addr, const struct probe_opt
 	if (!sc.at_boundary) {
 		bool stopped = sc.stop_at && !sc.complete && sc.stop_at <= addr;
 
+		if (stopped && sc.untrusted_at) {
+			site_where(p, sc.untrusted_at, lw, sizeof(lw));
+			probe_refuse(reason, "not_boundary", msg, msglen, where,
+				     "past the branch at %s, which Capstone and the CPU read "
+				     "differently, no instruction boundary can be trusted", lw);
+			goto out;
+		}
 		/* decoding stopped right here: these bytes are no instruction */
 		if (stopped && sc.stop_at == addr) {
 			probe_refuse(reason, "not_code", msg, msglen, where,

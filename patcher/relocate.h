@@ -66,8 +66,10 @@ struct relocate_region {
  * (r->bad_off: any direct jump of the function into (addr, addr + min)),
  * indirect_jump (a jump table), leaves_function, live_site (overlap with
  * live[0..nlive)), call_in_region (a CALL that is not the last displaced
- * instruction, or an indirect CALL), not_code / not_boundary, the probe
- * refusals of probe_insn.c, rip_rel_unreachable, too_long.
+ * instruction, or an indirect CALL), not_code / not_boundary, unsupported
+ * (r->bad_at: a branch Capstone reads otherwise than the CPU, past which
+ * the function cannot be decoded), the probe refusals of probe_insn.c,
+ * rip_rel_unreachable, too_long.
  */
 int relocate_region(const uint8_t *fn, size_t fnlen, uint64_t fnaddr,
 		    uint64_t addr, size_t min, uint64_t to,

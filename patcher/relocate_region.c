@@ -249,6 +249,13 @@ int relocate_region(const uint8_t *fn, size_t fnlen, uint64_t fnaddr,
 	if (!sc.at_boundary)
 		return rr_refuse(reason, "not_boundary", detail, dlen,
 				 "0x%" PRIx64 " is not an instruction boundary", addr);
+	if (!sc.complete && sc.untrusted_at) {
+		r->bad_at = sc.untrusted_at;
+		return rr_refuse(reason, "unsupported", detail, dlen,
+				 "Capstone and the CPU read the branch at +0x%" PRIx64
+				 " differently: the function cannot be decoded past it",
+				 sc.untrusted_at - fnaddr);
+	}
 	if (!sc.complete)
 		return rr_refuse(reason, "not_code", detail, dlen,
 				 "the function does not decode to its end (stops at 0x%"
@@ -257,8 +264,7 @@ int relocate_region(const uint8_t *fn, size_t fnlen, uint64_t fnaddr,
 	if (sc.indirect_at) {
 		r->bad_at = sc.indirect_at;
 		return rr_refuse(reason, "indirect_jump", detail, dlen,
-				 "an indirect jump at +0x%" PRIx64 " (a jump table, or a "
-				 "branch the decoder reads otherwise than the CPU) may "
+				 "an indirect jump at +0x%" PRIx64 " (a jump table) may "
 				 "target any byte of the function", sc.indirect_at - fnaddr);
 	}
 	/* the instructions the JMP covers */

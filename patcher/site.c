@@ -110,6 +110,13 @@ static enum poke_err site_check_scan(struct patcher *p, const char *where,
 	}
 	if (sc->insns <= 1)
 		return POKE_OK;
+	if (!sc->complete && sc->untrusted_at) {
+		site_where(p, sc->untrusted_at, w, sizeof(w));
+		return site_refuse(where, msg, msglen, POKE_E_JUMP_INTO,
+				   "Capstone and the CPU read the branch at %s differently, "
+				   "so the function cannot be decoded past it to rule out "
+				   "jumps into a %u-instruction range", w, sc->insns);
+	}
 	if (!sc->complete) {
 		site_where(p, sc->stop_at, w, sizeof(w));
 		return site_refuse(where, msg, msglen, POKE_E_JUMP_INTO,
@@ -126,8 +133,7 @@ static enum poke_err site_check_scan(struct patcher *p, const char *where,
 	if (sc->indirect_at) {
 		site_where(p, sc->indirect_at, w, sizeof(w));
 		return site_refuse(where, msg, msglen, POKE_E_JUMP_INTO,
-				   "indirect jump at %s (a jump table, or a branch the "
-				   "decoder reads otherwise than the CPU) could target "
+				   "indirect jump at %s (a jump table) could target "
 				   "the inside of the %u-instruction range", w, sc->insns);
 	}
 	if (sc->call_at) {

@@ -210,11 +210,13 @@ static void test_scan_indirect_jump(void)
 
 /*
  * Found by fuzz_decode: Capstone 4 reads `67 48 e9 rel32` as a rel16 JMP
- * (target truncated to 16 bits) where the CPU ignores both prefixes, and
- * a 66-prefixed JMP is rel16 on AMD and rel32 on Intel.  A branch whose
- * target the decoder and the CPU read differently cannot be followed: it
- * counts as an indirect jump, and decode_jump_into() reports it whatever
- * its decoded target.  `67 e9` alone is read right and followed.
+ * (target truncated to 16 bits) and `67 48 e8 rel32` as a 5-byte CALL
+ * rel16, where the CPU ignores both prefixes; a 66-prefixed JMP is rel16
+ * on AMD and rel32 on Intel.  Past such a branch nothing decodes as the
+ * CPU runs it: the scan stops after it (untrusted_at), so a range before
+ * it is incomplete, one after it is no boundary, and decode_jump_into()
+ * reports it whatever its decoded target.  `67 e9` alone is read right
+ * and followed.
  */
 static void test_scan_untrusted_branch(void)
 {
@@ -223,6 +225,11 @@ static void test_scan_untrusted_branch(void)
 		0x83, 0xc0, 0x01,			/* add $1,%eax */
 		0x67, 0x48, 0xe9, 0x00, 0x00, 0x00, 0x00,	/* jmp .+7 */
 		0xc3,					/* ret */
+	};
+	static const uint8_t call_len[] = {
+		0x89, 0xf8, 0x83, 0xc0, 0x01,
+		0x67, 0x48, 0xe8, 0x10, 0x00, 0x00, 0x00,	/* call: 7 bytes, not 5 */
+		0xc3,
 	};
 	static const uint8_t jmp16[] = {
 		0x89, 0xf8, 0x83, 0xc0, 0x01,
@@ -238,14 +245,26 @@ static void test_scan_untrusted_branch(void)
 	uint64_t target = 0;
 
 	EXPECT_EQ(decode_scan_function(misread, sizeof(misread), AT, AT, 5, &sc), 0);
-	EXPECT_EQ_U64(AT + 5, sc.indirect_at);
+	EXPECT_FALSE(sc.complete);
+	EXPECT_EQ_U64(AT + 5, sc.untrusted_at);
+	EXPECT_EQ_U64(AT + 12, sc.stop_at);
 	EXPECT_EQ_U64(0, sc.jump_from);
 	EXPECT_EQ_U64(AT + 5, decode_jump_into(misread, sizeof(misread), AT, AT, AT + 2,
 					       0, 0, &target));
+	/* Capstone's boundary at +10 is inside the CPU's CALL */
+	EXPECT_EQ(decode_scan_function(call_len, sizeof(call_len), AT, AT + 10, 1, &sc), 0);
+	EXPECT_FALSE(sc.at_boundary);
+	EXPECT_EQ_U64(AT + 5, sc.untrusted_at);
+	/* the branch itself is a boundary: probe_insn_decode() refuses it */
+	EXPECT_EQ(decode_scan_function(call_len, sizeof(call_len), AT, AT + 5, 5, &sc), 0);
+	EXPECT_TRUE(sc.at_boundary);
+	EXPECT_TRUE(sc.end_boundary);
 	EXPECT_EQ(decode_scan_function(jmp16, sizeof(jmp16), AT, AT, 5, &sc), 0);
-	EXPECT_EQ_U64(AT + 5, sc.indirect_at);
+	EXPECT_FALSE(sc.complete);
+	EXPECT_EQ_U64(AT + 5, sc.untrusted_at);
 	EXPECT_EQ(decode_scan_function(addr32, sizeof(addr32), AT, AT, 5, &sc), 0);
-	EXPECT_EQ_U64(0, sc.indirect_at);
+	EXPECT_TRUE(sc.complete);
+	EXPECT_EQ_U64(0, sc.untrusted_at);
 	EXPECT_EQ_U64(AT + 5, sc.jump_from);
 	EXPECT_EQ_U64(AT + 1, sc.jump_to);
 }

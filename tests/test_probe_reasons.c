@@ -246,6 +246,30 @@ static void row_rip_unreachable(struct renv *e)
 	unplant(e);
 }
 
+/*
+ * `67 48 e8 rel32`: 7 bytes to the CPU, a 5-byte CALL rel16 to Capstone 4
+ * (fuzz_decode).  The CALL itself is unsupported; Capstone's "boundary"
+ * at +5 lies inside the CPU's immediate, where an INT3 would change the
+ * call's target: not a boundary anyone can trust.
+ */
+static void row_misread_branch(struct renv *e)
+{
+	static const uint8_t call[] = { 0x67, 0x48, 0xe8, 0x00, 0x00, 0x00, 0x00, 0x90 };
+	const char *reason = NULL;
+	char msg[512] = "";
+	struct probe *pr;
+
+	plant(e, call, sizeof(call));
+	refused(e, e->pad, NULL, "unsupported");
+	pr = probe_add(e->p, e->pad + 5, NULL, &reason, msg, sizeof(msg));
+	EXPECT_NULL(pr);
+	if (pr)
+		probe_remove(pr, msg, sizeof(msg));
+	saw(e, e->pad + 5, pr ? NULL : reason, msg, "not_boundary");
+	EXPECT_TRUE_MSG(strstr(msg, "Capstone and the CPU read"), "%s", msg);
+	unplant(e);
+}
+
 /* A probe live there already (and a site's bytes under it). */
 static void row_live_site(struct renv *e)
 {
@@ -522,6 +546,7 @@ static void test_every_reason(void)
 		rows_addresses(&e);
 		rows_instructions(&e);
 		row_rip_unreachable(&e);
+		row_misread_branch(&e);
 		row_live_site(&e);
 		row_in_handler(&e);
 		rows_optimized(&e);
