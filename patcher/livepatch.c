@@ -660,24 +660,19 @@ static int klp_pass(struct klp_patch *lp, bool force, unsigned int *switched, ch
 	return err;
 }
 
-/* Is every straggler of the last look one that was running? */
-static bool klp_only_running(const struct klp_patch *lp)
-{
-	for (size_t i = 0; i < lp->nr_pending; i++)
-		if (strcmp(lp->pending[i].reason, "running"))
-			return false;
-	return lp->nr_pending > 0;
-}
-
 /*
- * One retry.  A task that is running at a look is not switched, and
- * looks can fall in step with the guest's round-robin: the pause of one
- * look leaves a tick pending, which switches tasks at the resume, and the
- * next look comes a whole number of ticks later, so the same task of a
- * pair is current every time (seen: one task "running" at all 400 retries
- * of a campaign's exit, 1 run in 50).  So where only running tasks are
- * left, look once more, a random 0.25-1.25 ticks later: the task has
- * then most likely been switched out, and the phase is random from then on.
+ * One retry.  A task that is running at a look is not switched, nor one
+ * preempted inside a function being replaced, and looks can fall in step
+ * with the guest's schedule: the pause of one look leaves a tick pending,
+ * which switches tasks at the resume, and the next look comes a whole
+ * number of ticks later, so the same task of a pair is current every time
+ * (seen: one task "running" at all 400 retries of a campaign's exit, 1
+ * run in 50); a task whose loop alternates by ticks (the sleeper: one
+ * tick napping in lp_sleep, one outside) can be found at the same point
+ * of it every time the same way (a transition once stayed pending through
+ * 600 retries in the nested KVM; that run did not record its stragglers).
+ * So where tasks are left, look once more, a random 0.25-1.25 ticks
+ * later: the phase of that look is random, whatever the caller's cadence.
  */
 static int klp_try(struct klp_patch *lp, bool force, char *msg, size_t len)
 {
@@ -686,7 +681,7 @@ static int klp_try(struct klp_patch *lp, bool force, char *msg, size_t len)
 	int err;
 
 	err = klp_pass(lp, force, &switched, msg, len);
-	if (!err && !force && k->hz && klp_only_running(lp)) {
+	if (!err && !force && k->hz && lp->nr_pending) {
 		uint64_t tick_ns = 1000000000ull / k->hz;
 		struct timespec ts = { 0, 0 };
 		uint64_t ns = tick_ns / 4 + (uint64_t)random() % tick_ns;

@@ -140,6 +140,18 @@ static bool tick_until(struct lenv *e, struct klp_patch *lp, enum klp_state want
 	}
 	EXPECT_TRUE_MSG(state(lp) == want, "state %s, want %s", klp_state_name(state(lp)),
 			klp_state_name(want));
+	if (state(lp) != want) {
+		struct klp_info in;
+
+		/* Who held it: the evidence a liveness failure needs. */
+		klp_patch_info(lp, &in);
+		fprintf(stderr, "\n  %u retries, %u switched, %zu pending:\n", in.retries,
+			in.switched, in.nr_pending);
+		for (size_t i = 0; i < in.nr_pending; i++)
+			fprintf(stderr, "    task %u vcpu %u: %s %s %s\n", in.pending[i].task,
+				in.pending[i].vcpu, in.pending[i].reason, in.pending[i].func,
+				in.pending[i].detail);
+	}
 	return state(lp) == want;
 }
 
