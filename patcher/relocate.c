@@ -106,8 +106,9 @@ int relocate_branch_target(const uint8_t *in, size_t len, uint64_t from, uint64_
 		return 0;
 	}
 	if (o == 0xe9 || o == 0xe8 ||
-	    (o == 0x0f && op + 1 < len && (in[op + 1] & 0xf0) == 0x80)) {
-		if (len != op + (o == 0x0f ? 6u : 5u))
+	    (o == 0x0f && op + 1 < len && (in[op + 1] & 0xf0) == 0x80) ||
+	    (o == 0xc7 && op + 1 < len && in[op + 1] == 0xf8)) {	/* XBEGIN */
+		if (len != op + (o == 0xe9 || o == 0xe8 ? 5u : 6u))
 			return -1;
 		*target = from + len + (uint64_t)(int64_t)get_s32(in + len - 4);
 		return 0;
@@ -137,6 +138,8 @@ static int relocate_branch(const uint8_t *in, size_t len, uint64_t from, uint64_
 	o = in[op];
 	if (o >= 0xe0 && o <= 0xe3)
 		return refuse(reason, "unsupported");	/* LOOP*, JrCXZ: rel8 only */
+	if (o == 0xc7)
+		return refuse(reason, "unsupported");	/* XBEGIN: never runs out of line */
 	n = o == 0xeb ? 5 : (o >= 0x70 && o <= 0x7f) ? 6 : len;
 	if (outcap < n)
 		return refuse(reason, "too_long");

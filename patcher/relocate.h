@@ -25,7 +25,7 @@ int relocate_insn(const uint8_t *in, size_t len, uint64_t from, uint64_t to,
 		  uint8_t *out, size_t outcap, size_t *outlen, const char **reason);
 
 /*
- * The CPU's target of the relative JMP/Jcc/CALL/LOOP/JrCXZ in[0..len) at
+ * The CPU's target of the relative JMP/Jcc/CALL/LOOP/JrCXZ/XBEGIN in[0..len) at
  * `from`: 0 with *target, or -1 if it is none of them, or 66-prefixed
  * (Intel and AMD disagree on those).  Callers compare it with Capstone's
  * operand and distrust an instruction where the two differ.

@@ -241,6 +241,11 @@ static void test_scan_untrusted_branch(void)
 		0x67, 0xe9, 0xf6, 0xff, 0xff, 0xff,	/* jmp AT + 1 */
 		0xc3,
 	};
+	static const uint8_t xbegin[] = {
+		0x89, 0xf8, 0x83, 0xc0, 0x01,
+		0xc7, 0xf8, 0xf7, 0xff, 0xff, 0xff,	/* xbegin AT + 2: followed */
+		0xc3,
+	};
 	struct decode_scan sc;
 	uint64_t target = 0;
 
@@ -262,6 +267,10 @@ static void test_scan_untrusted_branch(void)
 	EXPECT_EQ(decode_scan_function(jmp16, sizeof(jmp16), AT, AT, 5, &sc), 0);
 	EXPECT_FALSE(sc.complete);
 	EXPECT_EQ_U64(AT + 5, sc.untrusted_at);
+	EXPECT_EQ(decode_scan_function(xbegin, sizeof(xbegin), AT, AT, 5, &sc), 0);
+	EXPECT_TRUE(sc.complete);
+	EXPECT_EQ_U64(AT + 5, sc.jump_from);	/* its abort target: AT + 2 */
+	EXPECT_EQ_U64(AT + 2, sc.jump_to);
 	EXPECT_EQ(decode_scan_function(addr32, sizeof(addr32), AT, AT, 5, &sc), 0);
 	EXPECT_TRUE(sc.complete);
 	EXPECT_EQ_U64(0, sc.untrusted_at);

@@ -155,6 +155,7 @@ static void test_relocate_branch_target_and_misread(void)
 	static const uint8_t jcc32[] = { 0x0f, 0x85, 0x00, 0x00, 0x00, 0x80 };
 	static const uint8_t jmp16[] = { 0x66, 0xe9, 0x10, 0x00 };
 	static const uint8_t notbranch[] = { 0x48, 0x89, 0xc1 };
+	static const uint8_t xbegin[] = { 0xc7, 0xf8, 0x10, 0x00, 0x00, 0x00 };
 	uint8_t out[RELOCATE_MAX_OUT];
 	const char *why = NULL;
 	uint64_t t = 0;
@@ -180,6 +181,11 @@ static void test_relocate_branch_target_and_misread(void)
 	EXPECT_EQ(relocate_branch_target(jmp16, sizeof(jmp16), FROM, &t), -1);
 	EXPECT_EQ(relocate_branch_target(notbranch, sizeof(notbranch), FROM, &t), -1);
 	EXPECT_EQ(relocate_branch_target(jcc32, 5, FROM, &t), -1);	/* cut short */
+	/* XBEGIN's abort target: a branch to follow, never moved out of line */
+	EXPECT_EQ(relocate_branch_target(xbegin, sizeof(xbegin), FROM, &t), 0);
+	EXPECT_EQ_U64(FROM + 6 + 0x10, t);
+	EXPECT_EQ(reloc(xbegin, sizeof(xbegin), out, &n, &why), -1);
+	EXPECT_TRUE_MSG(why && !strcmp(why, "unsupported"), "reason %s", why ? why : "(none)");
 }
 
 TEST_SUITE(relocate, "relocate", false,
