@@ -44,7 +44,8 @@ struct decode_scan {
 				 * INT3 padding after a JMP/RET not counted */
 	uint64_t stop_at;	/* first undecodable byte, if !complete */
 	uint64_t untrusted_at;	/* the branch decoding stopped after, when
-				 * Capstone reads it otherwise than the CPU */
+				 * Capstone reads it otherwise than the CPU
+				 * (so !complete); or 0 */
 	uint64_t int3_at;	/* an int3 instruction starting in the range, or 0 */
 	uint64_t jump_from;	/* a direct branch targeting (addr, addr + len) */
 	uint64_t jump_to;

@@ -99,14 +99,16 @@ static bool insn_emulation(csh cs, const cs_insn *in, const cs_x86 *x,
 		return true;
 	}
 	if (cs_insn_group(cs, in, X86_GRP_BRANCH_RELATIVE)) {
-		/* from the bytes: rel8 or rel32 after the opcode, relative to the end */
-		const uint8_t *imm = in->bytes + x->encoding.imm_offset;
-
-		if (!x->encoding.imm_offset)
+		/*
+		 * The target as the CPU reads the bytes, and only where Capstone
+		 * reads the same: not a 66-prefixed branch (IP truncated on
+		 * some CPUs), nor `67 48 e9 rel32`, which Capstone 4 reads as
+		 * rel16 (relocate_branch_target()).
+		 */
+		if (relocate_branch_target(in->bytes, in->size, addr, &e->target) ||
+		    x->op_count != 1 || x->operands[0].type != X86_OP_IMM ||
+		    (uint64_t)x->operands[0].imm != e->target)
 			return false;
-		e->target = addr + in->size + (x->encoding.imm_size == 1 ? (int64_t)(int8_t)imm[0] :
-			    (int64_t)(int32_t)((uint32_t)imm[0] | (uint32_t)imm[1] << 8 |
-					       (uint32_t)imm[2] << 16 | (uint32_t)imm[3] << 24));
 		if (op == 0xe8) {
 			e->kind = POKE_EMU_CALL;
 		} else if (op == 0xe9 || op == 0xeb) {
@@ -122,15 +124,7 @@ static bool insn_emulation(csh cs, const cs_insn *in, const cs_x86 *x,
 			e->cond = op - 0xe0;
 			e->asize = x->prefix[3] == 0x67 ? 4 : 8;
 		}
-		/*
-		 * 66-prefixed branches truncate IP on some CPUs: not emulated.
-		 * Nor one whose target Capstone reads otherwise than the bytes
-		 * say (`67 48 e9 rel32`, read as rel16; relocate_branch_target()).
-		 */
-		if (x->op_count != 1 || x->operands[0].type != X86_OP_IMM ||
-		    (uint64_t)x->operands[0].imm != e->target)
-			return false;
-		return e->kind != POKE_EMU_NONE && !opsize;
+		return e->kind != POKE_EMU_NONE;
 	}
 	if (op == 0xc3 && !opsize) {
 		e->kind = POKE_EMU_RET;

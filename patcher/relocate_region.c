@@ -249,7 +249,7 @@ int relocate_region(const uint8_t *fn, size_t fnlen, uint64_t fnaddr,
 	if (!sc.at_boundary)
 		return rr_refuse(reason, "not_boundary", detail, dlen,
 				 "0x%" PRIx64 " is not an instruction boundary", addr);
-	if (!sc.complete && sc.untrusted_at) {
+	if (sc.untrusted_at) {
 		r->bad_at = sc.untrusted_at;
 		return rr_refuse(reason, "unsupported", detail, dlen,
 				 "Capstone and the CPU read the branch at +0x%" PRIx64

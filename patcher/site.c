@@ -110,7 +110,7 @@ static enum poke_err site_check_scan(struct patcher *p, const char *where,
 	}
 	if (sc->insns <= 1)
 		return POKE_OK;
-	if (!sc->complete && sc->untrusted_at) {
+	if (sc->untrusted_at) {
 		site_where(p, sc->untrusted_at, w, sizeof(w));
 		return site_refuse(where, msg, msglen, POKE_E_JUMP_INTO,
 				   "Capstone and the CPU read the branch at %s differently, "
