@@ -123,7 +123,8 @@ static void region_check(const uint8_t *fn, size_t fnlen, uint64_t fnaddr, uint6
 			FUZZ_CHECK(T, k == n - 1 && r->ends_in_call && b->id == X86_INS_PUSH &&
 				   region_riprel(b, &abs_b) &&
 				   abs_b - to <= r->outlen - 8 && j && j->id == X86_INS_JMP &&
-				   region_imm(j) == region_imm(a[k]),
+				   region_imm(j) == region_want(region_imm(a[k]), addr, r->len,
+								orig, copy, n),
 				   "CALL at 0x%llx relocated wrongly", (unsigned long long)orig[k]);
 			/* modulo 2^64, as the CPU adds: a fuzzed block may wrap */
 			memcpy(&lit, out + (abs_b - to), 8);
