@@ -76,9 +76,17 @@ static struct vm *prio_boot(enum vmpoke_scenario scn)
 	return vm;
 }
 
-/* n syncs, each acked by every vCPU; false (and a failure) if one was not. */
+/*
+ * n syncs, each acked by every vCPU; false (and a failure) if one was not.
+ * A vCPU still parked (callers resume just before) counts as quiescent
+ * without acking, and may leave the park between a sync's return and the
+ * check: so first every vCPU leaves it (bounded, sleeping).
+ */
 static bool prio_syncs(struct vm *vm, unsigned int n)
 {
+	for (unsigned int k = 0; k < vmm_nr_vcpus(vm); k++)
+		for (int t = 0; t < 10000 && atomic_load(&vm->vcpus[k].parked); t++)
+			usleep(1000);
 	for (unsigned int i = 0; i < n; i++) {
 		uint64_t gen;
 		int err = vmm_sync(vm);
